@@ -1,0 +1,149 @@
+"""Building blocks of the ASFormer-style encoder and decoder (shapes: (batch, channels, time)).
+
+The windowed ("dilated") attention gives each query exactly ``kernel`` keys, at the taps of the dilated
+convolution: ``l + (j - kernel // 2) * dilation``. It is written as ``kernel`` shifted slices of a
+zero-padded tensor, so there are no Python-built index tables and the time axis stays dynamic in ONNX.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_LOG_EPS = 1e-6  # the authors' soft validity mask: logits += log(valid + 1e-6)
+
+
+def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """InstanceNorm1d (affine=False, no running stats), written out so ONNX keeps the channel dim."""
+    mean = x.mean(dim=-1, keepdim=True)
+    centred = x - mean
+    var = (centred * centred).mean(dim=-1, keepdim=True)
+    return centred / torch.sqrt(var + eps)
+
+
+def window_bias_rows(kernel: int, dilation: int, max_dist: int) -> list[int]:
+    """Relative-bias offset for each window slot: ``min(j * dilation, max_dist)``.
+
+    The authors count the offset from the window's start, not from the query, and clip it at
+    ``max_dist`` (their table row is ``10000 + offset``); later slots of wide windows share a row.
+    """
+    return [min(j * dilation, max_dist) for j in range(kernel)]
+
+
+class WindowedAttention(nn.Module):
+    """Single-head attention over ``kernel`` dilated taps with a per-slot relative bias.
+
+    ``logits_j = (q . k_j + bias_j) / sqrt(dim) + log(valid_j + 1e-6)``; the softmax weights are then
+    multiplied by ``valid`` without renormalising (keys outside [0, T) are zero-padded), as in the
+    authors' layer.
+    """
+
+    def __init__(self, *, qk_in: int, v_in: int, dim: int, kernel: int, dilation: int, max_dist: int) -> None:
+        super().__init__()
+        self.kernel, self.dilation, self.dim = kernel, dilation, dim
+        self.q = nn.Conv1d(qk_in, dim, 1)
+        self.k = nn.Conv1d(qk_in, dim, 1)
+        self.v = nn.Conv1d(v_in, dim, 1)
+        self.rel_bias = nn.Parameter(torch.randn(max_dist + 1))
+        self.register_buffer("bias_rows", torch.tensor(window_bias_rows(kernel, dilation, max_dist)),
+                             persistent=False)
+
+    def windows(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) -> (B, C, kernel, T): slot j holds x at ``t + (j - kernel//2) * dilation`` (0 outside)."""
+        pad = (self.kernel // 2) * self.dilation
+        length = x.shape[-1]
+        padded = F.pad(x, (pad, pad))
+        return torch.stack([padded[:, :, j * self.dilation: j * self.dilation + length]
+                            for j in range(self.kernel)], dim=2)
+
+    def validity(self, reference: torch.Tensor) -> torch.Tensor:
+        """(kernel, T) float mask: 1 where the slot's key lies inside the sequence."""
+        length = reference.shape[-1]
+        pos = torch.arange(length, device=reference.device)
+        offsets = (torch.arange(self.kernel, device=reference.device) - self.kernel // 2) * self.dilation
+        tap = pos.unsqueeze(0) + offsets.unsqueeze(1)
+        return ((tap >= 0) & (tap < length)).to(reference.dtype)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Attention from projected q, k, v (each (B, dim, T)) -> (B, dim, T)."""
+        keys = self.windows(k)
+        values = self.windows(v)
+        logits = (q.unsqueeze(2) * keys).sum(dim=1)  # (B, kernel, T)
+        bias = self.rel_bias[self.bias_rows].to(logits.dtype)
+        logits = (logits + bias.unsqueeze(-1)) / math.sqrt(self.dim)
+        valid = self.validity(q)
+        logits = logits + torch.log(valid + _LOG_EPS)
+        weights = torch.softmax(logits, dim=1) * valid
+        return (weights.unsqueeze(1) * values).sum(dim=2)
+
+    def forward(self, qk_input: torch.Tensor, v_input: torch.Tensor) -> torch.Tensor:
+        return self.attend(self.q(qk_input), self.k(qk_input), self.v(v_input))
+
+
+class FeedForward(nn.Sequential):
+    """1x1 conv, ReLU, 1x1 conv (indices 0 and 2 match the authors' ``ffn_block``)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(nn.Conv1d(dim, dim, 1), nn.ReLU(), nn.Conv1d(dim, dim, 1))
+
+
+class EncoderLayer(nn.Module):
+    """``x + FFN(IN(conv(xd) + attn(xd)))`` with ``xd = dropout(x)`` (the residual skips dropout)."""
+
+    def __init__(self, *, dim: int, kernel: int, dilation: int, dropout: float, max_dist: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(dim, dim, kernel, padding=(kernel // 2) * dilation, dilation=dilation)
+        self.attn = WindowedAttention(qk_in=dim, v_in=dim, dim=dim, kernel=kernel, dilation=dilation,
+                                      max_dist=max_dist)
+        self.ffn = FeedForward(dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xd = self.dropout(x)
+        return x + self.ffn(instance_norm(self.conv(xd) + self.attn(xd, xd)))
+
+
+class DecoderLayer(nn.Module):
+    """Cross layer: q and k see ``concat(x, condition)``, v and the conv see ``x`` only.
+
+    Dropout is applied separately to ``x`` and to the condition.
+    """
+
+    def __init__(self, *, dim: int, cond_dim: int, kernel: int, dilation: int, dropout: float,
+                 max_dist: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.conv = nn.Conv1d(dim, dim, kernel, padding=(kernel // 2) * dilation, dilation=dilation)
+        self.attn = WindowedAttention(qk_in=dim + cond_dim, v_in=dim, dim=dim, kernel=kernel,
+                                      dilation=dilation, max_dist=max_dist)
+        self.ffn = FeedForward(dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def condition_terms(self, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The parts of q and k that depend only on the condition (bias included).
+
+        They do not change between denoising steps, so a sampler can compute them once per forecast.
+        """
+        cond = self.dropout(condition)
+        wq = self.attn.q.weight[:, self.dim:]
+        wk = self.attn.k.weight[:, self.dim:]
+        return F.conv1d(cond, wq, self.attn.q.bias), F.conv1d(cond, wk, self.attn.k.bias)
+
+    def forward(self, x: torch.Tensor, cond_q: torch.Tensor, cond_k: torch.Tensor) -> torch.Tensor:
+        """``cond_q``, ``cond_k`` come from :meth:`condition_terms` (computed once per condition)."""
+        xd = self.dropout(x)
+        q = F.conv1d(xd, self.attn.q.weight[:, :self.dim]) + cond_q
+        k = F.conv1d(xd, self.attn.k.weight[:, :self.dim]) + cond_k
+        attn = self.attn.attend(q, k, self.attn.v(xd))
+        return x + self.ffn(instance_norm(self.conv(xd) + attn))
+
+
+def sinusoidal_embedding(timesteps: torch.Tensor, dim: int) -> torch.Tensor:
+    """(B,) integer steps -> (B, dim): ``[sin(t f_i), cos(t f_i)]`` with ``f_i = exp(-ln(1e4) i / (dim/2 - 1))``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=timesteps.device, dtype=torch.float32)
+                      / (half - 1))
+    args = timesteps.to(torch.float32).unsqueeze(1) * freqs.unsqueeze(0)
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)

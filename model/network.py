@@ -1,0 +1,219 @@
+"""The ActFusion network: masked encoder g, denoising decoder h, and the public inference surface.
+
+Shapes are (batch, channels, time). ``features`` are (B, input_dim, T); ``frame_mask`` is (B, T) bool,
+True for observed frames and False where the learnable mask token replaces the input (Eq. 3).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import ModelConfig
+from model.diffusion import cosine_alphas_cumprod, ddim_sample, sample_noise
+from model.horizon import anticipation_horizon
+from model.layers import DecoderLayer, EncoderLayer, sinusoidal_embedding
+
+
+class Encoder(nn.Module):
+    """Input dropouts, 1x1 conv, ``enc_layers`` mixed layers (dilation 2**i), 1x1 conv to class logits."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.conv_in = nn.Conv1d(cfg.input_dim, cfg.enc_dim, 1)
+        self.layers = nn.ModuleList(
+            EncoderLayer(dim=cfg.enc_dim, kernel=cfg.enc_kernel, dilation=2 ** i, dropout=cfg.enc_dropout,
+                         max_dist=cfg.rel_max_dist)
+            for i in range(cfg.enc_layers))
+        self.conv_out = nn.Conv1d(cfg.enc_dim, cfg.num_classes, 1)
+
+    def input_dropout(self, x: torch.Tensor) -> torch.Tensor:
+        """Dropout2d over whole feature channels, then over whole frames (training only)."""
+        if not self.training:
+            return x
+        b, c, t = x.shape
+        if self.cfg.enc_channel_dropout > 0:
+            x = x * F.dropout(x.new_ones(b, c, 1), self.cfg.enc_channel_dropout, True)
+        if self.cfg.enc_temporal_dropout > 0:
+            x = x * F.dropout(x.new_ones(b, 1, t), self.cfg.enc_temporal_dropout, True)
+        return x
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, D, T) structured input -> (logits (B, C, T), condition (B, cond_dim, T))."""
+        h = self.conv_in(self.input_dropout(x))
+        taken = []
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i in self.cfg.cond_layers:
+                taken.append(h)
+        return self.conv_out(h), torch.cat(taken, dim=1)
+
+
+class Decoder(nn.Module):
+    """Time MLP, 1x1 conv on noisy labels, ``dec_layers`` cross layers, 1x1 conv to x0 logits."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.time_mlp = nn.ModuleList([nn.Linear(cfg.time_emb_dim, cfg.time_emb_dim),
+                                       nn.Linear(cfg.time_emb_dim, cfg.time_emb_dim)])
+        self.time_proj = nn.Linear(cfg.time_emb_dim, cfg.dec_dim)
+        self.conv_in = nn.Conv1d(cfg.num_classes, cfg.dec_dim, 1)
+        self.layers = nn.ModuleList(
+            DecoderLayer(dim=cfg.dec_dim, cond_dim=cfg.cond_dim, kernel=cfg.dec_kernel, dilation=2 ** i,
+                         dropout=cfg.dec_dropout, max_dist=cfg.rel_max_dist)
+            for i in range(cfg.dec_layers))
+        self.conv_out = nn.Conv1d(cfg.dec_dim, cfg.num_classes, 1)
+
+    def time_bias(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """(B,) steps -> (B, dec_dim, 1): ``time_proj(swish(MLP(sinusoid(t))))``, added once after conv_in."""
+        emb = sinusoidal_embedding(timesteps, self.cfg.time_emb_dim)
+        emb = self.time_mlp[1](F.silu(self.time_mlp[0](emb)))
+        return self.time_proj(F.silu(emb)).unsqueeze(-1)
+
+    def condition_terms(self, condition: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, the condition's share of q and k: constant across the DDIM steps of one forecast."""
+        return [layer.condition_terms(condition) for layer in self.layers]
+
+    def forward_prepared(self, terms: list[tuple[torch.Tensor, torch.Tensor]], timesteps: torch.Tensor,
+                         noisy_labels01: torch.Tensor) -> torch.Tensor:
+        """Decoder pass given :meth:`condition_terms`; returns x0 logits (B, C, T)."""
+        h = self.conv_in(noisy_labels01) + self.time_bias(timesteps)
+        for layer, (cq, ck) in zip(self.layers, terms):
+            h = layer(h, cq, ck)
+        return self.conv_out(h)
+
+    def forward(self, condition: torch.Tensor, timesteps: torch.Tensor, noisy_labels01: torch.Tensor) -> torch.Tensor:
+        return self.forward_prepared(self.condition_terms(condition), timesteps, noisy_labels01)
+
+
+@dataclass
+class Anticipation:
+    """Frame probabilities of one forecast: observed part (B, C, N_O) and future part (B, C, H)."""
+
+    observed_probs: torch.Tensor
+    future_probs: torch.Tensor
+    encoder_logits: torch.Tensor
+
+    @property
+    def horizon(self) -> int:
+        return int(self.future_probs.shape[-1])
+
+
+class ActFusion(nn.Module):
+    """One diffusion model for segmentation (no mask) and anticipation (anticipative mask)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.mask_token = nn.Parameter(torch.empty(1, cfg.input_dim, 1))
+        nn.init.xavier_uniform_(self.mask_token)
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.register_buffer("alphas_cumprod", cosine_alphas_cumprod(cfg.num_timesteps), persistent=False)
+
+    # -- the small public surface ------------------------------------------------------------
+    def structure_input(self, features: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
+        """Eq. 3: ``F' = F * M + (1 - M) * m`` as a ``where`` (observed frames kept in order)."""
+        if frame_mask is None:
+            return features
+        if frame_mask.shape != (features.shape[0], features.shape[2]):
+            raise ValueError(f"frame_mask has shape {tuple(frame_mask.shape)}, expected "
+                             f"{(features.shape[0], features.shape[2])} (batch, time)")
+        return torch.where(frame_mask.unsqueeze(1), features, self.mask_token.to(features.dtype))
+
+    def encode(self, features: torch.Tensor, frame_mask: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, D, T) features -> (encoder logits (B, C, T), decoder condition (B, cond_dim, T))."""
+        self._check_features(features)
+        return self.encoder(self.structure_input(features, frame_mask))
+
+    def denoise(self, condition: torch.Tensor, timestep: torch.Tensor | int, noisy_labels01: torch.Tensor) -> torch.Tensor:
+        """One decoder pass: condition (B, cond_dim, T), step (B,) or int, labels in [0,1] (B, C, T) -> x0 logits."""
+        return self.decoder(condition, self._steps(timestep, condition), noisy_labels01)
+
+    @torch.no_grad()
+    def sample(self, condition: torch.Tensor, *, steps: int | None = None, eta: float | None = None,
+               generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """DDIM from pure noise given a condition -> probabilities (B, C, T).
+
+        Randomness comes only from ``noise`` (see :func:`model.diffusion.sample_noise`) or ``generator``.
+        """
+        steps = steps or self.cfg.ddim_steps
+        eta = self.cfg.ddim_eta if eta is None else eta
+        shape = (condition.shape[0], self.cfg.num_classes, condition.shape[2])
+        if noise is None:
+            noise = sample_noise(shape, steps, generator=generator, device=condition.device)
+        terms = self.decoder.condition_terms(condition)
+
+        def denoise(t: int, x01: torch.Tensor) -> torch.Tensor:
+            return self.decoder.forward_prepared(terms, self._steps(t, condition), x01)
+
+        return ddim_sample(denoise, shape, alphas_cumprod=self.alphas_cumprod, num_steps=steps, eta=eta,
+                           snr_scale=self.cfg.snr_scale, noise=noise.to(condition.device, condition.dtype))
+
+    @torch.no_grad()
+    def segment(self, features: torch.Tensor, *, steps: int | None = None,
+                generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Temporal action segmentation: no mask, full video -> probabilities (B, C, T)."""
+        _, condition = self.encode(features)
+        return self.sample(condition, steps=steps, generator=generator, noise=noise)
+
+    @torch.no_grad()
+    def anticipate(self, observed_features: torch.Tensor, horizon: int | None = None, ratio: float = 4.0,
+                   max_horizon: int | None = None, *, steps: int | None = None,
+                   generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> Anticipation:
+        """Segment the observed prefix (B, D, N_O) and forecast H future frames.
+
+        H is ``horizon`` when given (ground-truth-length protocol), else ``ceil(ratio * N_O)`` capped at
+        ``max_horizon`` (the deployable r*N^O rule). H mask tokens are appended to the input; the decoder
+        is conditioned on the encoder features of all N_O + H frames.
+        """
+        self._check_features(observed_features)
+        b, d, n_obs = observed_features.shape
+        h = anticipation_horizon(n_obs, ratio=ratio, max_horizon=max_horizon, horizon=horizon)
+        padded = torch.cat([observed_features, observed_features.new_zeros(b, d, h)], dim=2)
+        frame_mask = torch.zeros(b, n_obs + h, dtype=torch.bool, device=observed_features.device)
+        frame_mask[:, :n_obs] = True
+        logits, condition = self.encode(padded, frame_mask)
+        probs = self.sample(condition, steps=steps, generator=generator, noise=noise)
+        return Anticipation(probs[:, :, :n_obs], probs[:, :, n_obs:], logits)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _check_features(self, features: torch.Tensor) -> None:
+        if features.dim() != 3 or features.shape[1] != self.cfg.input_dim:
+            raise ValueError(f"features must be (batch, {self.cfg.input_dim}, time), got {tuple(features.shape)}")
+        if features.shape[2] < 1:
+            raise ValueError("features need at least one frame")
+
+    @staticmethod
+    def _steps(timestep: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
+        if isinstance(timestep, torch.Tensor):
+            return timestep.to(like.device).reshape(-1).expand(like.shape[0])
+        return torch.full((like.shape[0],), int(timestep), dtype=torch.long, device=like.device)
+
+
+def training_outputs(model: ActFusion, features: torch.Tensor, frame_mask: torch.Tensor | None,
+                     targets: torch.Tensor, *, generator: torch.Generator | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training forward pass: (encoder logits, decoder x0 logits), both (B, C, T).
+
+    A step ``s ~ U{0..S-1}`` per sample; ``x_s = q_sample(onehot * 2 - 1) * scale``, clamped and mapped
+    to [0, 1] for the decoder, which is conditioned on the masked-input encoder's features.
+    Frames with unknown targets (negative) get an all-zero one-hot.
+    """
+    from model.diffusion import labels_to_signal, q_sample, signal_to_unit
+
+    cfg = model.cfg
+    enc_logits, condition = model.encode(features, frame_mask)
+    b, _, t = enc_logits.shape
+    onehot = F.one_hot(targets.clamp(min=0), cfg.num_classes).permute(0, 2, 1).to(features.dtype)
+    onehot = onehot * (targets >= 0).unsqueeze(1).to(features.dtype)
+    steps = torch.randint(0, cfg.num_timesteps, (b,), generator=generator).to(features.device)
+    noise = torch.randn(onehot.shape, generator=generator).to(features.device, features.dtype)
+    x_s = q_sample(labels_to_signal(onehot, cfg.snr_scale), steps, noise, model.alphas_cumprod)
+    dec_logits = model.decoder(condition, steps, signal_to_unit(x_s, cfg.snr_scale))
+    return enc_logits, dec_logits

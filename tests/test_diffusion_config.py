@@ -1,0 +1,61 @@
+"""Schedule, DDIM arithmetic and typed configuration."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.config import ConfigError, load_experiment_config, model_config
+from model.diffusion import cosine_alphas_cumprod, ddim_coefficients, ddim_step, ddim_timesteps
+
+
+def test_cosine_schedule_matches_reported_values() -> None:
+    abar = cosine_alphas_cumprod(1000)
+    assert abar.dtype == torch.float64
+    assert 1 - abar[0].item() == pytest.approx(4.13e-5, rel=1e-2)  # beta_0
+    assert abar[999].item() == pytest.approx(2.4e-9, rel=5e-2)
+
+
+def test_ddim_timesteps_25_of_1000() -> None:
+    steps = ddim_timesteps(25, 1000)
+    assert steps[0] == (999, 959) and steps[1] == (959, 919) and steps[-1] == (39, -1) and len(steps) == 25
+
+
+def test_ddim_step_with_eta_zero_is_deterministic_and_recovers_x0_at_the_end() -> None:
+    abar = cosine_alphas_cumprod(1000)
+    x0 = torch.tensor([1.0, -1.0])
+    eps = torch.tensor([0.3, -0.2])
+    t, tp = 500, 400
+    x_t = abar[t].sqrt().float() * x0 + (1 - abar[t]).sqrt().float() * eps
+    out = ddim_step(x_t, x0, ddim_coefficients(abar, t, tp, eta=0.0), None)
+    expected = abar[tp].sqrt().float() * x0 + (1 - abar[tp]).sqrt().float() * eps
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="needs noise"):
+        ddim_step(x_t, x0, ddim_coefficients(abar, t, tp, eta=1.0), None)
+
+
+def test_presets_follow_table_s5() -> None:
+    assert (model_config("50salads").enc_layers, model_config("50salads").dec_dim) == (10, 24)
+    b = model_config("breakfast")
+    assert (b.enc_layers, b.enc_dim, b.dec_dim, b.snr_scale, b.cond_dim) == (12, 256, 128, 0.5, 768)
+    assert model_config("gtea").cond_layers == (7, 9)
+
+
+def test_yaml_overrides_and_clear_errors(tmp_path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("preset: gtea\nmodel: {num_classes: 11, ddim_steps: 10}\ntraining: {lr: 0.001}\n")
+    cfg = load_experiment_config(good)
+    assert cfg.model.num_classes == 11 and cfg.model.ddim_steps == 10 and cfg.training.lr == 0.001
+    cases = {
+        "model: {num_clases: 3}\n": r"unknown key\(s\) \['num_clases'\]",
+        "model: {num_classes: three}\n": r"model.num_classes: expected an integer, got 'three'",
+        "model: {num_classes: 3, cond_layers: [12]}\n": r"cond_layers.*\[0, enc_layers=10\)",
+        "model: {num_classes: 3, enc_kernel: 4}\n": "enc_kernel=4: must be odd",
+        "masking: {types: [full, nope]}\n": r"unknown \['nope'\]",
+        "preset: imagenet\n": "unknown preset 'imagenet'",
+        "extras: {}\n": r"unknown config section\(s\) \['extras'\]",
+    }
+    for i, (text, msg) in enumerate(cases.items()):
+        p = tmp_path / f"bad{i}.yaml"
+        p.write_text(text)
+        with pytest.raises(ConfigError, match=msg):
+            load_experiment_config(p)
