@@ -1,0 +1,516 @@
+"""The ROS-free streaming core: frames in, timed segmentation + anticipation out.
+
+Pipeline (one :class:`StreamingAnticipator`)::
+
+    push_frame(stamp_ns, rgb)  -> FeatureRateSampler (by stamp)   -> only sampled frames continue
+                               -> CausalFeatureStream(extractor)  -> FeatureBuffer (bounded)
+    tick(now_ns)               -> snapshot under the lock -> forecaster OUTSIDE the lock -> ForecastResult
+
+Time is integer nanoseconds everywhere (message stamps); nothing here reads the wall clock except
+``perf_clock`` for measuring inference time.
+
+Conventions
+-----------
+* **Feature rate.** Features come at ``feature_rate_hz`` (period ``P = round(1e9 / rate)`` ns). The
+  extractor sees only the *sampled* frames: a causal extractor with ``context_frames=2`` compares a
+  frame with the previous *sampled* frame (``1/rate`` earlier), not with the previous camera frame.
+  Offline feature files must therefore be extracted over the same sampled frames
+  (``actfusion_ros.sampler.sample_frame_indices``) to match the live features exactly.
+* **Segment times.** Observed feature ``i`` (stamp ``s_i``) covers ``[s_i, s_i + P)``; an observed
+  segment of features ``[i, j)`` spans ``[s_i, s_{j-1} + P)``. Future frame ``k`` (0-based) covers
+  ``[s_last + (k+1) P, s_last + (k+2) P)``, so the first future segment starts where the last
+  observed one ends. ``confidence`` = mean over the segment's frames of the max class probability.
+  Segments are cut by :func:`model.labels.segments_from_labels` on the argmax labels.
+* **Horizon.** ``anticipation_horizon(N_O, ratio=ratio, max_horizon=round(max_horizon_s / P))``,
+  always at the current (effective) feature period.
+* **Start-up.** With no features a tick returns ``None`` (reason ``'no_data'``). While fewer than
+  ``min_observed_frames`` features are buffered, a tick returns a result with ``partial=True`` when
+  ``publish_partial`` is set, else ``None`` (reason ``'warming_up'``).
+* **Staleness.** If the newest frame stamp seen is more than ``stale_after_s`` older than the tick's
+  ``now_ns``, the tick returns ``None`` (reason ``'stale'``). A negative age (clock skew) is not stale.
+* **Episodes.** A stamp gap larger than ``episode_gap_s``, a backwards jump larger than
+  ``backward_jump_s``, a frame-size change or :meth:`StreamingAnticipator.reset` clears the buffer
+  and the extractor context; the frame that triggered it (if any) is the first of the new episode.
+* **Window policy.** The buffer holds ``ceil(max_window_s * rate)`` features. ``'drop_oldest'``
+  overwrites the oldest. ``'downsample'``: when the buffer fills, every second feature is dropped
+  (counting back from the newest, which is kept) and the feature rate is halved, so the buffer stays
+  uniformly spaced and covers twice the time; this repeats up to ``max_downsample_factor``, after which
+  the oldest is dropped. Each feature keeps its own stamp, so all times stay exact; the model then sees
+  a coarser rate than it was trained on (the price of the longer window). Features computed before a
+  halving keep the extractor context they had (the previous frame at the finer rate); only later ones
+  see the coarser spacing. A reset restores the configured rate.
+
+Thread safety
+-------------
+``push_frame`` may be called from one thread (camera callback) while ``tick`` runs in another (timer).
+Three locks, always taken in the order push -> state or tick -> state:
+
+* ``push`` lock serialises ``push_frame``/``reset`` (the extractor context is stateful). The extractor
+  runs under it, in the pushing thread, for sampled frames only.
+* ``state`` lock guards the sampler, the buffer and the counters; it is held only for short updates
+  and for the snapshot copy.
+* ``tick`` lock serialises ticks, so the forecaster is never called concurrently. The forecaster runs
+  outside the ``state`` lock: pushes never wait for inference. If the episode was reset while the
+  forecaster ran, the result is discarded (reason ``'reset_during_inference'``).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from actfusion_ros.buffer import FeatureBuffer
+from actfusion_ros.sampler import (NS_PER_S, FeatureRateSampler, SampleDecision, as_stamp_ns,
+                                   period_ns_from_rate)
+from model.features.base import CausalFeatureStream, FeatureExtractor, FrameShapeChanged, check_frame
+from model.horizon import anticipation_horizon
+from model.labels import segments_from_labels
+
+__all__ = ["FeatureBuffer", "FeatureRateSampler", "ForecastError", "ForecastResult", "Forecaster",
+           "SampleDecision", "StreamConfig", "StreamStats", "StreamingAnticipator", "TimedSegment",
+           "WINDOW_POLICIES", "timed_segments"]
+
+WINDOW_POLICIES = ("drop_oldest", "downsample")
+
+
+class ForecastError(ValueError):
+    """The forecaster returned arrays of the wrong shape or non-finite values."""
+
+
+def _bad(name: str, value: object, expected: str) -> ValueError:
+    return ValueError(f"StreamConfig.{name} must be {expected}, got {value!r}")
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamConfig:
+    """Settings of the streaming core (seconds and Hz at the edge; ns inside).
+
+    feature_rate_hz: model feature rate, in (0, 1000].
+    ratio: anticipation ratio r of the r*N^O horizon rule, finite >= 0.
+    max_horizon_s: cap on the anticipated time, >= 0 seconds, or None for no cap.
+    max_window_s: observed window kept, > 0 seconds; must hold >= max(2, min_observed_frames) features.
+    min_observed_frames: features needed before a result is complete (not partial), >= 1.
+    publish_partial: publish flagged partial results during start-up (else ticks return None).
+    stale_after_s: newest frame older than this at tick time -> no result, > 0 seconds.
+    episode_gap_s: a stamp gap larger than this starts a new episode, > 0 seconds.
+    backward_jump_s: a stamp going back by more than this starts a new episode (smaller steps back
+        are out-of-order frames and are ignored), >= 0 seconds.
+    window_policy: 'drop_oldest' or 'downsample' (see the module docstring).
+    max_downsample_factor: largest rate reduction for 'downsample', a power of two in [1, 1024].
+    """
+
+    feature_rate_hz: float = 2.0
+    ratio: float = 4.0
+    max_horizon_s: float | None = 300.0
+    max_window_s: float = 300.0
+    min_observed_frames: int = 4
+    publish_partial: bool = True
+    stale_after_s: float = 2.0
+    episode_gap_s: float = 5.0
+    backward_jump_s: float = 1.0
+    window_policy: str = "drop_oldest"
+    max_downsample_factor: int = 8
+
+    def __post_init__(self) -> None:
+        r = self.feature_rate_hz
+        if not _is_real(r) or not (0 < r <= 1000) or not math.isfinite(r):
+            raise _bad("feature_rate_hz", r, "a number in (0, 1000] Hz")
+        if not _is_real(self.ratio) or not math.isfinite(self.ratio) or self.ratio < 0:
+            raise _bad("ratio", self.ratio, "a finite number >= 0")
+        mh = self.max_horizon_s
+        if mh is not None and (not _is_real(mh) or not math.isfinite(mh) or mh < 0):
+            raise _bad("max_horizon_s", mh, "None or a finite number >= 0 seconds")
+        for name in ("max_window_s", "stale_after_s", "episode_gap_s"):
+            v = getattr(self, name)
+            if not _is_real(v) or not math.isfinite(v) or v <= 0:
+                raise _bad(name, v, "a finite number > 0 seconds")
+        bj = self.backward_jump_s
+        if not _is_real(bj) or not math.isfinite(bj) or bj < 0:
+            raise _bad("backward_jump_s", bj, "a finite number >= 0 seconds")
+        m = self.min_observed_frames
+        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
+            raise _bad("min_observed_frames", m, "an int >= 1")
+        if not isinstance(self.publish_partial, (bool, np.bool_)):
+            raise _bad("publish_partial", self.publish_partial, "a bool")
+        if self.window_policy not in WINDOW_POLICIES:
+            raise _bad("window_policy", self.window_policy, f"one of {WINDOW_POLICIES}")
+        f = self.max_downsample_factor
+        if (isinstance(f, bool) or not isinstance(f, (int, np.integer)) or not 1 <= f <= 1024
+                or f & (f - 1)):
+            raise _bad("max_downsample_factor", f, "a power of two in [1, 1024]")
+        need = max(2, int(m))
+        if self.window_capacity < need:
+            raise _bad("max_window_s", self.max_window_s,
+                       f">= {need / r:g} s (room for max(2, min_observed_frames)={need} features "
+                       f"at {r:g} Hz)")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "StreamConfig":
+        """Build from a dict (e.g. ROS parameters); unknown keys raise ``ValueError`` naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown StreamConfig keys {unknown}; known: {sorted(known)}")
+        return cls(**dict(values))
+
+    @property
+    def period_ns(self) -> int:
+        """Feature period at the configured rate, integer ns."""
+        return period_ns_from_rate(self.feature_rate_hz)
+
+    @property
+    def window_capacity(self) -> int:
+        """Buffer size in features: ``ceil(max_window_s * feature_rate_hz)``."""
+        return int(math.ceil(self.max_window_s * self.feature_rate_hz - 1e-9))
+
+    def max_horizon_frames(self, period_ns: int | None = None) -> int | None:
+        """``round(max_horizon_s / period)`` at ``period_ns`` (default: the configured period)."""
+        if self.max_horizon_s is None:
+            return None
+        period = self.period_ns if period_ns is None else period_ns
+        return int(round(self.max_horizon_s * NS_PER_S / period))
+
+
+
+def _s_to_ns(seconds: float) -> int:
+    return int(round(seconds * NS_PER_S))
+
+
+@dataclass(frozen=True)
+class TimedSegment:
+    """A segment with absolute camera times: ``[start_ns, end_ns)``."""
+
+    label: str
+    class_id: int
+    start_ns: int
+    end_ns: int
+    confidence: float
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+@dataclass(frozen=True, eq=False)
+class ForecastResult:
+    """One tick's output.
+
+    stamp_ns: camera stamp of the LAST feature used (never the wall clock).
+    current: the last observed segment (the action going on at ``stamp_ns``).
+    observed / future: segments with absolute times (see the module docstring for the convention).
+    num_observed / horizon: N^O and the number of future frames asked for.
+    partial: fewer than ``min_observed_frames`` features were available.
+    feature_period_ns: the (effective) period of the features and of each future frame.
+    observed_stamps_ns: (N^O,) int64 stamps of the observed features.
+    observed_probs / future_probs: (C, N^O) and (C, H) float32 frame probabilities.
+    inference_s: time spent in the forecaster (``perf_clock``).
+    latency_s: ``(now_ns - stamp_ns) / 1e9 + inference_s``: data age at the tick plus inference.
+    """
+
+    stamp_ns: int
+    episode: int
+    current: TimedSegment
+    observed: tuple[TimedSegment, ...]
+    future: tuple[TimedSegment, ...]
+    num_observed: int
+    horizon: int
+    partial: bool
+    feature_period_ns: int
+    observed_stamps_ns: np.ndarray
+    observed_probs: np.ndarray
+    future_probs: np.ndarray
+    inference_s: float
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    """Counters of a :class:`StreamingAnticipator` (a consistent snapshot).
+
+    ``frames_received == frames_accepted + frames_not_due + duplicates + out_of_order
+    + invalid_frames + extract_errors`` and ``ticks == published + skipped_ticks``.
+    """
+
+    frames_received: int
+    frames_accepted: int
+    frames_not_due: int
+    duplicates: int
+    out_of_order: int
+    invalid_frames: int
+    extract_errors: int
+    resets: int
+    reset_reasons: Mapping[str, int]
+    ticks: int
+    published: int
+    skipped_ticks: int
+    stale_ticks: int
+    skip_reasons: Mapping[str, int]
+    buffer_length: int
+    dropped_features: int
+    episode: int
+    feature_rate_hz: float
+    downsample_factor: int
+
+
+@runtime_checkable
+class Forecaster(Protocol):
+    """The model behind the stream (an adapter around ActFusion; tests use fakes).
+
+    ``__call__(observed (D, N_O) float32, horizon) -> (observed_probs (C, N_O), future_probs (C, H))``,
+    frame-wise class probabilities for the observed frames and the ``horizon`` future frames.
+    """
+
+    num_classes: int
+
+    def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def timed_segments(probs: np.ndarray, starts_ns: np.ndarray, period_ns: int,
+                   class_names: Sequence[str]) -> tuple[TimedSegment, ...]:
+    """Cut frame probabilities ``(C, T)`` into :class:`TimedSegment` s.
+
+    Frame ``t`` covers ``[starts_ns[t], starts_ns[t] + period_ns)``; a segment of frames ``[i, j)``
+    spans ``[starts_ns[i], starts_ns[j-1] + period_ns)``. Labels are the argmax (ties: lowest id);
+    ``confidence`` is the mean max-probability over the segment's frames.
+    """
+    if probs.shape[1] == 0:
+        return ()
+    labels = probs.argmax(axis=0)
+    top = probs.max(axis=0)
+    out = []
+    for seg in segments_from_labels(labels):
+        out.append(TimedSegment(label=class_names[seg.label], class_id=int(seg.label),
+                                start_ns=int(starts_ns[seg.start]),
+                                end_ns=int(starts_ns[seg.end - 1]) + int(period_ns),
+                                confidence=float(np.mean(top[seg.start:seg.end], dtype=np.float64))))
+    return tuple(out)
+
+
+@dataclass
+class _Counters:
+    frames_accepted: int = 0
+    invalid_frames: int = 0
+    extract_errors: int = 0
+    ticks: int = 0
+    published: int = 0
+    stale_ticks: int = 0
+    skip_reasons: Counter = field(default_factory=Counter)
+    reset_reasons: Counter = field(default_factory=Counter)
+
+
+class StreamingAnticipator:
+    """Frames with stamps in, :class:`ForecastResult` out (see the module docstring).
+
+    ``class_names`` must have ``forecaster.num_classes`` entries. ``perf_clock`` (seconds, monotonic)
+    only measures inference time.
+    """
+
+    def __init__(self, config: StreamConfig, extractor: FeatureExtractor, forecaster: Forecaster,
+                 class_names: Sequence[str], *,
+                 perf_clock: Callable[[], float] = time.perf_counter) -> None:
+        if not isinstance(config, StreamConfig):
+            raise TypeError(f"config must be a StreamConfig, got {type(config).__name__}")
+        names = tuple(str(n) for n in class_names)
+        if len(names) != int(forecaster.num_classes):
+            raise ValueError(f"class_names has {len(names)} entries but forecaster.num_classes is "
+                             f"{forecaster.num_classes}")
+        self.config = config
+        self.extractor = extractor
+        self.forecaster = forecaster
+        self.class_names = names
+        self._perf_clock = perf_clock
+        self._stream = CausalFeatureStream(extractor)
+        self._sampler = FeatureRateSampler(
+            config.period_ns,
+            episode_gap_ns=_s_to_ns(config.episode_gap_s),
+            backward_jump_ns=_s_to_ns(config.backward_jump_s))
+        self._buffer = FeatureBuffer(config.window_capacity, int(extractor.dim))
+        self._stale_ns = _s_to_ns(config.stale_after_s)
+        self._factor = 1
+        self._episode = 0
+        self._counters = _Counters()
+        self._push_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._tick_lock = threading.Lock()
+        self.last_skip_reason: str | None = None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def episode(self) -> int:
+        """Episode counter, incremented by every reset."""
+        return self._episode
+
+    @property
+    def feature_period_ns(self) -> int:
+        """Current (effective) feature period, ``config.period_ns * downsample factor``."""
+        return self._sampler.period_ns
+
+    @property
+    def stats(self) -> StreamStats:
+        with self._state_lock:
+            c, s = self._counters, self._sampler.counts
+            return StreamStats(
+                frames_received=s.received + c.invalid_frames,
+                frames_accepted=c.frames_accepted,
+                frames_not_due=s.not_due,
+                duplicates=s.duplicates,
+                out_of_order=s.out_of_order,
+                invalid_frames=c.invalid_frames,
+                extract_errors=c.extract_errors,
+                resets=sum(c.reset_reasons.values()),
+                reset_reasons=MappingProxyType(dict(c.reset_reasons)),
+                ticks=c.ticks,
+                published=c.published,
+                skipped_ticks=sum(c.skip_reasons.values()),
+                stale_ticks=c.stale_ticks,
+                skip_reasons=MappingProxyType(dict(c.skip_reasons)),
+                buffer_length=len(self._buffer),
+                dropped_features=self._buffer.dropped,
+                episode=self._episode,
+                feature_rate_hz=NS_PER_S / self._sampler.period_ns,
+                downsample_factor=self._factor,
+            )
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the buffered ``(features (D, N) float32, stamps (N,) int64)``."""
+        with self._state_lock:
+            return self._buffer.snapshot()
+
+    def reset(self, reason: str = "manual") -> None:
+        """Start a new episode: clear the buffer, the extractor context and the sampler."""
+        with self._push_lock, self._state_lock:
+            self._sampler.reset()
+            self._new_episode_locked(reason)
+
+    def _new_episode_locked(self, reason: str) -> None:
+        # caller holds both the push and the state lock
+        self._stream.reset()
+        self._buffer.clear()
+        self._factor = 1
+        self._sampler.set_period(self.config.period_ns)
+        self._episode += 1
+        self._counters.reset_reasons[reason] += 1
+
+    # ------------------------------------------------------------------ input
+    def push_frame(self, stamp_ns: int, rgb: np.ndarray) -> bool:
+        """Offer one ``(H, W, 3) uint8`` RGB frame stamped ``stamp_ns``; True when it became a feature.
+
+        Raises ``TypeError`` for a non-integer stamp, ``FrameError`` for a malformed image (counted in
+        ``invalid_frames``; the sampler state is untouched) and re-raises extractor errors (counted in
+        ``extract_errors``; that feature is missing, leaving a one-period hole).
+        """
+        stamp = as_stamp_ns(stamp_ns)
+        frame = rgb
+        with self._push_lock:
+            try:
+                check_frame(frame)
+            except ValueError:
+                with self._state_lock:
+                    self._counters.invalid_frames += 1
+                raise
+            with self._state_lock:
+                decision = self._sampler.offer(stamp)
+                if decision.reset_reason is not None:
+                    self._new_episode_locked(decision.reset_reason)
+            if not decision.take:
+                return False
+            try:
+                try:
+                    feature = self._stream.push(frame)
+                except FrameShapeChanged:
+                    with self._state_lock:
+                        self._new_episode_locked("frame_shape")
+                        self._sampler.restart(stamp)
+                    feature = self._stream.push(frame)
+            except Exception:
+                with self._state_lock:
+                    self._counters.extract_errors += 1
+                raise
+            with self._state_lock:
+                self._buffer.append(stamp, feature)
+                self._counters.frames_accepted += 1
+                if (self.config.window_policy == "downsample" and self._buffer.full
+                        and self._factor < self.config.max_downsample_factor):
+                    self._buffer.decimate()
+                    self._factor *= 2
+                    self._sampler.set_period(self.config.period_ns * self._factor)
+            return True
+
+    # ------------------------------------------------------------------ output
+    def _skip_locked(self, reason: str) -> None:
+        self._counters.skip_reasons[reason] += 1
+        self.last_skip_reason = reason
+
+    def tick(self, now_ns: int) -> ForecastResult | None:
+        """Run the forecaster on the buffered features; ``None`` (see ``last_skip_reason``) if nothing.
+
+        ``now_ns`` is the clock time of the tick on the frames' clock (ROS time), used for staleness
+        and latency only; the result is stamped with the last feature's camera stamp.
+        """
+        now = as_stamp_ns(now_ns, "now_ns")
+        cfg = self.config
+        with self._tick_lock:
+            with self._state_lock:
+                self._counters.ticks += 1
+                n = len(self._buffer)
+                if n == 0:
+                    self._skip_locked("no_data")
+                    return None
+                latest = self._sampler.latest_stamp_ns
+                if latest is not None and now - latest > self._stale_ns:
+                    self._counters.stale_ticks += 1
+                    self._skip_locked("stale")
+                    return None
+                partial = n < cfg.min_observed_frames
+                if partial and not cfg.publish_partial:
+                    self._skip_locked("warming_up")
+                    return None
+                features, stamps = self._buffer.snapshot()
+                period = self._sampler.period_ns
+                episode = self._episode
+            horizon = anticipation_horizon(n, ratio=cfg.ratio, max_horizon=cfg.max_horizon_frames(period))
+            t0 = self._perf_clock()
+            try:
+                obs_probs, fut_probs = self._checked_forecast(features, horizon)
+            except Exception:
+                with self._state_lock:
+                    self._skip_locked("forecast_error")
+                raise
+            inference_s = float(self._perf_clock() - t0)
+            with self._state_lock:
+                if episode != self._episode:
+                    self._skip_locked("reset_during_inference")
+                    return None
+                self._counters.published += 1
+                self.last_skip_reason = None
+        last = int(stamps[-1])
+        observed = timed_segments(obs_probs, stamps, period, self.class_names)
+        future_starts = last + period * np.arange(1, horizon + 1, dtype=np.int64)
+        future = timed_segments(fut_probs, future_starts, period, self.class_names)
+        return ForecastResult(
+            stamp_ns=last, episode=episode, current=observed[-1], observed=observed, future=future,
+            num_observed=n, horizon=horizon, partial=partial, feature_period_ns=period,
+            observed_stamps_ns=stamps, observed_probs=obs_probs, future_probs=fut_probs,
+            inference_s=inference_s, latency_s=(now - last) / NS_PER_S + inference_s)
+
+    def _checked_forecast(self, features: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        c, n = len(self.class_names), features.shape[1]
+        obs, fut = self.forecaster(features, horizon)
+        obs = np.asarray(obs, dtype=np.float32)
+        fut = np.asarray(fut, dtype=np.float32)
+        if obs.shape != (c, n) or fut.shape != (c, horizon):
+            raise ForecastError(f"forecaster returned shapes {obs.shape} and {fut.shape}, expected "
+                                f"({c}, {n}) and ({c}, {horizon})")
+        if not (np.isfinite(obs).all() and np.isfinite(fut).all()):
+            raise ForecastError("forecaster returned non-finite probabilities")
+        return obs, fut
