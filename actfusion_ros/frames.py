@@ -1,0 +1,385 @@
+"""ROS-free conversion between image messages and numpy arrays (no cv_bridge).
+
+Works on any object with the attributes of ``sensor_msgs/msg/Image``
+(``height``, ``width``, ``encoding``, ``is_bigendian``, ``step``, ``data``) or
+``sensor_msgs/msg/CompressedImage`` (``format``, ``data``):
+
+* rclpy messages, whose ``uint8[]`` fields are ``array.array('B')``;
+* rosbags messages, whose ``uint8[]`` fields are (often read-only) numpy arrays;
+* plain stand-ins such as ``types.SimpleNamespace`` with ``bytes`` data.
+
+Every returned array is a fresh, C-contiguous copy: it never aliases the
+message buffer. Every malformed input raises :class:`ImageConversionError`
+(a ``ValueError``) with a message naming the problem.
+
+Time is carried as integer nanoseconds end to end; :func:`stamp_to_ns` and
+:func:`ns_to_stamp_fields` convert from/to ``builtin_interfaces/Time`` fields.
+
+Filling messages from :func:`rgb_to_image_fields`: for rclpy assign the
+``bytes`` as they are (``msg.data = fields['data']``; assigning an ndarray is
+~1000x slower); for rosbags pass ``np.frombuffer(fields['data'], np.uint8)``.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "ImageConversionError",
+    "SUPPORTED_ENCODINGS",
+    "SUPPORTED_COMPRESSED_FORMATS",
+    "image_to_rgb",
+    "compressed_to_rgb",
+    "stamp_to_ns",
+    "ns_to_stamp_fields",
+    "rgb_to_image_fields",
+    "rgb_to_jpeg",
+]
+
+NS_PER_SEC = 1_000_000_000
+_INT32_MAX = 2**31 - 1
+
+
+class ImageConversionError(ValueError):
+    """Raised when an image message cannot be converted (or built)."""
+
+
+class _Encoding(NamedTuple):
+    channels: int
+    bytes_per_channel: int
+
+
+_ENCODINGS: dict[str, _Encoding] = {
+    "rgb8": _Encoding(3, 1),
+    "bgr8": _Encoding(3, 1),
+    "rgba8": _Encoding(4, 1),
+    "bgra8": _Encoding(4, 1),
+    "mono8": _Encoding(1, 1),
+    "mono16": _Encoding(1, 2),
+}
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_ENCODINGS)
+
+# Codec token -> (file extension for cv2.imencode, magic-byte prefix).
+_CODECS: dict[str, tuple[str, bytes]] = {
+    "jpeg": (".jpg", b"\xff\xd8\xff"),
+    "jpg": (".jpg", b"\xff\xd8\xff"),
+    "png": (".png", b"\x89PNG\r\n\x1a\n"),
+}
+SUPPORTED_COMPRESSED_FORMATS: tuple[str, ...] = tuple(_CODECS)
+
+_JPEG_EOI = b"\xff\xd9"
+_PNG_IEND = b"IEND\xaeB`\x82"
+_TAIL_WINDOW = 64  # trailing bytes searched for the end marker
+
+
+# --------------------------------------------------------------------------- helpers
+def _field(msg: Any, name: str) -> Any:
+    try:
+        return getattr(msg, name)
+    except AttributeError:
+        raise ImageConversionError(
+            f"message of type {type(msg).__name__} has no '{name}' field"
+        ) from None
+
+
+def _as_int(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise ImageConversionError(f"{name} must be an integer, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ImageConversionError(
+            f"{name} must be an integer, got {type(value).__name__}"
+        ) from None
+
+
+def _as_bytes_view(data: Any, what: str = "data") -> np.ndarray:
+    """Return a flat uint8 view (no copy when possible) of a ``uint8[]`` field."""
+    if isinstance(data, np.ndarray):
+        if data.dtype != np.uint8:
+            raise ImageConversionError(f"{what} must have dtype uint8, got {data.dtype}")
+        return data.reshape(-1)
+    if isinstance(data, (list, tuple)):
+        arr = np.asarray(data)
+        if arr.size == 0:
+            return np.zeros(0, np.uint8)
+        if arr.ndim != 1 or arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() > 255:
+            raise ImageConversionError(f"{what} must be a sequence of integers in 0..255")
+        return arr.astype(np.uint8)
+    try:
+        # bytes, bytearray, memoryview, array.array('B') (rclpy): zero-copy view.
+        return np.frombuffer(data, dtype=np.uint8)
+    except (TypeError, ValueError, BufferError):
+        raise ImageConversionError(
+            f"{what} must be bytes-like or a uint8 array, got {type(data).__name__}"
+        ) from None
+
+
+# --------------------------------------------------------------------------- raw images
+def image_to_rgb(msg: Any) -> np.ndarray:
+    """Convert a ``sensor_msgs/Image``-like message to an ``(H, W, 3)`` uint8 RGB array.
+
+    Supported encodings: rgb8, bgr8, rgba8, bgra8 (alpha dropped), mono8 (grey
+    replicated to 3 channels) and mono16 (byte order from ``is_bigendian``,
+    scaled to 8 bit as ``value >> 8`` and replicated). Rows are sliced by
+    ``step``, so padded rows are handled; bytes beyond ``step * height`` are
+    ignored. The result is always a fresh copy.
+
+    Raises:
+        ImageConversionError: unsupported encoding, zero/negative size,
+            ``step`` shorter than a row, or ``data`` shorter than ``step * height``.
+    """
+    encoding = _field(msg, "encoding")
+    if not isinstance(encoding, str):
+        raise ImageConversionError(f"encoding must be a string, got {type(encoding).__name__}")
+    enc = _ENCODINGS.get(encoding.strip().lower())
+    if enc is None:
+        raise ImageConversionError(
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
+        )
+    height = _as_int(_field(msg, "height"), "height")
+    width = _as_int(_field(msg, "width"), "width")
+    step = _as_int(_field(msg, "step"), "step")
+    if height <= 0 or width <= 0:
+        raise ImageConversionError(f"image must be non-empty, got {width}x{height} (WxH)")
+    row_bytes = width * enc.channels * enc.bytes_per_channel
+    if step < row_bytes:
+        raise ImageConversionError(
+            f"step {step} is smaller than width*bytes_per_pixel = {width}*"
+            f"{enc.channels * enc.bytes_per_channel} = {row_bytes} for {encoding!r}"
+        )
+    buf = _as_bytes_view(_field(msg, "data"))
+    needed = step * height
+    if buf.size < needed:
+        raise ImageConversionError(
+            f"image data too short: {buf.size} bytes, need step*height = {step}*{height} = {needed}"
+        )
+    rows = buf[:needed].reshape(height, step)[:, :row_bytes]
+
+    name = encoding.strip().lower()
+    if name == "mono16":
+        big = bool(_field(msg, "is_bigendian"))
+        grey16 = np.ascontiguousarray(rows).view(">u2" if big else "<u2")
+        grey = (grey16 >> 8).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if name == "mono8":
+        return np.repeat(rows[:, :, None], 3, axis=2)
+    pix = rows.reshape(height, width, enc.channels)
+    if name in ("rgb8", "rgba8"):
+        out = pix[:, :, :3]
+    else:  # bgr8, bgra8
+        out = pix[:, :, 2::-1]
+    return np.array(out, dtype=np.uint8, order="C", copy=True)
+
+
+# --------------------------------------------------------------------------- compressed
+def _parse_format(fmt: str, data: np.ndarray) -> tuple[str, bool]:
+    """Return (codec, swap_to_rgb) for a CompressedImage ``format`` string."""
+    text = fmt.strip().lower()
+    if "compresseddepth" in text:
+        raise ImageConversionError(
+            f"compressedDepth images are not supported (format {fmt!r})"
+        )
+    if ";" in text:
+        # image_transport style: "<orig enc>; <codec> compressed <target enc>"
+        text = text.split(";", 1)[1].strip()
+    codec_part, _, target = text.partition("compressed")
+    text, target = codec_part.strip(), target.strip()
+    token = text.split()[0] if text.split() else ""
+    if not token:
+        # No format given: sniff the magic bytes.
+        head = data[:8].tobytes()
+        for name, (_, magic) in _CODECS.items():
+            if head.startswith(magic):
+                return name, True
+        raise ImageConversionError(
+            "empty compressed image format and data is neither JPEG nor PNG"
+        )
+    if token not in _CODECS:
+        raise ImageConversionError(
+            f"unknown compression format {fmt!r}; supported: "
+            f"{', '.join(SUPPORTED_COMPRESSED_FORMATS)} (optionally image_transport style "
+            f"'rgb8; jpeg compressed bgr8')"
+        )
+    # The encoder stored the bytes it was given as BGR; if the publisher says it
+    # compressed rgb(a)8 directly, the decoded "BGR" already is RGB.
+    swap = target not in ("rgb8", "rgba8", "rgb16", "rgba16")
+    return token, swap
+
+
+def compressed_to_rgb(msg: Any) -> np.ndarray:
+    """Decode a ``sensor_msgs/CompressedImage``-like message to ``(H, W, 3)`` uint8 RGB.
+
+    ``format`` may be a plain codec (``'jpeg'``, ``'jpg'``, ``'png'``), the
+    image_transport form ``'rgb8; jpeg compressed bgr8'``, or empty (codec then
+    sniffed from the magic bytes). Grey images are replicated to 3 channels,
+    alpha is dropped, 16-bit PNGs are reduced to 8 bit by OpenCV.
+
+    Raises:
+        ImageConversionError: unknown format, empty/corrupt/truncated data.
+    """
+    fmt = _field(msg, "format")
+    if not isinstance(fmt, str):
+        raise ImageConversionError(f"format must be a string, got {type(fmt).__name__}")
+    buf = _as_bytes_view(_field(msg, "data"))
+    codec, swap = _parse_format(fmt, buf)
+    if buf.size == 0:
+        raise ImageConversionError(f"compressed image ({codec}) has no data")
+    magic = _CODECS[codec][1]
+    if buf[: len(magic)].tobytes() != magic:
+        raise ImageConversionError(
+            f"data is not a {codec} stream (bad header {buf[:8].tobytes()!r})"
+        )
+    tail = buf[-_TAIL_WINDOW:].tobytes()
+    end_marker = _JPEG_EOI if codec in ("jpeg", "jpg") else _PNG_IEND
+    if end_marker not in tail:
+        raise ImageConversionError(
+            f"truncated {codec} data ({buf.size} bytes): no end-of-image marker"
+        )
+    try:
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise ImageConversionError(f"cannot decode {codec} data ({buf.size} bytes): {exc}") from None
+    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.size == 0:
+        raise ImageConversionError(f"cannot decode {codec} data ({buf.size} bytes): corrupt stream")
+    out = bgr[:, :, ::-1] if swap else bgr
+    return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- time
+def stamp_to_ns(stamp: Any) -> int:
+    """Convert a ``builtin_interfaces/Time``-like stamp (``sec``, ``nanosec``) to int nanoseconds.
+
+    Objects exposing ``nanoseconds`` (``rclpy.time.Time``) are accepted too.
+
+    Raises:
+        TypeError: no integer ``sec``/``nanosec`` fields.
+        ValueError: negative time, or ``nanosec`` outside ``0..999999999``.
+    """
+    if hasattr(stamp, "nanoseconds") and not hasattr(stamp, "sec"):
+        ns = int(stamp.nanoseconds)
+    else:
+        try:
+            sec = operator.index(stamp.sec)
+            nanosec = operator.index(stamp.nanosec)
+        except AttributeError:
+            raise TypeError(
+                f"expected a stamp with integer 'sec' and 'nanosec', got {type(stamp).__name__}"
+            ) from None
+        if not 0 <= nanosec < NS_PER_SEC:
+            raise ValueError(f"nanosec must be in 0..{NS_PER_SEC - 1}, got {nanosec}")
+        ns = sec * NS_PER_SEC + nanosec
+    if ns < 0:
+        raise ValueError(f"negative time stamp: {ns} ns")
+    return ns
+
+
+def ns_to_stamp_fields(ns: int) -> tuple[int, int]:
+    """Split integer nanoseconds into ``(sec, nanosec)`` for ``builtin_interfaces/Time``.
+
+    Raises:
+        TypeError: ``ns`` is not an integer (floats are rejected on purpose).
+        ValueError: ``ns`` is negative or ``sec`` would overflow int32.
+    """
+    if isinstance(ns, bool):
+        raise TypeError("ns must be an integer, got bool")
+    ns = operator.index(ns)
+    if ns < 0:
+        raise ValueError(f"negative time in nanoseconds: {ns}")
+    sec, nanosec = divmod(ns, NS_PER_SEC)
+    if sec > _INT32_MAX:
+        raise ValueError(f"time {ns} ns overflows builtin_interfaces/Time.sec (int32)")
+    return sec, nanosec
+
+
+# --------------------------------------------------------------------------- building
+def _check_rgb(rgb: Any) -> np.ndarray:
+    if not isinstance(rgb, np.ndarray):
+        raise ImageConversionError(f"expected a numpy array, got {type(rgb).__name__}")
+    if rgb.dtype != np.uint8:
+        raise ImageConversionError(f"expected dtype uint8, got {rgb.dtype}")
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ImageConversionError(f"expected shape (H, W, 3) or (H, W), got {rgb.shape}")
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ImageConversionError(f"image must be non-empty, got shape {rgb.shape}")
+    return rgb
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    """Luma (BT.601) of an RGB image; exact for images whose channels are equal."""
+    if np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 0], rgb[:, :, 2]):
+        return np.ascontiguousarray(rgb[:, :, 0])
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+def rgb_to_image_fields(
+    rgb: np.ndarray, encoding: str = "rgb8", pad: int = 0, *, bigendian: bool = False
+) -> dict[str, Any]:
+    """Build ``sensor_msgs/Image`` fields from an ``(H, W, 3)`` uint8 RGB array.
+
+    ``rgb`` may also be ``(H, W)`` grey. ``encoding`` is one of
+    :data:`SUPPORTED_ENCODINGS`; mono encodings take the luma (exact for grey
+    input), mono16 stores ``grey * 257`` (so ``>> 8`` gives ``grey`` back) in
+    the byte order chosen by ``bigendian``, alpha is 255. Each row is followed
+    by ``pad`` zero bytes (``step = width * bytes_per_pixel + pad``).
+
+    Returns:
+        dict with keys height, width, encoding, is_bigendian, step, data (bytes).
+    """
+    rgb = _check_rgb(rgb)
+    name = encoding.strip().lower() if isinstance(encoding, str) else None
+    enc = _ENCODINGS.get(name) if name else None
+    if enc is None:
+        raise ImageConversionError(
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
+        )
+    pad = _as_int(pad, "pad")
+    if pad < 0:
+        raise ImageConversionError(f"pad must be >= 0, got {pad}")
+    height, width = rgb.shape[:2]
+    if name == "rgb8":
+        pix = rgb
+    elif name == "bgr8":
+        pix = rgb[:, :, ::-1]
+    elif name in ("rgba8", "bgra8"):
+        pix = np.empty((height, width, 4), np.uint8)
+        pix[:, :, :3] = rgb if name == "rgba8" else rgb[:, :, ::-1]
+        pix[:, :, 3] = 255
+    elif name == "mono8":
+        pix = _grey(rgb)
+    else:  # mono16
+        grey16 = _grey(rgb).astype(np.uint16) * np.uint16(257)
+        pix = grey16.astype(">u2" if bigendian else "<u2").view(np.uint8)
+    rows = np.ascontiguousarray(pix).reshape(height, -1)
+    if pad:
+        rows = np.concatenate([rows, np.zeros((height, pad), np.uint8)], axis=1)
+    return {
+        "height": int(height),
+        "width": int(width),
+        "encoding": name,
+        "is_bigendian": int(bool(bigendian) and name == "mono16"),
+        "step": int(rows.shape[1]),
+        "data": rows.tobytes(),
+    }
+
+
+def rgb_to_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """Encode an ``(H, W, 3)`` uint8 RGB array (or ``(H, W)`` grey) as JPEG bytes.
+
+    The result suits ``sensor_msgs/CompressedImage`` with ``format='jpeg'``
+    (or ``'rgb8; jpeg compressed bgr8'``).
+    """
+    rgb = _check_rgb(rgb)
+    quality = _as_int(quality, "quality")
+    if not 0 <= quality <= 100:
+        raise ImageConversionError(f"JPEG quality must be in 0..100, got {quality}")
+    ok, enc = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]),
+                           [int(cv2.IMWRITE_JPEG_QUALITY), quality])
+    if not ok:
+        raise ImageConversionError("cv2.imencode failed to encode JPEG")
+    return enc.tobytes()

@@ -1,0 +1,198 @@
+"""Tests for the actfusion_msgs interfaces (built by scripts/build_msgs.sh).
+
+Skipped when actfusion_msgs has not been built into the running interpreter.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+msgs = pytest.importorskip(
+    "actfusion_msgs.msg",
+    reason="actfusion_msgs not built; run scripts/build_msgs.sh .venv",
+)
+serialization = pytest.importorskip("rclpy.serialization", reason="rclpy not importable")
+
+ActionForecast = msgs.ActionForecast
+ActionSegment = msgs.ActionSegment
+
+REPO = Path(__file__).resolve().parents[1]
+MSG_DIR = REPO / "actfusion_msgs" / "msg"
+MSG_NAMES = ("ActionSegment", "ActionForecast")
+T0 = 1_700_000_000_000_000_000  # ns
+
+
+def _time(cls: Any, ns: int) -> Any:
+    return cls(sec=ns // 10**9, nanosec=ns % 10**9)
+
+
+def _segment_kwargs(i: int) -> dict[str, Any]:
+    return dict(label=f"action_{i}", class_id=i - 1, confidence=0.25 * (i % 5))
+
+
+def make_rclpy_forecast() -> Any:
+    from builtin_interfaces.msg import Duration, Time
+    from std_msgs.msg import Header
+
+    def seg(i: int, s: int, e: int) -> Any:
+        return ActionSegment(start=_time(Time, s), end=_time(Time, e), **_segment_kwargs(i))
+
+    return ActionForecast(
+        header=Header(stamp=_time(Time, T0 + 3_000_000_000), frame_id="camera"),
+        current=seg(2, T0 + 1_000_000_000, T0 + 3_000_000_000),
+        observed=[seg(1, T0, T0 + 1_000_000_000), seg(2, T0 + 1_000_000_000, T0 + 3_000_000_000)],
+        future=[seg(3, T0 + 3_000_000_000, T0 + 4_500_000_000),
+                seg(4, T0 + 4_500_000_000, T0 + 9_000_000_001)],
+        num_observed_frames=45,
+        horizon_frames=90,
+        feature_rate_hz=15.0,
+        model_latency=Duration(sec=0, nanosec=12_345_678),
+        partial=True,
+    )
+
+
+def test_fields_and_types() -> None:
+    assert ActionForecast.get_fields_and_field_types() == {
+        "header": "std_msgs/Header",
+        "current": "actfusion_msgs/ActionSegment",
+        "observed": "sequence<actfusion_msgs/ActionSegment>",
+        "future": "sequence<actfusion_msgs/ActionSegment>",
+        "num_observed_frames": "uint32",
+        "horizon_frames": "uint32",
+        "feature_rate_hz": "float",
+        "model_latency": "builtin_interfaces/Duration",
+        "partial": "boolean",
+    }
+    assert ActionSegment.get_fields_and_field_types() == {
+        "label": "string",
+        "class_id": "int32",
+        "start": "builtin_interfaces/Time",
+        "end": "builtin_interfaces/Time",
+        "confidence": "float",
+    }
+
+
+def test_installed_definitions_match_repo() -> None:
+    """Detect a stale build: installed .msg files must equal the repository's."""
+    share = Path(sys.prefix) / "share" / "actfusion_msgs" / "msg"
+    if not share.is_dir():
+        pytest.skip(f"actfusion_msgs not installed in {sys.prefix} (built elsewhere?)")
+    for name in MSG_NAMES:
+        assert (share / f"{name}.msg").read_text() == (MSG_DIR / f"{name}.msg").read_text(), (
+            f"{name}.msg changed since the last build; rerun scripts/build_msgs.sh"
+        )
+
+
+def test_rclpy_serialize_roundtrip() -> None:
+    msg = make_rclpy_forecast()
+    raw = serialization.serialize_message(msg)
+    assert isinstance(raw, bytes) and len(raw) > 0
+    back = serialization.deserialize_message(raw, ActionForecast)
+    assert back == msg
+    assert back.header.frame_id == "camera"
+    assert (back.header.stamp.sec, back.header.stamp.nanosec) == (1_700_000_003, 0)
+    assert [s.label for s in back.observed] == ["action_1", "action_2"]
+    assert [s.class_id for s in back.future] == [2, 3]
+    assert back.future[1].end.nanosec == 1
+    assert back.current.confidence == pytest.approx(0.5)
+    assert (back.num_observed_frames, back.horizon_frames) == (45, 90)
+    assert back.feature_rate_hz == 15.0
+    assert back.model_latency.nanosec == 12_345_678
+    assert back.partial is True
+
+
+def test_empty_forecast_roundtrip() -> None:
+    msg = ActionForecast()
+    assert msg.partial is False and list(msg.observed) == [] and list(msg.future) == []
+    back = serialization.deserialize_message(serialization.serialize_message(msg), ActionForecast)
+    assert back == msg
+
+
+# --------------------------------------------------------------------------- rosbags interop
+@pytest.fixture(scope="module")
+def typestore() -> Any:
+    typesys = pytest.importorskip("rosbags.typesys", reason="rosbags not installed")
+    ts = typesys.get_typestore(typesys.Stores.ROS2_KILTED)
+    types: dict[str, Any] = {}
+    for name in MSG_NAMES:
+        text = (MSG_DIR / f"{name}.msg").read_text()
+        types.update(typesys.get_types_from_msg(text, f"actfusion_msgs/msg/{name}"))
+    ts.register(types)
+    return ts
+
+
+def make_rosbags_forecast(ts: Any) -> Any:
+    T = ts.types
+    Time, Duration = T["builtin_interfaces/msg/Time"], T["builtin_interfaces/msg/Duration"]
+    Header, Segment = T["std_msgs/msg/Header"], T["actfusion_msgs/msg/ActionSegment"]
+    Forecast = T["actfusion_msgs/msg/ActionForecast"]
+
+    def seg(i: int, s: int, e: int) -> Any:
+        return Segment(start=_time(Time, s), end=_time(Time, e), **_segment_kwargs(i))
+
+    return Forecast(
+        header=Header(stamp=_time(Time, T0 + 3_000_000_000), frame_id="camera"),
+        current=seg(2, T0 + 1_000_000_000, T0 + 3_000_000_000),
+        observed=[seg(1, T0, T0 + 1_000_000_000), seg(2, T0 + 1_000_000_000, T0 + 3_000_000_000)],
+        future=[seg(3, T0 + 3_000_000_000, T0 + 4_500_000_000),
+                seg(4, T0 + 4_500_000_000, T0 + 9_000_000_001)],
+        num_observed_frames=45,
+        horizon_frames=90,
+        feature_rate_hz=15.0,
+        model_latency=Duration(sec=0, nanosec=12_345_678),
+        partial=True,
+    )
+
+
+def _segments_equal(rb: Any, rc: Any) -> None:
+    assert rb.label == rc.label and rb.class_id == rc.class_id
+    assert rb.confidence == pytest.approx(rc.confidence)
+    for a, b in ((rb.start, rc.start), (rb.end, rc.end)):
+        assert (a.sec, a.nanosec) == (b.sec, b.nanosec)
+
+
+def _assert_same(rb: Any, rc: Any) -> None:
+    """Compare a rosbags ActionForecast with an rclpy one field by field."""
+    assert rb.header.frame_id == rc.header.frame_id
+    assert (rb.header.stamp.sec, rb.header.stamp.nanosec) == (
+        rc.header.stamp.sec, rc.header.stamp.nanosec)
+    _segments_equal(rb.current, rc.current)
+    assert len(rb.observed) == len(rc.observed) and len(rb.future) == len(rc.future)
+    for a, b in zip(list(rb.observed) + list(rb.future), list(rc.observed) + list(rc.future)):
+        _segments_equal(a, b)
+    assert rb.num_observed_frames == rc.num_observed_frames
+    assert rb.horizon_frames == rc.horizon_frames
+    assert rb.feature_rate_hz == pytest.approx(rc.feature_rate_hz)
+    assert (rb.model_latency.sec, rb.model_latency.nanosec) == (
+        rc.model_latency.sec, rc.model_latency.nanosec)
+    assert bool(rb.partial) == bool(rc.partial)
+
+
+def test_rosbags_bytes_deserialize_in_rclpy(typestore: Any) -> None:
+    raw = typestore.serialize_cdr(make_rosbags_forecast(typestore),
+                                  "actfusion_msgs/msg/ActionForecast")
+    back = serialization.deserialize_message(bytes(raw), ActionForecast)
+    assert back == make_rclpy_forecast()
+    _assert_same(make_rosbags_forecast(typestore), back)
+
+
+def test_rclpy_bytes_deserialize_in_rosbags(typestore: Any) -> None:
+    rc = make_rclpy_forecast()
+    rb = typestore.deserialize_cdr(serialization.serialize_message(rc),
+                                   "actfusion_msgs/msg/ActionForecast")
+    _assert_same(rb, rc)
+
+
+def test_rosbags_type_hash_matches_generated(typestore: Any) -> None:
+    """Bags written with rosbags carry the same RIHS01 hash as the generated package."""
+    desc = Path(sys.prefix) / "share" / "actfusion_msgs" / "msg" / "ActionForecast.json"
+    if not desc.is_file():
+        pytest.skip(f"{desc} not found (actfusion_msgs built into another prefix)")
+    hashes = {h["type_name"]: h["hash_string"] for h in json.loads(desc.read_text())["type_hashes"]}
+    for name in MSG_NAMES:
+        full = f"actfusion_msgs/msg/{name}"
+        assert typestore.hash_rihs01(full) == hashes[full]
