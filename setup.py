@@ -44,6 +44,10 @@ setup(
         "console_scripts": [
             "actfusion-demo = actfusion_ros.demo:main",
             "actfusion-convert = model.official:main",
+            "actfusion-train = training.train:main",
+            "actfusion-eval = training.eval_model:main",
+            "actfusion_node = actfusion_ros.node:main",
+            "actfusion-extract = actfusion_ros.extract:main",
         ],
     },
     zip_safe=False,

@@ -1,0 +1,86 @@
+"""Stream results -> ROS messages (the edge where integer nanoseconds become builtin_interfaces/Time).
+
+* :func:`forecast_to_msg`: :class:`~actfusion_ros.stream.ForecastResult` -> ``actfusion_msgs/ActionForecast``,
+  ``header.stamp`` = the camera stamp of the last feature used (never the clock's ``now``).
+* :func:`segment_to_msg`: :class:`~actfusion_ros.stream.TimedSegment` -> ``actfusion_msgs/ActionSegment``;
+  times are copied exactly (``[start, end)``, see the stream's segment-time convention).
+* :func:`diagnostic_array`: one ``diagnostic_msgs/DiagnosticStatus`` with key/value pairs.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from actfusion_msgs.msg import ActionForecast, ActionSegment
+from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from actfusion_ros.frames import ns_to_stamp_fields
+from actfusion_ros.sampler import NS_PER_S
+from actfusion_ros.stream import ForecastResult, TimedSegment
+
+__all__ = ["LEVELS", "diagnostic_array", "duration_from_s", "forecast_to_msg", "format_value",
+           "segment_to_msg", "time_from_ns", "time_to_ns"]
+
+LEVELS = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN, "error": DiagnosticStatus.ERROR,
+          "stale": DiagnosticStatus.STALE}
+
+
+def time_from_ns(ns: int) -> Time:
+    """Integer nanoseconds -> ``builtin_interfaces/Time`` (exact; ``ValueError`` if negative)."""
+    sec, nanosec = ns_to_stamp_fields(int(ns))
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def time_to_ns(stamp: Time) -> int:
+    """``builtin_interfaces/Time`` -> integer nanoseconds."""
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
+def duration_from_s(seconds: float) -> Duration:
+    """Seconds (>= 0, rounded to the nanosecond) -> ``builtin_interfaces/Duration``."""
+    if not math.isfinite(seconds):
+        raise ValueError(f"duration must be finite, got {seconds!r}")
+    sec, nanosec = divmod(max(0, int(round(seconds * NS_PER_S))), NS_PER_S)
+    return Duration(sec=sec, nanosec=nanosec)
+
+
+def segment_to_msg(seg: TimedSegment) -> ActionSegment:
+    """One timed segment -> ``ActionSegment`` (label, class id, exact start/end, confidence)."""
+    return ActionSegment(label=seg.label, class_id=int(seg.class_id), start=time_from_ns(seg.start_ns),
+                         end=time_from_ns(seg.end_ns), confidence=float(seg.confidence))
+
+
+def forecast_to_msg(result: ForecastResult, frame_id: str = "") -> ActionForecast:
+    """A tick's result -> ``ActionForecast`` stamped with the camera time of the last feature used."""
+    msg = ActionForecast()
+    msg.header.stamp = time_from_ns(result.stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.current = segment_to_msg(result.current)
+    msg.observed = [segment_to_msg(s) for s in result.observed]
+    msg.future = [segment_to_msg(s) for s in result.future]
+    msg.num_observed_frames = int(result.num_observed)
+    msg.horizon_frames = int(result.horizon)
+    msg.feature_rate_hz = float(NS_PER_S / result.feature_period_ns)
+    msg.model_latency = duration_from_s(result.inference_s)
+    msg.partial = bool(result.partial)
+    return msg
+
+
+def format_value(value: Any) -> str:
+    """Diagnostic value text: floats with 4 significant digits, bools lower-case, others ``str``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def diagnostic_array(stamp: Time, *, name: str, level: str, message: str,
+                     values: Mapping[str, Any], hardware_id: str = "") -> DiagnosticArray:
+    """A ``DiagnosticArray`` holding one status; ``level`` is ok, warn, error or stale."""
+    status = DiagnosticStatus(level=LEVELS[level], name=name, message=message, hardware_id=hardware_id,
+                              values=[KeyValue(key=k, value=format_value(v)) for k, v in values.items()])
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = stamp
+    return array

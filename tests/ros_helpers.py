@@ -1,0 +1,235 @@
+"""Helpers for tests (and benchmarks) that talk to actfusion_node over real, loopback-only DDS.
+
+* :func:`ros_skip_reason`: why ROS tests cannot run here (``None`` when they can).
+* :func:`loopback_env`: the environment of ``scripts/ros_env.sh`` with a given ``ROS_DOMAIN_ID``.
+* :class:`NodeProcess`: ``python -m actfusion_ros.node`` as a subprocess with a params file, a
+  namespace and remaps; output goes to a log file whose tail is put into failure messages.
+* :class:`Client`: an rclpy node in its own context, spun in a background thread, recording what it
+  receives (thread-safe lists) and publishing images.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+FASTDDS_PROFILE = REPO / "config" / "fastdds_local.xml"
+
+
+def ros_skip_reason() -> str | None:
+    """``None`` if rclpy and every message package the node needs import; else the reason."""
+    for mod in ("rclpy", "actfusion_msgs.msg", "sensor_msgs.msg", "diagnostic_msgs.msg", "std_srvs.srv"):
+        try:
+            importlib.import_module(mod)
+        except Exception as err:  # noqa: BLE001 - any import failure means: skip
+            hint = " (run scripts/build_msgs.sh .venv)" if mod.startswith("actfusion_msgs") else ""
+            return f"{mod} not importable{hint}: {err}"
+    return None
+
+
+def unique_domain_id() -> int:
+    """A ROS_DOMAIN_ID in 20..219 derived from the pid (tests also use unique namespaces)."""
+    return 20 + os.getpid() % 200
+
+
+def loopback_env(domain_id: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default ``os.environ``) + the loopback-only settings of ``scripts/ros_env.sh``."""
+    env = dict(os.environ if base is None else base)
+    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain_id),
+               FASTDDS_DEFAULT_PROFILES_FILE=str(FASTDDS_PROFILE), PYTHONUNBUFFERED="1")
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    env.pop("ROS_STATIC_PEERS", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def apply_loopback_env(domain_id: int) -> dict[str, str | None]:
+    """Set the loopback env in this process (before creating a context); returns the old values."""
+    keys = ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE")
+    old = {k: os.environ.get(k) for k in keys}
+    new = loopback_env(domain_id)
+    for k in keys:
+        os.environ[k] = new[k]
+    return old
+
+
+def restore_env(old: dict[str, str | None]) -> None:
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def write_params(path: Path, params: dict[str, Any]) -> Path:
+    """Write a ROS 2 params file ``{/**: {ros__parameters: params}}``."""
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}, sort_keys=False))
+    return path
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, *,
+             details: Callable[[], str] | None = None, poll: float = 0.02) -> Any:
+    """Poll ``predicate`` until truthy (returned) or fail after ``timeout`` s naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            extra = f"\n{details()}" if details else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{extra}")
+        time.sleep(poll)
+
+
+class NodeProcess:
+    """``actfusion_node`` in a subprocess (the venv's python, the repository on PYTHONPATH)."""
+
+    def __init__(self, params_file: Path, log_path: Path, *, domain_id: int, namespace: str = "",
+                 remaps: Iterable[tuple[str, str]] = (), extra_args: Iterable[str] = ()) -> None:
+        cmd = [sys.executable, "-m", "actfusion_ros.node", "--ros-args", "--params-file", str(params_file)]
+        if namespace:
+            cmd += ["-r", f"__ns:={namespace}"]
+        for src, dst in remaps:
+            cmd += ["-r", f"{src}:={dst}"]
+        cmd += list(extra_args)
+        self.cmd = cmd
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(cmd, cwd=str(REPO), env=loopback_env(domain_id), stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log_tail(self, n: int = 3000) -> str:
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace")
+        return f"--- node log ({self.log_path}) ---\n{text[-n:]}"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """Make sure the process (and its group) is gone; always safe to call."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        self._log.close()
+
+
+class Client:
+    """A test-side rclpy node in its own context, spun by a background thread.
+
+    ``subscribe(topic, type)`` records every message as ``(receive_time_ns, msg)`` in
+    ``self.received[topic]``; use :meth:`messages` to read a copy.
+    """
+
+    def __init__(self, name: str, domain_id: int) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+
+        self._old_env = apply_loopback_env(domain_id)
+        self.context = rclpy.Context()
+        # no rclpy signal handlers in the test process: Ctrl-C must still stop pytest
+        rclpy.init(context=self.context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._lock = threading.Lock()
+        self.received: dict[str, list[tuple[int, Any]]] = {}
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except (ExternalShutdownException, Exception):  # noqa: BLE001 - ends with the test
+            pass
+
+    def subscribe(self, topic: str, msg_type: Any, depth: int = 200) -> Any:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        with self._lock:
+            self.received.setdefault(topic, [])
+
+        def record(msg: Any) -> None:
+            with self._lock:
+                self.received[topic].append((time.time_ns(), msg))
+
+        return self.node.create_subscription(
+            msg_type, topic, record, QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE))
+
+    def messages(self, topic: str) -> list[Any]:
+        with self._lock:
+            return [m for _, m in self.received.get(topic, [])]
+
+    def timed_messages(self, topic: str) -> list[tuple[int, Any]]:
+        with self._lock:
+            return list(self.received.get(topic, []))
+
+    def close(self) -> None:
+        import rclpy
+
+        try:
+            self.executor.shutdown(timeout_sec=2.0)
+            self.node.destroy_node()
+        finally:
+            rclpy.try_shutdown(context=self.context)
+            self._thread.join(5.0)
+            restore_env(self._old_env)
+
+
+def make_image(msg_type: Any, rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8", pad: int = 0,
+               frame_id: str = "camera") -> Any:
+    """A ``sensor_msgs/Image`` from an RGB array (data assigned as bytes: the fast path)."""
+    from actfusion_ros.frames import rgb_to_image_fields
+
+    f = rgb_to_image_fields(rgb, encoding, pad)
+    msg = msg_type()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    msg.header.frame_id = frame_id
+    msg.height, msg.width, msg.encoding = f["height"], f["width"], f["encoding"]
+    msg.is_bigendian, msg.step = f["is_bigendian"], f["step"]
+    msg.data = f["data"]
+    return msg
+
+
+def synthetic_frame(i: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """A frame whose colour changes every 20 frames (so there is something to segment)."""
+    colours = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]], np.uint8)
+    frame = np.empty((height, width, 3), np.uint8)
+    frame[:] = colours[(i // 20) % len(colours)]
+    frame[: height // 2, : width // 2] = (i * 7) % 256  # a moving-ish patch
+    return frame
+
+
+def diagnostics_values(array_msg: Any, name_contains: str) -> dict[str, str] | None:
+    """The key/values of the first status in a DiagnosticArray whose name contains ``name_contains``."""
+    for status in array_msg.status:
+        if name_contains in status.name:
+            return {kv.key: kv.value for kv in status.values}
+    return None

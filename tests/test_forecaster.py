@@ -1,0 +1,136 @@
+"""ModelForecaster: the Forecaster protocol over ActFusion (torch backend; runtime backends when present)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from actfusion_ros.forecaster import BACKENDS, ForecasterError, ModelForecaster, tick_seed
+from actfusion_ros.stream import Forecaster, StreamConfig, StreamingAnticipator
+from model.checkpoint import save_checkpoint
+from model.features import build_extractor
+
+NAMES = ("idle", "reach", "pour")
+DIM = 12
+HAS_RUNTIME = importlib.util.find_spec("model.runtime") is not None
+
+
+def tiny(seed: int = 0, weight_seed: int = 0, steps: int | None = None) -> ModelForecaster:
+    return ModelForecaster.random_weights(input_dim=DIM, class_names=NAMES, seed=seed,
+                                          weight_seed=weight_seed, steps=steps)
+
+
+def features(n: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((DIM, n)).astype(np.float32)
+
+
+def test_protocol_and_shapes() -> None:
+    fc = tiny()
+    assert isinstance(fc, Forecaster)
+    assert fc.num_classes == 3 and fc.class_names == NAMES and fc.input_dim == DIM
+    assert fc.steps == fc.config.ddim_steps and fc.backend == "torch"
+    for n, h in ((1, 4), (7, 28), (5, 0)):
+        obs, fut = fc(features(n), h)
+        assert obs.shape == (3, n) and fut.shape == (3, h)
+        assert obs.dtype == np.float32 and fut.dtype == np.float32
+        assert np.isfinite(obs).all() and np.isfinite(fut).all()
+        assert ((obs >= 0) & (obs <= 1)).all() and ((fut >= 0) & (fut <= 1)).all()
+    assert fc.calls == 3
+
+
+def test_reproducible_per_tick_noise() -> None:
+    a, b = tiny(seed=5), tiny(seed=5)
+    x = features(6)
+    runs_a = [a(x, 12) for _ in range(3)]
+    runs_b = [b(x, 12) for _ in range(3)]
+    for (oa, fa), (ob, fb) in zip(runs_a, runs_b):
+        np.testing.assert_array_equal(oa, ob)
+        np.testing.assert_array_equal(fa, fb)
+    # the ticks draw different noise, and another seed gives other noise
+    assert not np.array_equal(runs_a[0][1], runs_a[1][1])
+    other = tiny(seed=6)(x, 12)
+    assert not np.array_equal(other[1], runs_a[0][1])
+
+
+def test_tick_seed() -> None:
+    seeds = {tick_seed(s, t) for s in range(4) for t in range(50)}
+    assert len(seeds) == 200
+    assert tick_seed(3, 7) == tick_seed(3, 7)
+    assert all(0 <= s < 2**63 for s in seeds)
+    with pytest.raises(ValueError):
+        tick_seed(-1, 0)
+
+
+def test_global_rng_untouched() -> None:
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    fc = tiny(weight_seed=9)
+    fc(features(4), 8)
+    assert torch.equal(state, torch.get_rng_state())
+    # weights are a function of weight_seed only
+    w1 = tiny(weight_seed=9).model.state_dict()
+    w2 = tiny(weight_seed=10).model.state_dict()
+    assert all(torch.equal(v, fc.model.state_dict()[k]) for k, v in w1.items())
+    assert any(not torch.equal(v, w2[k]) for k, v in w1.items())
+
+
+def test_steps_override_and_validation() -> None:
+    assert tiny(steps=2).steps == 2
+    with pytest.raises(ForecasterError, match="ddim steps"):
+        tiny(steps=5000)
+    with pytest.raises(ForecasterError, match="seed"):
+        tiny(seed=-1)
+    fc = tiny()
+    with pytest.raises(ValueError, match=rf"\({DIM}, N>=1\)"):
+        fc(np.zeros((DIM + 1, 3), np.float32), 4)
+    with pytest.raises(ValueError, match="horizon"):
+        fc(features(3), -1)
+
+
+def test_checkpoint_roundtrip(tmp_path: Path) -> None:
+    ref = tiny(seed=3, weight_seed=4)
+    save_checkpoint(tmp_path / "m.pt", ref.model, list(NAMES))
+    fc = ModelForecaster.from_checkpoint(tmp_path / "m.pt", seed=3)
+    assert fc.class_names == NAMES and fc.input_dim == DIM
+    x = features(5)
+    for (o1, f1), (o2, f2) in zip([ref(x, 10), ref(x, 3)], [fc(x, 10), fc(x, 3)]):
+        np.testing.assert_allclose(o1, o2, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(f1, f2, rtol=0, atol=1e-6)
+
+
+def test_bad_backend_and_device(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "m.pt", tiny().model, list(NAMES))
+    with pytest.raises(ForecasterError, match="unknown backend 'tflite'"):
+        ModelForecaster.from_checkpoint(tmp_path / "m.pt", backend="tflite")
+    if not torch.cuda.is_available():
+        with pytest.raises(ForecasterError, match="CUDA is not available"):
+            ModelForecaster.random_weights(input_dim=DIM, device="cuda")
+    assert BACKENDS == ("torch", "onnxruntime", "tensorrt")
+
+
+@pytest.mark.skipif(HAS_RUNTIME, reason="model.runtime is installed")
+def test_runtime_backends_without_model_runtime(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "m.pt", tiny().model, list(NAMES))
+    with pytest.raises(ForecasterError, match="needs model.runtime"):
+        ModelForecaster.from_checkpoint(tmp_path / "m.pt", backend="onnxruntime")
+
+
+def test_drives_the_stream() -> None:
+    """End to end through StreamingAnticipator: the stream's horizon is the one the model runs."""
+    extractor = build_extractor("color_layout", grid=1, bins=3)  # dim = 2*3 + 9 = 15
+    fc = ModelForecaster.random_weights(input_dim=extractor.dim, class_names=NAMES, seed=1)
+    cfg = StreamConfig(feature_rate_hz=2.0, ratio=3.0, max_horizon_s=5.0, max_window_s=60.0,
+                       min_observed_frames=2, stale_after_s=1e6)
+    stream = StreamingAnticipator(cfg, extractor, fc, NAMES)
+    t0, period = 10**18, 500_000_000
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        stream.push_frame(t0 + i * period, rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    result = stream.tick(t0 + 6 * period)
+    assert result is not None and result.num_observed == 6
+    assert result.horizon == 10  # min(ceil(3 * 6), round(5 s * 2 Hz))
+    assert result.future_probs.shape == (3, 10)
+    assert {s.label for s in result.observed + result.future} <= set(NAMES)

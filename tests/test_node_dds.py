@@ -1,0 +1,416 @@
+"""actfusion_node: message conversion, node helpers, an in-process node, and the node over real DDS.
+
+Skipped (with the reason) when rclpy or the message packages (actfusion_msgs: scripts/build_msgs.sh)
+are not importable. DDS traffic stays on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and
+config/fastdds_local.xml), on a pid-derived ROS_DOMAIN_ID and under a unique namespace.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tests.ros_helpers import (Client, NodeProcess, apply_loopback_env, diagnostics_values, make_image,
+                               restore_env, ros_skip_reason, synthetic_frame, unique_domain_id, wait_for,
+                               write_params)
+
+REASON = ros_skip_reason()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+
+if REASON is None:
+    import rclpy
+    from actfusion_msgs.msg import ActionForecast, ActionSegment
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.serialization import deserialize_message, serialize_message
+    from rclpy.signals import SignalHandlerOptions
+    from sensor_msgs.msg import Image
+    from std_srvs.srv import Trigger
+
+    from actfusion_ros.frames import ImageConversionError, compressed_to_rgb, image_to_rgb
+    from actfusion_ros.node import (ActFusionNode, FrameQueue, KindCounter, StartupError, error_kind,
+                                    load_class_names)
+    from actfusion_ros.ros_messages import (diagnostic_array, duration_from_s, forecast_to_msg,
+                                            segment_to_msg, time_from_ns, time_to_ns)
+    from actfusion_ros.stream import StreamConfig, StreamingAnticipator, TimedSegment
+    from model.features import build_extractor
+
+T0 = 1_700_000_000_123_456_789
+
+
+class FakeForecaster:
+    """Deterministic: class k for observed frames in block k, future = the next class."""
+
+    def __init__(self, num_classes: int = 3, delay_s: float = 0.0) -> None:
+        self.num_classes = num_classes
+        self.class_names = tuple(f"c{i}" for i in range(num_classes))
+        self.delay_s = delay_s
+        self.calls = 0
+        self.in_call = threading.Event()
+
+    def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        self.calls += 1
+        self.in_call.set()
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        n = observed.shape[1]
+        obs = np.full((self.num_classes, n), 0.1, np.float32)
+        obs[np.minimum(np.arange(n) // 3, self.num_classes - 1), np.arange(n)] = 0.8
+        fut = np.full((self.num_classes, horizon), 0.1, np.float32)
+        fut[(n // 3 + 1) % self.num_classes] = 0.8
+        return obs, fut
+
+
+# ============================================================================ message conversion
+def test_time_conversion_is_exact() -> None:
+    for ns in (0, 1, 999_999_999, 1_000_000_000, T0, (2**31 - 1) * 10**9 + 999_999_999):
+        t = time_from_ns(ns)
+        assert (t.sec, t.nanosec) == divmod(ns, 10**9)
+        assert time_to_ns(t) == ns
+    with pytest.raises(ValueError):
+        time_from_ns(-1)
+    with pytest.raises(ValueError, match="overflow"):
+        time_from_ns(2**31 * 10**9)
+    d = duration_from_s(0.0123456789)
+    assert (d.sec, d.nanosec) == (0, 12_345_679)
+    assert (duration_from_s(2.5).sec, duration_from_s(2.5).nanosec) == (2, 500_000_000)
+
+
+def test_segment_to_msg() -> None:
+    seg = TimedSegment(label="pour", class_id=3, start_ns=T0, end_ns=T0 + 1_500_000_001, confidence=0.75)
+    msg = segment_to_msg(seg)
+    assert isinstance(msg, ActionSegment)
+    assert (msg.label, msg.class_id) == ("pour", 3)
+    assert time_to_ns(msg.start) == T0 and time_to_ns(msg.end) == T0 + 1_500_000_001
+    assert msg.confidence == pytest.approx(0.75)
+
+
+def _stream_result(partial_min: int = 4, frames: int = 7):
+    cfg = StreamConfig(feature_rate_hz=2.0, ratio=2.0, max_horizon_s=4.0, max_window_s=60.0,
+                       min_observed_frames=partial_min, stale_after_s=1e6)
+    fc = FakeForecaster()
+    stream = StreamingAnticipator(cfg, build_extractor("color_layout"), fc, ["idle", "reach", "pour"])
+    period = 500_000_000
+    for i in range(frames):
+        stream.push_frame(T0 + i * period, synthetic_frame(i))
+    return stream.tick(T0 + frames * period), period
+
+
+def test_forecast_to_msg_matches_result() -> None:
+    result, period = _stream_result()
+    msg = forecast_to_msg(result, "cam_optical")
+    assert time_to_ns(msg.header.stamp) == result.stamp_ns == T0 + 6 * period  # last frame, not now
+    assert msg.header.frame_id == "cam_optical"
+    assert msg.num_observed_frames == 7 and msg.horizon_frames == min(math.ceil(2.0 * 7), 8) == 8
+    assert msg.partial is False and msg.feature_rate_hz == pytest.approx(2.0)
+    assert msg.model_latency == duration_from_s(result.inference_s)
+    for seg_msg, seg in zip([*msg.observed, *msg.future, msg.current],
+                            [*result.observed, *result.future, result.current]):
+        assert (seg_msg.label, seg_msg.class_id) == (seg.label, seg.class_id)
+        assert (time_to_ns(seg_msg.start), time_to_ns(seg_msg.end)) == (seg.start_ns, seg.end_ns)
+    # observed segments tile [first stamp, last stamp + P); the future continues from there
+    assert time_to_ns(msg.observed[0].start) == T0
+    assert time_to_ns(msg.observed[-1].end) == time_to_ns(msg.future[0].start) == T0 + 7 * period
+    assert time_to_ns(msg.future[-1].end) == T0 + 7 * period + 8 * period
+    assert [s.label for s in msg.observed] == ["idle", "reach", "pour"]
+    assert msg.current == msg.observed[-1]
+    assert deserialize_message(serialize_message(msg), ActionForecast) == msg
+
+
+def test_forecast_to_msg_partial() -> None:
+    result, _ = _stream_result(partial_min=10, frames=3)
+    msg = forecast_to_msg(result)
+    assert msg.partial is True and msg.num_observed_frames == 3 and msg.horizon_frames == 6
+
+
+def test_diagnostic_array() -> None:
+    arr = diagnostic_array(time_from_ns(T0), name="/ns/actfusion_node: stream", level="warn",
+                           message="waiting", values={"a": 1, "b": 0.123456, "c": True})
+    assert isinstance(arr, DiagnosticArray) and len(arr.status) == 1
+    st = arr.status[0]
+    assert st.level == DiagnosticStatus.WARN and st.name == "/ns/actfusion_node: stream"
+    assert {kv.key: kv.value for kv in st.values} == {"a": "1", "b": "0.1235", "c": "true"}
+    assert time_to_ns(arr.header.stamp) == T0
+
+
+# ============================================================================ node helpers
+def test_frame_queue_drops_oldest_and_closes() -> None:
+    q = FrameQueue(2)
+    assert [q.put(i) for i in range(4)] == [False, False, True, True]
+    assert q.dropped == 2 and q.put_count == 4 and len(q) == 2
+    assert q.get() == 2 and q.get() == 3
+    assert q.get(timeout=0.01) is None
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(q.get()))
+    t.start()
+    time.sleep(0.05)
+    q.close()
+    t.join(2)
+    assert not t.is_alive() and got == [None]
+
+
+def test_kind_counter_logs_once_per_kind() -> None:
+    logged: list[str] = []
+    c = KindCounter("bad image", logged.append)
+    for kind in ("encoding", "encoding", "truncated", "encoding"):
+        c.record(kind, ValueError(kind))
+    assert c.counts == {"encoding": 3, "truncated": 1} and c.total == 4
+    assert len(logged) == 2 and "encoding" in logged[0] and "only counted" in logged[0]
+
+
+def _conversion_error(fn, **fields) -> Exception:
+    with pytest.raises(ImageConversionError) as info:
+        fn(SimpleNamespace(**fields))
+    return info.value
+
+
+def test_error_kinds() -> None:
+    good = dict(height=2, width=2, encoding="rgb8", is_bigendian=0, step=6, data=bytes(12))
+    assert error_kind(_conversion_error(image_to_rgb, **{**good, "encoding": "yuv422"})) == "encoding"
+    assert error_kind(_conversion_error(image_to_rgb, **{**good, "data": bytes(5)})) == "truncated"
+    assert error_kind(_conversion_error(image_to_rgb, **{**good, "step": 2})) == "step"
+    assert error_kind(_conversion_error(image_to_rgb, **{**good, "height": 0})) == "empty"
+    assert error_kind(_conversion_error(compressed_to_rgb, format="jpeg", data=b"\xff\xd8\xff" + bytes(10)
+                                        )) == "truncated"
+    assert error_kind(_conversion_error(compressed_to_rgb, format="webp", data=b"x")) == "format"
+    assert error_kind(ValueError("negative time stamp")) == "ValueError"
+
+
+def test_load_class_names(tmp_path: Path) -> None:
+    (tmp_path / "mapping.txt").write_text("1 reach\n0 idle\n2 pour water\n")
+    assert load_class_names(tmp_path / "mapping.txt") == ["idle", "reach", "pour water"]
+    (tmp_path / "names.txt").write_text("idle\nreach\n\npour\n")
+    assert load_class_names(tmp_path / "names.txt") == ["idle", "reach", "pour"]
+    (tmp_path / "dup.txt").write_text("a\na\n")
+    with pytest.raises(ValueError, match="duplicate"):
+        load_class_names(tmp_path / "dup.txt")
+
+
+# ============================================================================ in-process node
+@pytest.fixture()
+def ros_context():
+    """A private rclpy context on the loopback profile (no signal handlers in pytest)."""
+    old = apply_loopback_env(unique_domain_id())
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=unique_domain_id(), signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        yield ctx
+    finally:
+        rclpy.try_shutdown(context=ctx)
+        restore_env(old)
+
+
+def _params(**values) -> list:
+    return [Parameter(k, value=v) for k, v in values.items()]
+
+
+def test_startup_rejects_bad_parameters(ros_context) -> None:
+    with pytest.raises(StartupError) as info:
+        ActFusionNode(context=ros_context, node_name="bad_params", parameter_overrides=_params(
+            tick_rate_hz=5000.0, device="gpu", checkpoint="", random_weights=False, feature_rate_hz=2.0,
+            max_window_s=0.5))
+    text = str(info.value)
+    for expected in ("tick_rate_hz: 5000.0 is outside", "device: 'gpu'", "checkpoint: required",
+                     "max_window_s must be >= 2 s"):
+        assert expected in text, text
+
+
+def test_startup_rejects_extractor_model_mismatch(ros_context) -> None:
+    fc = FakeForecaster()
+    fc.input_dim = 7
+    with pytest.raises(StartupError, match="expects 7-dimensional features"):
+        ActFusionNode(context=ros_context, node_name="mismatch", forecaster=fc,
+                      parameter_overrides=_params(random_weights=True))
+
+
+def test_node_counts_overruns_bad_images_and_shuts_down_during_tick(ros_context) -> None:
+    """In-process: slow forecaster -> skipped ticks; bad images counted; shutdown mid-tick is clean."""
+    fc = FakeForecaster(delay_s=0.3)
+    node = ActFusionNode(context=ros_context, node_name="inproc", forecaster=fc, parameter_overrides=_params(
+        random_weights=True, tick_rate_hz=20.0, feature_rate_hz=10.0, min_observed_frames=1,
+        stale_after_s=100.0, diagnostics_period_s=0.1))
+    executor = MultiThreadedExecutor(num_threads=3, context=ros_context)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    try:
+        t_start = time.time_ns()
+        for i in range(12):
+            node._on_image(make_image(Image, synthetic_frame(i), t_start + i * 50_000_000))
+        bad = make_image(Image, synthetic_frame(0), t_start)
+        bad.encoding = "yuv422"
+        node._on_image(bad)
+        short = make_image(Image, synthetic_frame(0), t_start)
+        short.data = bytes(10)
+        node._on_image(short)
+        wait_for(lambda: fc.calls >= 3, 10.0, "three forecasts from the slow forecaster")
+        level, message, values = node.diagnostics_values()
+        assert values["bad_images"] == 2 and values["bad_images.encoding"] == 1
+        assert values["bad_images.truncated"] == 1
+        # 3 ticks of 0.3 s at 20 Hz: most of the ~18 due times fall inside a running tick
+        assert values["skipped_ticks"] >= 8, values
+        assert values["published"] >= 2 and values["images_received"] == 14
+        response = node._on_reset(Trigger.Request(), Trigger.Response())
+        assert response.success and node.stream.episode == 1
+        # shut down while the forecaster is running
+        fc.in_call.clear()
+        node._on_image(make_image(Image, synthetic_frame(20), time.time_ns()))
+        wait_for(fc.in_call.is_set, 5.0, "a tick in progress")
+        t0 = time.monotonic()
+        executor.shutdown(timeout_sec=5.0)
+        node.destroy_node()
+        elapsed = time.monotonic() - t0
+        assert elapsed < 3.0, f"shutdown during a tick took {elapsed:.2f} s"
+        assert node._tick_errors.total == 0, node._tick_errors.counts
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        spin.join(5.0)
+
+
+# ============================================================================ over real DDS
+CLASSES = ["idle", "reach", "grasp", "pour"]
+
+
+def test_node_over_dds(tmp_path: Path) -> None:
+    """Node subprocess + test client: forecasts, stamps, horizon, labels, bad images, reset, SIGINT."""
+    domain = unique_domain_id()
+    ns = f"/aft{os.getpid()}"
+    rate, ratio, max_h_s, min_obs = 10.0, 2.0, 1.0, 3
+    (tmp_path / "classes.txt").write_text("".join(f"{i} {n}\n" for i, n in enumerate(CLASSES)))
+    params = write_params(tmp_path / "params.yaml", {
+        "random_weights": True, "class_names_file": str(tmp_path / "classes.txt"),
+        "tick_rate_hz": 10.0, "feature_rate_hz": rate, "ratio": ratio, "max_horizon_s": max_h_s,
+        "min_observed_frames": min_obs, "publish_partial": True, "stale_after_s": 5.0, "episode_gap_s": 5.0,
+        "qos_reliability": "reliable", "qos_depth": 20, "queue_size": 64, "diagnostics_period_s": 0.2,
+        "num_threads": 1})
+    node = NodeProcess(params, tmp_path / "node.log", domain_id=domain, namespace=ns,
+                       remaps=[("image", f"{ns}/camera")])
+    client = None
+    try:
+        client = Client("actfusion_test_client", domain)
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        pub = client.node.create_publisher(Image, f"{ns}/camera",
+                                           QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        fut_topic, cur_topic = f"{ns}/actfusion/future_actions", f"{ns}/actfusion/current_action"
+        fut_sub = client.subscribe(fut_topic, ActionForecast)
+        client.subscribe(cur_topic, ActionSegment)
+        diag_sub = client.subscribe("/diagnostics", DiagnosticArray)
+        reset = client.node.create_client(Trigger, f"{ns}/actfusion_node/reset")
+
+        def log() -> str:
+            return node.log_tail()
+
+        wait_for(lambda: not node.alive() or (pub.get_subscription_count() > 0
+                                              and fut_sub.get_publisher_count() > 0
+                                              and diag_sub.get_publisher_count() > 0),
+                 30.0, "the node's subscription and publishers to match", details=log)
+        assert node.alive(), f"node exited with {node.proc.returncode}\n{log()}"
+        sent: list[int] = []
+        counter = [0]
+
+        def send(n: int, hz: float = 30.0) -> None:
+            for _ in range(n):
+                stamp = time.time_ns()
+                pub.publish(make_image(Image, synthetic_frame(counter[0]), stamp, pad=counter[0] % 2 * 8))
+                sent.append(stamp)
+                counter[0] += 1
+                time.sleep(1.0 / hz)
+
+        def forecasts() -> list:
+            return client.messages(fut_topic)
+
+        def node_diag() -> dict | None:
+            for arr in reversed(client.messages("/diagnostics")):
+                values = diagnostics_values(arr, f"{ns}/actfusion_node")
+                if values is not None:
+                    return values
+            return None
+
+        # --- 1. a stream of images -> forecasts
+        send(60)  # 2 s at 30 Hz -> ~20 features at 10 Hz
+        wait_for(lambda: any(m.num_observed_frames >= 15 for m in forecasts()), 10.0,
+                 "a forecast over >= 15 observed features",
+                 details=lambda: f"{len(forecasts())} forecasts\n{log()}")
+        msgs = forecasts()
+        sent_set = set(sent)
+        period = int(round(1e9 / rate))
+        cap = round(max_h_s * rate)
+        stamps = [time_to_ns(m.header.stamp) for m in msgs]
+        assert all(s in sent_set for s in stamps), "forecast stamps must be camera stamps of sent frames"
+        assert stamps == sorted(stamps), "forecasts arrive in stamp order"
+        for m in msgs:
+            n = m.num_observed_frames
+            assert m.horizon_frames == min(math.ceil(ratio * n), cap)
+            assert m.partial == (n < min_obs)
+            assert m.feature_rate_hz == pytest.approx(rate)
+            for seg in [m.current, *m.observed, *m.future]:
+                assert seg.label == CLASSES[seg.class_id], seg
+                assert 0.0 <= seg.confidence <= 1.0
+            assert time_to_ns(m.observed[0].start) in sent_set
+            assert time_to_ns(m.observed[-1].end) == time_to_ns(m.header.stamp) + period
+            if m.horizon_frames:
+                assert time_to_ns(m.future[0].start) == time_to_ns(m.header.stamp) + period
+                assert time_to_ns(m.future[-1].end) == time_to_ns(m.header.stamp) + (m.horizon_frames + 1) * period
+            assert m.current == m.observed[-1]
+        assert msgs[0].partial or msgs[0].num_observed_frames >= min_obs
+        assert any(m.horizon_frames == cap for m in msgs), "the horizon cap applies once N*r > cap"
+        currents = client.messages(cur_topic)
+        assert currents and all(c.label in CLASSES for c in currents)
+
+        # --- 2. malformed images are counted; the node keeps forecasting
+        bad = make_image(Image, synthetic_frame(0), time.time_ns())
+        bad.encoding = "yuv422"
+        truncated = make_image(Image, synthetic_frame(0), time.time_ns())
+        truncated.data = truncated.data[:100]
+        pub.publish(bad)
+        pub.publish(truncated)
+        n_before = len(forecasts())
+        send(15)
+        wait_for(lambda: (node_diag() or {}).get("bad_images") == "2", 10.0, "bad_images == 2 in /diagnostics",
+                 details=lambda: f"{node_diag()}\n{log()}")
+        values = node_diag()
+        assert values["bad_images.encoding"] == "1" and values["bad_images.truncated"] == "1", values
+        wait_for(lambda: len(forecasts()) > n_before + 2, 10.0, "forecasts after the malformed images",
+                 details=log)
+        assert node.alive()
+
+        # --- 3. ~/reset starts a new episode: num_observed restarts
+        max_before = max(m.num_observed_frames for m in forecasts())
+        time.sleep(0.3)  # let the queue drain (no frames in flight across the reset)
+        assert reset.wait_for_service(timeout_sec=10.0), f"reset service not available\n{log()}"
+        future = reset.call_async(Trigger.Request())
+        response = wait_for(lambda: future.done() and future.result(), 10.0, "the reset response", details=log)
+        assert response.success and "episode 1" in response.message, response
+        t_reset = time.time_ns()
+        send(20)
+        after = lambda: [m for m in forecasts() if time_to_ns(m.header.stamp) > t_reset]  # noqa: E731
+        wait_for(lambda: len(after()) >= 3, 10.0, "forecasts after the reset", details=log)
+        first = after()[0]
+        assert first.num_observed_frames <= 2 < max_before, (first.num_observed_frames, max_before)
+        assert first.partial
+        wait_for(lambda: (node_diag() or {}).get("resets.service") == "1", 5.0, "the reset in /diagnostics")
+
+        # --- 4. SIGINT -> clean exit 0, quickly (while images and ticks are flowing)
+        flood = threading.Thread(target=send, args=(30,), daemon=True)
+        flood.start()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        node.signal(signal.SIGINT)
+        rc = node.wait(15.0)
+        elapsed = time.monotonic() - t0
+        flood.join(5.0)
+        assert rc == 0, f"exit code {rc}\n{log()}"
+        assert elapsed < 5.0, f"exit took {elapsed:.1f} s"
+        assert "Traceback" not in node.log_path.read_text(), log()
+    finally:
+        node.kill()
+        if client is not None:
+            client.close()
