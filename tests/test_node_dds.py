@@ -414,3 +414,61 @@ def test_node_over_dds(tmp_path: Path) -> None:
         node.kill()
         if client is not None:
             client.close()
+
+
+def test_node_follows_sim_time(tmp_path: Path) -> None:
+    """use_sim_time: ticks and staleness follow /clock (frames stamped far from the wall clock)."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosgraph_msgs.msg import Clock
+
+    domain = unique_domain_id()
+    ns = f"/afsim{os.getpid()}"
+    params = write_params(tmp_path / "params.yaml", {
+        "random_weights": True, "tick_rate_hz": 5.0, "feature_rate_hz": 5.0, "min_observed_frames": 2,
+        "qos_reliability": "reliable", "qos_depth": 20, "diagnostics_period_s": 0.2, "num_threads": 1})
+    node = NodeProcess(params, tmp_path / "node.log", domain_id=domain, namespace=ns,
+                       remaps=[("image", f"{ns}/camera")], extra_args=["-p", "use_sim_time:=true"])
+    client = None
+    try:
+        client = Client("actfusion_sim_client", domain)
+        pub = client.node.create_publisher(Image, f"{ns}/camera",
+                                           QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        clock = client.node.create_publisher(Clock, "/clock", 10)
+        topic = f"{ns}/actfusion/future_actions"
+        sub = client.subscribe(topic, ActionForecast)
+        client.subscribe("/diagnostics", DiagnosticArray)
+        wait_for(lambda: not node.alive() or (pub.get_subscription_count() > 0 and sub.get_publisher_count() > 0
+                                              and clock.get_subscription_count() > 0),
+                 30.0, "the node to match", details=node.log_tail)
+        assert node.alive(), node.log_tail()
+        sim = 1000 * 10**9  # 1000 s after the epoch: hopelessly stale on the wall clock
+        sent = set()
+        for i in range(60):  # 2 s of sim time at 30 Hz, in real time
+            sim += 33_333_333
+            tick = Clock()
+            tick.clock.sec, tick.clock.nanosec = divmod(sim, 10**9)
+            clock.publish(tick)
+            pub.publish(make_image(Image, synthetic_frame(i), sim))
+            sent.add(sim)
+            time.sleep(1 / 30)
+        wait_for(lambda: len(client.messages(topic)) >= 5, 5.0, "forecasts on sim time", details=node.log_tail)
+        stamps = [time_to_ns(m.header.stamp) for m in client.messages(topic)]
+        assert set(stamps) <= sent and stamps == sorted(stamps)
+        time.sleep(0.5)
+        n = len(client.messages(topic))
+        time.sleep(1.0)  # /clock stopped: no more ticks
+        assert len(client.messages(topic)) == n
+        values = None
+        for arr in reversed(client.messages("/diagnostics")):
+            values = diagnostics_values(arr, f"{ns}/actfusion_node")
+            if values:
+                break
+        assert values is not None
+        assert values["skipped_ticks"] == "0", values  # the jump of /clock to 1000 s is not an overrun
+        assert values.get("stream_skips.stale", "0") == "0", values
+        node.signal(signal.SIGTERM)
+        assert node.wait(15.0) == 0, node.log_tail()
+    finally:
+        node.kill()
+        if client is not None:
+            client.close()
