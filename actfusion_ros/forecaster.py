@@ -5,8 +5,9 @@
 
 * ``torch``: :meth:`model.network.ActFusion.anticipate` with ``horizon`` given explicitly (the stream
   applies the r*N^O rule and its cap; the model only executes it).
-* ``onnxruntime`` / ``tensorrt``: ``model.runtime.load_backend`` + ``model.runtime.forecast``,
-  imported only when asked for.
+* ``onnxruntime`` / ``tensorrt``: :func:`model.runtime.load_backend` over an ``actfusion-export``
+  directory + :func:`model.runtime.forecast` (the same DDIM loop and CPU-drawn noise, so a seed gives
+  the same forecast on every backend up to float rounding); imported only when asked for.
 
 Randomness: the DDIM noise of tick ``k`` comes from a ``torch.Generator`` seeded with
 :func:`tick_seed` ``(seed, k)``, so a replayed stream gives the same forecasts run after run, and the
@@ -55,17 +56,23 @@ def _check_device(device: str) -> torch.device:
 class ModelForecaster:
     """Forecaster protocol implementation over an ActFusion model (see the module docstring).
 
-    Build it with :meth:`from_checkpoint` or :meth:`random_weights`. ``num_classes``,
-    ``class_names`` and ``input_dim`` describe the model; ``calls`` counts forecasts (the tick
-    number used for seeding). Calls are serialised by an internal lock.
+    Build it with :meth:`from_checkpoint` (torch), :meth:`from_export` (onnxruntime, tensorrt) or
+    :meth:`random_weights`. ``num_classes``, ``class_names`` and ``input_dim`` describe the model;
+    ``calls`` counts forecasts (the tick number used for seeding). Calls are serialised by a lock.
     """
 
-    def __init__(self, model: ActFusion, class_names: Sequence[str], *, steps: int | None = None,
-                 seed: int = 0, device: str = "cpu", backend: str = "torch",
-                 runtime: Any = None) -> None:
+    def __init__(self, model: ActFusion | None, class_names: Sequence[str], *, steps: int | None = None,
+                 seed: int = 0, device: str = "cpu", backend: str = "torch", runtime: Any = None) -> None:
         if backend not in BACKENDS:
             raise ForecasterError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-        cfg: ModelConfig = model.cfg
+        if backend == "torch":
+            if model is None:
+                raise ForecasterError("backend 'torch' needs an ActFusion model")
+            cfg: ModelConfig = model.cfg
+        else:
+            if runtime is None:
+                raise ForecasterError(f"backend {backend!r} needs a model.runtime backend")
+            cfg = runtime.config
         if len(class_names) != cfg.num_classes:
             raise ForecasterError(f"{len(class_names)} class names for a model with {cfg.num_classes} classes")
         if steps is not None and not 1 <= int(steps) <= cfg.num_timesteps:
@@ -73,7 +80,7 @@ class ModelForecaster:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ForecasterError(f"seed must be an int >= 0, got {seed!r}")
         self.device = _check_device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval() if model is not None else None
         self.config = cfg
         self.class_names = tuple(str(n) for n in class_names)
         self.num_classes = cfg.num_classes
@@ -81,28 +88,50 @@ class ModelForecaster:
         self.steps = int(steps) if steps else cfg.ddim_steps
         self.seed = int(seed)
         self.backend = backend
-        self._runtime = runtime
+        self.runtime = runtime
         self.calls = 0
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, backend: str = "torch", device: str = "cpu",
-                        steps: int | None = None, seed: int = 0, engine_dir: str | Path | None = None,
+    def from_checkpoint(cls, path: str | Path, *, device: str = "cpu", steps: int | None = None,
+                        seed: int = 0, class_names: Sequence[str] | None = None,
                         expected_config: ModelConfig | None = None) -> "ModelForecaster":
-        """Load ``path`` (:func:`model.checkpoint.load_checkpoint`) and prepare ``backend``.
+        """The torch backend over a checkpoint (:func:`model.checkpoint.load_checkpoint`).
 
-        ``engine_dir``: the exported ONNX model / TensorRT engines for those backends.
+        ``class_names`` replaces the names stored in the checkpoint (same count required).
         """
-        if backend not in BACKENDS:
-            raise ForecasterError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         ckpt = load_checkpoint(path, expected_config=expected_config)
-        runtime = None
-        if backend != "torch":
-            runtime = _load_runtime(backend, checkpoint=Path(path), model=ckpt.model,
-                                    engine_dir=engine_dir, device=device)
-        return cls(ckpt.model, ckpt.class_names, steps=steps, seed=seed, device=device,
-                   backend=backend, runtime=runtime)
+        return cls(ckpt.model, list(class_names) if class_names is not None else ckpt.class_names,
+                   steps=steps, seed=seed, device=device)
+
+    @classmethod
+    def from_export(cls, onnx_dir: str | Path, *, backend: str = "onnxruntime", device: str | None = None,
+                    steps: int | None = None, seed: int = 0, class_names: Sequence[str] | None = None,
+                    engine_dir: str | Path | None = None, threads: int | None = None) -> "ModelForecaster":
+        """The ``onnxruntime`` or ``tensorrt`` backend over an ``actfusion-export`` directory.
+
+        ``device``: default cpu (onnxruntime) / cuda (tensorrt). ``engine_dir``: TensorRT engine cache
+        (default ``<onnx_dir>/tensorrt``; engines are built there on first use). ``threads``: ONNX
+        Runtime intra-op threads. ``class_names``: replaces the export manifest's names.
+        """
+        if backend not in ("onnxruntime", "tensorrt"):
+            raise ForecasterError(f"from_export serves onnxruntime and tensorrt, not {backend!r}")
+        device = device or ("cuda" if backend == "tensorrt" else "cpu")
+        runtime_mod = _runtime_module(backend)
+        options: dict[str, Any] = {}
+        if backend == "tensorrt" and engine_dir:
+            options["engine_dir"] = Path(engine_dir)
+        if backend == "onnxruntime" and threads:
+            options["intra_op_threads"] = int(threads)
+        try:
+            runtime = runtime_mod.load_backend(backend, Path(onnx_dir), device=device, **options)
+        except (ImportError, OSError, ValueError, RuntimeError) as err:
+            raise ForecasterError(f"backend {backend!r} could not be loaded from {onnx_dir}: {err}") from None
+        names = list(class_names) if class_names is not None else list(getattr(runtime, "class_names", []))
+        if not names:
+            raise ForecasterError(f"{onnx_dir}: the export names no classes; give class_names")
+        return cls(None, names, steps=steps, seed=seed, device=device, backend=backend, runtime=runtime)
 
     @classmethod
     def random_weights(cls, *, input_dim: int, class_names: Sequence[str] = DEFAULT_RANDOM_CLASSES,
@@ -141,6 +170,7 @@ class ModelForecaster:
             return self._runtime_forecast(obs, horizon, gen)
 
     def _torch(self, obs: np.ndarray, horizon: int, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+        assert self.model is not None
         x = torch.from_numpy(np.ascontiguousarray(obs)).unsqueeze(0).to(self.device)
         with torch.inference_mode():
             out = self.model.anticipate(x, horizon=horizon, steps=self.steps, generator=gen)
@@ -149,10 +179,9 @@ class ModelForecaster:
     def _runtime_forecast(self, obs: np.ndarray, horizon: int,
                           gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
         runtime_mod = _runtime_module(self.backend)
-        out = runtime_mod.forecast(self._runtime, torch.from_numpy(np.ascontiguousarray(obs)).unsqueeze(0),
-                                   horizon=horizon, steps=self.steps, generator=gen)
-        obs_p, fut_p = _split_output(out)
-        return _to_numpy(obs_p), _to_numpy(fut_p)
+        with torch.inference_mode():
+            out = runtime_mod.forecast(self.runtime, obs, horizon=horizon, steps=self.steps, generator=gen)
+        return _to_numpy(out.observed_probs), _to_numpy(out.future_probs)
 
     def __repr__(self) -> str:
         return (f"ModelForecaster(backend={self.backend!r}, device={str(self.device)!r}, "
@@ -170,26 +199,6 @@ def _runtime_module(backend: str) -> Any:
                                   f"installed: {err}") from None
         raise ForecasterError(f"backend {backend!r} needs model.runtime, which this installation does "
                               "not have yet; use backend 'torch'") from None
-
-
-def _load_runtime(backend: str, *, checkpoint: Path, model: ActFusion, engine_dir: str | Path | None,
-                  device: str) -> Any:
-    runtime_mod = _runtime_module(backend)
-    try:
-        return runtime_mod.load_backend(backend, checkpoint=checkpoint, model=model,
-                                        engine_dir=None if not engine_dir else Path(engine_dir),
-                                        device=device)
-    except (ImportError, OSError, ValueError, RuntimeError) as err:
-        raise ForecasterError(f"backend {backend!r} could not be loaded: {err}") from err
-
-
-def _split_output(out: Any) -> tuple[Any, Any]:
-    if hasattr(out, "observed_probs") and hasattr(out, "future_probs"):
-        return out.observed_probs, out.future_probs
-    if isinstance(out, (tuple, list)) and len(out) >= 2:
-        return out[0], out[1]
-    raise ForecasterError(f"model.runtime.forecast returned {type(out).__name__}; expected "
-                          "(observed_probs, future_probs)")
 
 
 def _to_numpy(x: Any) -> np.ndarray:

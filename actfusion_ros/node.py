@@ -354,9 +354,12 @@ class ActFusionNode(Node):
                 return ModelForecaster.random_weights(
                     input_dim=input_dim, class_names=names or DEFAULT_RANDOM_CLASSES, steps=s.ddim_steps,
                     seed=s.seed, device=s.device)
-            return ModelForecaster.from_checkpoint(s.checkpoint, backend=s.backend, device=s.device,
-                                                   steps=s.ddim_steps, seed=s.seed,
-                                                   engine_dir=s.engine_dir or None)
+            if s.backend == "torch":
+                return ModelForecaster.from_checkpoint(s.checkpoint, device=s.device, steps=s.ddim_steps,
+                                                       seed=s.seed, class_names=names)
+            return ModelForecaster.from_export(s.onnx_dir, backend=s.backend, device=s.device,
+                                               steps=s.ddim_steps, seed=s.seed, class_names=names,
+                                               engine_dir=s.engine_dir or None, threads=s.num_threads or None)
         except (CheckpointError, ForecasterError, ValueError, RuntimeError) as err:
             raise StartupError(f"cannot load the model: {err}") from None
 

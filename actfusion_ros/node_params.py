@@ -104,17 +104,21 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "dropped and counted (frames_dropped in /diagnostics).", 1, 10000),
     # --- model
     _p("checkpoint", "",
-       "Path of an actfusion_ros checkpoint (weights, model config, class names). Required unless "
-       "random_weights is true."),
+       "Path of an actfusion_ros checkpoint (weights, model config, class names) for backend torch. "
+       "Required there unless random_weights is true; not used by the other backends."),
     _p("random_weights", False,
        "Use a tiny randomly initialised model (tests and demos; the forecasts mean nothing). "
        "Its input size follows the extractor, its classes the class_names_file (default 5)."),
-    _p("backend", "torch", "Inference backend.", choices=BACKENDS),
+    _p("backend", "torch",
+       "Inference backend: torch (checkpoint), onnxruntime or tensorrt (onnx_dir).", choices=BACKENDS),
+    _p("onnx_dir", "",
+       "Directory written by actfusion-export (ONNX graphs + manifest with the model config and class "
+       "names); required by the onnxruntime and tensorrt backends."),
     _p("engine_dir", "",
-       "Folder (or file) of the exported ONNX model / TensorRT engines; used by the onnxruntime and "
-       "tensorrt backends only."),
+       "TensorRT engine cache (default: the tensorrt folder inside onnx_dir); engines are built there on "
+       "first use."),
     _p("device", "cpu", "Inference device: cpu, cuda or cuda:N."),
-    _p("num_threads", 0, "torch intra-op CPU threads (0: torch's default).", 0, 256),
+    _p("num_threads", 0, "CPU threads of torch / ONNX Runtime inference (0: their default).", 0, 256),
     _p("ddim_steps", 0, "DDIM denoising steps per forecast (0: the checkpoint's value).", 0, 1000),
     _p("seed", 0,
        "Seed of the diffusion noise; each tick draws from a generator seeded with (seed, tick number), "
@@ -193,6 +197,7 @@ class NodeSettings:
     checkpoint: str
     random_weights: bool
     backend: str
+    onnx_dir: str
     engine_dir: str
     device: str
     num_threads: int
@@ -276,22 +281,26 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
         problems.append("image_topic: must not be empty")
     if not DEVICE_PATTERN.match(v["device"]):
         problems.append(f"device: {v['device']!r} is not cpu, cuda or cuda:N")
-    if v["random_weights"]:
-        if v["checkpoint"]:
+    if v["backend"] == "torch":
+        if v["random_weights"] and v["checkpoint"]:
             problems.append("checkpoint / random_weights: give one of them, not both")
-        if v["backend"] != "torch":
+        elif not v["random_weights"] and not v["checkpoint"]:
+            problems.append("checkpoint: required by backend torch (path of a model checkpoint), or set "
+                            "random_weights: true for a tiny untrained test model")
+    else:
+        if v["random_weights"]:
             problems.append(f"random_weights: only with backend torch, got backend {v['backend']!r}")
-    elif not v["checkpoint"]:
-        problems.append("checkpoint: required (path of a model checkpoint), or set random_weights: true "
-                        "for a tiny untrained test model")
-    if v["backend"] == "tensorrt" and not v["engine_dir"]:
-        problems.append("engine_dir: required by backend tensorrt (folder of the built engines)")
+        if not v["onnx_dir"]:
+            problems.append(f"onnx_dir: required by backend {v['backend']} (a directory written by "
+                            "actfusion-export)")
+    if v["backend"] == "tensorrt" and not v["device"].startswith("cuda"):
+        problems.append(f"device: backend tensorrt runs on cuda, got {v['device']!r}")
     if check_files:
         for name in ("checkpoint", "class_names_file"):
             if v[name] and not Path(v[name]).expanduser().is_file():
                 problems.append(f"{name}: file not found: {v[name]}")
-        if v["engine_dir"] and v["backend"] != "torch" and not Path(v["engine_dir"]).expanduser().exists():
-            problems.append(f"engine_dir: not found: {v['engine_dir']}")
+        if v["onnx_dir"] and v["backend"] != "torch" and not Path(v["onnx_dir"]).expanduser().is_dir():
+            problems.append(f"onnx_dir: directory not found: {v['onnx_dir']}")
     if available_extractors is None:
         from model.features import available_extractors as _available
         available_extractors = _available()
@@ -316,7 +325,8 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
     return NodeSettings(
         image_topic=v["image_topic"], compressed=v["compressed"], qos_reliability=v["qos_reliability"],
         qos_depth=v["qos_depth"], queue_size=v["queue_size"], checkpoint=v["checkpoint"],
-        random_weights=v["random_weights"], backend=v["backend"], engine_dir=v["engine_dir"],
+        random_weights=v["random_weights"], backend=v["backend"], onnx_dir=v["onnx_dir"],
+        engine_dir=v["engine_dir"],
         device=v["device"], num_threads=v["num_threads"], ddim_steps=v["ddim_steps"] or None,
         seed=v["seed"], class_names_file=v["class_names_file"], extractor=v["extractor"],
         extractor_kwargs=kwargs, tick_rate_hz=v["tick_rate_hz"],

@@ -102,9 +102,17 @@ def test_checkpoint_roundtrip(tmp_path: Path) -> None:
 
 
 def test_bad_backend_and_device(tmp_path: Path) -> None:
-    save_checkpoint(tmp_path / "m.pt", tiny().model, list(NAMES))
     with pytest.raises(ForecasterError, match="unknown backend 'tflite'"):
-        ModelForecaster.from_checkpoint(tmp_path / "m.pt", backend="tflite")
+        ModelForecaster(tiny().model, NAMES, backend="tflite")
+    with pytest.raises(ForecasterError, match="2 class names for a model with 3 classes"):
+        ModelForecaster(tiny().model, NAMES[:2])
+    with pytest.raises(ForecasterError, match="needs an ActFusion model"):
+        ModelForecaster(None, NAMES)
+    save_checkpoint(tmp_path / "m.pt", tiny().model, list(NAMES))
+    assert ModelForecaster.from_checkpoint(tmp_path / "m.pt", class_names=["a", "b", "c"]).class_names == \
+        ("a", "b", "c")
+    with pytest.raises(ForecasterError, match="4 class names"):
+        ModelForecaster.from_checkpoint(tmp_path / "m.pt", class_names=["a", "b", "c", "d"])
     if not torch.cuda.is_available():
         with pytest.raises(ForecasterError, match="CUDA is not available"):
             ModelForecaster.random_weights(input_dim=DIM, device="cuda")
@@ -113,9 +121,8 @@ def test_bad_backend_and_device(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(HAS_RUNTIME, reason="model.runtime is installed")
 def test_runtime_backends_without_model_runtime(tmp_path: Path) -> None:
-    save_checkpoint(tmp_path / "m.pt", tiny().model, list(NAMES))
     with pytest.raises(ForecasterError, match="needs model.runtime"):
-        ModelForecaster.from_checkpoint(tmp_path / "m.pt", backend="onnxruntime")
+        ModelForecaster.from_export(tmp_path, backend="onnxruntime")
 
 
 def test_drives_the_stream() -> None:
@@ -134,3 +141,28 @@ def test_drives_the_stream() -> None:
     assert result.horizon == 10  # min(ceil(3 * 6), round(5 s * 2 Hz))
     assert result.future_probs.shape == (3, 10)
     assert {s.label for s in result.observed + result.future} <= set(NAMES)
+
+
+def test_onnxruntime_backend_matches_torch(tmp_path: Path) -> None:
+    """The same seed gives the same forecast through model.runtime's onnxruntime backend."""
+    if not HAS_RUNTIME:
+        pytest.skip("model.runtime is not installed")
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    export = pytest.importorskip("model.export", reason="model.export not installed")
+    ref = tiny(seed=11, weight_seed=2)
+    export.export_onnx(ref.model, tmp_path / "onnx", class_names=list(NAMES), verify_length=None)
+    fc = ModelForecaster.from_export(tmp_path / "onnx", backend="onnxruntime", seed=11, threads=1)
+    assert (fc.backend, fc.class_names, fc.input_dim, fc.steps) == ("onnxruntime", NAMES, DIM, ref.steps)
+    assert isinstance(fc, Forecaster) and fc.model is None
+    x = features(9)
+    for h in (20, 0, 5):
+        (o1, f1), (o2, f2) = ref(x, h), fc(x, h)
+        assert o2.shape == (3, 9) and f2.shape == (3, h) and o2.dtype == np.float32
+        np.testing.assert_allclose(o2, o1, rtol=0, atol=2e-4)
+        np.testing.assert_allclose(f2, f1, rtol=0, atol=2e-4)
+    renamed = ModelForecaster.from_export(tmp_path / "onnx", class_names=["a", "b", "c"])
+    assert renamed.class_names == ("a", "b", "c")
+    with pytest.raises(ForecasterError, match="could not be loaded"):
+        ModelForecaster.from_export(tmp_path / "missing", backend="onnxruntime")
+    with pytest.raises(ForecasterError, match="not 'torch'"):
+        ModelForecaster.from_export(tmp_path / "onnx", backend="torch")

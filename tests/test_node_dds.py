@@ -275,6 +275,33 @@ def test_node_counts_overruns_bad_images_and_shuts_down_during_tick(ros_context)
         spin.join(5.0)
 
 
+def test_node_with_onnxruntime_backend(ros_context, tmp_path: Path) -> None:
+    """backend onnxruntime + onnx_dir: the node builds its forecaster through model.runtime."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    export = pytest.importorskip("model.export", reason="model.export not installed")
+    pytest.importorskip("model.runtime", reason="model.runtime not installed")
+    from actfusion_ros.forecaster import ModelForecaster
+
+    dim = build_extractor("color_layout").dim
+    ref = ModelForecaster.random_weights(input_dim=dim, class_names=["idle", "reach", "pour"], seed=4)
+    export.export_onnx(ref.model, tmp_path / "onnx", class_names=["idle", "reach", "pour"], verify_length=None)
+    node = ActFusionNode(context=ros_context, node_name="ort", parameter_overrides=_params(
+        backend="onnxruntime", onnx_dir=str(tmp_path / "onnx"), seed=4, num_threads=1, stale_after_s=100.0))
+    try:
+        fc = node.stream.forecaster
+        assert (fc.backend, fc.class_names, node.stream.class_names) == (
+            "onnxruntime", ("idle", "reach", "pour"), ("idle", "reach", "pour"))
+        t0 = time.time_ns()
+        for i in range(6):
+            node.stream.push_frame(t0 + i * 500_000_000, synthetic_frame(i))
+        result = node.stream.tick(t0 + 3 * 10**9)
+        assert result is not None and result.num_observed == 6 and result.horizon == 24
+        msg = forecast_to_msg(result)
+        assert {s.label for s in msg.future} <= {"idle", "reach", "pour"}
+    finally:
+        node.destroy_node()
+
+
 # ============================================================================ over real DDS
 CLASSES = ["idle", "reach", "grasp", "pour"]
 
