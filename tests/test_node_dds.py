@@ -275,6 +275,29 @@ def test_node_counts_overruns_bad_images_and_shuts_down_during_tick(ros_context)
         spin.join(5.0)
 
 
+def test_compressed_input_callback(ros_context) -> None:
+    """compressed: true: JPEG CompressedImages are decoded and enqueued; broken ones are counted."""
+    from sensor_msgs.msg import CompressedImage
+
+    from actfusion_ros.frames import rgb_to_jpeg
+
+    node = ActFusionNode(context=ros_context, node_name="jpeg", forecaster=FakeForecaster(),
+                         parameter_overrides=_params(random_weights=True, compressed=True))
+    try:
+        assert node._image_sub.msg_type is CompressedImage
+        node.close()  # stop the worker: inspect the queue
+        jpeg = rgb_to_jpeg(synthetic_frame(3), 95)
+        good = CompressedImage(format="rgb8; jpeg compressed bgr8", data=jpeg)
+        good.header.stamp.sec = 5
+        node._on_image(good)
+        node._on_image(CompressedImage(format="jpeg", data=jpeg[: len(jpeg) // 2]))
+        node._on_image(CompressedImage(format="webp", data=jpeg))
+        assert node._queue.put_count == 1
+        assert node._bad_images.counts == {"truncated": 1, "format": 1}
+    finally:
+        node.destroy_node()
+
+
 def test_node_with_onnxruntime_backend(ros_context, tmp_path: Path) -> None:
     """backend onnxruntime + onnx_dir: the node builds its forecaster through model.runtime."""
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
