@@ -1,0 +1,169 @@
+"""actfusion-eval: every output file, metrics equal to ``python -m training.evaluate`` on the written files,
+and the inference pieces (post-processing, upsampling, LTA layouts, uncovered frames)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.image import imread
+
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.config import experiment_config
+from model.network import ActFusion
+from training.eval_model import MISSING_NAME, main as eval_main
+from training.evaluate import main as evaluate_main
+from training.inference import NO_PREDICTION, lta_layout, postprocess, predict_lta, predict_tas, upsample_nearest
+from training.metrics import moc_scores
+from training.scoring import ALPHAS, BETAS
+
+from tests.test_train import TEST_VIDEOS, build_dataset, one_thread, run, write_config
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LTA_DIRS = [f"lta_{p}_a{a:g}" for p in ("gt", "rn") for a in ALPHAS]
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> Iterator[None]:
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def data(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_dataset(shared_data, tmp_path_factory.mktemp("synth"))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One short training run (sample rate 3, median filter 5 recorded in the checkpoint)."""
+    root = tmp_path_factory.mktemp("run")
+    cfg = write_config(root / "c.yaml", epochs=2, accumulate=1, eval_every=100, checkpoint_every=100,
+                       validation_fraction=0.0, median_filter=5)
+    with one_thread():
+        assert run(cfg, data, root / "run") == "finished"
+    return root / "run" / "last.pt"
+
+
+@pytest.fixture(scope="module")
+def evaluated(checkpoint: Path, data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("eval") / "out"
+    with one_thread():
+        rc = eval_main(["--checkpoint", str(checkpoint), "--data-root", str(data), "--split", "1", "--out", str(out),
+                        "--steps", "4", "--seed", "3", "--max-plots", "1"])
+    assert rc == 0
+    return out
+
+
+def evaluate_cli(capsys: pytest.CaptureFixture, *argv: str) -> dict:
+    capsys.readouterr()
+    assert evaluate_main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_eval_writes_every_file(evaluated: Path, data: Path):
+    for sub in ["tas", *LTA_DIRS]:
+        files = sorted(p.stem for p in (evaluated / sub).glob("*.txt"))
+        assert files == sorted(TEST_VIDEOS), sub
+        for video in TEST_VIDEOS:
+            pred = (evaluated / sub / f"{video}.txt").read_text().splitlines()
+            gt = (data / "groundTruth" / f"{video}.txt").read_text().splitlines()
+            assert len(pred) == len(gt), (sub, video)  # raw frame rate, full video
+            assert MISSING_NAME not in pred  # r = 4 covers the whole evaluated window at alpha 0.2 and 0.3
+    results = json.loads((evaluated / "results.json").read_text())
+    assert results["steps"] == 4 and results["seed"] == 3 and results["median_filter"] == 5  # from the checkpoint
+    assert results["sample_rate"] == 3 and results["offsets"] == "all" and results["videos"] == 2
+    assert set(results["latency_s"]) == {"tas_per_video", "lta_gt_per_forecast", "lta_gt_per_video",
+                                         "lta_rn_per_forecast", "lta_rn_per_video"}
+    assert all(v > 0 for v in results["latency_s"].values())
+    md = (evaluated / "results.md").read_text()
+    assert "| Acc | Edit |" in md and "r*N^O" in md and "GT length" in md
+    png = evaluated / "plots" / f"{TEST_VIDEOS[0]}.png"
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+    img = imread(png)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 500
+    assert not (evaluated / "plots" / f"{TEST_VIDEOS[1]}.png").exists()  # --max-plots 1
+
+
+def test_eval_metrics_equal_the_evaluation_cli(evaluated: Path, data: Path, capsys: pytest.CaptureFixture):
+    results = json.loads((evaluated / "results.json").read_text())
+    gt_dir = str(data / "groundTruth")
+    tas = evaluate_cli(capsys, "tas", "--predictions", str(evaluated / "tas"), "--ground-truth", gt_dir)
+    for key in ("acc", "edit", "f1@10", "f1@25", "f1@50"):
+        assert tas[key] == pytest.approx(results["tas"][key], abs=1e-9), key
+    for protocol in ("gt", "rn"):
+        for alpha in ALPHAS:
+            lta = evaluate_cli(capsys, "lta", "--predictions", str(evaluated / f"lta_{protocol}_a{alpha:g}"),
+                               "--ground-truth", gt_dir, "--observed", str(alpha), "--predicted",
+                               *[str(b) for b in BETAS])
+            mine = results["lta"][protocol][f"{alpha:g}"]
+            assert lta["moc"].keys() == mine.keys()
+            for beta, value in lta["moc"].items():
+                assert value == pytest.approx(mine[beta], abs=1e-9), (protocol, alpha, beta)
+
+
+def test_eval_is_deterministic_and_tas_only(evaluated: Path, checkpoint: Path, data: Path, tmp_path: Path):
+    out = tmp_path / "tas_only"
+    assert eval_main(["--checkpoint", str(checkpoint), "--data-root", str(data), "--split", "1", "--out", str(out),
+                      "--steps", "4", "--seed", "3", "--no-lta", "--max-plots", "0", "--max-videos", "1"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.md", "tas"]
+    video = TEST_VIDEOS[0]
+    assert (out / "tas" / f"{video}.txt").read_text() == (evaluated / "tas" / f"{video}.txt").read_text()
+    results = json.loads((out / "results.json").read_text())
+    assert results["lta"] == {} and results["videos"] == 1
+
+
+def test_eval_errors(checkpoint: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    ckpt = load_checkpoint(checkpoint)
+    renamed = tmp_path / "renamed.pt"
+    save_checkpoint(renamed, ckpt.model, [f"c{i}" for i in range(11)])
+    rc = eval_main(["--checkpoint", str(renamed), "--data-root", str(data), "--split", "1", "--out", str(tmp_path / "o")])
+    assert rc == 1 and "class mapping" in capsys.readouterr().err
+    rc = eval_main(["--checkpoint", str(tmp_path / "missing.pt"), "--data-root", str(data), "--split", "1",
+                    "--out", str(tmp_path / "o")])
+    assert rc == 1 and "not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- inference parts
+
+
+def test_postprocess_median_filter_and_upsampling():
+    probs = np.zeros((2, 9))
+    probs[0] = 1.0
+    probs[:, 4] = [0.0, 1.0]  # a one-frame spike of class 1
+    assert postprocess(probs, 0).tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 0]
+    assert postprocess(probs, 3).tolist() == [0] * 9
+    assert upsample_nearest(np.array([5, 6, 7]), 4, 10).tolist() == [5, 5, 5, 5, 6, 6, 6, 6, 7, 7]
+    assert upsample_nearest(np.array([5, 6]), 4, 10).tolist() == [5] * 4 + [6] * 6  # clipped at the end
+    assert upsample_nearest(np.array([1, 2, 3]), 1, 3).tolist() == [1, 2, 3]
+
+
+def test_lta_layouts():
+    assert lta_layout(100, 1, 0.2, "gt") == lta_layout(100, 1, 0.2, "rn")  # 20 observed + 80 either way
+    gt, rn = lta_layout(100, 1, 0.3, "gt"), lta_layout(100, 1, 0.3, "rn")
+    assert (gt.observed, gt.horizon, rn.horizon) == (30, 70, 120)
+    assert lta_layout(15, 1, 0.3, "gt").observed == 4  # round(4.5) = 4: Python's banker's rounding, as the authors
+    sub = lta_layout(1001, 8, 0.2, "gt")  # full_len = ceil(1001 / 8) = 126, observed round(25.2) = 25
+    assert (sub.full_len, sub.observed, sub.horizon) == (126, 25, 101)
+    with pytest.raises(ValueError, match="protocol"):
+        lta_layout(10, 1, 0.2, "oracle")
+
+
+def test_uncovered_forecast_frames_count_as_wrong():
+    cfg = experiment_config("tiny", {"model": {"num_classes": 3, "input_dim": 4, "ddim_steps": 2, "sample_rate": 2}})
+    torch.manual_seed(0)
+    model = ActFusion(cfg.model).eval()
+    feats = np.random.default_rng(0).standard_normal((4, 101)).astype(np.float32)
+    pred = predict_lta(model, feats, 0.2, "rn", ratio=0.5, steps=2)  # 10 observed + 5 forecast frames (x2 raw)
+    assert pred.layout.observed == 10 and pred.layout.horizon == 5
+    assert (pred.labels[:30] >= 0).all() and (pred.labels[30:] == NO_PREDICTION).all() and pred.labels.size == 101
+    assert pred.observed_raw == 20 and len(pred.forecast_seconds) == 2
+    moc, _ = moc_scores([(pred.labels, np.where(pred.labels >= 0, pred.labels, 0))], 0.2, (0.5,))
+    assert moc[0.5] < 100.0  # frames 30..69 were not forecast: wrong, not skipped
+    tas = predict_tas(model, feats, steps=2, aggregate_offsets=False)
+    assert tas.labels.shape == (101,) and tas.probs.shape == (3, 51)
+    again = predict_tas(model, feats, steps=2, aggregate_offsets=False)
+    assert np.array_equal(tas.labels, again.labels)  # seeded noise: same answer

@@ -1,0 +1,186 @@
+"""``actfusion-eval``: predict and score a checkpoint on the test split of an MS-TCN dataset.
+
+    actfusion-eval --checkpoint RUN/best.pt --data-root DATA --split 1 --out EVAL [--steps 25] [--seed 0]
+                   [--no-lta] [--median-filter K] [--single-offset] [--max-videos N] [--max-plots N]
+
+Writes, under ``--out``:
+
+* ``tas/<video>.txt`` and ``lta_{gt,rn}_a{0.2,0.3}/<video>.txt``: one class name per raw frame, the
+  format and file names of ``groundTruth/``. LTA files hold the observed part and the forecast; under the
+  r*N^O protocol frames the forecast does not reach are written as ``__no_prediction__`` (they count as
+  wrong, also for ``python -m training.evaluate`` without ``--mapping``).
+* ``results.json`` (metrics, steps, seed, post-processing, mean latencies), ``results.md`` (tables),
+  ``plots/<video>.png`` (ground truth vs predictions, the first ``--max-plots`` videos).
+
+The metrics are those of :mod:`training.metrics`, so they equal ``python -m training.evaluate`` run on the
+written files (``tas``; ``lta --observed A --predicted 0.1 0.2 0.3 0.5``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tqdm import tqdm
+
+from model.checkpoint import CheckpointError, load_checkpoint
+from model.io import atomic_write_text
+from training.data import DatasetError, MsTcnDataset
+from training.inference import PROTOCOLS, frame_labels_to_names
+from training.plots import TimelineRow, plot_timeline
+from training.scoring import ScoredRun, ScoringOptions, VideoPredictions, lta_key, score_model
+
+#: Written for raw frames a forecast does not cover (never a class name of the datasets).
+MISSING_NAME = "__no_prediction__"
+
+
+def write_predictions(out: Path, run: ScoredRun, class_names: Sequence[str], options: ScoringOptions) -> list[Path]:
+    """One ``<video>.txt`` per video in ``tas/`` and every ``lta_*`` directory; returns the directories."""
+    dirs = {"tas": out / "tas"}
+    for protocol in options.protocols:
+        for alpha in options.alphas:
+            dirs[lta_key(protocol, alpha)] = out / lta_key(protocol, alpha)
+    for video in run.videos:
+        series = {"tas": video.tas.labels}
+        series.update({lta_key(p, a): pred.labels for (p, a), pred in video.lta.items()})
+        for key, ids in series.items():
+            names = frame_labels_to_names(ids, class_names, MISSING_NAME)
+            atomic_write_text(dirs[key] / f"{video.name}.txt", "".join(f"{n}\n" for n in names))
+    return list(dirs.values())
+
+
+def plot_video(path: Path, video: VideoPredictions, class_names: Sequence[str]) -> Path:
+    """Ground truth, TAS and every forecast of one video in one timeline PNG."""
+    rows = [TimelineRow("ground truth", video.labels), TimelineRow("TAS", video.tas.labels)]
+    for (protocol, alpha), pred in sorted(video.lta.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        tag = "GT length" if protocol == "gt" else "r*N^O"
+        rows.append(TimelineRow(f"LTA a={alpha:g} ({tag})", pred.labels, pred.observed_raw))
+    return plot_timeline(path, rows, class_names, title=video.name)
+
+
+def markdown_report(metrics: dict[str, Any], info: dict[str, Any]) -> str:
+    """Markdown tables of TAS metrics, MoC per protocol/alpha/beta and the latencies."""
+    tas = metrics["tas"]
+    lines = [f"# ActFusion evaluation: {info['checkpoint']}", "",
+             f"split {info['split']}, {metrics['videos']} videos, {info['steps']} DDIM steps, seed {info['seed']}, "
+             f"median filter {info['median_filter'] or 'off'}, offsets {info['offsets']}", "",
+             "| Acc | Edit | F1@10 | F1@25 | F1@50 | TAS score |", "|---|---|---|---|---|---|",
+             "| " + " | ".join(f"{tas[k]:.2f}" for k in ("acc", "edit", "f1@10", "f1@25", "f1@50", "score")) + " |"]
+    if metrics["lta"]:
+        betas = list(next(iter(next(iter(metrics["lta"].values())).values())))
+        lines += ["", "MoC (%), frames [int(aN), int((a+b)N)) at the raw rate:", "",
+                  "| protocol | alpha | " + " | ".join(f"b={b}" for b in betas) + " |",
+                  "|---|---|" + "---|" * len(betas)]
+        names = {"gt": "GT length", "rn": "r*N^O (r=4)"}
+        for protocol, per_alpha in metrics["lta"].items():
+            for alpha, row in per_alpha.items():
+                cells = ["-" if row[b] is None else f"{row[b]:.2f}" for b in betas]
+                lines.append(f"| {names.get(protocol, protocol)} | {alpha} | " + " | ".join(cells) + " |")
+    lines += ["", "| latency | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in metrics["latency_s"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def default_median_filter(metadata: dict[str, Any]) -> int:
+    """The training config's post-processing window when the checkpoint records it, else 0 (off)."""
+    try:
+        return int(metadata["experiment"]["training"]["median_filter"])
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+def run_evaluation(checkpoint: Path, data_root: Path, split: int, out: Path, *, steps: int | None = None,
+                   seed: int = 0, lta: bool = True, median_filter: int | None = None,
+                   aggregate_offsets: bool = True, max_videos: int | None = None, max_plots: int = 10,
+                   device: str = "cpu", background: Sequence[str] = ("background",)) -> dict[str, Any]:
+    """Everything the CLI does; returns the results dictionary also written to ``results.json``."""
+    ckpt = load_checkpoint(checkpoint, map_location=device)
+    dataset = MsTcnDataset(data_root, split, "test")
+    if list(dataset.mapping.names) != list(ckpt.class_names):
+        raise DatasetError(f"class mapping of {data_root} ({dataset.num_classes} classes) differs from the "
+                           f"checkpoint's ({len(ckpt.class_names)}): {list(dataset.mapping.names)[:5]}... vs "
+                           f"{ckpt.class_names[:5]}...")
+    if max_videos is not None:
+        dataset = MsTcnDataset(data_root, split, "test", names=dataset.names[:max_videos])
+    filt = default_median_filter(ckpt.metadata) if median_filter is None else int(median_filter)
+    options = ScoringOptions(steps=steps, seed=seed, median_filter=filt, aggregate_offsets=aggregate_offsets,
+                             protocols=PROTOCOLS if lta else (), background=tuple(background))
+    records = list(dataset)
+    for rec in records:
+        if rec.features.shape[0] != ckpt.config.input_dim:
+            raise DatasetError(f"video {rec.name!r}: features have dimension {rec.features.shape[0]}, the "
+                               f"checkpoint expects input_dim {ckpt.config.input_dim}")
+    bar = (lambda it: tqdm(it, total=len(records), desc="eval", disable=not sys.stderr.isatty()))
+    run = score_model(ckpt.model, records, ckpt.class_names, options, progress=bar)
+    out.mkdir(parents=True, exist_ok=True)
+    write_predictions(out, run, ckpt.class_names, options)
+    info = {"checkpoint": str(checkpoint), "data_root": str(data_root), "split": split,
+            "steps": steps or ckpt.config.ddim_steps, "seed": seed, "median_filter": filt,
+            "offsets": "all" if aggregate_offsets else "first", "sample_rate": ckpt.config.sample_rate,
+            "alphas": list(options.alphas), "betas": list(options.betas), "ratio": options.ratio,
+            "background": list(background), "missing_name": MISSING_NAME, "device": device,
+            "videos_list": [v.name for v in run.videos]}
+    results = {**info, **run.metrics}
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out / "results.md", markdown_report(run.metrics, info))
+    for video in run.videos[:max(0, max_plots)]:
+        plot_video(out / "plots" / f"{video.name}.png", video, ckpt.class_names)
+    return results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="actfusion-eval", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, type=Path, help="model checkpoint (best.pt / last.pt)")
+    p.add_argument("--data-root", required=True, type=Path, help="MS-TCN dataset root")
+    p.add_argument("--split", required=True, type=int, help="split number N (test.splitN.bundle)")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the checkpoint's, 25 for the "
+                                                           "paper presets)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--no-lta", action="store_true", help="TAS only")
+    p.add_argument("--median-filter", type=int, default=None, metavar="K",
+                   help="median filter window at the sampled rate (0: off; default: the training config's)")
+    p.add_argument("--single-offset", action="store_true",
+                   help="one DDIM run at offset 0 instead of averaging all sample-rate offsets")
+    p.add_argument("--max-videos", type=int, default=None, help="evaluate only the first N test videos")
+    p.add_argument("--max-plots", type=int, default=10, help="timeline PNGs for the first N videos (default 10)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is fastest for small models on busy CPUs)")
+    p.add_argument("--background", nargs="*", default=["background"], metavar="NAME",
+                   help="classes dropped from Edit/F1 segments (default: background)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            print("error: --threads must be >= 1", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
+    if args.steps is not None and args.steps < 1:
+        print("error: --steps must be >= 1", file=sys.stderr)
+        return 2
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"error: --device {args.device} but CUDA is not available", file=sys.stderr)
+        return 2
+    try:
+        results = run_evaluation(args.checkpoint, args.data_root, args.split, args.out, steps=args.steps,
+                                 seed=args.seed, lta=not args.no_lta, median_filter=args.median_filter,
+                                 aggregate_offsets=not args.single_offset, max_videos=args.max_videos,
+                                 max_plots=args.max_plots, device=args.device, background=args.background)
+    except (CheckpointError, DatasetError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps({"out": str(args.out), "tas": results["tas"], "lta_mean": results["lta_mean"],
+                      "latency_s": results["latency_s"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

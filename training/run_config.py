@@ -1,0 +1,64 @@
+"""Resolve a training YAML against a dataset: ``num_classes`` from ``mapping.txt``, ``input_dim`` from features.
+
+A YAML may leave both out (they are then taken from the data, overriding the preset's defaults) or state
+them; a stated value that disagrees with the data is a :class:`~model.config.ConfigError` naming both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import yaml
+
+from model.config import ConfigError, ExperimentConfig, load_experiment_config
+from model.labels import ClassMapping
+from training.data import DatasetError, MsTcnDataset
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What the data dictates about the model: class count and names, feature dimension."""
+
+    mapping: ClassMapping
+    input_dim: int
+    source: str  # where input_dim was read, for error messages
+
+
+def data_facts(dataset: MsTcnDataset) -> DataFacts:
+    """Class mapping of ``dataset`` and the feature dimension of its first video (header read only)."""
+    if len(dataset) == 0:
+        raise DatasetError(f"{dataset.root}: split {dataset.split} ({dataset.subset}) lists no videos")
+    path = dataset.feature_path(dataset.names[0])
+    try:
+        feats = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"cannot read {path}: {err}") from None
+    if feats.ndim != 2:
+        raise DatasetError(f"{path}: features must be 2-D (D, T), got shape {feats.shape}")
+    return DataFacts(dataset.mapping, int(feats.shape[0]), str(path))
+
+
+def _yaml_model_section(path: Path) -> Mapping[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    section = data.get("model") if isinstance(data, dict) else None
+    return section if isinstance(section, Mapping) else {}
+
+
+def resolve_config(path: str | Path, facts: DataFacts) -> ExperimentConfig:
+    """Load the YAML at ``path`` with ``num_classes``/``input_dim`` from the data (see module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    stated = _yaml_model_section(path)
+    from_data = {"num_classes": facts.mapping.num_classes, "input_dim": facts.input_dim}
+    where = {"num_classes": "the class mapping (mapping.txt)", "input_dim": f"the features ({facts.source})"}
+    for key, actual in from_data.items():
+        if key in stated and stated[key] != actual:
+            raise ConfigError(f"{path}: model.{key} = {stated[key]!r} in the config, but {where[key]} "
+                              f"gives {actual}; remove model.{key} from the config to take it from the data")
+    return load_experiment_config(path, **from_data)

@@ -1,0 +1,69 @@
+"""``actfusion-train``: train ActFusion on an MS-TCN layout dataset.
+
+    actfusion-train --config training/configs/50salads.yaml --data-root DATA/50salads --split 1 --out runs/s1
+                    [--resume] [--epochs N] [--device cpu|cuda] [--max-videos N]
+
+Multi-GPU: ``torchrun --nproc_per_node=G -m training.train ... --device cuda`` (see docs/training.md).
+Exit status: 0 finished, 130 stopped by Ctrl-C / SIGTERM (a checkpoint of the last completed step is
+written; continue with ``--resume``), 1 for configuration or data errors, 2 for bad arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from model.checkpoint import CheckpointError
+from model.config import ConfigError
+from training.data import DatasetError
+from training.trainer import TrainingError, TrainOptions, train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="actfusion-train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True, type=Path, help="experiment YAML (training/configs/*.yaml)")
+    p.add_argument("--data-root", required=True, type=Path, help="MS-TCN dataset root")
+    p.add_argument("--split", required=True, type=int, help="split number N (train.splitN.bundle)")
+    p.add_argument("--out", required=True, type=Path, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--epochs", type=int, default=None, help="total epochs (overrides training.epochs)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
+    p.add_argument("--max-videos", type=int, default=None,
+                   help="use only the first N training videos of the split (quick runs)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is fastest for small models on busy CPUs)")
+    p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                   help="progress bar (auto: only when stderr is a terminal)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            print("error: --threads must be >= 1", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
+    if args.max_videos is not None and args.max_videos < 1:
+        print("error: --max-videos must be >= 1", file=sys.stderr)
+        return 2
+    options = TrainOptions(config=args.config, data_root=args.data_root, split=args.split, out=args.out,
+                           resume=args.resume, epochs=args.epochs, device=args.device, max_videos=args.max_videos,
+                           progress={"auto": None, "on": True, "off": False}[args.progress])
+    try:
+        status, out = train(options)
+    except (ConfigError, DatasetError, TrainingError, CheckpointError, ValueError, RuntimeError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if os.environ.get("RANK", "0") == "0":
+        print(f"{status}: {out}")
+    return 0 if status == "finished" else 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

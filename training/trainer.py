@@ -1,0 +1,460 @@
+"""The ActFusion training loop: Adam, batch 1 with gradient accumulation, checkpoints, exact resume.
+
+Run directory (``--out``)::
+
+    last.pt            model checkpoint (model/checkpoint.py format) of the latest saved step
+    best.pt            model checkpoint with the best validation score (when a validation subset exists)
+    trainer_state.pt   model + optimizer + every RNG state + progress: what ``--resume`` continues from
+    config.yaml        the resolved experiment config
+    loss.csv           one row per training iteration (video); epochs.csv one row per epoch
+    tensorboard/       the same curves as TensorBoard scalars (skipped if tensorboard is not installed)
+
+Exactness: after every optimizer step the trainer snapshots its progress (epoch, position in the epoch's
+video order, counters) and every RNG state. A checkpoint combines that snapshot with the model and optimizer,
+which only change at optimizer steps, so a checkpoint written at any time (periodic, at the end, on Ctrl-C
+or SIGTERM) describes a consistent "last completed step"; ``--resume`` continues from there exactly as an
+uninterrupted run would (bit-identical on CPU; CUDA kernels may be non-deterministic).
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from model.checkpoint import save_checkpoint
+from model.config import ConfigError, ExperimentConfig, config_to_dict
+from model.io import atomic_open, atomic_write_text
+from model.losses import actfusion_loss
+from model.network import ActFusion, training_outputs
+from training.batches import TrainingSample, VideoStore, draw_sample
+from training.data import MsTcnDataset, class_weights, split_train_validation
+from training.distributed import (DistContext, any_rank, barrier, gather_objects, init_distributed, shard,
+                                  shutdown)
+from training.rng import RngBundle
+from training.run_config import data_facts, resolve_config
+from training.run_log import CsvLog, Scalars
+from training.scoring import ScoringOptions, score_model
+
+STATE_FORMAT = "actfusion_ros/trainer_state/1"
+LOSS_TERMS = ("total", "enc_ce", "enc_smooth", "enc_boundary", "dec_ce", "dec_smooth", "dec_boundary")
+LOSS_COLUMNS = ("iteration", "epoch", "step", "video", "mask", "offset", "frames") + LOSS_TERMS
+EPOCH_COLUMNS = ("epoch", "step", "iterations", "seconds", "loss") + tuple(
+    f"val_{k}" for k in ("acc", "edit", "f1@10", "f1@25", "f1@50", "tas_score", "lta_gt_mean", "combined"))
+# Training-config fields that may change between a run and its resumption.
+RESUMABLE_CHANGES = {"training.epochs", "training.eval_every", "training.checkpoint_every"}
+
+
+class TrainingError(RuntimeError):
+    """The run directory or a resumed state is inconsistent with the requested run."""
+
+
+@dataclass
+class TrainOptions:
+    """What ``actfusion-train`` was asked to do."""
+
+    config: Path
+    data_root: Path
+    split: int
+    out: Path
+    resume: bool = False
+    epochs: int | None = None
+    device: str = "cpu"
+    max_videos: int | None = None
+    progress: bool | None = None  # None: a bar only when stderr is a terminal
+    cache_bytes: int = 2 << 30
+    # Called after every iteration with (trainer, iteration); tests use it to simulate an interrupt.
+    on_iteration: Callable[["Trainer", int], None] | None = None
+
+
+@dataclass
+class Progress:
+    """Where the run is, consistent with the model and optimizer after the last completed step."""
+
+    epoch: int = 0  # 0-based epoch in progress
+    position: int = 0  # videos of this rank's shard of ``order`` already used in this epoch
+    order: list[int] | None = None  # the epoch's permutation of training videos (None: not drawn yet)
+    iteration: int = 0  # videos processed so far (this rank)
+    step: int = 0  # optimizer steps so far
+    epoch_loss_sum: float = 0.0
+    epoch_iterations: int = 0
+    epoch_seconds: float = 0.0
+    best_score: float | None = None
+    best_epoch: int | None = None
+    rng: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Progress":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag instead of raising; the loop stops after the current step.
+
+    A second SIGINT raises ``KeyboardInterrupt`` at once (e.g. during a long validation); the trainer then
+    writes the snapshot of the last completed step.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name = ""
+        self.critical = False  # inside optimizer.step: never raise there
+
+    def __call__(self, signum: int, _frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT and not self.critical:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        import threading
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers only work in the main thread; KeyboardInterrupt is still caught
+            return
+        previous = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+class TrainingForward(nn.Module):
+    """``training_outputs`` as a module forward, so DistributedDataParallel sees (and syncs) the pass."""
+
+    def __init__(self, model: ActFusion) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor, visible: torch.Tensor, targets: torch.Tensor,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return training_outputs(self.model, features, visible, targets, generator=generator)
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_changes(a, b, name + ".")
+        elif a != b:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out
+
+
+class Trainer:
+    """One training run (see module docstring). ``run()`` returns ``"finished"`` or ``"interrupted"``."""
+
+    def __init__(self, options: TrainOptions, dist_ctx: DistContext | None = None) -> None:
+        self.opt = options
+        self.ctx = dist_ctx or init_distributed(options.device)
+        self.out = Path(options.out)
+        self.log = print if self.ctx.is_main else (lambda *_a, **_k: None)
+        dataset = MsTcnDataset(options.data_root, options.split, "train")
+        names = dataset.names if options.max_videos is None else dataset.names[:options.max_videos]
+        if not names:
+            raise TrainingError(f"no training videos in split {options.split} of {options.data_root}")
+        self.cfg: ExperimentConfig = resolve_config(options.config, data_facts(dataset))
+        if options.epochs is not None:
+            self.cfg = _with_epochs(self.cfg, options.epochs)
+        tc = self.cfg.training
+        if tc.validation_fraction > 0 and len(names) >= 2:
+            self.train_names, self.val_names = split_train_validation(names, tc.validation_fraction, tc.seed)
+        else:
+            self.train_names, self.val_names = list(names), []
+        self.class_names = list(dataset.mapping.names)
+        self.dataset = MsTcnDataset(options.data_root, options.split, "train", names=names)
+        self.store = VideoStore(self.dataset, self.cfg.loss.boundary_sigma, options.cache_bytes)
+        self.device = self.ctx.device
+
+        labels = [self.dataset.load_labels(n) for n in self.train_names]
+        self.class_weights = torch.from_numpy(class_weights(labels, self.cfg.model.num_classes)).to(self.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(tc.seed)
+            self.model = ActFusion(self.cfg.model)
+        self.model.to(self.device).train()
+        self.forward = TrainingForward(self.model)
+        if self.ctx.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DDP(self.forward, device_ids=ids)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.rng = RngBundle(tc.seed, self.ctx.rank, self.ctx.cuda_index)
+        self.progress = Progress(rng=self.rng.state_dict())
+        self.snapshot = Progress(**self.progress.to_dict())
+        self.stop = _StopFlag()
+        self._prepare_run_dir()
+
+    # -- run directory ------------------------------------------------------------------------------
+    def _prepare_run_dir(self) -> None:
+        state_path = self.out / "trainer_state.pt"
+        if self.opt.resume:
+            if not state_path.is_file():
+                raise TrainingError(f"--resume: no {state_path} to resume from")
+            self._load_state(state_path)
+        elif state_path.exists():
+            raise TrainingError(f"{self.out} already holds a run ({state_path.name}); pass --resume to continue "
+                                f"it or choose another --out")
+        if self.ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            source = yaml.safe_load(Path(self.opt.config).read_text()) or {}
+            resolved = {"preset": source.get("preset", "50salads"), **config_to_dict(self.cfg)}
+            atomic_write_text(self.out / "config.yaml", f"# resolved from {self.opt.config} and the data; "
+                              f"usable as --config\n" + yaml.safe_dump(resolved, sort_keys=False))
+            self.loss_csv = CsvLog(self.out / "loss.csv", LOSS_COLUMNS)
+            self.epoch_csv = CsvLog(self.out / "epochs.csv", EPOCH_COLUMNS)
+            if self.opt.resume:  # drop rows logged after the resumed step (or a partial last line)
+                done = self.progress.iteration
+                self.loss_csv.truncate(lambda r: int(r["iteration"]) <= done)
+                epoch = self.progress.epoch
+                self.epoch_csv.truncate(lambda r: int(r["epoch"]) <= epoch)
+            self.scalars = Scalars(self.out / "tensorboard", purge_step=self.progress.iteration + 1,
+                                   note=self.log)
+
+    def _state_payload(self) -> dict[str, Any]:
+        snap = self.snapshot.to_dict()
+        snap["rng"] = gather_objects(self.snapshot.rng, self.ctx)  # one entry per rank
+        return {
+            "format": STATE_FORMAT,
+            "experiment": config_to_dict(self.cfg),
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": _to_cpu(self.optimizer.state_dict()),
+            "progress": snap,
+            "world_size": self.ctx.world_size,
+            "train_names": list(self.train_names),
+            "val_names": list(self.val_names),
+        }
+
+    def _load_state(self, path: Path) -> None:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - report any unreadable file the same way
+            raise TrainingError(f"{path}: cannot read trainer state: {err}") from None
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise TrainingError(f"{path}: not a trainer state of format {STATE_FORMAT!r}")
+        changes = [c for c in config_changes(state["experiment"], config_to_dict(self.cfg))
+                   if c.split(":")[0] not in RESUMABLE_CHANGES]
+        if changes:
+            raise TrainingError(f"{path}: the config differs from the run being resumed: " + "; ".join(changes))
+        if state["train_names"] != self.train_names or state["val_names"] != self.val_names:
+            raise TrainingError(f"{path}: the training/validation videos differ from the resumed run "
+                                f"(same --data-root, --split and --max-videos?)")
+        if state["world_size"] != self.ctx.world_size:
+            raise TrainingError(f"{path}: saved with world size {state['world_size']}, resumed with "
+                                f"{self.ctx.world_size}; exact resume needs the same number of processes")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        prog = dict(state["progress"])
+        prog["rng"] = prog["rng"][self.ctx.rank]
+        self.progress = Progress.from_dict(prog)
+        self.rng.load_state_dict(self.progress.rng)
+        self.snapshot = Progress(**self.progress.to_dict())
+
+    def save(self, best_metrics: dict[str, Any] | None = None) -> None:
+        """Write ``trainer_state.pt`` and ``last.pt`` from the snapshot (collective under DDP)."""
+        payload = self._state_payload()
+        if not self.ctx.is_main:
+            return
+        with atomic_open(self.out / "trainer_state.pt", "wb") as fh:
+            torch.save(payload, fh)
+        save_checkpoint(self.out / "last.pt", self.model, self.class_names, self._metadata())
+        if best_metrics is not None:
+            save_checkpoint(self.out / "best.pt", self.model, self.class_names,
+                            self._metadata(validation=best_metrics))
+
+    def _metadata(self, validation: dict[str, Any] | None = None) -> dict[str, Any]:
+        meta = {"experiment": config_to_dict(self.cfg), "epoch": self.snapshot.epoch,
+                "step": self.snapshot.step, "iteration": self.snapshot.iteration,
+                "data_root": str(self.opt.data_root), "split": self.opt.split,
+                "train_videos": list(self.train_names), "validation_videos": list(self.val_names)}
+        if validation is not None:
+            meta["validation"] = validation
+        return meta
+
+    # -- one iteration --------------------------------------------------------------------------
+    def _iteration(self, name: str, sync: bool) -> tuple[TrainingSample, dict[str, float]]:
+        video = self.store.get(name)
+        smp = draw_sample(video, self.cfg, self.rng.numpy, self.rng.python, self.device)
+        no_sync = self.forward.no_sync if (self.ctx.enabled and not sync) else nullcontext
+        with self.rng.dropout_scope(), no_sync():
+            enc, dec = self.forward(smp.features, smp.visible, smp.targets, generator=self.rng.torch)
+            terms = actfusion_loss(enc, dec, smp.targets, smp.boundary, self.cfg.loss,
+                                   class_weights=self.class_weights, soft_targets=smp.soft_targets)
+            (terms["total"] / self.cfg.training.accumulate).backward()
+        return smp, {k: float(v.detach()) for k, v in terms.items()}
+
+    def _take_snapshot(self) -> None:
+        self.progress.rng = self.rng.state_dict()
+        self.snapshot = Progress(**{k: (list(v) if isinstance(v, list) else v)
+                                    for k, v in self.progress.to_dict().items()})
+
+    # -- epochs ---------------------------------------------------------------------------------
+    def _run_epoch(self, bar: tqdm) -> bool:
+        """Train (the rest of) the current epoch; False when a stop was requested."""
+        p, tc = self.progress, self.cfg.training
+        if p.order is None:
+            p.order = [int(i) for i in self.rng.order.permutation(len(self.train_names))]
+            p.position = 0
+        mine = shard(p.order, self.ctx.rank, self.ctx.world_size)
+        pending = 0
+        t_start = time.perf_counter()
+        while p.position < len(mine):
+            name = self.train_names[mine[p.position]]
+            last = p.position == len(mine) - 1
+            sync = last or pending + 1 == tc.accumulate
+            smp, terms = self._iteration(name, sync)
+            pending += 1
+            p.position += 1
+            p.iteration += 1
+            p.epoch_iterations += 1
+            p.epoch_loss_sum += terms["total"]
+            if self.ctx.is_main:
+                self.loss_csv.append({"iteration": p.iteration, "epoch": p.epoch + 1, "step": p.step, "video": name,
+                                      "mask": smp.mask_type, "offset": smp.offset,
+                                      "frames": int(smp.targets.shape[1]), **terms})
+                self.scalars.add("loss/total", terms["total"], p.iteration)
+                bar.update(1)
+                bar.set_postfix(epoch=p.epoch + 1, loss=f"{terms['total']:.3f}")
+            if sync:
+                self.stop.critical = True
+                try:
+                    self.optimizer.step()
+                finally:
+                    self.stop.critical = False
+                self.optimizer.zero_grad(set_to_none=True)
+                pending = 0
+                p.step += 1
+                p.epoch_seconds += time.perf_counter() - t_start
+                t_start = time.perf_counter()
+                self._take_snapshot()
+            if self.opt.on_iteration is not None:
+                self.opt.on_iteration(self, p.iteration)
+            if sync and any_rank(self.stop.requested, self.ctx):
+                return False
+        return True
+
+    def _end_epoch(self) -> bool:
+        """Validation, best/periodic checkpoints and the epoch row; then move to the next epoch."""
+        p, tc = self.progress, self.cfg.training
+        done = p.epoch + 1
+        final = done >= tc.epochs
+        row: dict[str, Any] = {"epoch": done, "step": p.step, "iterations": p.epoch_iterations,
+                               "seconds": round(p.epoch_seconds, 3),
+                               "loss": p.epoch_loss_sum / max(1, p.epoch_iterations)}
+        best = None
+        if self.val_names and (done % tc.eval_every == 0 or final):
+            metrics = self.validate() if self.ctx.is_main else None
+            if metrics is not None:
+                row.update({f"val_{k}": metrics["tas"][k] for k in ("acc", "edit", "f1@10", "f1@25", "f1@50")})
+                row.update(val_tas_score=metrics["tas"]["score"], val_lta_gt_mean=metrics["lta_mean"].get("gt"),
+                           val_combined=metrics["combined"])
+                for key in ("acc", "edit", "f1@50", "score"):
+                    self.scalars.add(f"val/{key}", metrics["tas"][key], p.iteration)
+                self.scalars.add("val/combined", metrics["combined"], p.iteration)
+                if p.best_score is None or metrics["combined"] > p.best_score:
+                    p.best_score, p.best_epoch = metrics["combined"], done
+                    best = {"epoch": done, "videos": list(self.val_names), **metrics}
+            barrier(self.ctx)
+        if self.ctx.is_main:
+            self.epoch_csv.append(row)
+            self.scalars.add("loss/epoch", row["loss"], p.iteration)
+            self.scalars.flush()
+        p.epoch, p.position, p.order = done, 0, None
+        p.epoch_loss_sum, p.epoch_iterations, p.epoch_seconds = 0.0, 0, 0.0
+        self._take_snapshot()
+        if any_rank(best is not None, self.ctx) or final or done % tc.checkpoint_every == 0:
+            self.save(best_metrics=best)
+        return not any_rank(self.stop.requested, self.ctx)
+
+    def validate(self) -> dict[str, Any]:
+        """TAS + ground-truth-length LTA on the validation videos (offset 0 only, fixed noise seeds)."""
+        tc = self.cfg.training
+        records = [self.store.get(n).record for n in self.val_names]
+        options = ScoringOptions(seed=tc.seed, median_filter=tc.median_filter, aggregate_offsets=False,
+                                 protocols=("gt",))
+        try:
+            return score_model(self.model, records, self.class_names, options).metrics
+        finally:
+            self.model.train()
+
+    def run(self) -> str:
+        """Train until ``training.epochs``; ``"interrupted"`` after SIGINT/SIGTERM/KeyboardInterrupt."""
+        tc = self.cfg.training
+        per_epoch = len(shard(range(len(self.train_names)), 0, self.ctx.world_size))
+        show = self.ctx.is_main and (sys.stderr.isatty() if self.opt.progress is None else self.opt.progress)
+        total = tc.epochs * per_epoch
+        bar = tqdm(total=total, initial=min(self.progress.iteration, total), desc="train", disable=not show,
+                   unit="video")
+        self.log(f"training {len(self.train_names)} videos (validation {len(self.val_names)}), "
+                 f"epochs {self.progress.epoch}->{tc.epochs}, accumulate {tc.accumulate}, device {self.device}, "
+                 f"world size {self.ctx.world_size}; writing to {self.out}")
+        status = "finished"
+        try:
+            with self.stop.installed():
+                while self.progress.epoch < tc.epochs:
+                    if not self._run_epoch(bar):
+                        status = "interrupted"
+                        break
+                    if not self._end_epoch():
+                        status = "interrupted"
+                        break
+                if status == "interrupted":
+                    self.save()
+                    self.log(f"stopped by {self.stop.signal_name or 'request'} after step {self.snapshot.step}; "
+                             f"checkpoint written, continue with --resume")
+        except KeyboardInterrupt:
+            # The model and optimizer are still those of the last completed step (partial gradients are
+            # discarded); the snapshot holds that step's progress and RNG states.
+            status = "interrupted"
+            self.optimizer.zero_grad(set_to_none=True)
+            self.save()
+            self.log(f"interrupted after step {self.snapshot.step}; checkpoint written, continue with --resume")
+        finally:
+            bar.close()
+            if self.ctx.is_main:
+                self.scalars.close()
+        return status
+
+    def close(self) -> None:
+        shutdown(self.ctx)
+
+
+def _with_epochs(cfg: ExperimentConfig, epochs: int) -> ExperimentConfig:
+    import dataclasses
+    if epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, epochs=int(epochs)))
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def train(options: TrainOptions) -> tuple[str, Path]:
+    """Build and run a :class:`Trainer`; returns (status, run directory)."""
+    trainer = Trainer(options)
+    try:
+        return trainer.run(), trainer.out
+    finally:
+        trainer.close()
+
