@@ -2,8 +2,9 @@
 
 Pipeline (one :class:`StreamingAnticipator`)::
 
-    push_frame(stamp_ns, rgb)  -> FeatureRateSampler (by stamp)   -> only sampled frames continue
-                               -> CausalFeatureStream(extractor)  -> FeatureBuffer (bounded)
+    push_frame(stamp_ns, rgb)  -> FeatureRateSampler (by stamp)   -> new frames: extractor context
+                               -> CausalFeatureStream(extractor)  -> sampled frames: feature
+                               -> FeatureBuffer (bounded)
     tick(now_ns)               -> snapshot under the lock -> forecaster OUTSIDE the lock -> ForecastResult
 
 Time is integer nanoseconds everywhere (message stamps); nothing here reads the wall clock except
@@ -11,11 +12,14 @@ Time is integer nanoseconds everywhere (message stamps); nothing here reads the 
 
 Conventions
 -----------
-* **Feature rate.** Features come at ``feature_rate_hz`` (period ``P = round(1e9 / rate)`` ns). The
-  extractor sees only the *sampled* frames: a causal extractor with ``context_frames=2`` compares a
-  frame with the previous *sampled* frame (``1/rate`` earlier), not with the previous camera frame.
-  Offline feature files must therefore be extracted over the same sampled frames
-  (``actfusion_ros.sampler.sample_frame_indices``) to match the live features exactly.
+* **Feature rate.** Features come at ``feature_rate_hz`` (period ``P = round(1e9 / rate)`` ns) and
+  are computed only at the frames the sampler takes. The extractor's *context* is made of camera
+  frames: every frame the sampler accepts as new (taken or not due; not duplicates or out-of-order
+  frames) enters the extractor's ring (in its preprocessed form), so a 16-frame I3D clip spans the
+  last 16 camera frames (0.53 s at 30 fps), and a ``context_frames=2`` extractor compares a frame
+  with the previous *camera* frame. Offline feature files use the same rule
+  (``FeatureExtractor.extract_at(frames, sample_frame_indices(stamps, rate))`` or
+  ``actfusion_ros.extract.extract_sampled``) and match the live features.
 * **Segment times.** Observed feature ``i`` (stamp ``s_i``) covers ``[s_i, s_i + P)``; an observed
   segment of features ``[i, j)`` spans ``[s_i, s_{j-1} + P)``. Future frame ``k`` (0-based) covers
   ``[s_last + (k+1) P, s_last + (k+2) P)``, so the first future segment starts where the last
@@ -31,14 +35,15 @@ Conventions
 * **Episodes.** A stamp gap larger than ``episode_gap_s``, a backwards jump larger than
   ``backward_jump_s``, a frame-size change or :meth:`StreamingAnticipator.reset` clears the buffer
   and the extractor context; the frame that triggered it (if any) is the first of the new episode.
+  A frame-size change is detected on any incoming frame (not only sampled ones); that frame is
+  then taken, whatever its stamp.
 * **Window policy.** The buffer holds ``ceil(max_window_s * rate)`` features. ``'drop_oldest'``
   overwrites the oldest. ``'downsample'``: when the buffer fills, every second feature is dropped
   (counting back from the newest, which is kept) and the feature rate is halved, so the buffer stays
   uniformly spaced and covers twice the time; this repeats up to ``max_downsample_factor``, after which
   the oldest is dropped. Each feature keeps its own stamp, so all times stay exact; the model then sees
-  a coarser rate than it was trained on (the price of the longer window). Features computed before a
-  halving keep the extractor context they had (the previous frame at the finer rate); only later ones
-  see the coarser spacing. A reset restores the configured rate.
+  a coarser rate than it was trained on (the price of the longer window). The extractor context
+  (camera frames) does not depend on the rate. A reset restores the configured rate.
 
 Thread safety
 -------------
@@ -46,7 +51,9 @@ Thread safety
 Three locks, always taken in the order push -> state or tick -> state:
 
 * ``push`` lock serialises ``push_frame``/``reset`` (the extractor context is stateful). The extractor
-  runs under it, in the pushing thread, for sampled frames only.
+  runs under it, in the pushing thread: its cheap per-frame preprocessing for every new camera frame,
+  the feature computation (a CNN forward pass for I3D/ResNet) for sampled frames only. The node calls
+  ``push_frame`` from a worker thread, never from the image callback.
 * ``state`` lock guards the sampler, the buffer and the counters; it is held only for short updates
   and for the snapshot copy.
 * ``tick`` lock serialises ticks, so the forecaster is never called concurrently. The forecaster runs
@@ -68,7 +75,7 @@ import numpy as np
 from actfusion_ros.buffer import FeatureBuffer
 from actfusion_ros.sampler import (NS_PER_S, FeatureRateSampler, SampleDecision, as_stamp_ns,
                                    period_ns_from_rate)
-from model.features.base import CausalFeatureStream, FeatureExtractor, FrameShapeChanged, check_frame
+from model.features.base import CausalFeatureStream, FeatureExtractor, check_frame
 from model.horizon import anticipation_horizon
 from model.labels import segments_from_labels
 
@@ -407,7 +414,9 @@ class StreamingAnticipator:
 
         Raises ``TypeError`` for a non-integer stamp, ``FrameError`` for a malformed image (counted in
         ``invalid_frames``; the sampler state is untouched) and re-raises extractor errors (counted in
-        ``extract_errors``; that feature is missing, leaving a one-period hole).
+        ``extract_errors``; that feature is missing, leaving a one-period hole). Not-due frames only
+        go into the extractor context; an error while preprocessing one is re-raised (it stays
+        counted as not due).
         """
         stamp = as_stamp_ns(stamp_ns)
         frame = rgb
@@ -419,19 +428,21 @@ class StreamingAnticipator:
                     self._counters.invalid_frames += 1
                 raise
             with self._state_lock:
+                if self._stream.shape_changed(frame):
+                    # new image size: new episode, and this frame starts the sampler's new grid
+                    self._sampler.reset()
+                    self._new_episode_locked("frame_shape")
                 decision = self._sampler.offer(stamp)
                 if decision.reset_reason is not None:
                     self._new_episode_locked(decision.reset_reason)
+            if decision.kind == "not_due":
+                # a new camera frame between two feature times: context only (cheap preprocessing)
+                self._stream.observe(frame)
+                return False
             if not decision.take:
                 return False
             try:
-                try:
-                    feature = self._stream.push(frame)
-                except FrameShapeChanged:
-                    with self._state_lock:
-                        self._new_episode_locked("frame_shape")
-                        self._sampler.restart(stamp)
-                    feature = self._stream.push(frame)
+                feature = self._stream.push(frame)
             except Exception:
                 with self._state_lock:
                     self._counters.extract_errors += 1

@@ -168,12 +168,55 @@ def test_invalid_frame_and_stamp_types() -> None:
 
 
 # --------------------------------------------------------------------------- features
-def test_extractor_sees_only_sampled_frames_and_previous_sampled_frame() -> None:
+def test_features_only_at_sampled_frames_with_previous_camera_frame_as_context() -> None:
+    # Context is counted in camera frames: the feature at frame 15 sees frame 14 (not the previous
+    # sampled frame 0, as before the full-rate context change).
     ant = make()
     push_all(ant, FPS30[:46], values=range(46))   # values = camera frame index
     feats, stamps = ant.snapshot()
     np.testing.assert_array_equal(stamps, [0, S // 2, S, 3 * S // 2])
-    np.testing.assert_array_equal(feats, [[0, 15, 30, 45], [-1, 0, 15, 30]])
+    np.testing.assert_array_equal(feats, [[0, 15, 30, 45], [-1, 14, 29, 44]])
+
+
+class WindowExtractor(FeatureExtractor):
+    """Feature = the values of its whole window, newest first, -1 where the window is shorter."""
+
+    dim = 4
+    context_frames = 4
+
+    def _compute(self, frames: np.ndarray) -> np.ndarray:
+        v = frames[:, 0, 0, 0].astype(np.float32)
+        out = np.full((len(v), 4), -1.0, np.float32)
+        for i in range(len(v)):
+            window = v[max(0, i - 3):i + 1][::-1]
+            out[i, :len(window)] = window
+        return out
+
+
+def test_context_ring_holds_accepted_camera_frames_only() -> None:
+    ant = make(extractor=WindowExtractor())
+    stamps = [0, 100 * MS, 200 * MS, 200 * MS, 150 * MS, 300 * MS, 400 * MS, 500 * MS]
+    values = [0, 1, 2, 99, 98, 3, 4, 5]       # 99: duplicate stamp, 98: out of order -> not context
+    assert push_all(ant, stamps, values) == [True, False, False, False, False, False, False, True]
+    feats, _ = ant.snapshot()
+    np.testing.assert_array_equal(feats.T, [[0, -1, -1, -1], [5, 4, 3, 2]])
+    st_ = ant.stats
+    assert st_.duplicates == 1 and st_.out_of_order == 1 and st_.frames_not_due == 4
+
+
+def test_frame_shape_change_on_a_not_due_frame_starts_an_episode_there() -> None:
+    ant = make()
+    push_all(ant, [0, 100 * MS], [0, 1])
+    big = np.full((3, 3, 3), 7, np.uint8)
+    assert ant.push_frame(200 * MS, big) is True                   # not due by time, but a new episode
+    assert ant.push_frame(300 * MS, np.full((3, 3, 3), 8, np.uint8)) is False
+    assert ant.push_frame(700 * MS, np.full((3, 3, 3), 9, np.uint8)) is True   # grid anchored at 0.2 s
+    feats, stamps = ant.snapshot()
+    np.testing.assert_array_equal(stamps, [200 * MS, 700 * MS])
+    np.testing.assert_array_equal(feats, [[7, 9], [-1, 8]])
+    st_ = ant.stats
+    assert dict(st_.reset_reasons) == {"frame_shape": 1}
+    assert st_.frames_received == st_.frames_accepted + st_.frames_not_due == 5
 
 
 def test_online_features_equal_offline_and_are_causal() -> None:
@@ -185,7 +228,8 @@ def test_online_features_equal_offline_and_are_causal() -> None:
         ant.push_frame(s, f)
     feats, _ = ant.snapshot()
     idx = sample_frame_indices(FPS30[:61], 2.0)
-    np.testing.assert_array_equal(feats, ext.extract(clip[idx]).T)
+    np.testing.assert_array_equal(feats, ext.extract_at(clip, idx).T)
+    np.testing.assert_array_equal(feats, ext.extract(clip)[idx].T)
     # changing frames after 1.0 s never changes the features up to 1.0 s
     changed = clip.copy()
     changed[31:] = 255 - changed[31:]
@@ -231,9 +275,8 @@ def test_downsample_policy_keeps_stamps_and_halves_rate() -> None:
     expected = [3_500, 5_500, 7_500, 9_500, 11_500, 13_500]
     np.testing.assert_array_equal(stamps, [ms * MS for ms in expected])
     np.testing.assert_array_equal(feats[0], [ms // 100 for ms in expected])
-    # the context is the previous frame sampled *at the time*: 3.5 s and 5.5 s were computed at the
-    # 1 s period (previous 2.5 s / 4.5 s), before the second halving; later ones at the 2 s period
-    np.testing.assert_array_equal(feats[1], [25, 45, 55, 75, 95, 115])
+    # the context is the previous camera frame (100 ms earlier), whatever the feature rate
+    np.testing.assert_array_equal(feats[1], [34, 54, 74, 94, 114, 134])
     st_ = ant.stats
     assert st_.dropped_features == 7 and st_.downsample_factor == 4 and st_.feature_rate_hz == 0.5
     result = ant.tick(13_500 * MS)

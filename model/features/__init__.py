@@ -1,7 +1,9 @@
 """Frame-feature extractors: one interface for offline feature files and the online node.
 
 ``build_extractor(name, **kwargs)`` constructs an extractor by name; heavy backbones are imported
-lazily so that the cheap ones never pull in torch.
+lazily so that the cheap ones never pull in torch. The CNN extractors (``i3d_rgb``, ``resnet18``,
+``resnet50``) take ``weights=PATH`` and refuse to start without it unless
+``allow_random_weights=True``; see ``docs/features.md``.
 """
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ def _registry() -> dict[str, str]:
     """Extractor name -> ``"module:ClassName"`` (imported only when built)."""
     return {
         "color_layout": "model.features.simple:ColorLayoutExtractor",
+        "i3d_rgb": "model.features.i3d:I3DRGBExtractor",
+        "resnet18": "model.features.resnet:ResNet18Extractor",
+        "resnet50": "model.features.resnet:ResNet50Extractor",
     }
 
 

@@ -1,0 +1,299 @@
+"""rosbag2 files (sqlite3 and MCAP) without ROS: read camera frames and action labels, write test bags.
+
+Reading goes through ``rosbags.highlevel.AnyReader`` (message definitions from the bag, falling back
+to the ROS 2 Kilted typestore), so it needs neither ``ros2 bag`` nor rclpy:
+
+* :func:`read_images` - ``(stamp_ns, rgb)`` for every message of an image topic, the type
+  (``sensor_msgs/msg/Image`` or ``sensor_msgs/msg/CompressedImage``) detected from the bag, pixels
+  converted by :mod:`actfusion_ros.frames`, stamps from ``header.stamp`` (integer ns);
+* :func:`read_labels` - a ``std_msgs/msg/String`` topic as label *change* events ``(stamp_ns, label)``
+  stamped with the bag's receive time (String has no header); :func:`labels_at` gives the label in
+  force at any stamps.
+
+Every failure - a missing path, a missing topic (the message lists the topics present), a topic of
+the wrong type, a corrupt or truncated storage file, an undecodable image - raises :class:`BagError`
+naming the bag and, where there is one, the topic.
+
+:func:`write_bag` writes rosbag2 version 9 bags (what Kilted writes) with ``rosbags`` for tests and the
+demo: raw images (rgb8 / bgr8 / mono8, optionally padded rows) or compressed ones (jpeg / png), plus a
+label topic.
+"""
+from __future__ import annotations
+
+import bisect
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from actfusion_ros.frames import (compressed_to_rgb, image_to_rgb, ns_to_stamp_fields, rgb_to_image_fields,
+                                  rgb_to_jpeg, stamp_to_ns)
+
+__all__ = ["BagError", "IMAGE_TYPES", "LABEL_TYPE", "LabelEvent", "TopicInfo", "bag_topics",
+           "count_messages", "labels_at", "read_images", "read_labels", "write_bag"]
+
+IMAGE_TYPES: dict[str, Callable[[Any], np.ndarray]] = {
+    "sensor_msgs/msg/Image": image_to_rgb,
+    "sensor_msgs/msg/CompressedImage": compressed_to_rgb,
+}
+LABEL_TYPE = "std_msgs/msg/String"
+STORAGES = ("sqlite3", "mcap")
+RAW_ENCODINGS = ("rgb8", "bgr8", "mono8")
+COMPRESSED_ENCODINGS = ("jpeg", "png")
+DEFAULT_IMAGE_TOPIC = "/camera/image_raw"
+DEFAULT_LABEL_TOPIC = "/action/label"
+
+
+class BagError(ValueError):
+    """A bag cannot be read or written (the message names the bag and, if any, the topic)."""
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """One topic of a bag: name, message type and number of messages."""
+
+    name: str
+    msgtype: str
+    count: int
+
+
+@dataclass(frozen=True)
+class LabelEvent:
+    """From ``stamp_ns`` on (until the next event), the action is ``label``."""
+
+    stamp_ns: int
+    label: str
+
+
+# --------------------------------------------------------------------------- reading
+def _bag_dir(path: str | Path) -> Path:
+    """The rosbag2 directory of ``path`` (a storage file inside one is accepted too)."""
+    path = Path(path)
+    if path.is_file() and path.suffix in (".db3", ".mcap") and (path.parent / "metadata.yaml").is_file():
+        return path.parent
+    return path
+
+
+def _typestore() -> Any:
+    from rosbags.typesys import Stores, get_typestore
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+def _describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
+
+def _storage_files(bag: Path) -> str:
+    """`` (file x.mcap)`` for the storage files of a bag directory (for error messages)."""
+    files = sorted(p.name for p in bag.iterdir() if p.suffix in (".db3", ".mcap")) if bag.is_dir() else []
+    return f" (file{'s' if len(files) > 1 else ''} {', '.join(files)})" if files else ""
+
+
+@contextmanager
+def _open(path: str | Path, topic: str | None = None) -> Iterator[Any]:
+    """An open ``AnyReader``; any failure while opening or reading becomes a :class:`BagError`."""
+    from rosbags.highlevel import AnyReader
+    bag = _bag_dir(path)
+    where = f"bag {bag}" + (f", topic {topic!r}" if topic else "")
+    if not bag.exists():
+        raise BagError(f"{where}: no such file or directory")
+    if bag.is_dir() and not (bag / "metadata.yaml").is_file():
+        raise BagError(f"{where}{_storage_files(bag)}: metadata.yaml is missing; a rosbag2 bag is a "
+                       "directory with metadata.yaml and its .db3 / .mcap files")
+    try:
+        reader = AnyReader([bag], default_typestore=_typestore())
+        reader.open()
+    except Exception as err:  # noqa: BLE001 - rosbags/sqlite/mcap raise many kinds
+        hint = (" A recording cut short leaves an MCAP file without its footer; `mcap recover` (MCAP "
+                "CLI) can rebuild it." if any(bag.glob("*.mcap")) else "")
+        raise BagError(f"{where}{_storage_files(bag)}: cannot open (corrupt, truncated or not a rosbag2 "
+                       f"bag?): {_describe(err).rstrip('.')}.{hint}") from err
+    try:
+        yield reader
+    except BagError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise BagError(f"{where}{_storage_files(bag)}: read failed (corrupt or truncated bag?): "
+                       f"{_describe(err)}") from err
+    finally:
+        try:
+            reader.close()
+        except Exception:  # noqa: BLE001 - closing a broken bag must not hide the first error
+            pass
+
+
+def bag_topics(path: str | Path) -> dict[str, TopicInfo]:
+    """Topics of a bag: ``{name: TopicInfo}`` (counts from the bag's metadata)."""
+    with _open(path) as reader:
+        return _topics(reader)
+
+
+def _topics(reader: Any) -> dict[str, TopicInfo]:
+    out: dict[str, TopicInfo] = {}
+    for name, info in reader.topics.items():
+        out[name] = TopicInfo(name, str(info.msgtype), int(info.msgcount))
+    return out
+
+
+def _connections(reader: Any, path: str | Path, topic: str, allowed: Sequence[str] | None) -> list[Any]:
+    topics = _topics(reader)
+    if topic not in topics:
+        present = ", ".join(f"{t.name} ({t.msgtype}, {t.count} msgs)" for t in topics.values()) or "none"
+        raise BagError(f"bag {_bag_dir(path)}: topic {topic!r} not found; topics present: {present}")
+    if allowed is not None and topics[topic].msgtype not in allowed:
+        raise BagError(f"bag {_bag_dir(path)}, topic {topic!r}: type {topics[topic].msgtype} is not "
+                       f"one of {', '.join(allowed)}")
+    return [c for c in reader.connections if c.topic == topic]
+
+
+def count_messages(path: str | Path, topic: str) -> int:
+    """Number of messages on ``topic`` (from the bag's metadata; for progress bars)."""
+    with _open(path, topic) as reader:
+        return sum(int(c.msgcount) for c in _connections(reader, path, topic, None))
+
+
+def read_images(path: str | Path, topic: str, *, stamp_source: str = "header") -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(stamp_ns, rgb (H, W, 3) uint8)`` for each message of ``topic`` in bag-time order.
+
+    ``stamp_source='header'`` (default) uses ``header.stamp``; ``'bag'`` the bag's receive time.
+    Image and CompressedImage topics are told apart from the bag's metadata. Raises
+    :class:`BagError` (naming bag, topic and, for a bad image, the message index and stamp).
+    """
+    if stamp_source not in ("header", "bag"):
+        raise ValueError(f"stamp_source must be 'header' or 'bag', got {stamp_source!r}")
+    with _open(path, topic) as reader:
+        connections = _connections(reader, path, topic, list(IMAGE_TYPES))
+        for k, (conn, bag_ns, raw) in enumerate(reader.messages(connections=connections)):
+            msg = reader.deserialize(raw, conn.msgtype)
+            try:
+                stamp = stamp_to_ns(msg.header.stamp) if stamp_source == "header" else int(bag_ns)
+                rgb = IMAGE_TYPES[conn.msgtype](msg)
+            except (TypeError, ValueError) as err:
+                raise BagError(f"bag {_bag_dir(path)}, topic {topic!r}, message {k} (bag time {bag_ns} ns): "
+                               f"{_describe(err)}") from err
+            yield stamp, rgb
+
+
+def read_labels(path: str | Path, topic: str) -> list[LabelEvent]:
+    """Label change events of a ``std_msgs/msg/String`` topic: ``[(stamp_ns, label), ...]``.
+
+    Stamps are the bag's receive times; consecutive repeats of a label are merged (only changes
+    are returned). Labels are stripped of surrounding whitespace; an empty label is an error.
+    """
+    events: list[LabelEvent] = []
+    with _open(path, topic) as reader:
+        connections = _connections(reader, path, topic, [LABEL_TYPE])
+        for conn, bag_ns, raw in reader.messages(connections=connections):
+            label = str(reader.deserialize(raw, conn.msgtype).data).strip()
+            if not label:
+                raise BagError(f"bag {_bag_dir(path)}, topic {topic!r}: empty label at bag time {bag_ns} ns")
+            if not events or events[-1].label != label:
+                events.append(LabelEvent(int(bag_ns), label))
+    return events
+
+
+def labels_at(events: Sequence[LabelEvent], stamps_ns: Iterable[int], default: str | None = None) -> list[str]:
+    """The label in force at each stamp: that of the last event with ``event.stamp_ns <= stamp``.
+
+    Stamps before the first event get ``default``; with ``default=None`` that is an error.
+    """
+    times = [e.stamp_ns for e in events]
+    out = []
+    for s in stamps_ns:
+        i = bisect.bisect_right(times, int(s)) - 1
+        if i < 0:
+            if default is None:
+                first = f"the first label event is at {times[0]} ns" if times else "there are no label events"
+                raise BagError(f"no label in force at stamp {int(s)} ns ({first}); pass a default label")
+            out.append(default)
+        else:
+            out.append(events[i].label)
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+def _storage_plugin(storage: str) -> Any:
+    from rosbags.rosbag2 import StoragePlugin
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
+    return StoragePlugin.SQLITE3 if storage == "sqlite3" else StoragePlugin.MCAP
+
+
+def _header(ts: Any, stamp_ns: int, frame_id: str) -> Any:
+    sec, nanosec = ns_to_stamp_fields(stamp_ns)
+    time_t = ts.types["builtin_interfaces/msg/Time"]
+    return ts.types["std_msgs/msg/Header"](stamp=time_t(sec=sec, nanosec=nanosec), frame_id=frame_id)
+
+
+def _image_message(ts: Any, stamp_ns: int, rgb: np.ndarray, encoding: str, pad_rows: int,
+                   frame_id: str, jpeg_quality: int) -> Any:
+    header = _header(ts, stamp_ns, frame_id)
+    if encoding == "jpeg":
+        data, fmt = rgb_to_jpeg(rgb, jpeg_quality), "jpeg"
+    elif encoding == "png":
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]))
+        if not ok:
+            raise BagError("cv2.imencode failed to encode PNG")
+        data, fmt = buf.tobytes(), "png"
+    else:
+        f = rgb_to_image_fields(rgb, encoding, pad=pad_rows)
+        return ts.types["sensor_msgs/msg/Image"](
+            header=header, height=f["height"], width=f["width"], encoding=f["encoding"],
+            is_bigendian=f["is_bigendian"], step=f["step"], data=np.frombuffer(f["data"], np.uint8))
+    return ts.types["sensor_msgs/msg/CompressedImage"](header=header, format=fmt,
+                                                      data=np.frombuffer(data, np.uint8))
+
+
+def write_bag(path: str | Path, *, storage: str = "sqlite3",
+              images: Iterable[tuple[int, np.ndarray]] = (), encoding: str = "rgb8", pad_rows: int = 0,
+              labels: Iterable[tuple[int, str]] = (), image_topic: str | None = None,
+              label_topic: str = DEFAULT_LABEL_TOPIC, frame_id: str = "camera",
+              jpeg_quality: int = 95) -> Path:
+    """Write a rosbag2 (version 9) bag at ``path`` (a new directory); return its path.
+
+    images: ``(stamp_ns, rgb (H, W, 3) uint8)``; bag time = header stamp.
+    encoding: ``rgb8`` / ``bgr8`` / ``mono8`` (``sensor_msgs/Image``; mono8 stores the luma, exact for
+        grey frames) or ``jpeg`` / ``png`` (``sensor_msgs/CompressedImage``).
+    pad_rows: extra zero bytes after every image row (``step = width * channels + pad_rows``).
+    labels: ``(stamp_ns, name)`` written as ``std_msgs/String`` at bag time ``stamp_ns``.
+    image_topic: default ``/camera/image_raw`` (raw) or ``/camera/image_raw/compressed``.
+
+    Messages are written in time order. A partially written bag is removed on failure.
+    """
+    plugin = _storage_plugin(storage)
+    if encoding not in RAW_ENCODINGS + COMPRESSED_ENCODINGS:
+        raise ValueError(f"encoding must be one of {RAW_ENCODINGS + COMPRESSED_ENCODINGS}, got {encoding!r}")
+    if isinstance(pad_rows, bool) or not isinstance(pad_rows, int) or pad_rows < 0:
+        raise ValueError(f"pad_rows must be an int >= 0, got {pad_rows!r}")
+    if image_topic is None:
+        image_topic = DEFAULT_IMAGE_TOPIC + ("/compressed" if encoding in COMPRESSED_ENCODINGS else "")
+    path = Path(path)
+    if path.exists():
+        raise BagError(f"bag {path}: already exists; choose a new path")
+    from rosbags.rosbag2 import Writer
+    ts = _typestore()
+    msgtype = "sensor_msgs/msg/CompressedImage" if encoding in COMPRESSED_ENCODINGS else "sensor_msgs/msg/Image"
+    items = [(int(s), 0, k, rgb) for k, (s, rgb) in enumerate(images)]
+    items += [(int(s), 1, k, str(name)) for k, (s, name) in enumerate(labels)]
+    items.sort(key=lambda it: it[:3])
+    try:
+        with Writer(path, version=9, storage_plugin=plugin) as writer:
+            img_conn = writer.add_connection(image_topic, msgtype, typestore=ts) if any(
+                it[1] == 0 for it in items) else None
+            lab_conn = writer.add_connection(label_topic, LABEL_TYPE, typestore=ts) if any(
+                it[1] == 1 for it in items) else None
+            for stamp, kind, _, payload in items:
+                if kind == 0:
+                    msg = _image_message(ts, stamp, payload, encoding, pad_rows, frame_id, jpeg_quality)
+                    writer.write(img_conn, stamp, ts.serialize_cdr(msg, msgtype))
+                else:
+                    msg = ts.types[LABEL_TYPE](data=payload)
+                    writer.write(lab_conn, stamp, ts.serialize_cdr(msg, LABEL_TYPE))
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    return path

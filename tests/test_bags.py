@@ -1,0 +1,154 @@
+"""Tests of rosbag2 reading and writing (sqlite3 and MCAP) with rosbags: round trips and clear errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rosbags")
+
+from actfusion_ros.bags import (BagError, LabelEvent, bag_topics, count_messages, labels_at,  # noqa: E402
+                                read_images, read_labels, write_bag)
+
+S = 1_000_000_000
+T0 = 1_700_000_000 * S
+STORAGES = ("sqlite3", "mcap")
+
+
+def _frames(n: int = 6, h: int = 18, w: int = 26, grey: bool = False) -> list[tuple[int, np.ndarray]]:
+    rng = np.random.default_rng(n + h + w)
+    out = []
+    for k in range(n):
+        img = rng.integers(0, 256, size=(h, w, 1 if grey else 3), dtype=np.uint8)
+        out.append((T0 + k * S // 15 + (k % 2), np.repeat(img, 3, axis=2) if grey else img))
+    return out
+
+
+LABELS = [(T0, "reach"), (T0 + S // 10, "reach"), (T0 + S // 5, "grasp"), (T0 + S // 3, "lift")]
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+@pytest.mark.parametrize("encoding, pad", [("rgb8", 5), ("bgr8", 3), ("mono8", 2), ("png", 0)])
+def test_lossless_round_trip(tmp_path: Path, storage: str, encoding: str, pad: int) -> None:
+    frames = _frames(grey=encoding == "mono8")
+    bag = write_bag(tmp_path / "bag", storage=storage, images=frames, encoding=encoding, pad_rows=pad,
+                    labels=LABELS)
+    image_topic = "/camera/image_raw" + ("/compressed" if encoding == "png" else "")
+    msgtype = "sensor_msgs/msg/" + ("CompressedImage" if encoding == "png" else "Image")
+    topics = bag_topics(bag)
+    assert topics[image_topic].msgtype == msgtype and topics[image_topic].count == len(frames)
+    assert topics["/action/label"].msgtype == "std_msgs/msg/String" and count_messages(bag, "/action/label") == 4
+    back = list(read_images(bag, image_topic))
+    assert [s for s, _ in back] == [s for s, _ in frames]                     # header stamps, exact ns
+    for (_, want), (_, got) in zip(frames, back):
+        assert got.dtype == np.uint8 and got.flags["C_CONTIGUOUS"]
+        np.testing.assert_array_equal(got, want)
+    assert read_labels(bag, "/action/label") == [LabelEvent(T0, "reach"), LabelEvent(T0 + S // 5, "grasp"),
+                                                 LabelEvent(T0 + S // 3, "lift")]
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_jpeg_round_trip_is_close_and_storage_file_path_is_accepted(tmp_path: Path, storage: str) -> None:
+    smooth = np.zeros((24, 32, 3), np.uint8)
+    smooth[..., 0] = 40 + np.arange(32) * 4
+    smooth[..., 1] = (np.arange(24) * 5)[:, None]
+    smooth[..., 2] = 90
+    frames = [(T0 + k * S // 30, smooth + np.uint8(k)) for k in range(5)]
+    bag = write_bag(tmp_path / "bag", storage=storage, images=frames, encoding="jpeg", jpeg_quality=95,
+                    image_topic="/cam/compressed")
+    storage_file = next(p for p in bag.iterdir() if p.suffix in (".db3", ".mcap"))
+    back = list(read_images(storage_file, "/cam/compressed"))
+    assert [s for s, _ in back] == [s for s, _ in frames]
+    for (_, want), (_, got) in zip(frames, back):
+        assert got.shape == want.shape
+        assert np.abs(got.astype(int) - want.astype(int)).mean() < 3.0      # lossy, but close
+        assert np.abs(got[..., ::-1].astype(int) - want.astype(int)).mean() > 20.0   # and RGB, not BGR
+
+
+def test_bag_time_stamps_and_write_order(tmp_path: Path) -> None:
+    frames = _frames(4)[::-1]                                                # given out of time order
+    bag = write_bag(tmp_path / "bag", storage="mcap", images=frames)
+    assert [s for s, _ in read_images(bag, "/camera/image_raw", stamp_source="bag")] == sorted(
+        s for s, _ in frames)
+    with pytest.raises(ValueError, match="stamp_source"):
+        list(read_images(bag, "/camera/image_raw", stamp_source="wall"))
+
+
+def test_labels_at() -> None:
+    events = [LabelEvent(100, "a"), LabelEvent(200, "b")]
+    assert labels_at(events, [100, 150, 199, 200, 10**12]) == ["a", "a", "a", "b", "b"]
+    assert labels_at(events, [50], default="background") == ["background"]
+    with pytest.raises(BagError, match="no label in force at stamp 50 ns .*first label event is at 100"):
+        labels_at(events, [50])
+
+
+def test_missing_topic_lists_the_topics_present(tmp_path: Path) -> None:
+    bag = write_bag(tmp_path / "bag", storage="sqlite3", images=_frames(2), labels=LABELS[:1])
+    with pytest.raises(BagError, match=r"bag .*bag: topic '/camera/rgb' not found; topics present: "
+                                       r"/action/label \(std_msgs/msg/String, 1 msgs\), "
+                                       r"/camera/image_raw \(sensor_msgs/msg/Image, 2 msgs\)"):
+        list(read_images(bag, "/camera/rgb"))
+    with pytest.raises(BagError, match=r"topic '/action/label': type std_msgs/msg/String is not one of "
+                                       r"sensor_msgs/msg/Image"):
+        list(read_images(bag, "/action/label"))
+    with pytest.raises(BagError, match="topic '/camera/image_raw': type sensor_msgs/msg/Image"):
+        read_labels(bag, "/camera/image_raw")
+
+
+def _storage_file(bag: Path) -> Path:
+    return next(p for p in bag.iterdir() if p.suffix in (".db3", ".mcap"))
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_truncated_and_corrupt_bags_name_file_and_topic(tmp_path: Path, storage: str) -> None:
+    bag = write_bag(tmp_path / "rec", storage=storage, images=_frames(8, 40, 60))
+    f = _storage_file(bag)
+    data = f.read_bytes()
+    f.write_bytes(data[: int(len(data) * 0.6)])                              # recording cut short
+    with pytest.raises(BagError) as info:
+        list(read_images(bag, "/camera/image_raw"))
+    msg = str(info.value)
+    assert f"bag {bag}" in msg and "topic '/camera/image_raw'" in msg and f.name in msg
+    assert "corrupt or truncated" in msg or "cannot open" in msg
+    f.write_bytes(b"\x00garbage" * 64)                                       # not a storage file at all
+    with pytest.raises(BagError, match=rf"topic '/camera/image_raw' \(file {f.name}\): cannot open"):
+        list(read_images(bag, "/camera/image_raw"))
+    (bag / "metadata.yaml").unlink()
+    with pytest.raises(BagError, match="metadata.yaml is missing"):
+        bag_topics(bag)
+    with pytest.raises(BagError, match=r"bag .*nowhere, topic '/x': no such file or directory"):
+        list(read_images(tmp_path / "nowhere", "/x"))
+
+
+def test_undecodable_image_names_message(tmp_path: Path) -> None:
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+    ts = get_typestore(Stores.ROS2_KILTED)
+    good = write_bag(tmp_path / "good", storage="mcap", images=_frames(1), encoding="jpeg")
+    jpeg = list(read_images(good, "/camera/image_raw/compressed"))   # sanity: the good one reads
+    assert len(jpeg) == 1
+    path = tmp_path / "bad"
+    ctype = "sensor_msgs/msg/CompressedImage"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection("/cam/compressed", ctype, typestore=ts)
+        header = ts.types["std_msgs/msg/Header"](
+            stamp=ts.types["builtin_interfaces/msg/Time"](sec=5, nanosec=0), frame_id="c")
+        msg = ts.types[ctype](header=header, format="jpeg", data=np.frombuffer(b"\xff\xd8\xff\x00\x01", np.uint8))
+        writer.write(conn, 5 * S, ts.serialize_cdr(msg, ctype))
+    with pytest.raises(BagError, match=r"topic '/cam/compressed', message 0 \(bag time 5000000000 ns\): "
+                                       r"ImageConversionError: truncated jpeg"):
+        list(read_images(path, "/cam/compressed"))
+
+
+def test_write_bag_argument_errors(tmp_path: Path) -> None:
+    bag = write_bag(tmp_path / "bag", images=_frames(1))
+    with pytest.raises(BagError, match="already exists"):
+        write_bag(bag, images=_frames(1))
+    with pytest.raises(ValueError, match="storage"):
+        write_bag(tmp_path / "x", storage="rosbag1")
+    with pytest.raises(ValueError, match="encoding"):
+        write_bag(tmp_path / "y", encoding="h264")
+    with pytest.raises(ValueError, match="pad_rows"):
+        write_bag(tmp_path / "z", pad_rows=-1)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
