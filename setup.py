@@ -44,6 +44,8 @@ setup(
         "console_scripts": [
             "actfusion-demo = actfusion_ros.demo:main",
             "actfusion-convert = model.official:main",
+            "actfusion-export = model.export:main",
+            "actfusion-build-engine = model.build_engine:main",
             "actfusion-train = training.train:main",
             "actfusion-eval = training.eval_model:main",
             "actfusion_node = actfusion_ros.node:main",

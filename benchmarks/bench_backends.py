@@ -1,0 +1,185 @@
+"""Tick latency per inference backend, and the accuracy/latency trade-off of fewer DDIM steps.
+
+    python benchmarks/bench_backends.py [--quick] [--presets 50salads breakfast] [--lengths 256 1024 2048]
+                                        [--threads 2] [--repeats 3] [--steps 25] [--agreement]
+                                        [--checkpoint CKPT --features a.npy b.npy ...]
+
+A tick is one :func:`model.runtime.forecast`: the r*N^O input (N_O = T/5 observed frames, T - N_O mask
+tokens), one encoder pass, the decoder condition terms once, ``--steps`` DDIM steps with the shared loop.
+Every available backend is timed in the same process (eager torch on CPU is the baseline of the ratio
+column; ONNX Runtime on CPU; on a CUDA machine also torch CUDA fp32/fp16, ONNX Runtime's CUDA provider and
+TensorRT when installed). Random weights unless ``--checkpoint``. ``--quick``: T in {256, 1024}, one
+timed run each. ``--agreement``: for steps in {1, 2, 5, 10, 25}, tick latency and frame agreement of the
+N-step forecast with the 25-step one (:func:`model.runtime.step_agreement`); meaningful with a trained
+checkpoint and real features, a mechanics check with random weights. The CPU may be shared: the load
+average is printed; compare rows of one run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from model.config import model_config  # noqa: E402
+from model.network import ActFusion  # noqa: E402
+from model.runtime import Backend, BackendError, forecast, load_backend, step_agreement  # noqa: E402
+
+CLASSES = {"50salads": 19, "breakfast": 48}
+
+
+def random_model(preset: str) -> ActFusion:
+    torch.manual_seed(0)
+    return ActFusion(model_config(preset, num_classes=CLASSES[preset])).eval()
+
+
+def make_backends(model: ActFusion, onnx_dir: Path | None, *, threads: int,
+                  ort_threads: Sequence[str]) -> dict[str, Backend]:
+    """Every backend this machine can run, eager CPU torch first (the baseline)."""
+    backends: dict[str, Backend] = {f"torch-cpu ({threads}t)": load_backend("torch", model, threads=threads)}
+    if onnx_dir is not None:
+        for spec in ort_threads:
+            value = spec if spec == "auto" else int(spec)
+            backend = load_backend("onnxruntime", onnx_dir, intra_op_threads=value)
+            used = backend.intra_op_threads or "default"
+            backends[f"onnxruntime-cpu ({spec}{'=' + str(used) if spec == 'auto' else ''}t)"] = backend
+    if torch.cuda.is_available():
+        import copy
+
+        gpu_model = copy.deepcopy(model)
+        backends["torch-cuda"] = load_backend("torch", gpu_model, device="cuda")
+        backends["torch-cuda-fp16"] = load_backend("torch", gpu_model, device="cuda", precision="fp16")
+        if onnx_dir is not None:
+            for name, kind, opts in (("onnxruntime-cuda", "onnxruntime", {}), ("tensorrt", "tensorrt", {})):
+                try:
+                    backends[name] = load_backend(kind, onnx_dir, device="cuda", **opts)
+                except BackendError as err:
+                    print(f"# {name} skipped: {err}")
+    return backends
+
+
+def export_for(model: ActFusion, work: Path, preset: str) -> Path | None:
+    try:
+        from model.export import export_onnx
+
+        out = work / preset
+        export_onnx(model, out, verify_length=None)
+        return out
+    except ImportError as err:
+        print(f"# ONNX export skipped ({err}); onnxruntime rows omitted")
+        return None
+
+
+def tick_stats(backend: Backend, obs: torch.Tensor, horizon: int | None, *, steps: int,
+               repeats: int) -> dict[str, float]:
+    """Median total / encode / prepare / sampling time of ``repeats`` ticks after one warm-up (+ best total)."""
+    runs: list[dict[str, float]] = []
+    for i in range(repeats + 1):
+        timings: dict[str, float] = {}
+        forecast(backend, obs, horizon=horizon, steps=steps, generator=torch.Generator().manual_seed(i),
+                 timings=timings)
+        if i:
+            runs.append(timings)
+    out = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    out["best_s"] = min(r["total_s"] for r in runs)
+    return out
+
+
+def latency_table(args: argparse.Namespace, work: Path) -> None:
+    print("| preset | T | backend | tick median (s) | best (s) | encoder (s) | cond. terms (s) | per step (ms) "
+          "| vs eager torch |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for preset in args.presets:
+        model = random_model(preset)
+        backends = make_backends(model, export_for(model, work, preset), threads=args.threads,
+                                 ort_threads=args.ort_threads)
+        for length in args.lengths:
+            n_obs = max(1, round(length / 5))
+            obs = torch.randn(1, model.cfg.input_dim, n_obs, generator=torch.Generator().manual_seed(length))
+            base = None
+            for name, backend in backends.items():
+                s = tick_stats(backend, obs, length - n_obs, steps=args.steps, repeats=args.repeats)
+                base = base or s["total_s"]
+                print(f"| {preset} | {length} | {name} | {s['total_s']:.3f} | {s['best_s']:.3f} | "
+                      f"{s['encode_s']:.3f} | "
+                      f"{s['prepare_s']:.3f} | {1000 * s['sample_s'] / args.steps:.1f} | "
+                      f"{s['total_s'] / base:.2f}x |", flush=True)
+
+
+def agreement_table(args: argparse.Namespace, work: Path) -> None:
+    presets = args.presets
+    print("\n| preset | DDIM steps | tick (s) | future frames = 25-step | observed frames = 25-step | "
+          "mean abs prob. diff (future) |")
+    print("|---|---|---|---|---|---|")
+    for preset in presets:
+        if args.checkpoint:
+            from model.checkpoint import load_checkpoint
+
+            model = load_checkpoint(args.checkpoint).model
+        else:
+            model = random_model(preset)
+        onnx_dir = export_for(model, work, f"{preset}_agreement")
+        backend = (load_backend("onnxruntime", onnx_dir) if onnx_dir
+                   else load_backend("torch", model, threads=args.threads))
+        cfg = model.cfg
+        if args.features:
+            sequences = []
+            for path in args.features:
+                feats = np.load(path)[:, ::cfg.sample_rate].astype(np.float32)
+                sequences.append(torch.from_numpy(feats[:, : max(1, round(0.3 * feats.shape[1]))]))
+        else:
+            sequences = [torch.randn(cfg.input_dim, 60, generator=torch.Generator().manual_seed(s)) for s in range(3)]
+        for steps in (1, 2, 5, 10, 25):
+            tick = tick_stats(backend, sequences[0], None, steps=steps, repeats=1)["total_s"]
+            agree = step_agreement(backend, sequences, steps=steps, reference_steps=25, seeds=(0, 1))
+            print(f"| {preset} | {steps} | {tick:.3f} | {agree['future_agreement']:.3f} | "
+                  f"{agree['observed_agreement']:.3f} | {agree['future_mean_abs_diff']:.4f} |", flush=True)
+        if args.checkpoint:
+            break
+    if not args.checkpoint:
+        print("# random weights: agreement shows the mechanism only; pass --checkpoint and --features")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--presets", nargs="+", default=list(CLASSES), choices=list(CLASSES))
+    p.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 2048])
+    p.add_argument("--threads", type=int, default=2, help="eager torch intra-op threads")
+    p.add_argument("--ort-threads", nargs="+", default=["auto"],
+                   help="ONNX Runtime intra-op thread settings to time, e.g. auto 1 2 (one row each)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--quick", action="store_true", help="T in {256, 1024}, one timed run")
+    p.add_argument("--agreement", action="store_true", help="also the fewer-steps agreement table")
+    p.add_argument("--checkpoint", help="trained checkpoint for the agreement table (else random weights)")
+    p.add_argument("--features", nargs="*", default=[], help="(D, N) .npy feature files for --agreement")
+    p.add_argument("--work", type=Path, default=None, help="where to export the graphs (default: temp dir)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.lengths, args.repeats = [256, 1024], 1
+    torch.set_num_threads(args.threads)
+    print(f"# bench_backends: torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, "
+          f"CUDA {'yes' if torch.cuda.is_available() else 'no'}, {args.steps} DDIM steps, "
+          f"load average {os.getloadavg()[0]:.2f} before")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        latency_table(args, work)
+        if args.agreement:
+            agreement_table(args, work)
+    print(f"# load average {os.getloadavg()[0]:.2f} after; {time.perf_counter() - start:.0f} s in all")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""``actfusion-build-engine``: build (or verify) the TensorRT engines of an ONNX export.
+
+    actfusion-build-engine --onnx-dir exports/50salads --out exports/50salads/tensorrt \\
+        --min-length 16 --opt-length 1024 --max-length 8192 [--fp16]
+
+An engine is rebuilt exactly when its cache key (ONNX sha256, TensorRT version, GPU, profile, fp16)
+changed; one built for another GPU is refused unless ``--allow-gpu-change`` (or ``--force``).
+``--check`` only reports whether the cached engines are usable (exit 1 if not) and builds nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from model.runtime.base import BackendError
+from model.runtime.engine_cache import EngineMismatchError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="actfusion-build-engine", description=__doc__.split("\n")[0])
+    parser.add_argument("--onnx-dir", required=True, help="directory written by actfusion-export")
+    parser.add_argument("--out", required=True, help="directory for the engines and their JSON sidecars")
+    parser.add_argument("--min-length", type=int, default=16)
+    parser.add_argument("--opt-length", type=int, default=1024)
+    parser.add_argument("--max-length", type=int, default=8192)
+    parser.add_argument("--fp16", action="store_true", help="allow FP16 kernels")
+    parser.add_argument("--device", default="cuda", help="CUDA device, e.g. cuda:0")
+    parser.add_argument("--workspace-mb", type=int, default=None, help="builder workspace limit")
+    parser.add_argument("--force", action="store_true", help="rebuild even if the cache key matches")
+    parser.add_argument("--allow-gpu-change", action="store_true",
+                        help="rebuild engines that were built for another GPU instead of refusing")
+    parser.add_argument("--check", action="store_true", help="only check the cache, build nothing")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        from model.runtime.tensorrt_backend import LengthProfile, build_engines
+
+        profile = LengthProfile(min_length=args.min_length, opt_length=args.opt_length,
+                                max_length=args.max_length)
+        result = build_engines(args.onnx_dir, args.out, profile=profile, fp16=args.fp16, device=args.device,
+                               force=args.force, allow_gpu_change=args.allow_gpu_change,
+                               build_missing=not args.check,
+                               workspace_bytes=args.workspace_mb * (1 << 20) if args.workspace_mb else None)
+    except (BackendError, EngineMismatchError, ValueError) as err:
+        print(f"actfusion-build-engine: error: {err}", file=sys.stderr)
+        return 1
+    for graph, (path, action) in result.items():
+        print(f"{graph:18s} {action:7s} {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""ONNX Runtime backend over the graphs written by :mod:`model.export`.
+
+CPUExecutionProvider by default; the CUDA provider when asked for (``device='cuda'``) and installed.
+The DDIM loop runs on CPU torch tensors (a few element-wise ops on (1, C, T)); with the CUDA provider
+the per-tick decoder terms stay on the GPU through IOBinding, so only ``x01`` and the logits cross
+the bus each step.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.config import ConfigError, model_config_from_dict
+from model.export import GRAPHS, ExportError, read_manifest
+from model.runtime.base import BackendError
+
+_CPU = "CPUExecutionProvider"
+_CUDA = "CUDAExecutionProvider"
+
+
+def _import_ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise BackendError("the onnxruntime backend needs the onnxruntime package "
+                           "(pip install onnxruntime, or onnxruntime-gpu for CUDA)") from err
+    return onnxruntime
+
+
+class OnnxRuntimeBackend:
+    """Three ONNX Runtime sessions: encoder, decoder_condition, denoise_step.
+
+    ``intra_op_threads``: threads per operator; ``"auto"`` (default) picks 1 for narrow decoders
+    (``dec_dim < 64``, e.g. 50salads: its step is ~800 small ops, and handing each to a second thread
+    cost more than it saved on the 2-core CPU we measured) and ONNX Runtime's default (one per physical
+    core) otherwise; ``0`` is ORT's default. ``spinning``: let idle pool threads busy-wait between ops
+    (off by default: on a CPU shared with the camera driver, the feature extractor and torch's own
+    OpenMP threads, spinning threads starved the others and doubled the tick). ``loop_threads``: torch
+    intra-op threads while :func:`model.runtime.forecast` runs the DDIM arithmetic for this backend (1:
+    the (1, C, T) element-wise ops gain nothing from OpenMP, whose spinning workers slowed ORT down;
+    None leaves torch's setting alone). ``verify_hashes``: refuse graph files that differ from the manifest.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_dir: str | Path, *, device: str | torch.device = "cpu",
+                 providers: list[str] | None = None, intra_op_threads: int | str | None = "auto",
+                 inter_op_threads: int = 1, spinning: bool = False, loop_threads: int | None = 1,
+                 verify_hashes: bool = True) -> None:
+        ort = _import_ort()
+        self.onnx_dir = Path(onnx_dir)
+        try:
+            self.manifest = read_manifest(self.onnx_dir, verify_hashes=verify_hashes)
+            self.config = model_config_from_dict(self.manifest["config"])
+        except (ExportError, ConfigError, KeyError) as err:
+            raise BackendError(f"{self.onnx_dir}: {err}") from None
+        self.class_names = [str(n) for n in self.manifest.get("class_names", [])]
+        requested = torch.device(device)
+        available = ort.get_available_providers()
+        if providers is None:
+            providers = [_CUDA, _CPU] if requested.type == "cuda" else [_CPU]
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise BackendError(f"ONNX Runtime providers {missing} are not available here (available: {available})")
+        self.providers = list(providers)
+        self._cuda = self.providers[0] == _CUDA
+        self._cuda_id = (requested.index or 0) if requested.type == "cuda" else 0
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_threads == "auto":
+            intra_op_threads = 1 if self.config.dec_dim < 64 else 0
+        opts.intra_op_num_threads = int(intra_op_threads or 0)
+        opts.inter_op_num_threads = int(inter_op_threads)
+        opts.log_severity_level = 3
+        if not spinning:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.intra_op_threads = intra_op_threads
+        self.loop_threads = loop_threads
+        self._sessions = {}
+        for name in GRAPHS:
+            path = self.onnx_dir / self.manifest["graphs"][name]["file"]
+            try:
+                self._sessions[name] = ort.InferenceSession(str(path), opts, providers=self.providers)
+            except Exception as err:  # onnxruntime raises its own exception types
+                raise BackendError(f"{path}: ONNX Runtime cannot load it: {err}") from None
+        self._term_names = [o.name for o in self._sessions["decoder_condition"].get_outputs()]
+        self.device = torch.device("cpu")
+
+    # -- Backend protocol -----------------------------------------------------------------
+    def encode(self, features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = frame_mask if frame_mask.dtype == torch.bool else frame_mask > 0.5
+        logits, condition = self._sessions["encoder"].run(
+            None, {"features": _numpy(features, np.float32), "frame_mask": _numpy(mask, np.bool_)})
+        return torch.from_numpy(logits), torch.from_numpy(condition)
+
+    def prepare(self, condition: torch.Tensor) -> dict[str, Any]:
+        session = self._sessions["decoder_condition"]
+        cond = _numpy(condition, np.float32)
+        if not self._cuda:
+            return dict(zip(self._term_names, session.run(None, {"condition": cond})))
+        binding = session.io_binding()
+        binding.bind_cpu_input("condition", cond)
+        for name in self._term_names:
+            binding.bind_output(name, "cuda", self._cuda_id)
+        session.run_with_iobinding(binding)
+        return dict(zip(self._term_names, binding.get_outputs()))
+
+    def denoise(self, state: dict[str, Any], t: int, x01: torch.Tensor) -> torch.Tensor:
+        session = self._sessions["denoise_step"]
+        timestep = np.array([int(t)], dtype=np.int64)
+        x = _numpy(x01, np.float32)
+        if not self._cuda:
+            (logits,) = session.run(["logits"], {**state, "timestep": timestep, "x01": x})
+            return torch.from_numpy(logits)
+        binding = session.io_binding()
+        for name, value in state.items():
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_cpu_input("timestep", timestep)
+        binding.bind_cpu_input("x01", x)
+        binding.bind_output("logits", "cpu")
+        session.run_with_iobinding(binding)
+        return torch.from_numpy(binding.copy_outputs_to_cpu()[0])
+
+    def synchronize(self) -> None:
+        """Every call returns host arrays, so there is nothing left in flight."""
+
+    def details(self) -> dict[str, Any]:
+        return {"providers": self.providers, "intra_op_threads": self.intra_op_threads,
+                "loop_threads": self.loop_threads, "onnx_dir": str(self.onnx_dir)}
+
+
+def _numpy(tensor: torch.Tensor | np.ndarray, dtype: Any) -> np.ndarray:
+    if isinstance(tensor, torch.Tensor):
+        tensor = tensor.detach().cpu().numpy()
+    return np.ascontiguousarray(tensor, dtype=dtype)

@@ -1,0 +1,262 @@
+"""TensorRT backend: engines built from the exported ONNX graphs, run on torch CUDA tensors.
+
+Written against the TensorRT (10.x) Python API: ``trt.Builder`` + ``OnnxParser`` + ``BuilderConfig``
+with one optimization profile over the time axis (min/opt/max length), optional FP16, a timing cache,
+``build_serialized_network``; ``Runtime.deserialize_cuda_engine``, one execution context per engine,
+``set_input_shape`` / ``set_tensor_address`` (torch tensors' ``data_ptr``) and ``execute_async_v3`` on
+torch's current CUDA stream, so the DDIM arithmetic that follows in torch is ordered after it.
+
+``tensorrt`` is imported only inside this module's functions; without it every entry point raises
+:class:`model.runtime.base.BackendError` saying so. Engines are cached with
+:mod:`model.runtime.engine_cache` (keyed by ONNX sha256, TensorRT version, GPU, profile, precision).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.config import ConfigError, model_config_from_dict
+from model.export import GRAPHS, ExportError, read_manifest
+from model.io import atomic_write_bytes
+from model.runtime.base import BackendError
+from model.runtime.engine_cache import EngineKey, EngineMismatchError, ensure_engine
+
+_LOG = logging.getLogger(__name__)
+
+
+def import_tensorrt() -> Any:
+    """``import tensorrt`` or a :class:`BackendError` that says what is missing."""
+    try:
+        import tensorrt
+    except ImportError as err:
+        raise BackendError("the tensorrt backend needs NVIDIA TensorRT's Python package (pip install tensorrt "
+                           "on x86 with CUDA, or the JetPack python3-libnvinfer on Jetson) and a CUDA GPU; "
+                           f"import failed: {err}") from err
+    return tensorrt
+
+
+@dataclass(frozen=True, kw_only=True)
+class LengthProfile:
+    """The optimization profile over the time axis T (frames at the model's feature rate)."""
+
+    min_length: int = 16
+    opt_length: int = 1024
+    max_length: int = 8192
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_length <= self.opt_length <= self.max_length:
+            raise ValueError(f"need 1 <= min_length <= opt_length <= max_length, got "
+                             f"{self.min_length}, {self.opt_length}, {self.max_length}")
+
+    def contains(self, length: int) -> bool:
+        return self.min_length <= length <= self.max_length
+
+
+def gpu_identity(device: str | torch.device = "cuda") -> tuple[str, str]:
+    """(GPU name, "major.minor" compute capability) of a CUDA device, via torch."""
+    if not torch.cuda.is_available():
+        raise BackendError("TensorRT needs a CUDA GPU, but torch.cuda.is_available() is False")
+    device = torch.device(device)
+    major, minor = torch.cuda.get_device_capability(device)
+    return torch.cuda.get_device_name(device), f"{major}.{minor}"
+
+
+def engine_file(engine_dir: str | Path, graph: str, fp16: bool) -> Path:
+    return Path(engine_dir) / f"{graph}.{'fp16' if fp16 else 'fp32'}.engine"
+
+
+def _timing_cache_file(engine_dir: Path, key: EngineKey) -> Path:
+    tag = re.sub(r"[^A-Za-z0-9]+", "-", f"{key.gpu_name}-sm{key.compute_capability}-trt{key.tensorrt_version}")
+    return engine_dir / f"timing-{tag.strip('-')}.cache"
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: LengthProfile, fp16: bool,
+                 workspace_bytes: int | None = None, timing_cache: str | Path | None = None) -> None:
+    """Parse one ONNX graph, build a serialized engine with ``profile`` over every dynamic axis, write it."""
+    trt = import_tensorrt()
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 10: networks are always explicit-batch
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BackendError(f"TensorRT's ONNX parser rejected {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    if workspace_bytes:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    opt = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        dims = tuple(tensor.shape)
+        if any(d < 0 for d in dims):
+            shapes = [tuple(length if d < 0 else d for d in dims)
+                      for length in (profile.min_length, profile.opt_length, profile.max_length)]
+            opt.set_shape(tensor.name, *shapes)
+    config.add_optimization_profile(opt)
+    cache_bytes = b""
+    if timing_cache is not None and Path(timing_cache).is_file():
+        cache_bytes = Path(timing_cache).read_bytes()
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BackendError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
+    atomic_write_bytes(engine_path, bytes(memoryview(serialized)))
+    if timing_cache is not None:
+        atomic_write_bytes(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+
+
+def build_engines(onnx_dir: str | Path, engine_dir: str | Path, *, profile: LengthProfile, fp16: bool = False,
+                  device: str | torch.device = "cuda", force: bool = False, allow_gpu_change: bool = False,
+                  build_missing: bool = True, workspace_bytes: int | None = None) -> dict[str, tuple[Path, str]]:
+    """Make sure an up-to-date engine exists for each exported graph; ``{graph: (path, 'reused'|'built')}``."""
+    trt = import_tensorrt()
+    onnx_dir, engine_dir = Path(onnx_dir), Path(engine_dir)
+    try:
+        manifest = read_manifest(onnx_dir)  # verifies every graph's sha256
+    except ExportError as err:
+        raise BackendError(str(err)) from None
+    gpu_name, capability = gpu_identity(device)
+    engine_dir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, tuple[Path, str]] = {}
+    for graph in GRAPHS:
+        entry = manifest["graphs"][graph]
+        key = EngineKey(onnx_sha256=entry["sha256"], tensorrt_version=str(trt.__version__), gpu_name=gpu_name,
+                        compute_capability=capability, min_length=profile.min_length,
+                        opt_length=profile.opt_length, max_length=profile.max_length, fp16=fp16)
+        onnx_path = onnx_dir / entry["file"]
+        cache_file = _timing_cache_file(engine_dir, key)
+
+        def build(path: Path, onnx_path: Path = onnx_path, cache_file: Path = cache_file) -> None:
+            _LOG.info("building TensorRT engine %s from %s", path, onnx_path)
+            build_engine(onnx_path, path, profile=profile, fp16=fp16, workspace_bytes=workspace_bytes,
+                         timing_cache=cache_file)
+
+        out[graph] = ensure_engine(engine_file(engine_dir, graph, fp16), key, build, force=force,
+                                   allow_gpu_change=allow_gpu_change, may_build=build_missing)
+    return out
+
+
+def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
+    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
+             trt.bool: torch.bool, trt.int8: torch.int8}
+    if hasattr(trt, "int64"):
+        table[trt.int64] = torch.int64
+    if hasattr(trt, "bfloat16"):
+        table[trt.bfloat16] = torch.bfloat16
+    if dtype not in table:
+        raise BackendError(f"TensorRT tensor dtype {dtype} has no torch equivalent here")
+    return table[dtype]
+
+
+class _Engine:
+    """One deserialized engine and its execution context; runs on torch CUDA tensors."""
+
+    def __init__(self, trt: Any, runtime: Any, path: Path, device: torch.device) -> None:
+        self.path = path
+        self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise BackendError(f"TensorRT could not deserialize {path} (built by another TensorRT version?)")
+        self.context = self.engine.create_execution_context()
+        self.device = device
+        self.inputs: list[str] = []
+        self.outputs: list[str] = []
+        self.dtypes: dict[str, torch.dtype] = {}
+        for i in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(i)
+            is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            (self.inputs if is_input else self.outputs).append(name)
+            self.dtypes[name] = _torch_dtype(trt, self.engine.get_tensor_dtype(name))
+
+    def run(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        keep = []
+        for name in self.inputs:
+            tensor = feeds[name].to(self.device, self.dtypes[name]).contiguous()
+            keep.append(tensor)
+            if not self.context.set_input_shape(name, tuple(tensor.shape)):
+                raise BackendError(f"{self.path.name}: input {name} shape {tuple(tensor.shape)} is outside the "
+                                   f"engine's optimization profile")
+            self.context.set_tensor_address(name, tensor.data_ptr())
+        outputs = {}
+        for name in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(name))
+            outputs[name] = torch.empty(shape, dtype=self.dtypes[name], device=self.device)
+            self.context.set_tensor_address(name, outputs[name].data_ptr())
+        stream = torch.cuda.current_stream(self.device)
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise BackendError(f"{self.path.name}: execute_async_v3 failed")
+        return outputs  # inputs in `keep` are freed after enqueue; torch's allocator orders reuse on this stream
+
+
+class TensorRTBackend:
+    """Three TensorRT engines (encoder, decoder_condition, denoise_step) from one ONNX export.
+
+    Engines live in ``engine_dir`` (default ``<onnx_dir>/tensorrt``) and are (re)built as
+    :func:`build_engines` decides; ``build=False`` refuses to build (use ``actfusion-build-engine``).
+    Sequences longer than ``profile.max_length`` (or shorter than the minimum) are refused.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, onnx_dir: str | Path, *, engine_dir: str | Path | None = None,
+                 device: str | torch.device = "cuda", profile: LengthProfile | None = None, fp16: bool = False,
+                 build: bool = True, allow_gpu_change: bool = False, workspace_bytes: int | None = None) -> None:
+        trt = import_tensorrt()
+        self.device = torch.device(device)
+        if self.device.type != "cuda":
+            raise BackendError(f"the tensorrt backend runs on CUDA devices only, got {self.device}")
+        self.onnx_dir = Path(onnx_dir)
+        self.engine_dir = Path(engine_dir) if engine_dir is not None else self.onnx_dir / "tensorrt"
+        self.profile = profile or LengthProfile()
+        self.fp16 = fp16
+        try:
+            manifest = read_manifest(self.onnx_dir)
+            self.config = model_config_from_dict(manifest["config"])
+        except (ExportError, ConfigError, KeyError) as err:
+            raise BackendError(f"{self.onnx_dir}: {err}") from None
+        self.class_names = [str(n) for n in manifest.get("class_names", [])]
+        try:
+            self.engines_built = build_engines(self.onnx_dir, self.engine_dir, profile=self.profile, fp16=fp16,
+                                               device=self.device, allow_gpu_change=allow_gpu_change,
+                                               build_missing=build, workspace_bytes=workspace_bytes)
+        except EngineMismatchError as err:
+            raise BackendError(str(err)) from None
+        logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(logger)
+        with torch.cuda.device(self.device):
+            self._engines = {g: _Engine(trt, self._runtime, path, self.device)
+                             for g, (path, _) in self.engines_built.items()}
+
+    def encode(self, features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        length = int(features.shape[-1])
+        if not self.profile.contains(length):
+            raise BackendError(f"sequence length {length} is outside the engines' profile "
+                               f"[{self.profile.min_length}, {self.profile.max_length}]; rebuild with a wider "
+                               f"--min-length/--max-length or cap the horizon")
+        out = self._engines["encoder"].run({"features": features, "frame_mask": frame_mask.to(torch.bool)})
+        return out["logits"].float(), out["condition"]
+
+    def prepare(self, condition: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self._engines["decoder_condition"].run({"condition": condition})
+
+    def denoise(self, state: dict[str, torch.Tensor], t: int, x01: torch.Tensor) -> torch.Tensor:
+        feeds = dict(state)
+        feeds["timestep"] = torch.full((1,), int(t), dtype=torch.int64, device=self.device)
+        feeds["x01"] = x01
+        return self._engines["denoise_step"].run(feeds)["logits"].float()
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize(self.device)
+
+    def details(self) -> dict[str, Any]:
+        return {"engine_dir": str(self.engine_dir), "fp16": self.fp16,
+                "profile": [self.profile.min_length, self.profile.opt_length, self.profile.max_length],
+                "engines": {g: action for g, (_, action) in self.engines_built.items()}}

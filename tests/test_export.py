@@ -1,0 +1,206 @@
+"""ONNX export: checker, I/O contract, TensorRT op coverage, and ONNX Runtime == eager torch.
+
+The 50salads and Breakfast graphs are exported once per session, at one length (64), with random
+weights; every comparison then runs at other lengths through the same files.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+onnx = pytest.importorskip("onnx", reason="the onnx package is needed to export and check graphs")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed to run the exported graphs")
+
+from model.checkpoint import save_checkpoint  # noqa: E402
+from model.config import config_to_dict, model_config  # noqa: E402
+from model.diffusion import sample_noise  # noqa: E402
+from model.export import (GRAPHS, MANIFEST, EncoderGraph, ExportError, export_onnx, main,  # noqa: E402
+                          read_manifest, sha256_file, term_names)
+from model.network import ActFusion  # noqa: E402
+from model.runtime import forecast, load_backend  # noqa: E402
+from tests.tensorrt_supported_ops import CONSTANT_INPUTS, SUPPORTED  # noqa: E402
+
+PRESETS = {"50salads": 19, "breakfast": 48}
+EXPORT_LENGTH = 64
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Eager torch on one thread: on a shared 2-core machine, 2 OpenMP threads spin at every barrier."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread() -> Iterator[None]:
+    with one_torch_thread():
+        yield
+
+
+def _model(preset: str) -> ActFusion:
+    torch.manual_seed({"50salads": 11, "breakfast": 12}[preset])
+    return ActFusion(model_config(preset, num_classes=PRESETS[preset])).eval()
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[ActFusion, Path]]:
+    """{preset: (eager model, export dir)}; exported once per test session at T=64."""
+    out = {}
+    with one_torch_thread():
+        for preset in PRESETS:
+            model = _model(preset)
+            path = tmp_path_factory.mktemp(f"onnx_{preset}")
+            export_onnx(model, path, class_names=[f"{preset}_{i}" for i in range(PRESETS[preset])],
+                        length=EXPORT_LENGTH, verify_length=None)
+            out[preset] = (model, path)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ort_backends(exported):
+    return {p: load_backend("onnxruntime", path, intra_op_threads=1) for p, (_, path) in exported.items()}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_graphs_pass_checker_and_have_a_dynamic_time_axis(exported, preset: str) -> None:
+    _, path = exported[preset]
+    cfg = exported[preset][0].cfg
+    expected_inputs = {
+        "encoder": {"features": ("float32", [1, cfg.input_dim, "T"]), "frame_mask": ("bool", [1, "T"])},
+        "decoder_condition": {"condition": ("float32", [1, cfg.cond_dim, "T"])},
+        "denoise_step": {"timestep": ("int64", [1]), "x01": ("float32", [1, cfg.num_classes, "T"]),
+                         "cond_qkv_0": ("float32", [1, "T", 3 * cfg.dec_dim]),
+                         "slot_bias_7": ("float32", [1, "T", cfg.dec_kernel])},
+    }
+    for graph in GRAPHS:
+        proto = onnx.load(str(path / f"{graph}.onnx"))
+        onnx.checker.check_model(proto, full_check=True)
+        assert proto.opset_import[0].version == 17
+        inputs = {}
+        for value in proto.graph.input:
+            tensor = value.type.tensor_type
+            dims = [d.dim_param or d.dim_value for d in tensor.shape.dim]
+            inputs[value.name] = (onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name, dims)
+        for name, want in expected_inputs[graph].items():
+            assert inputs[name] == want, f"{graph}.{name}: {inputs[name]} != {want}"
+    step_inputs = [v.name for v in onnx.load(str(path / "denoise_step.onnx")).graph.input]
+    assert step_inputs == term_names(cfg.dec_layers) + ["timestep", "x01"]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_op_is_in_tensorrts_onnx_support_matrix(exported, preset: str) -> None:
+    _, path = exported[preset]
+    problems = []
+    for graph in GRAPHS:
+        proto = onnx.load(str(path / f"{graph}.onnx"))
+        ops = {n.op_type for n in proto.graph.node}
+        unsupported = sorted(ops - SUPPORTED)
+        if unsupported:
+            problems.append(f"{graph}: not supported by TensorRT: {unsupported}")
+        constants = {i.name for i in proto.graph.initializer}
+        constants |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
+        for node in proto.graph.node:
+            for idx in CONSTANT_INPUTS.get(node.op_type, ()):
+                if idx < len(node.input) and node.input[idx] and node.input[idx] not in constants:
+                    problems.append(f"{graph}: {node.op_type} {node.name} input {idx} ({node.input[idx]}) "
+                                    f"must be a constant for TensorRT")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_manifest_describes_the_export(exported, preset: str) -> None:
+    model, path = exported[preset]
+    manifest = json.loads((path / MANIFEST).read_text())
+    assert manifest["opset"] == 17 and manifest["export_length"] == EXPORT_LENGTH
+    assert manifest["config"] == config_to_dict(model.cfg)
+    assert manifest["class_names"] == [f"{preset}_{i}" for i in range(PRESETS[preset])]
+    for graph in GRAPHS:
+        entry = manifest["graphs"][graph]
+        assert entry["sha256"] == sha256_file(path / entry["file"])
+        assert all(isinstance(d, (int, str)) for io in entry["inputs"] + entry["outputs"] for d in io["shape"])
+    assert [o["name"] for o in manifest["graphs"]["encoder"]["outputs"]] == ["logits", "condition"]
+    assert [o["name"] for o in manifest["graphs"]["decoder_condition"]["outputs"]] == term_names(model.cfg.dec_layers)
+    assert read_manifest(path)["graphs"].keys() == set(GRAPHS)
+
+
+# Full 25-step forecasts at short lengths, fewer steps at long ones (the loop is the same code).
+CASES = [(37, 25), (300, 25), (1500, 3), (4096, 2)]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("length,steps", CASES)
+def test_onnxruntime_forecast_equals_eager_torch(exported, ort_backends, preset: str, length: int,
+                                                 steps: int) -> None:
+    model, _ = exported[preset]
+    n_obs = max(1, length // 5)
+    feats = torch.randn(1, model.cfg.input_dim, n_obs, generator=torch.Generator().manual_seed(length))
+    noise = sample_noise((1, model.cfg.num_classes, length), steps, generator=torch.Generator().manual_seed(7))
+    ref = model.anticipate(feats, horizon=length - n_obs, steps=steps, noise=noise)
+    got = forecast(ort_backends[preset], feats, horizon=length - n_obs, steps=steps, noise=noise)
+    assert got.future_probs.shape == ref.future_probs.shape == (1, model.cfg.num_classes, length - n_obs)
+    diff = max(float((got.observed_probs - ref.observed_probs).abs().max()),
+               float((got.future_probs - ref.future_probs).abs().max()))
+    assert diff < 1e-4, f"{preset} T={length} steps={steps}: max |ORT - torch| = {diff:.2e}"
+
+
+def test_encoder_graph_runs_at_lengths_it_was_not_traced_at(exported) -> None:
+    model, path = exported["50salads"]
+    session = ort.InferenceSession(str(path / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    for length in (1, 2, EXPORT_LENGTH + 1, 777):
+        feats = torch.randn(1, model.cfg.input_dim, length)
+        mask = torch.rand(1, length) > 0.3
+        logits, cond = session.run(None, {"features": feats.numpy(), "frame_mask": mask.numpy()})
+        with torch.no_grad():
+            ref_logits, ref_cond = model.encode(feats, mask)
+        assert logits.shape == (1, model.cfg.num_classes, length)
+        np.testing.assert_allclose(logits, ref_logits.numpy(), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(cond, ref_cond.numpy(), atol=1e-4, rtol=0)
+
+
+def test_graph_modules_equal_the_network_eagerly() -> None:
+    # The time-major rewrite itself (no ONNX involved), incl. T=1 and a window wider than T.
+    cfg = model_config("tiny", num_classes=5)
+    torch.manual_seed(0)
+    model = ActFusion(cfg).eval()
+    for length in (1, 3, 40):
+        feats, mask = torch.randn(1, cfg.input_dim, length), torch.rand(1, length) > 0.5
+        with torch.no_grad():
+            a = model.encode(feats, mask)
+            b = EncoderGraph(model)(feats, mask)
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
+
+
+def test_export_cli_from_a_checkpoint_verifies_and_writes_the_manifest(tmp_path: Path) -> None:
+    cfg = model_config("tiny", num_classes=4)
+    model = ActFusion(cfg).eval()
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, model, ["reach", "grasp", "move", "place"])
+    out = tmp_path / "onnx"
+    assert main(["--checkpoint", str(ckpt), "--out", str(out), "--length", "16"]) == 0
+    manifest = read_manifest(out)
+    assert manifest["class_names"] == ["reach", "grasp", "move", "place"]
+    assert manifest["verified_length"] == 97 and manifest["export_length"] == 16
+    assert manifest["source"]["checkpoint_sha256"] == sha256_file(ckpt)
+    assert not list(out.glob(".*.tmp")), "atomic writes left temporaries behind"
+
+
+def test_export_cli_reports_a_missing_checkpoint(tmp_path: Path, capsys) -> None:
+    assert main(["--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_export_refuses_wrong_class_names(tmp_path: Path) -> None:
+    model = ActFusion(model_config("tiny", num_classes=3)).eval()
+    with pytest.raises(ExportError, match="2 class names"):
+        export_onnx(model, tmp_path, class_names=["a", "b"])
