@@ -1,0 +1,369 @@
+"""``actfusion-replay BAG --checkpoint CKPT --out DIR``: evaluate the whole streaming pipeline on a rosbag.
+
+The bag's frames drive the same :class:`~actfusion_ros.stream.StreamingAnticipator` the node uses, on
+the bag's own timestamps and as fast as the machine allows (no DDS): ticks happen every ``1/tick_rate``
+seconds of *camera* time. Ground truth comes from a label topic (``std_msgs/String`` change events) or
+a per-frame label file. The report has
+
+* TAS metrics of the final observation (its online segmentation against the labels at the feature
+  stamps), from :mod:`training.metrics`;
+* anticipation metrics of every tick's forecast against what really happened next: MoC (pooled per
+  ground-truth class) over the whole forecast window and accuracy at fixed look-ahead times;
+* per-stage latency (p50/p95): image decoding, per-frame push (features at sampled frames), forecast;
+* a timeline PNG: ground truth, the online segmentation, and the forecasts of several ticks.
+
+JSON (``replay.json``) and markdown (``replay.md``) are written beside the PNG, atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from actfusion_ros.stream import ForecastResult, StreamConfig, StreamingAnticipator
+from model.io import atomic_write_text
+from training.metrics import MocCounts, tas_metrics
+
+DEFAULT_LOOKAHEAD_S = (1.0, 2.0, 5.0, 10.0)
+
+
+class ReplayError(ValueError):
+    """The replay cannot run (bad inputs, mismatched model and extractor, no ground truth)."""
+
+
+@dataclass
+class GroundTruth:
+    """Per-frame labels: the label at time t is that of the last frame stamped <= t."""
+
+    stamps_ns: np.ndarray
+    labels: np.ndarray  # class ids, -1 for labels outside the model's classes
+
+    def at(self, times_ns: np.ndarray) -> np.ndarray:
+        """Labels at ``times_ns``; -1 before the first frame or after the last one."""
+        idx = np.searchsorted(self.stamps_ns, times_ns, side="right") - 1
+        out = np.where(idx >= 0, self.labels[np.clip(idx, 0, None)], -1)
+        return np.where(np.asarray(times_ns) > self.stamps_ns[-1], -1, out)
+
+
+@dataclass
+class TickRecord:
+    """One published forecast, reduced to what the report needs."""
+
+    stamp_ns: int
+    observed_stamps_ns: np.ndarray
+    observed_labels: np.ndarray
+    future_start_ns: int
+    period_ns: int
+    future_labels: np.ndarray
+    partial: bool
+    inference_s: float
+
+    @classmethod
+    def from_result(cls, r: ForecastResult) -> "TickRecord":
+        return cls(r.stamp_ns, np.asarray(r.observed_stamps_ns), r.observed_probs.argmax(0),
+                   int(r.stamp_ns) + int(r.feature_period_ns), int(r.feature_period_ns),
+                   r.future_probs.argmax(0) if r.future_probs.shape[-1] else np.zeros(0, np.int64),
+                   bool(r.partial), float(r.inference_s))
+
+    def future_times_ns(self) -> np.ndarray:
+        return self.future_start_ns + self.period_ns * np.arange(self.future_labels.shape[0], dtype=np.int64)
+
+
+@dataclass
+class ReplayReport:
+    """Everything ``replay.json`` holds."""
+
+    bag: str
+    frames: int
+    ticks: int
+    published: int
+    wall_s: float
+    frames_per_s: float
+    tas: dict[str, float]
+    moc_forecast_window: float
+    lookahead_accuracy: dict[str, float | None]
+    lookahead_counts: dict[str, int]
+    latency_ms: dict[str, dict[str, float]]
+    stream_stats: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _percentiles(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": float("nan"), "p95": float("nan"), "n": 0}
+    arr = np.asarray(values) * 1e3
+    return {"p50": float(np.percentile(arr, 50)), "p95": float(np.percentile(arr, 95)), "n": int(arr.size)}
+
+
+def drive(frames: Iterable[tuple[int, np.ndarray]], anticipator: StreamingAnticipator, *,
+          tick_period_ns: int) -> tuple[list[TickRecord], list[int], dict[str, list[float]]]:
+    """Push every frame, tick on camera time; returns tick records, frame stamps and stage timings."""
+    records: list[TickRecord] = []
+    stamps: list[int] = []
+    timings: dict[str, list[float]] = {"decode": [], "push": [], "forecast": []}
+    next_tick: int | None = None
+    iterator: Iterator[tuple[int, np.ndarray]] = iter(frames)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            stamp, rgb = next(iterator)
+        except StopIteration:
+            break
+        t1 = time.perf_counter()
+        anticipator.push_frame(int(stamp), rgb)
+        t2 = time.perf_counter()
+        timings["decode"].append(t1 - t0)
+        timings["push"].append(t2 - t1)
+        stamps.append(int(stamp))
+        if next_tick is None:
+            next_tick = int(stamp) + tick_period_ns
+        if int(stamp) >= next_tick:
+            result = anticipator.tick(int(stamp))
+            next_tick += tick_period_ns * max(1, (int(stamp) - next_tick) // tick_period_ns + 1)
+            if result is not None:
+                records.append(TickRecord.from_result(result))
+                timings["forecast"].append(result.inference_s)
+    if stamps:  # a last tick on the final frame, so the final observation includes it
+        result = anticipator.tick(stamps[-1])
+        if result is not None:
+            records.append(TickRecord.from_result(result))
+            timings["forecast"].append(result.inference_s)
+    return records, stamps, timings
+
+
+def score(records: Sequence[TickRecord], truth: GroundTruth, *, lookahead_s: Sequence[float] = DEFAULT_LOOKAHEAD_S,
+          background: Sequence[int] = ()) -> tuple[dict[str, float], float, dict[str, float | None], dict[str, int]]:
+    """TAS of the final observation, MoC over forecast windows, accuracy at fixed look-ahead times."""
+    complete = [r for r in records if not r.partial] or list(records)
+    if not complete:
+        raise ReplayError("no forecast was published: the bag is too short for the configured start-up")
+    final = complete[-1]
+    gt_final = truth.at(final.observed_stamps_ns)
+    known = gt_final >= 0
+    tas = tas_metrics([(final.observed_labels[known], gt_final[known])], background=background)
+    moc = MocCounts()
+    hits = {f"{s:g}s": [0, 0] for s in lookahead_s}
+    for rec in complete:
+        if rec.future_labels.size == 0:
+            continue
+        times = rec.future_times_ns()
+        gt = truth.at(times)
+        ok = gt >= 0
+        if ok.any():
+            moc.add(rec.future_labels[ok], gt[ok])
+        for s in lookahead_s:
+            k = int(round(s * 1e9 / rec.period_ns)) - 1
+            if 0 <= k < rec.future_labels.size and gt[k] >= 0:
+                hits[f"{s:g}s"][0] += int(rec.future_labels[k] == gt[k])
+                hits[f"{s:g}s"][1] += 1
+    accuracy = {k: (100.0 * c / n if n else None) for k, (c, n) in hits.items()}
+    return tas, moc.moc(), accuracy, {k: n for k, (_, n) in hits.items()}
+
+
+def write_report(report: ReplayReport, out: Path, class_names: Sequence[str]) -> None:
+    """``replay.json`` and ``replay.md`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "replay.json", json.dumps(asdict(report), indent=2, default=_json_default))
+    lines = [f"# Replay of `{report.bag}`", "",
+             f"{report.frames} frames, {report.ticks} ticks ({report.published} forecasts) in "
+             f"{report.wall_s:.2f} s: **{report.frames_per_s:.0f} frames/s**", "",
+             "## Segmentation of the final observation", "", "| Acc | Edit | F1@10 | F1@25 | F1@50 |",
+             "|---|---|---|---|---|",
+             "| " + " | ".join(f"{report.tas[k]:.1f}" for k in ("acc", "edit", "f1@10", "f1@25", "f1@50")) + " |",
+             "", "## Anticipation (every tick's forecast vs what happened next)", "",
+             f"MoC over the forecast windows: **{report.moc_forecast_window:.1f}**", "",
+             "| look-ahead | accuracy | forecasts scored |", "|---|---|---|"]
+    for k, acc in report.lookahead_accuracy.items():
+        lines.append(f"| {k} | {'-' if acc is None else f'{acc:.1f}'} | {report.lookahead_counts[k]} |")
+    lines += ["", "## Latency per stage (ms)", "", "| stage | p50 | p95 | n |", "|---|---|---|---|"]
+    for stage, p in report.latency_ms.items():
+        lines.append(f"| {stage} | {p['p50']:.2f} | {p['p95']:.2f} | {p['n']} |")
+    lines += ["", f"Classes: {', '.join(class_names)}", ""]
+    atomic_write_text(out / "replay.md", "\n".join(lines))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def timeline_png(path: Path, records: Sequence[TickRecord], truth: GroundTruth, class_names: Sequence[str],
+                 *, max_forecasts: int = 5) -> None:
+    """Ground truth, online segmentation and a few ticks' forecasts on one time axis (seconds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from model.io import atomic_open
+
+    t0 = int(truth.stamps_ns[0])
+    cmap = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20", max(len(class_names), 1))
+    complete = [r for r in records if not r.partial] or list(records)
+    step = max(1, len(complete) // max_forecasts)
+    chosen = complete[::step][-max_forecasts:]
+    rows: list[tuple[str, np.ndarray, np.ndarray, float]] = [
+        ("ground truth", truth.stamps_ns, truth.labels, float(np.median(np.diff(truth.stamps_ns))) if truth.stamps_ns.size > 1 else 1e8)]
+    if complete:
+        final = complete[-1]
+        rows.append(("online segmentation", final.observed_stamps_ns, final.observed_labels, final.period_ns))
+    for rec in chosen:
+        label = f"forecast @ {(rec.stamp_ns - t0) / 1e9:.1f} s"
+        rows.append((label, rec.future_times_ns(), rec.future_labels, rec.period_ns))
+    fig, ax = plt.subplots(figsize=(12, 0.6 * len(rows) + 1.4))
+    for y, (_, times, labels, period) in enumerate(rows):
+        for t, lab in zip(times, labels):
+            if lab >= 0:
+                ax.barh(y, period / 1e9, left=(t - t0) / 1e9, height=0.8, color=cmap(int(lab)), linewidth=0)
+    for rec in chosen:
+        ax.axvline((rec.stamp_ns - t0) / 1e9, color="k", lw=0.6, ls=":")
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("camera time (s)")
+    ax.legend(handles=[Patch(color=cmap(i), label=n) for i, n in enumerate(class_names)],
+              loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=min(len(class_names), 7), fontsize=8)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
+    plt.close(fig)
+
+
+def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic: str,
+           label_topic: str | None = None, labels_file: Path | None = None, config: StreamConfig,
+           tick_rate_hz: float = 2.0, lookahead_s: Sequence[float] = DEFAULT_LOOKAHEAD_S) -> ReplayReport:
+    """Replay ``bag`` through the streaming core and write the report to ``out``."""
+    from actfusion_ros.bags import count_messages, labels_at, read_images, read_labels
+
+    class_names = list(forecaster.class_names)
+    if extractor.dim != forecaster.input_dim:
+        raise ReplayError(f"the extractor gives {extractor.dim}-d features but the model expects "
+                          f"{forecaster.input_dim}-d: use the extractor the model was trained with")
+    if tick_rate_hz <= 0:
+        raise ReplayError(f"tick rate must be > 0 Hz, got {tick_rate_hz}")
+    anticipator = StreamingAnticipator(config, extractor, forecaster, class_names)
+    start = time.perf_counter()
+    records, stamps, timings = drive(read_images(bag, image_topic), anticipator,
+                                     tick_period_ns=int(round(1e9 / tick_rate_hz)))
+    wall = time.perf_counter() - start
+    if not stamps:
+        raise ReplayError(f"bag {bag}: no images on {image_topic!r}")
+    if label_topic:
+        names = labels_at(read_labels(bag, label_topic), stamps)
+    elif labels_file:
+        names = [ln.strip() for ln in Path(labels_file).read_text().splitlines() if ln.strip()]
+        if len(names) != len(stamps):
+            raise ReplayError(f"{labels_file}: {len(names)} labels for {len(stamps)} frames on {image_topic!r}")
+    else:
+        raise ReplayError("ground truth needed: give --label-topic or --labels")
+    index = {n: i for i, n in enumerate(class_names)}
+    truth = GroundTruth(np.asarray(stamps, np.int64), np.asarray([index.get(n, -1) for n in names], np.int64))
+    tas, moc, acc, counts = score(records, truth, lookahead_s=lookahead_s)
+    stats = anticipator.stats
+    report = ReplayReport(
+        bag=str(bag), frames=len(stamps), ticks=int(stats.ticks), published=len(records), wall_s=wall,
+        frames_per_s=len(stamps) / wall if wall > 0 else float("inf"), tas=tas, moc_forecast_window=moc,
+        lookahead_accuracy=acc, lookahead_counts=counts,
+        latency_ms={k: _percentiles(v) for k, v in timings.items()},
+        stream_stats={f.name: (dict(v) if isinstance(v := getattr(stats, f.name), Mapping) else v)
+                      for f in fields(stats)},
+        settings={"stream": asdict(config), "tick_rate_hz": tick_rate_hz, "image_topic": image_topic,
+                  "messages_on_topic": count_messages(bag, image_topic)})
+    write_report(report, out, class_names)
+    timeline_png(out / "timeline.png", records, truth, class_names)
+    return report
+
+
+def _parse_kv(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ReplayError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    from actfusion_ros.forecaster import ModelForecaster
+    from model.features import build_extractor
+
+    ap = argparse.ArgumentParser(prog="actfusion-replay", description=__doc__.split("\n")[0])
+    ap.add_argument("bag", type=Path)
+    ap.add_argument("--checkpoint", type=Path, help="our checkpoint (backend torch; also names the pipeline)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--image-topic", default="/camera/image_raw")
+    ap.add_argument("--label-topic", help="std_msgs/String topic with the ground-truth action")
+    ap.add_argument("--labels", type=Path, help="per-frame label file (one name per image message)")
+    ap.add_argument("--extractor", help="feature extractor (default: the checkpoint's pipeline metadata)")
+    ap.add_argument("--extractor-opt", nargs="*", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--feature-rate", type=float, help="Hz (default: the checkpoint's pipeline metadata)")
+    ap.add_argument("--tick-rate", type=float, default=2.0, help="forecasts per second of camera time")
+    ap.add_argument("--ratio", type=float, default=4.0)
+    ap.add_argument("--max-horizon-s", type=float, default=300.0)
+    ap.add_argument("--max-window-s", type=float, default=300.0)
+    ap.add_argument("--min-observed", type=int, default=4)
+    ap.add_argument("--steps", type=int, help="DDIM steps (default: the model's)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
+    ap.add_argument("--onnx-dir", type=Path, help="actfusion-export directory (onnxruntime / tensorrt)")
+    ap.add_argument("--engine-dir", type=Path, help="TensorRT engine cache (default <onnx-dir>/tensorrt)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--lookahead", type=float, nargs="*", default=list(DEFAULT_LOOKAHEAD_S))
+    args = ap.parse_args(argv)
+    try:
+        if args.backend == "torch":
+            if not args.checkpoint:
+                raise ReplayError("backend torch needs --checkpoint")
+            forecaster = ModelForecaster.from_checkpoint(args.checkpoint, device=args.device, steps=args.steps,
+                                                         seed=args.seed)
+        else:
+            if not args.onnx_dir:
+                raise ReplayError(f"backend {args.backend} needs --onnx-dir (written by actfusion-export)")
+            forecaster = ModelForecaster.from_export(args.onnx_dir, backend=args.backend, device=args.device,
+                                                     steps=args.steps, seed=args.seed, engine_dir=args.engine_dir)
+        pipeline = pipeline_metadata(args.checkpoint) if args.checkpoint else {}
+        name = args.extractor or pipeline.get("extractor")
+        if not name:
+            raise ReplayError("the checkpoint names no feature extractor: pass --extractor")
+        kwargs = dict(pipeline.get("extractor_kwargs") or {}) if not args.extractor else {}
+        kwargs.update(_parse_kv(args.extractor_opt))
+        rate = args.feature_rate or pipeline.get("feature_rate_hz") or 2.0
+        config = StreamConfig(feature_rate_hz=float(rate), ratio=args.ratio, max_horizon_s=args.max_horizon_s,
+                              max_window_s=args.max_window_s, min_observed_frames=args.min_observed,
+                              stale_after_s=1e9, episode_gap_s=1e9)
+        report = replay(args.bag, forecaster, build_extractor(name, **kwargs), out=args.out,
+                        image_topic=args.image_topic, label_topic=args.label_topic, labels_file=args.labels,
+                        config=config, tick_rate_hz=args.tick_rate, lookahead_s=args.lookahead)
+    except (ValueError, RuntimeError) as err:
+        print(f"actfusion-replay: error: {err}", file=sys.stderr)
+        return 2
+    print((args.out / "replay.md").read_text())
+    print(f"wrote {args.out / 'replay.json'}, {args.out / 'replay.md'}, {args.out / 'timeline.png'}")
+    return 0
+
+
+def pipeline_metadata(checkpoint: Path) -> dict[str, Any]:
+    """The ``pipeline`` entry of a checkpoint's metadata (extractor, its kwargs, feature rate), if any."""
+    from model.checkpoint import read_payload
+
+    meta = read_payload(checkpoint).get("metadata") or {}
+    pipeline = meta.get("pipeline") if isinstance(meta, dict) else None
+    return dict(pipeline) if isinstance(pipeline, dict) else {}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
