@@ -49,6 +49,8 @@ setup(
             "actfusion-train = training.train:main",
             "actfusion-eval = training.eval_model:main",
             "actfusion_node = actfusion_ros.node:main",
+            "actfusion-replay = actfusion_ros.replay:main",
+            "actfusion-play = actfusion_ros.play:main",
             "actfusion-extract = actfusion_ros.extract:main",
         ],
     },

@@ -1,40 +1,286 @@
-"""Newcomer demo: run ActFusion (tiny preset, random weights) on a synthetic stream and print a forecast.
+"""The newcomer demo: camera -> features -> ActFusion -> live forecasts -> replay report, on one machine.
 
-This is the placeholder main job until the synthetic activity world lands: it shows the r*N^O horizon
-rule and the shapes of what the node publishes, nothing learnt.
+1. A synthetic activity world (:mod:`actfusion_ros.world`: a person making tea, frames rendered from
+   an action grammar) provides training episodes and one unseen test episode.
+2. Features come from the same causal extractor and feature-rate sampling the node uses
+   (:func:`actfusion_ros.extract.extract_sampled`), written as an MS-TCN dataset.
+3. A tiny ActFusion is trained on them on the CPU (:mod:`training.trainer`, the tiny config).
+4. The unseen episode is written to a rosbag2 (JPEG frames + a ground-truth label topic).
+5. Live: ``actfusion_node`` runs as its own process over real DDS (loopback only) while
+   ``actfusion-play`` publishes the bag; the demo prints every forecast as it arrives. Without rclpy
+   (or with ``--no-dds``) the streaming core is driven in-process instead.
+6. ``actfusion-replay`` evaluates the whole pipeline on the bag: metrics, latency, timeline PNG.
+
+Nothing needs the network or ../shared. Outputs go to ``--work`` (default ``demo_output/``).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
 
-import torch
+import numpy as np
+import yaml
 
-from model.config import model_config
+from actfusion_ros.world import ActivityWorld, Episode
 from model.labels import segments_from_labels
-from model.network import ActFusion
+
+REPO = Path(__file__).resolve().parents[1]
+EXTRACTOR = "color_layout"
+EXTRACTOR_KWARGS: dict[str, Any] = {"grid": 4, "bins": 8}
+IMAGE_TOPIC = "/camera/image_raw/compressed"
+LABEL_TOPIC = "/action/label"
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def build_dataset(world: ActivityWorld, seeds: Sequence[int], root: Path, feature_rate_hz: float,
+                  *, test_count: int = 2) -> None:
+    """Write an MS-TCN dataset (features at the feature rate, one label per feature frame)."""
+    from actfusion_ros.extract import extract_sampled
+    from model.features import build_extractor
+    from model.io import atomic_write_text
+    from model.labels import ClassMapping
+
+    extractor = build_extractor(EXTRACTOR, **EXTRACTOR_KWARGS)
+    names = []
+    for seed in seeds:
+        ep = world.episode(seed)
+        sampled = extract_sampled(world.frames(ep), extractor, feature_rate_hz)
+        name = f"episode_{seed:03d}"
+        names.append(name)
+        (root / "features").mkdir(parents=True, exist_ok=True)
+        np.save(root / "features" / f"{name}.npy", np.ascontiguousarray(sampled.features.T))
+        labels = ep.labels[sampled.frame_indices]
+        atomic_write_text(root / "groundTruth" / f"{name}.txt",
+                          "".join(world.class_names[i] + "\n" for i in labels))
+    ClassMapping(tuple(world.class_names)).to_file(root / "mapping.txt")
+    test, train = names[:test_count], names[test_count:]
+    atomic_write_text(root / "splits" / "train.split1.bundle", "".join(f"{n}.txt\n" for n in train))
+    atomic_write_text(root / "splits" / "test.split1.bundle", "".join(f"{n}.txt\n" for n in test))
+    atomic_write_text(root / "pipeline.json", json.dumps(pipeline_spec(feature_rate_hz), indent=2))
+
+
+def pipeline_spec(feature_rate_hz: float) -> dict[str, Any]:
+    """What the node and replay need to compute the same features the model was trained on."""
+    return {"extractor": EXTRACTOR, "extractor_kwargs": EXTRACTOR_KWARGS, "feature_rate_hz": feature_rate_hz}
+
+
+def train_model(root: Path, run: Path, epochs: int, feature_rate_hz: float, out: Path) -> Path:
+    """Train the tiny config on ``root``; save ``out`` with the pipeline in its metadata."""
+    import torch
+
+    from model.checkpoint import load_checkpoint, save_checkpoint
+    from training.trainer import TrainOptions, train
+
+    torch.set_num_threads(1)  # tiny models: one thread is much faster than two on this kind of CPU
+    status, run_dir = train(TrainOptions(config=REPO / "training" / "configs" / "tiny.yaml", data_root=root,
+                                         split=1, out=run, epochs=epochs, progress=False))
+    best = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
+    ckpt = load_checkpoint(best)
+    save_checkpoint(out, ckpt.model, ckpt.class_names,
+                    {**ckpt.metadata, "pipeline": pipeline_spec(feature_rate_hz), "trained_by": "actfusion-demo"})
+    return out
+
+
+def label_events(world: ActivityWorld, episode: Episode) -> list[tuple[int, str]]:
+    """Ground-truth label changes as (stamp_ns, name)."""
+    period = 1e9 / episode.fps
+    return [(int(round(s.start * period)), world.class_names[s.label]) for s in segments_from_labels(episode.labels)]
+
+
+def write_episode_bag(world: ActivityWorld, episode: Episode, path: Path) -> Path:
+    """The unseen episode as a rosbag2 (MCAP): JPEG frames and the ground-truth label topic."""
+    from actfusion_ros.bags import write_bag
+
+    if path.exists():
+        shutil.rmtree(path)
+    return write_bag(path, storage="mcap", images=list(world.frames(episode)), encoding="jpeg",
+                     labels=label_events(world, episode), image_topic=IMAGE_TOPIC, label_topic=LABEL_TOPIC)
+
+
+def describe(current: tuple[str, float], future: Sequence[tuple[str, float, float]], t0_ns: int,
+             stamp_ns: int, truth: str) -> str:
+    """One console line: now, what comes next, and the truth for comparison."""
+    if future and future[0][0] == current[0]:
+        future = future[1:]  # the current action continuing is not news
+    nxt = ", ".join(f"{lab} @ {(start - t0_ns) / 1e9:.1f}s" for lab, start, _ in future[:3]) or "-"
+    return (f"[t={(stamp_ns - t0_ns) / 1e9:5.1f}s] now: {current[0]:<11} ({current[1]:.2f})  "
+            f"next: {nxt:<60} | truth now: {truth}")
+
+
+def live_core(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any) -> int:
+    """Drive the streaming core in-process (no ROS) at bag pace x100, printing forecasts."""
+    from actfusion_ros.bags import read_images
+    from actfusion_ros.forecaster import ModelForecaster
+    from actfusion_ros.stream import StreamConfig, StreamingAnticipator
+    from model.features import build_extractor
+
+    forecaster = ModelForecaster.from_checkpoint(checkpoint)
+    core = StreamingAnticipator(StreamConfig(feature_rate_hz=feature_rate_hz, max_horizon_s=60.0),
+                                build_extractor(EXTRACTOR, **EXTRACTOR_KWARGS), forecaster,
+                                forecaster.class_names)
+    shown, next_tick, t0 = 0, None, None
+    for stamp, rgb in read_images(bag, IMAGE_TOPIC):
+        t0 = stamp if t0 is None else t0
+        core.push_frame(stamp, rgb)
+        next_tick = stamp + 1_000_000_000 if next_tick is None else next_tick
+        if stamp >= next_tick:
+            next_tick += 1_000_000_000
+            r = core.tick(stamp)
+            if r is not None and not r.partial:
+                fut = [(s.label, s.start_ns, s.end_ns) for s in r.future]
+                _say(describe((r.current.label, r.current.confidence), fut, t0, r.stamp_ns, truth_at(r.stamp_ns)))
+                shown += 1
+    return shown
+
+
+def live_dds(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any, work: Path, rate: float) -> int:
+    """Run actfusion_node and actfusion-play as processes over loopback DDS; print forecasts received."""
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(150 + os.getpid() % 60),
+               FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds_local.xml"), PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID",
+                                           "FASTDDS_DEFAULT_PROFILES_FILE")})
+    params = work / "demo_params.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "image_topic": IMAGE_TOPIC, "compressed": True, "qos_reliability": "reliable", "qos_depth": 10,
+        "checkpoint": str(checkpoint), "extractor": EXTRACTOR, "extractor_kwargs": json.dumps(EXTRACTOR_KWARGS),
+        "feature_rate_hz": float(feature_rate_hz), "tick_rate_hz": 1.0, "max_horizon_s": 60.0,
+        "use_sim_time": True}}}))
+    import rclpy
+    from actfusion_msgs.msg import ActionForecast
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    node_log = open(work / "node.log", "w")
+    node = subprocess.Popen([sys.executable, "-m", "actfusion_ros.node", "--ros-args", "--params-file", str(params)],
+                            env=env, stdout=node_log, stderr=subprocess.STDOUT)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    listener = rclpy.create_node("actfusion_demo_listener", context=context)
+    received: list[Any] = []
+    listener.create_subscription(ActionForecast, "/actfusion/future_actions", received.append,
+                                 QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(listener)
+    player = None
+    shown = 0
+    try:
+        time.sleep(1.0)
+        player = subprocess.Popen([sys.executable, "-m", "actfusion_ros.play", str(bag), "--rate", str(rate),
+                                   "--topics", IMAGE_TOPIC, "--wait-timeout", "30"], env=env)
+        t0 = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+            while received:
+                msg = received.pop(0)
+                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                t0 = stamp - int(msg.num_observed_frames * 1e9 / feature_rate_hz) if t0 is None else t0
+                if msg.partial:
+                    continue
+                fut = [(s.label, s.start.sec * 1_000_000_000 + s.start.nanosec, 0) for s in msg.future]
+                _say(describe((msg.current.label, msg.current.confidence), fut, 0, stamp, truth_at(stamp)))
+                shown += 1
+            if player.poll() is not None and not received:
+                executor.spin_once(timeout_sec=1.0)
+                if not received:
+                    break
+            if node.poll() is not None:
+                raise RuntimeError(f"actfusion_node exited with {node.returncode}; see {work / 'node.log'}")
+        if player.returncode not in (0, None):
+            raise RuntimeError(f"actfusion-play failed with exit code {player.returncode}")
+    finally:
+        for proc in (player, node):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(2)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        executor.shutdown()
+        listener.destroy_node()
+        rclpy.try_shutdown(context=context)
+        node_log.close()
+    return shown
+
+
+def ros_available() -> bool:
+    """True when rclpy and the message packages the node needs import."""
+    try:
+        import actfusion_msgs.msg  # noqa: F401
+        import rclpy  # noqa: F401
+        return True
+    except Exception:  # noqa: BLE001 - any import failure means: no ROS here
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the segmentation of an observed prefix and the forecast future segments."""
+    """Run the whole demo; see the module docstring."""
     ap = argparse.ArgumentParser(prog="actfusion-demo", description=__doc__.split("\n")[0])
-    ap.add_argument("--observed", type=int, default=12, help="observed feature frames N^O")
-    ap.add_argument("--ratio", type=float, default=4.0, help="r of the r*N^O rule")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", type=Path, default=Path("demo_output"), help="output folder")
+    ap.add_argument("--episodes", type=int, default=40, help="training + held-out episodes")
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--feature-rate", type=float, default=4.0, help="model feature rate (Hz)")
+    ap.add_argument("--test-seed", type=int, default=1000, help="seed of the unseen episode")
+    ap.add_argument("--retrain", action="store_true", help="train again even if a model exists")
+    ap.add_argument("--no-dds", action="store_true", help="drive the streaming core in-process instead")
+    ap.add_argument("--rate", type=float, default=2.0, help="bag playback speed for the live part")
     args = ap.parse_args(argv)
 
-    cfg = model_config("tiny", num_classes=5)
-    torch.manual_seed(args.seed)
-    model = ActFusion(cfg).eval()
-    names = ["reach", "grasp", "pour", "stir", "place"]
-    obs = torch.randn(1, cfg.input_dim, args.observed, generator=torch.Generator().manual_seed(args.seed))
-    out = model.anticipate(obs, ratio=args.ratio, generator=torch.Generator().manual_seed(args.seed))
-    print(f"model: tiny preset, random weights, {cfg.ddim_steps} DDIM steps")
-    print(f"observed {args.observed} frames -> horizon {out.horizon} frames (r = {args.ratio})")
-    for title, probs in (("observed", out.observed_probs), ("future", out.future_probs)):
-        labels = probs[0].argmax(0).numpy()
-        segs = ", ".join(f"{names[s.label]}[{s.start}:{s.end})" for s in segments_from_labels(labels))
-        print(f"{title:>9}: {segs}")
-    return 0
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    world = ActivityWorld()
+    model_path = work / "model.pt"
+    t_start = time.perf_counter()
+    if args.retrain or not model_path.exists():
+        _say(f"[1/5] rendering {args.episodes} episodes and extracting '{EXTRACTOR}' features at "
+             f"{args.feature_rate:g} Hz (the node's extractor and sampler) ...")
+        data = work / "dataset"
+        shutil.rmtree(data, ignore_errors=True)
+        build_dataset(world, range(args.episodes), data, args.feature_rate)
+        _say(f"[2/5] training the tiny ActFusion for {args.epochs} epochs on the CPU ...")
+        t0 = time.perf_counter()
+        shutil.rmtree(work / "run", ignore_errors=True)
+        train_model(data, work / "run", args.epochs, args.feature_rate, model_path)
+        _say(f"      trained in {time.perf_counter() - t0:.0f} s -> {model_path}")
+    else:
+        _say(f"[1-2/5] using the trained model {model_path} (--retrain to train again)")
+    episode = world.episode(args.test_seed)
+    bag = write_episode_bag(world, episode, work / "episode_bag")
+    _say(f"[3/5] wrote an unseen episode ({episode.num_frames / episode.fps:.1f} s, "
+         f"{episode.num_frames} frames) to the rosbag2 {bag}")
+    stamps = np.arange(episode.num_frames) * (1e9 / episode.fps)
+
+    def truth_at(stamp_ns: int) -> str:
+        i = int(np.clip(np.searchsorted(stamps, stamp_ns, side="right") - 1, 0, episode.num_frames - 1))
+        return world.class_names[int(episode.labels[i])]
+
+    if ros_available() and not args.no_dds:
+        _say(f"[4/5] live: actfusion_node over DDS (loopback) + actfusion-play at {args.rate:g}x; forecasts:")
+        shown = live_dds(bag, model_path, args.feature_rate, truth_at, work, args.rate)
+    else:
+        _say("[4/5] live (streaming core in-process; rclpy not available or --no-dds); forecasts:")
+        shown = live_core(bag, model_path, args.feature_rate, truth_at)
+    if shown == 0:
+        _say("error: no forecast was received", )
+        return 1
+    _say("[5/5] replaying the bag through the streaming pipeline for the report ...")
+    from actfusion_ros.replay import main as replay_main
+
+    rc = replay_main([str(bag), "--checkpoint", str(model_path), "--out", str(work / "replay"),
+                      "--image-topic", IMAGE_TOPIC, "--label-topic", LABEL_TOPIC, "--tick-rate", "2.0",
+                      "--max-horizon-s", "60"])
+    _say(f"demo finished in {time.perf_counter() - t_start:.0f} s; timeline: {work / 'replay' / 'timeline.png'}")
+    return rc
 
 
 if __name__ == "__main__":

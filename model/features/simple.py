@@ -26,7 +26,8 @@ class ColorLayoutExtractor(FeatureExtractor):
 
     Cell means are resolution-independent, so frames of different sizes within one batch would be
     comparable, but batches must be ``(N, H, W, 3)`` anyway. ``context_frames == 2``: a feature
-    depends on the current frame and the one before it (online: the previous *sampled* frame).
+    depends on the current camera frame and the one before it (online and offline alike: the
+    stream keeps every accepted camera frame as context, not only the sampled ones).
     """
 
     causal = True
