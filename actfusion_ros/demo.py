@@ -47,6 +47,7 @@ def build_dataset(world: ActivityWorld, seeds: Sequence[int], root: Path, featur
     """Write an MS-TCN dataset (features at the feature rate, one label per feature frame)."""
     from actfusion_ros.extract import extract_sampled
     from model.features import build_extractor
+    from model.features.pipeline import FeaturePipeline, write_dataset_pipeline
     from model.io import atomic_write_text
     from model.labels import ClassMapping
 
@@ -66,28 +67,21 @@ def build_dataset(world: ActivityWorld, seeds: Sequence[int], root: Path, featur
     test, train = names[:test_count], names[test_count:]
     atomic_write_text(root / "splits" / "train.split1.bundle", "".join(f"{n}.txt\n" for n in train))
     atomic_write_text(root / "splits" / "test.split1.bundle", "".join(f"{n}.txt\n" for n in test))
-    atomic_write_text(root / "pipeline.json", json.dumps(pipeline_spec(feature_rate_hz), indent=2))
+    write_dataset_pipeline(root, FeaturePipeline.of(EXTRACTOR, feature_rate_hz, EXTRACTOR_KWARGS))
 
 
-def pipeline_spec(feature_rate_hz: float) -> dict[str, Any]:
-    """What the node and replay need to compute the same features the model was trained on."""
-    return {"extractor": EXTRACTOR, "extractor_kwargs": EXTRACTOR_KWARGS, "feature_rate_hz": feature_rate_hz}
-
-
-def train_model(root: Path, run: Path, epochs: int, feature_rate_hz: float, out: Path) -> Path:
-    """Train the tiny config on ``root``; save ``out`` with the pipeline in its metadata."""
+def train_model(root: Path, run: Path, epochs: int, out: Path) -> Path:
+    """Train the tiny config on ``root``; copy the selected checkpoint (with its pipeline record) to ``out``."""
     import torch
 
-    from model.checkpoint import load_checkpoint, save_checkpoint
+    from model.io import atomic_write_bytes
     from training.trainer import TrainOptions, train
 
     torch.set_num_threads(1)  # tiny models: one thread is much faster than two on this kind of CPU
-    status, run_dir = train(TrainOptions(config=REPO / "training" / "configs" / "tiny.yaml", data_root=root,
-                                         split=1, out=run, epochs=epochs, progress=False))
+    _, run_dir = train(TrainOptions(config=REPO / "training" / "configs" / "tiny.yaml", data_root=root,
+                                    split=1, out=run, epochs=epochs, progress=False))
     best = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
-    ckpt = load_checkpoint(best)
-    save_checkpoint(out, ckpt.model, ckpt.class_names,
-                    {**ckpt.metadata, "pipeline": pipeline_spec(feature_rate_hz), "trained_by": "actfusion-demo"})
+    atomic_write_bytes(out, best.read_bytes())
     return out
 
 
@@ -250,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"[2/5] training the tiny ActFusion for {args.epochs} epochs on the CPU ...")
         t0 = time.perf_counter()
         shutil.rmtree(work / "run", ignore_errors=True)
-        train_model(data, work / "run", args.epochs, args.feature_rate, model_path)
+        train_model(data, work / "run", args.epochs, model_path)
         _say(f"      trained in {time.perf_counter() - t0:.0f} s -> {model_path}")
     else:
         _say(f"[1-2/5] using the trained model {model_path} (--retrain to train again)")

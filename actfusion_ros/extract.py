@@ -39,6 +39,7 @@ from actfusion_ros.bags import BagError, count_messages, labels_at, read_images,
 from actfusion_ros.sampler import FeatureRateSampler, period_ns_from_rate
 from model.features import FeatureExtractor, FrameShapeChanged, available_extractors, build_extractor
 from model.features.base import check_frame
+from model.features.pipeline import FeaturePipeline, PipelineMismatch, write_dataset_pipeline
 from model.io import atomic_open
 from model.labels import ClassMapping, LabelError
 
@@ -302,6 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TypeError as err:
         parser.error(f"extractor {args.extractor!r} does not take one of the options given: {err}")
     except ValueError as err:
+        print(f"actfusion-extract: error: {err}", file=sys.stderr)
+        return 1
+    try:
+        write_dataset_pipeline(args.out, FeaturePipeline.of(args.extractor, args.feature_rate,
+                                                            _extractor_kwargs(args)))
+    except PipelineMismatch as err:
         print(f"actfusion-extract: error: {err}", file=sys.stderr)
         return 1
     names = [args.name] if args.name else [input_name(p) for p in args.inputs]

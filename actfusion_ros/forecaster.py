@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from model.checkpoint import load_checkpoint
+from model.features.pipeline import FeaturePipeline, checkpoint_pipeline
 from model.config import ModelConfig, model_config
 from model.network import ActFusion
 
@@ -83,6 +84,8 @@ class ModelForecaster:
         self.model = model.to(self.device).eval() if model is not None else None
         self.config = cfg
         self.class_names = tuple(str(n) for n in class_names)
+        # The feature pipeline the model was trained on, when its checkpoint records one.
+        self.pipeline: FeaturePipeline | None = None
         self.num_classes = cfg.num_classes
         self.input_dim = cfg.input_dim
         self.steps = int(steps) if steps else cfg.ddim_steps
@@ -102,8 +105,10 @@ class ModelForecaster:
         ``class_names`` replaces the names stored in the checkpoint (same count required).
         """
         ckpt = load_checkpoint(path, expected_config=expected_config)
-        return cls(ckpt.model, list(class_names) if class_names is not None else ckpt.class_names,
-                   steps=steps, seed=seed, device=device)
+        forecaster = cls(ckpt.model, list(class_names) if class_names is not None else ckpt.class_names,
+                         steps=steps, seed=seed, device=device)
+        forecaster.pipeline = checkpoint_pipeline(ckpt.metadata)
+        return forecaster
 
     @classmethod
     def from_export(cls, onnx_dir: str | Path, *, backend: str = "onnxruntime", device: str | None = None,

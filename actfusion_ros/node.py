@@ -313,6 +313,7 @@ class ActFusionNode(Node):
     def _build_stream(self, s: NodeSettings, forecaster: Forecaster | None,
                       class_names: Sequence[str] | None) -> StreamingAnticipator:
         from model.features import build_extractor
+        from model.features.pipeline import FeaturePipeline, PipelineMismatch, check_pipeline
 
         try:
             extractor = build_extractor(s.extractor, **s.extractor_kwargs)
@@ -328,6 +329,12 @@ class ActFusionNode(Node):
             forecaster = self._build_forecaster(s, extractor.dim, names)
         if names is None:
             names = list(getattr(forecaster, "class_names"))
+        try:
+            check_pipeline(getattr(forecaster, "pipeline", None),
+                           FeaturePipeline.of(s.extractor, s.stream.feature_rate_hz, s.extractor_kwargs),
+                           what=f"checkpoint {s.checkpoint!r}")
+        except PipelineMismatch as err:
+            raise StartupError(str(err)) from None
         model_dim = getattr(forecaster, "input_dim", extractor.dim)
         if model_dim != extractor.dim:
             raise StartupError(f"the model expects {model_dim}-dimensional features but extractor "

@@ -300,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     from actfusion_ros.forecaster import ModelForecaster
     from model.features import build_extractor
+    from model.features.pipeline import FeaturePipeline, check_pipeline
 
     ap = argparse.ArgumentParser(prog="actfusion-replay", description=__doc__.split("\n")[0])
     ap.add_argument("bag", type=Path)
@@ -335,13 +336,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise ReplayError(f"backend {args.backend} needs --onnx-dir (written by actfusion-export)")
             forecaster = ModelForecaster.from_export(args.onnx_dir, backend=args.backend, device=args.device,
                                                      steps=args.steps, seed=args.seed, engine_dir=args.engine_dir)
-        pipeline = pipeline_metadata(args.checkpoint) if args.checkpoint else {}
-        name = args.extractor or pipeline.get("extractor")
+        recorded = getattr(forecaster, "pipeline", None)
+        name = args.extractor or (recorded.extractor if recorded else None)
         if not name:
             raise ReplayError("the checkpoint names no feature extractor: pass --extractor")
-        kwargs = dict(pipeline.get("extractor_kwargs") or {}) if not args.extractor else {}
+        kwargs = dict(recorded.extractor_kwargs) if recorded and not args.extractor else {}
         kwargs.update(_parse_kv(args.extractor_opt))
-        rate = args.feature_rate or pipeline.get("feature_rate_hz") or 2.0
+        rate = args.feature_rate or (recorded.feature_rate_hz if recorded else 2.0)
+        check_pipeline(recorded, FeaturePipeline.of(name, rate, kwargs), what=f"checkpoint {args.checkpoint}")
         config = StreamConfig(feature_rate_hz=float(rate), ratio=args.ratio, max_horizon_s=args.max_horizon_s,
                               max_window_s=args.max_window_s, min_observed_frames=args.min_observed,
                               stale_after_s=1e9, episode_gap_s=1e9)
@@ -354,15 +356,6 @@ def main(argv: list[str] | None = None) -> int:
     print((args.out / "replay.md").read_text())
     print(f"wrote {args.out / 'replay.json'}, {args.out / 'replay.md'}, {args.out / 'timeline.png'}")
     return 0
-
-
-def pipeline_metadata(checkpoint: Path) -> dict[str, Any]:
-    """The ``pipeline`` entry of a checkpoint's metadata (extractor, its kwargs, feature rate), if any."""
-    from model.checkpoint import read_payload
-
-    meta = read_payload(checkpoint).get("metadata") or {}
-    pipeline = meta.get("pipeline") if isinstance(meta, dict) else None
-    return dict(pipeline) if isinstance(pipeline, dict) else {}
 
 
 if __name__ == "__main__":

@@ -23,7 +23,11 @@ def test_demo_runs_end_to_end(tmp_path, capsys, dds: bool) -> None:
     assert report["frames"] > 100 and report["published"] > 5
     assert set(report["tas"]) == {"acc", "edit", "f1@10", "f1@25", "f1@50"}
     assert (work / "replay" / "timeline.png").read_bytes()[:4] == b"\x89PNG"
-    assert (work / "model.pt").exists()
+    from model.checkpoint import load_checkpoint
+    from model.features.pipeline import checkpoint_pipeline
+
+    recorded = checkpoint_pipeline(load_checkpoint(work / "model.pt").metadata)  # extract -> train -> model
+    assert recorded is not None and recorded.extractor == "color_layout" and recorded.feature_rate_hz == 4.0
     if not dds:  # a second run reuses the trained model
         assert main(args) == 0
         assert "using the trained model" in capsys.readouterr().out

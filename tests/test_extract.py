@@ -134,6 +134,12 @@ def test_cli_on_a_bag_with_label_topic(tmp_path: Path, capsys: pytest.CaptureFix
     assert ClassMapping.from_file(out / "mapping.txt").names == ("pour", "stir", "serve", "wipe")
     assert (out / "groundTruth" / "ep2.txt").read_text().split() == ["wipe", "pour"]
     assert "ep2: 10 frames -> 2 features" in capsys.readouterr().out
+    # the dataset records its feature pipeline, and refuses features from another one
+    from model.features.pipeline import read_dataset_pipeline
+    assert read_dataset_pipeline(out).extractor == "color_layout" and read_dataset_pipeline(out).feature_rate_hz == 2.0
+    assert main([str(bag2), "--out", str(out), "--extractor", "color_layout", "--feature-rate", "4",
+                 "--label-topic", "/action/label", "--name", "ep3"]) == 1
+    assert "feature_rate_hz: 2 != 4" in capsys.readouterr().err
 
 
 def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

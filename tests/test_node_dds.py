@@ -231,6 +231,17 @@ def test_startup_rejects_extractor_model_mismatch(ros_context) -> None:
                       parameter_overrides=_params(random_weights=True))
 
 
+def test_startup_rejects_a_checkpoint_trained_on_another_feature_pipeline(ros_context) -> None:
+    from model.features.pipeline import FeaturePipeline
+
+    fc = FakeForecaster()
+    fc.pipeline = FeaturePipeline.of("color_layout", 4.0, {"grid": 4, "bins": 8})
+    with pytest.raises(StartupError, match=r"feature_rate_hz: 4 != 2"):
+        ActFusionNode(context=ros_context, node_name="pipeline_mismatch", forecaster=fc,
+                      parameter_overrides=_params(random_weights=True, feature_rate_hz=2.0,
+                                                  extractor_kwargs="{grid: 4, bins: 8}"))
+
+
 def test_node_counts_overruns_bad_images_and_shuts_down_during_tick(ros_context) -> None:
     """In-process: slow forecaster -> skipped ticks; bad images counted; shutdown mid-tick is clean."""
     fc = FakeForecaster(delay_s=0.3)

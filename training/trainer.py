@@ -31,6 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from model.checkpoint import save_checkpoint
+from model.features.pipeline import read_dataset_pipeline
 from model.config import ConfigError, ExperimentConfig, config_to_dict
 from model.io import atomic_open, atomic_write_text
 from model.losses import actfusion_loss
@@ -165,6 +166,7 @@ class Trainer:
         self.out = Path(options.out)
         self.log = print if self.ctx.is_main else (lambda *_a, **_k: None)
         dataset = MsTcnDataset(options.data_root, options.split, "train")
+        self.pipeline = read_dataset_pipeline(options.data_root)  # copied into checkpoint metadata
         names = dataset.names if options.max_videos is None else dataset.names[:options.max_videos]
         if not names:
             raise TrainingError(f"no training videos in split {options.split} of {options.data_root}")
@@ -283,6 +285,8 @@ class Trainer:
                 "train_videos": list(self.train_names), "validation_videos": list(self.val_names)}
         if validation is not None:
             meta["validation"] = validation
+        if self.pipeline is not None:
+            meta["pipeline"] = self.pipeline.to_dict()
         return meta
 
     # -- one iteration --------------------------------------------------------------------------
