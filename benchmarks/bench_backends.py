@@ -51,8 +51,8 @@ def make_backends(model: ActFusion, onnx_dir: Path | None, *, threads: int,
         for spec in ort_threads:
             value = spec if spec == "auto" else int(spec)
             backend = load_backend("onnxruntime", onnx_dir, intra_op_threads=value)
-            used = backend.intra_op_threads or "default"
-            backends[f"onnxruntime-cpu ({spec}{'=' + str(used) if spec == 'auto' else ''}t)"] = backend
+            used = f"{backend.intra_op_threads}t" if backend.intra_op_threads else "ORT default"
+            backends[f"onnxruntime-cpu ({'auto: ' + used if spec == 'auto' else used})"] = backend
     if torch.cuda.is_available():
         import copy
 

@@ -1,7 +1,7 @@
 """Eager PyTorch cost of the model next to the authors' CPU figures (random weights, batch 1).
 
     python benchmarks/bench_model.py [--presets 50salads breakfast] [--lengths 256 1024 2048]
-                                     [--threads 2] [--repeats 3] [--steps 25]
+                                     [--threads 2] [--repeats 5] [--steps 25]
 
 Per preset and length T: the encoder pass, one decoder step as the authors timed it (condition
 projections included, ``model.denoise``), one step as our sampler runs it (condition terms prepared once,
@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--presets", nargs="+", default=list(CLASSES), choices=list(CLASSES))
     p.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 2048])
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (the authors used 2)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=25, help="DDIM steps of the full anticipation")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except Exception as err:
                 print(f"# ONNX export skipped: {type(err).__name__}: {err}")
             cpu = load_backend("torch", model)
-            backends = gpu_backends(model, onnx_dir, work / preset, max_length=max(args.lengths),
+            backends = gpu_backends(model, onnx_dir, work / preset, max_length=max(*args.lengths, 1024),
                                     compile_step=args.compile)
             # correctness
             n_obs, length = 205, 1024

@@ -2,19 +2,20 @@
 
 - ``encoder.onnx``: ``features (1, D, T) float32``, ``frame_mask (1, T) bool`` -> ``logits (1, C, T)``,
   ``condition (1, cond_dim, T)``; run once per tick.
-- ``decoder_condition.onnx``: ``condition`` -> for every decoder layer ``i``: ``cond_qkv_i (1, T, 3 dec_dim)``
-  (the condition's share of the layer's q and k, biases included, next to v's bias) and
-  ``slot_bias_i (1, T, kernel)`` (relative bias + validity mask of the attention logits). Run once per tick.
+- ``decoder_condition.onnx``: ``condition`` -> for every decoder layer ``i``: ``cond_qk_i (1, T, 2 dec_dim)``
+  (the condition's share of the layer's q and k, biases included) and ``slot_terms_i (1, T, 2 kernel)``
+  (relative bias + log-validity of the attention logits, and the validity mask). Run once per tick.
 - ``denoise_step.onnx``: those terms, ``timestep (1,) int64``, ``x01 (1, C, T) float32`` ->
   ``logits (1, C, T)`` (x0 logits); run once per DDIM step by :func:`model.runtime.forecast`.
 
 The graphs are the same maths as :class:`model.network.ActFusion` in eval mode (batch 1), re-expressed for
-speed: inside the graphs a sequence is a time-major ``(T, channels)`` matrix, so the shifted key/value
-slices are contiguous row blocks and every reduction runs over the innermost axis; the q/k/v 1x1 convs of
-a layer are one Gemm (the condition's share added as Gemm's C input); the dilated conv is one Gemm over
-the ``kernel`` shifted slices side by side (im2col); the decoder's
-time MLP is a lookup table over all ``num_timesteps`` steps (``conv_in``'s bias folded in); the mask token
-is applied after ``conv_in`` (a per-frame linear map, so ``where`` commutes with it). The time axis is
+speed: inside the graphs a sequence is a time-major ``(T, channels)`` matrix, so the shifted slices are
+contiguous row blocks and every reduction runs over the innermost axis; a layer's q and k 1x1 convs are
+one Gemm (the decoder adds the condition's share as Gemm's C input); the values are mixed before their
+projection, so v is never shifted; the dilated conv is one Gemm over the ``kernel`` shifted copies side
+by side (im2col); the decoder's time MLP is a lookup table over all ``num_timesteps`` steps
+(``conv_in``'s bias folded in); the mask token is applied after ``conv_in`` (a per-frame linear map, so
+``where`` commutes with it). The time axis is
 dynamic: a graph exported at one length runs at any length. Written with the TorchScript exporter
 (``dynamo=False``), opset 17; every op is in TensorRT's ONNX parser support matrix
 (``tests/tensorrt_supported_ops.py``).
@@ -77,11 +78,14 @@ class _Window(nn.Module):
 
     Same maths as :class:`model.layers.WindowedAttention`: slot ``j`` reads frame ``t + (j - k//2) d``
     (zero padding outside), ``logits = (q.k + bias_j) / sqrt(dim) + log(valid + 1e-6)``, softmax over
-    the slots. Written as ``q.k * (1/sqrt(dim)) + slot_bias`` with ``slot_bias`` (T, k) from
-    :meth:`slot_bias` (it depends on T only, so the decoder computes it once per tick). The ``* valid``
-    after the softmax is dropped: an invalid slot's value is zero padding, so its product is exactly
-    zero either way. Slices use static starts and negative static ends: no shape arithmetic per slice.
-    The dilated conv is one Gemm over the ``kernel`` shifted slices side by side (im2col).
+    the slots, weights times ``valid``, weighted sum of the values. Re-arranged for speed:
+
+    - ``q.k * (1/sqrt(dim)) + slot_bias`` with ``slot_bias`` from :meth:`slot_terms` (it depends on T only,
+      so the decoder computes it once per tick);
+    - the values are never shifted: with ``v = x Wv + bv`` and ``x``'s shifted copies ``x_j`` (zero
+      outside, shared with the conv), ``sum_j w_j valid_j v_j = (sum_j w_j x_j) Wv + (sum_j w_j valid_j) bv``;
+    - the dilated conv is one Gemm over the ``kernel`` shifted copies of ``x`` side by side (im2col).
+    Slices use static starts and negative static ends: no shape arithmetic per slice.
     """
 
     def __init__(self, attn: WindowedAttention, conv: nn.Conv1d) -> None:
@@ -92,10 +96,12 @@ class _Window(nn.Module):
         w = conv.weight.detach()  # (out, in, k): column j*C + c of the side-by-side slices meets w[:, c, j]
         self.register_buffer("conv_w", w.permute(2, 1, 0).reshape(k * w.shape[1], w.shape[0]).contiguous())
         self.register_buffer("conv_b", conv.bias.detach().clone())
+        self.register_buffer("w_v", _dense(attn.v))
+        self.register_buffer("b_v", attn.v.bias.detach().view(1, -1).clone())
         self.pad = (k // 2) * self.dilation
         self.scale = 1.0 / math.sqrt(attn.dim)
 
-    def _slices(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def slices(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The ``kernel`` shifted copies of ``x`` (T, C): slot j holds ``x[t + (j - k//2) d]`` or 0."""
         padded = F.pad(x, (0, 0, self.pad, self.pad))
         out = []
@@ -104,26 +110,29 @@ class _Window(nn.Module):
             out.append(padded[start:end] if end < 0 else padded[start:])
         return out
 
-    def slot_bias(self, reference: torch.Tensor) -> torch.Tensor:
-        """(T, kernel): ``bias_j / sqrt(dim) + log(valid + 1e-6)`` for a (T, C) ``reference``."""
+    def slot_terms(self, reference: torch.Tensor) -> torch.Tensor:
+        """(T, 2 kernel): ``[bias_j / sqrt(dim) + log(valid_j + 1e-6) | valid_j]`` for a (T, .) ``reference``."""
         length = reference.shape[0]
         pos = torch.arange(length, device=reference.device).unsqueeze(1)
         offsets = (torch.arange(self.kernel, device=reference.device) - self.kernel // 2) * self.dilation
         tap = pos + offsets.unsqueeze(0)
         valid = ((tap >= 0) & (tap < length)).to(reference.dtype)
-        return self.bias + torch.log(valid + _LOG_EPS)
+        return torch.cat([self.bias + torch.log(valid + _LOG_EPS), valid], dim=1)
 
-    def conv(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.conv_b, torch.cat(self._slices(x), dim=1), self.conv_w)
+    def conv(self, x_slices: list[torch.Tensor]) -> torch.Tensor:
+        return torch.addmm(self.conv_b, torch.cat(x_slices, dim=1), self.conv_w)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot_bias: torch.Tensor) -> torch.Tensor:
-        logits = torch.cat([(q * key).sum(dim=1, keepdim=True) for key in self._slices(k)], dim=1)  # (T, k)
-        weights = torch.softmax(logits * self.scale + slot_bias, dim=1).split(1, dim=1)
-        values = self._slices(v)
-        out = weights[0] * values[0]
+    def attend(self, q: torch.Tensor, k: torch.Tensor, x_slices: list[torch.Tensor],
+               slot_terms: torch.Tensor) -> torch.Tensor:
+        slot_bias, valid = slot_terms.split(self.kernel, dim=1)
+        logits = torch.cat([(q * key).sum(dim=1, keepdim=True) for key in self.slices(k)], dim=1)  # (T, k)
+        weights = torch.softmax(logits * self.scale + slot_bias, dim=1)
+        columns = weights.split(1, dim=1)
+        mixed = columns[0] * x_slices[0]
         for j in range(1, self.kernel):
-            out = out + weights[j] * values[j]
-        return out
+            mixed = mixed + columns[j] * x_slices[j]
+        mass = (weights * valid).sum(dim=1, keepdim=True)  # (T, 1): the weight left on real frames
+        return torch.addmm(mass * self.b_v, mixed, self.w_v)
 
 
 class _FFN(nn.Module):
@@ -139,43 +148,44 @@ class _FFN(nn.Module):
 
 
 class _EncoderLayer(nn.Module):
-    """:class:`model.layers.EncoderLayer` (eval) on (T, C); q, k and v are one Gemm."""
+    """:class:`model.layers.EncoderLayer` (eval) on (T, C); q and k are one Gemm."""
 
     def __init__(self, layer: EncoderLayer) -> None:
         super().__init__()
         a = layer.attn
         self.dim = a.dim
-        self.register_buffer("w_qkv", torch.cat([_dense(a.q), _dense(a.k), _dense(a.v)], dim=1))
-        self.register_buffer("b_qkv", torch.cat([a.q.bias, a.k.bias, a.v.bias]).detach().clone())
+        self.register_buffer("w_qk", torch.cat([_dense(a.q), _dense(a.k)], dim=1))
+        self.register_buffer("b_qk", torch.cat([a.q.bias, a.k.bias]).detach().clone())
         self.window = _Window(a, layer.conv)
         self.ffn = _FFN(layer.ffn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = torch.addmm(self.b_qkv, x, self.w_qkv).split(self.dim, dim=1)
-        attn = self.window.attend(q, k, v, self.window.slot_bias(x))
-        return x + self.ffn(_instance_norm(self.window.conv(x) + attn))
+        q, k = torch.addmm(self.b_qk, x, self.w_qk).split(self.dim, dim=1)
+        xs = self.window.slices(x)
+        attn = self.window.attend(q, k, xs, self.window.slot_terms(x))
+        return x + self.ffn(_instance_norm(self.window.conv(xs) + attn))
 
 
 class _DecoderLayer(nn.Module):
     """:class:`model.layers.DecoderLayer` (eval) on (T, C), given this tick's condition terms.
 
-    ``cond_qkv`` (T, 3C) is ``[condition's share of q | of k | v's bias]``, so q, k and v come out of
-    one Gemm (``x @ W + cond_qkv``) and one Split.
+    ``cond_qk`` (T, 2C) is the condition's share of q and k (their biases included), added as Gemm's
+    C input, so q and k come out of one Gemm and one Split.
     """
 
     def __init__(self, layer: DecoderLayer) -> None:
         super().__init__()
         a, d = layer.attn, layer.dim
         self.dim = d
-        self.register_buffer("w_qkv", torch.cat([_dense(a.q, slice(0, d)), _dense(a.k, slice(0, d)),
-                                                 _dense(a.v)], dim=1))
+        self.register_buffer("w_qk", torch.cat([_dense(a.q, slice(0, d)), _dense(a.k, slice(0, d))], dim=1))
         self.window = _Window(a, layer.conv)
         self.ffn = _FFN(layer.ffn)
 
-    def forward(self, x: torch.Tensor, cond_qkv: torch.Tensor, slot_bias: torch.Tensor) -> torch.Tensor:
-        q, k, v = torch.addmm(cond_qkv, x, self.w_qkv).split(self.dim, dim=1)
-        attn = self.window.attend(q, k, v, slot_bias)
-        return x + self.ffn(_instance_norm(self.window.conv(x) + attn))
+    def forward(self, x: torch.Tensor, cond_qk: torch.Tensor, slot_terms: torch.Tensor) -> torch.Tensor:
+        q, k = torch.addmm(cond_qk, x, self.w_qk).split(self.dim, dim=1)
+        xs = self.window.slices(x)
+        attn = self.window.attend(q, k, xs, slot_terms)
+        return x + self.ffn(_instance_norm(self.window.conv(xs) + attn))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,35 +227,30 @@ class EncoderGraph(nn.Module):
 
 
 class ConditionGraph(nn.Module):
-    """``condition (1, cond_dim, T)`` -> per decoder layer ``i``: ``cond_qkv_i`` (1, T, 3 dec_dim), the
-    condition's share of q and k (their biases included) next to v's bias, and ``slot_bias_i``
-    (1, T, kernel), the attention's relative bias plus validity mask. Constant across the DDIM steps.
+    """``condition (1, cond_dim, T)`` -> per decoder layer ``i``: ``cond_qk_i`` (1, T, 2 dec_dim), the
+    condition's share of q and k (their biases included), and ``slot_terms_i`` (1, T, 2 kernel): the
+    attention's relative bias plus log-validity, and the validity mask. Constant across the DDIM steps.
     """
 
     def __init__(self, model: ActFusion) -> None:
         super().__init__()
         d = model.cfg.dec_dim
-        ws, bs, vs = [], [], []
+        ws, bs = [], []
         for layer in model.decoder.layers:
             for proj in (layer.attn.q, layer.attn.k):
                 ws.append(_dense(proj, slice(d, None)))
                 bs.append(proj.bias.detach())
-            vs.append(layer.attn.v.bias.detach().view(1, d))
         self.dim = d
         self.register_buffer("w", torch.cat(ws, dim=1))
         self.register_buffer("b", torch.cat(bs).clone())
-        self.register_buffer("v_bias", torch.stack(vs).clone())  # (L, 1, d)
         self.windows = nn.ModuleList(_Window(layer.attn, layer.conv) for layer in model.decoder.layers)
 
     def forward(self, condition: torch.Tensor) -> tuple[torch.Tensor, ...]:
         _require_batch_one(condition, "condition")
-        d = self.dim
-        qk = torch.addmm(self.b, condition[0].t(), self.w)  # (T, 2 d L)
+        qk = torch.addmm(self.b, condition[0].t(), self.w).split(2 * self.dim, dim=1)  # L x (T, 2d)
         out: list[torch.Tensor] = []
-        for i, window in enumerate(self.windows):
-            part = qk[:, 2 * d * i: 2 * d * (i + 1)]
-            v_bias = self.v_bias[i].expand(part.shape[0], d)
-            out += [torch.cat([part, v_bias], dim=1).unsqueeze(0), window.slot_bias(part).unsqueeze(0)]
+        for part, window in zip(qk, self.windows):
+            out += [part.unsqueeze(0), window.slot_terms(part).unsqueeze(0)]
         return tuple(out)
 
 
@@ -278,8 +283,8 @@ class DenoiseStepGraph(nn.Module):
 
 def term_names(num_layers: int) -> list[str]:
     """Outputs of ``decoder_condition`` = leading inputs of ``denoise_step``, in order:
-    cond_qkv_0, slot_bias_0, cond_qkv_1, slot_bias_1, ..."""
-    return [f"{which}_{i}" for i in range(num_layers) for which in ("cond_qkv", "slot_bias")]
+    cond_qk_0, slot_terms_0, cond_qk_1, slot_terms_1, ..."""
+    return [f"{which}_{i}" for i in range(num_layers) for which in ("cond_qk", "slot_terms")]
 
 
 @dataclass(frozen=True)
@@ -320,6 +325,12 @@ def graph_specs(model: ActFusion, *, length: int = DEFAULT_LENGTH) -> list[Graph
 # ---------------------------------------------------------------------------------------------
 # Export, checking and the manifest
 # ---------------------------------------------------------------------------------------------
+def readable_by_all(path: str | Path) -> None:
+    """``chmod 644``: atomic writes go through ``mkstemp`` (mode 600), but graphs are shared artifacts
+    (a ROS node may run as another user)."""
+    Path(path).chmod(0o644)
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
@@ -434,6 +445,7 @@ def export_onnx(model: ActFusion, out_dir: str | Path, *, class_names: Sequence[
         info = check_graph(data, spec)
         path = out_dir / f"{spec.name}.onnx"
         atomic_write_bytes(path, data)
+        readable_by_all(path)
         graphs[spec.name] = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), **info}
     if verify_length is not None:
         try:
@@ -451,14 +463,15 @@ def export_onnx(model: ActFusion, out_dir: str | Path, *, class_names: Sequence[
         "export_length": length,
         "verified_length": verify_length,
         "time_axis": TIME_AXIS,
-        "term_layout": ("per decoder layer i: cond_qkv_i (1, T, 3*dec_dim) = [condition's share of q | of k | "
-                        "v bias], slot_bias_i (1, T, dec_kernel)"),
+        "term_layout": ("per decoder layer i: cond_qk_i (1, T, 2*dec_dim) = [condition's share of q | of k], "
+                        "slot_terms_i (1, T, 2*dec_kernel) = [rel. bias/sqrt(dim) + log(valid+1e-6) | valid]"),
         "config": config_to_dict(cfg),
         "class_names": names,
         "graphs": graphs,
         "source": dict(source or {}),
     }
     atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    readable_by_all(out_dir / MANIFEST)
     return manifest
 
 

@@ -79,8 +79,8 @@ def test_graphs_pass_checker_and_have_a_dynamic_time_axis(exported, preset: str)
         "encoder": {"features": ("float32", [1, cfg.input_dim, "T"]), "frame_mask": ("bool", [1, "T"])},
         "decoder_condition": {"condition": ("float32", [1, cfg.cond_dim, "T"])},
         "denoise_step": {"timestep": ("int64", [1]), "x01": ("float32", [1, cfg.num_classes, "T"]),
-                         "cond_qkv_0": ("float32", [1, "T", 3 * cfg.dec_dim]),
-                         "slot_bias_7": ("float32", [1, "T", cfg.dec_kernel])},
+                         "cond_qk_0": ("float32", [1, "T", 2 * cfg.dec_dim]),
+                         "slot_terms_7": ("float32", [1, "T", 2 * cfg.dec_kernel])},
     }
     for graph in GRAPHS:
         proto = onnx.load(str(path / f"{graph}.onnx"))

@@ -172,16 +172,6 @@ def test_onnxruntime_backend_reads_the_manifest_and_refuses_tampered_graphs(tiny
             load_backend("onnxruntime", tiny_onnx, device="cuda")
 
 
-def test_onnxruntime_backend_accepts_a_float_frame_mask(tiny: ActFusion, tiny_onnx: Path) -> None:
-    backend = load_backend("onnxruntime", tiny_onnx, intra_op_threads=1)
-    feats, mask = torch.randn(1, 32, 12), torch.ones(1, 12)
-    mask[:, 8:] = 0
-    logits, _ = backend.encode(feats, mask)
-    with torch.no_grad():
-        ref, _ = tiny.encode(feats, mask.bool())
-    assert float((logits - ref).abs().max()) < 1e-4
-
-
 def test_tensorrt_backend_without_tensorrt_is_a_clear_error(tiny_onnx: Path) -> None:
     try:
         import tensorrt  # noqa: F401
@@ -285,3 +275,14 @@ def test_tensorrt_forecast_matches_onnxruntime(tiny: ActFusion, tiny_onnx: Path,
     again = load_backend("tensorrt", tiny_onnx, engine_dir=tmp_path / "engines",
                          profile=LengthProfile(min_length=4, opt_length=64, max_length=512))
     assert set(again.details()["engines"].values()) == {"reused"}
+
+
+def test_backends_accept_numpy_and_float_masks_in_encode(tiny: ActFusion, tiny_onnx: Path) -> None:
+    feats = np.random.default_rng(0).standard_normal((1, 32, 10)).astype(np.float32)
+    mask = np.ones((1, 10), dtype=np.float32)
+    mask[:, 6:] = 0
+    with torch.no_grad():
+        ref, _ = tiny.encode(torch.from_numpy(feats), torch.from_numpy(mask > 0.5))
+    for backend in (load_backend("torch", tiny), load_backend("onnxruntime", tiny_onnx, intra_op_threads=1)):
+        logits, _ = backend.encode(feats, mask)
+        assert float((logits - ref).abs().max()) < 1e-4, backend.name

@@ -102,6 +102,8 @@ def inspect_engine(engine_path: str | Path, key: EngineKey) -> CacheStatus:
         return CacheStatus("missing", f"engine {engine_path} has no sidecar {side.name}; provenance unknown")
     try:
         data = json.loads(side.read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         if data.get("format") != SIDECAR_FORMAT:
             raise ValueError(f"format {data.get('format')!r}")
         cached = EngineKey.from_dict(data["key"])
@@ -123,6 +125,7 @@ def write_sidecar(engine_path: str | Path, key: EngineKey, *, build_seconds: flo
                "engine_bytes": engine_path.stat().st_size, "built_unix": time.time(),
                "build_seconds": build_seconds}
     atomic_write_text(sidecar_path(engine_path), json.dumps(payload, indent=2) + "\n")
+    sidecar_path(engine_path).chmod(0o644)
 
 
 def ensure_engine(engine_path: str | Path, key: EngineKey, build: Callable[[Path], None], *,

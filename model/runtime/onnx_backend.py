@@ -7,6 +7,7 @@ the bus each step.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,9 @@ class OnnxRuntimeBackend:
 
     ``intra_op_threads``: threads per operator; ``"auto"`` (default) picks 1 for narrow decoders
     (``dec_dim < 64``, e.g. 50salads: its step is ~800 small ops, and handing each to a second thread
-    cost more than it saved on the 2-core CPU we measured) and ONNX Runtime's default (one per physical
-    core) otherwise; ``0`` is ORT's default. ``spinning``: let idle pool threads busy-wait between ops
+    cost more than it saved on the 2-core CPU we measured) and otherwise the CPUs this process may use,
+    as an explicit count (``0``, ORT's default, also pins its threads to cores, which was slower on a
+    shared machine). ``spinning``: let idle pool threads busy-wait between ops
     (off by default: on a CPU shared with the camera driver, the feature extractor and torch's own
     OpenMP threads, spinning threads starved the others and doubled the tick). ``loop_threads``: torch
     intra-op threads while :func:`model.runtime.forecast` runs the DDIM arithmetic for this backend (1:
@@ -71,7 +73,7 @@ class OnnxRuntimeBackend:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads == "auto":
-            intra_op_threads = 1 if self.config.dec_dim < 64 else 0
+            intra_op_threads = 1 if self.config.dec_dim < 64 else _usable_cpus()
         opts.intra_op_num_threads = int(intra_op_threads or 0)
         opts.inter_op_num_threads = int(inter_op_threads)
         opts.log_severity_level = 3
@@ -130,6 +132,13 @@ class OnnxRuntimeBackend:
     def details(self) -> dict[str, Any]:
         return {"providers": self.providers, "intra_op_threads": self.intra_op_threads,
                 "loop_threads": self.loop_threads, "onnx_dir": str(self.onnx_dir)}
+
+
+def _usable_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _numpy(tensor: torch.Tensor | np.ndarray, dtype: Any) -> np.ndarray:

@@ -110,8 +110,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Len
     if serialized is None:
         raise BackendError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
     atomic_write_bytes(engine_path, bytes(memoryview(serialized)))
+    engine_path.chmod(0o644)
     if timing_cache is not None:
-        atomic_write_bytes(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+        atomic_write_bytes(timing_cache, bytes(memoryview(cache.serialize())))  # updated by the build
 
 
 def build_engines(onnx_dir: str | Path, engine_dir: str | Path, *, profile: LengthProfile, fp16: bool = False,

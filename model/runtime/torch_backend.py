@@ -76,9 +76,11 @@ class TorchBackend:
 
     # -- Backend protocol -----------------------------------------------------------------
     def encode(self, features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = torch.as_tensor(features).to(self.device, torch.float32)
+        frame_mask = torch.as_tensor(frame_mask)
+        frame_mask = (frame_mask if frame_mask.dtype == torch.bool else frame_mask > 0.5).to(self.device)
         with torch.inference_mode(), self._autocast():
-            logits, condition = self.model.encode(features.to(self.device, torch.float32),
-                                                  frame_mask.to(self.device, torch.bool))
+            logits, condition = self.model.encode(features, frame_mask)
         return logits.float(), condition
 
     def prepare(self, condition: torch.Tensor) -> Terms:
