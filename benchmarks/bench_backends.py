@@ -1,17 +1,19 @@
 """Tick latency per inference backend, and the accuracy/latency trade-off of fewer DDIM steps.
 
     python benchmarks/bench_backends.py [--quick] [--presets 50salads breakfast] [--lengths 256 1024 2048]
-                                        [--threads 2] [--repeats 3] [--steps 25] [--agreement]
-                                        [--checkpoint CKPT --features a.npy b.npy ...]
+                                        [--threads 2] [--ort-threads auto 1 2] [--repeats 3] [--steps 25]
+                                        [--agreement] [--checkpoint CKPT --features a.npy b.npy ...]
 
 A tick is one :func:`model.runtime.forecast`: the r*N^O input (N_O = T/5 observed frames, T - N_O mask
 tokens), one encoder pass, the decoder condition terms once, ``--steps`` DDIM steps with the shared loop.
-Every available backend is timed in the same process (eager torch on CPU is the baseline of the ratio
-column; ONNX Runtime on CPU; on a CUDA machine also torch CUDA fp32/fp16, ONNX Runtime's CUDA provider and
-TensorRT when installed). Random weights unless ``--checkpoint``. ``--quick``: T in {256, 1024}, one
-timed run each. ``--agreement``: for steps in {1, 2, 5, 10, 25}, tick latency and frame agreement of the
-N-step forecast with the 25-step one (:func:`model.runtime.step_agreement`); meaningful with a trained
-checkpoint and real features, a mechanics check with random weights. The CPU may be shared: the load
+Every available backend is timed in the same process (eager torch on CPU with ``--threads`` is the
+baseline of the ratio column; ONNX Runtime on CPU, one row per ``--ort-threads`` setting; on a CUDA
+machine also torch CUDA fp32/fp16, ONNX Runtime's CUDA provider and TensorRT when installed). "best" is
+the fastest of the timed ticks, the median is the one to quote on an otherwise idle machine. Random
+weights unless ``--checkpoint``. ``--quick``: T in {256, 1024}, one timed run each. ``--agreement``:
+for steps in {1, 2, 5, 10, 25}, tick latency and frame agreement of the N-step forecast with the 25-step
+one (:func:`model.runtime.step_agreement`); meaningful with a trained checkpoint and real features, a
+mechanics check with random weights. The CPU may be shared: the load
 average is printed; compare rows of one run.
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -118,7 +120,7 @@ def latency_table(args: argparse.Namespace, work: Path) -> None:
 
 def agreement_table(args: argparse.Namespace, work: Path) -> None:
     presets = args.presets
-    print("\n| preset | DDIM steps | tick (s) | future frames = 25-step | observed frames = 25-step | "
+    print("\n| model | DDIM steps | tick (s) | future frames = 25-step | observed frames = 25-step | "
           "mean abs prob. diff (future) |")
     print("|---|---|---|---|---|---|")
     for preset in presets:
@@ -142,7 +144,8 @@ def agreement_table(args: argparse.Namespace, work: Path) -> None:
         for steps in (1, 2, 5, 10, 25):
             tick = tick_stats(backend, sequences[0], None, steps=steps, repeats=1)["total_s"]
             agree = step_agreement(backend, sequences, steps=steps, reference_steps=25, seeds=(0, 1))
-            print(f"| {preset} | {steps} | {tick:.3f} | {agree['future_agreement']:.3f} | "
+            label = Path(args.checkpoint).name if args.checkpoint else preset
+            print(f"| {label} | {steps} | {tick:.3f} | {agree['future_agreement']:.3f} | "
                   f"{agree['observed_agreement']:.3f} | {agree['future_mean_abs_diff']:.4f} |", flush=True)
         if args.checkpoint:
             break

@@ -2,7 +2,6 @@
 errors, the TensorRT engine-cache policy (pure Python) and TensorRT itself where installed."""
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -268,9 +267,8 @@ def test_tensorrt_forecast_matches_onnxruntime(tiny: ActFusion, tiny_onnx: Path,
                                profile=LengthProfile(min_length=4, opt_length=64, max_length=512))
     ort_backend = load_backend("onnxruntime", tiny_onnx, intra_op_threads=1)
     obs = _observed(tiny, 20, seed=2)
-    with contextlib.ExitStack():
-        a = forecast(trt_backend, obs, generator=torch.Generator().manual_seed(1))
-        b = forecast(ort_backend, obs, generator=torch.Generator().manual_seed(1))
+    a = forecast(trt_backend, obs, generator=torch.Generator().manual_seed(1))
+    b = forecast(ort_backend, obs, generator=torch.Generator().manual_seed(1))
     assert float((a.future_probs - b.future_probs).abs().max()) < 1e-3
     again = load_backend("tensorrt", tiny_onnx, engine_dir=tmp_path / "engines",
                          profile=LengthProfile(min_length=4, opt_length=64, max_length=512))
