@@ -1,7 +1,7 @@
 """``actfusion-build-engine``: build (or verify) the TensorRT engines of an ONNX export.
 
     actfusion-build-engine --onnx-dir exports/50salads --out exports/50salads/tensorrt \\
-        --min-length 16 --opt-length 1024 --max-length 8192 [--fp16]
+        --min-length 1 --opt-length 1024 --max-length 8192 [--fp16]
 
 An engine is rebuilt exactly when its cache key (ONNX sha256, TensorRT version, GPU, profile, fp16)
 changed; one built for another GPU is refused unless ``--allow-gpu-change`` (or ``--force``).
@@ -22,7 +22,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="actfusion-build-engine", description=__doc__.split("\n")[0])
     parser.add_argument("--onnx-dir", required=True, help="directory written by actfusion-export")
     parser.add_argument("--out", required=True, help="directory for the engines and their JSON sidecars")
-    parser.add_argument("--min-length", type=int, default=16)
+    parser.add_argument("--min-length", type=int, default=1,
+                        help="shortest sequence (observed + horizon) the engine accepts; the node starts at 1 + r")
     parser.add_argument("--opt-length", type=int, default=1024)
     parser.add_argument("--max-length", type=int, default=8192)
     parser.add_argument("--fp16", action="store_true", help="allow FP16 kernels")

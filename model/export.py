@@ -325,12 +325,6 @@ def graph_specs(model: ActFusion, *, length: int = DEFAULT_LENGTH) -> list[Graph
 # ---------------------------------------------------------------------------------------------
 # Export, checking and the manifest
 # ---------------------------------------------------------------------------------------------
-def readable_by_all(path: str | Path) -> None:
-    """``chmod 644``: atomic writes go through ``mkstemp`` (mode 600), but graphs are shared artifacts
-    (a ROS node may run as another user)."""
-    Path(path).chmod(0o644)
-
-
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
@@ -445,7 +439,6 @@ def export_onnx(model: ActFusion, out_dir: str | Path, *, class_names: Sequence[
         info = check_graph(data, spec)
         path = out_dir / f"{spec.name}.onnx"
         atomic_write_bytes(path, data)
-        readable_by_all(path)
         graphs[spec.name] = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), **info}
     if verify_length is not None:
         try:
@@ -471,7 +464,6 @@ def export_onnx(model: ActFusion, out_dir: str | Path, *, class_names: Sequence[
         "source": dict(source or {}),
     }
     atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    readable_by_all(out_dir / MANIFEST)
     return manifest
 
 

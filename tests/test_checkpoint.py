@@ -84,3 +84,11 @@ def test_failed_write_leaves_previous_file_intact(saved, monkeypatch) -> None:
         save_checkpoint(path, model, NAMES)
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_atomic_writes_get_ordinary_permissions(saved) -> None:
+    path, _ = saved
+    import os
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600: the node may be another user

@@ -125,7 +125,6 @@ def write_sidecar(engine_path: str | Path, key: EngineKey, *, build_seconds: flo
                "engine_bytes": engine_path.stat().st_size, "built_unix": time.time(),
                "build_seconds": build_seconds}
     atomic_write_text(sidecar_path(engine_path), json.dumps(payload, indent=2) + "\n")
-    sidecar_path(engine_path).chmod(0o644)
 
 
 def ensure_engine(engine_path: str | Path, key: EngineKey, build: Callable[[Path], None], *,

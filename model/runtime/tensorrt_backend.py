@@ -44,7 +44,7 @@ def import_tensorrt() -> Any:
 class LengthProfile:
     """The optimization profile over the time axis T (frames at the model's feature rate)."""
 
-    min_length: int = 16
+    min_length: int = 1  # the node's first ticks see N_O + H = 1 + ceil(r)
     opt_length: int = 1024
     max_length: int = 8192
 
@@ -110,7 +110,6 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Len
     if serialized is None:
         raise BackendError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
     atomic_write_bytes(engine_path, bytes(memoryview(serialized)))
-    engine_path.chmod(0o644)
     if timing_cache is not None:
         atomic_write_bytes(timing_cache, bytes(memoryview(cache.serialize())))  # updated by the build
 
