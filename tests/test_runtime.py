@@ -14,7 +14,7 @@ import torch
 from model.config import model_config
 from model.diffusion import sample_noise
 from model.network import ActFusion
-from model.runtime import BackendError, BackendForecaster, forecast, load_backend, step_agreement
+from model.runtime import BackendError, forecast, load_backend, step_agreement
 from model.runtime.engine_cache import (EngineKey, EngineMismatchError, ensure_engine, inspect_engine,
                                         sidecar_path)
 
@@ -113,16 +113,6 @@ def test_timings_are_reported(tiny: ActFusion) -> None:
     forecast(load_backend("torch", tiny), _observed(tiny, 5), steps=2, timings=timings)
     assert set(timings) == {"encode_s", "prepare_s", "sample_s", "total_s"}
     assert timings["total_s"] >= timings["sample_s"] >= 0
-
-
-def test_forecaster_adapter_matches_the_stream_protocol(tiny: ActFusion) -> None:
-    adapter = BackendForecaster(load_backend("torch", tiny), steps=3, seed=0)
-    obs = _observed(tiny, 8).numpy()
-    o1, f1 = adapter(obs, 5)
-    o2, f2 = adapter(obs, 5)
-    assert adapter.num_classes == 6
-    assert isinstance(f1, np.ndarray) and o1.shape == (6, 8) and f1.shape == (6, 5)
-    np.testing.assert_array_equal(f1, f2)
 
 
 def test_step_agreement_is_one_against_itself_and_in_range_otherwise(tiny: ActFusion) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
-from model.runtime.base import (Backend, BackendError, BackendForecaster, Forecast, describe, forecast,
+from model.runtime.base import (Backend, BackendError, Forecast, describe, forecast,
                                 step_agreement)
 
 KINDS = ("torch", "onnxruntime", "tensorrt")
@@ -51,5 +51,5 @@ def load_backend(kind: str, source: str | Path | Any, *, device: str | torch.dev
     return TensorRTBackend(source, device=device or "cuda", **options)
 
 
-__all__ = ["Backend", "BackendError", "BackendForecaster", "Forecast", "KINDS", "describe", "forecast",
+__all__ = ["Backend", "BackendError", "Forecast", "KINDS", "describe", "forecast",
            "load_backend", "step_agreement"]

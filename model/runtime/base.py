@@ -164,30 +164,6 @@ def _mark(backend: Backend, timings: dict[str, float] | None, key: str, start: f
         timings[key] = clock() - start
 
 
-class BackendForecaster:
-    """Adapter to the stream's ``Forecaster`` protocol: ``(observed (D, N_O), horizon) -> numpy probs``.
-
-    ``seed``: each call draws its noise from ``torch.Generator().manual_seed(seed)`` (reproducible
-    forecasts for the same input); ``None`` uses a fresh unseeded generator per call.
-    """
-
-    def __init__(self, backend: Backend, *, steps: int | None = None, eta: float | None = None,
-                 seed: int | None = 0) -> None:
-        self.backend = backend
-        self.num_classes = backend.config.num_classes
-        self.steps, self.eta, self.seed = steps, eta, seed
-
-    def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-        gen = torch.Generator()
-        if self.seed is not None:
-            gen.manual_seed(self.seed)
-        else:
-            gen.seed()
-        out = forecast(self.backend, observed, horizon=int(horizon), steps=self.steps, eta=self.eta,
-                       generator=gen)
-        return out.observed_probs.numpy(), out.future_probs.numpy()
-
-
 def step_agreement(backend: Backend, observed: Sequence[np.ndarray | torch.Tensor], *, steps: int,
                    reference_steps: int = 25, seeds: Sequence[int] = (0,), horizon: int | None = None,
                    ratio: float = 4.0, max_horizon: int | None = None) -> dict[str, float]:
