@@ -72,12 +72,9 @@ def build_dataset(world: ActivityWorld, seeds: Sequence[int], root: Path, featur
 
 def train_model(root: Path, run: Path, epochs: int, out: Path) -> Path:
     """Train the tiny config on ``root``; copy the selected checkpoint (with its pipeline record) to ``out``."""
-    import torch
-
     from model.io import atomic_write_bytes
     from training.trainer import TrainOptions, train
 
-    torch.set_num_threads(1)  # tiny models: one thread is much faster than two on this kind of CPU
     _, run_dir = train(TrainOptions(config=REPO / "training" / "configs" / "tiny.yaml", data_root=root,
                                     split=1, out=run, epochs=epochs, progress=False))
     best = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
@@ -149,7 +146,7 @@ def live_dds(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any,
         "image_topic": IMAGE_TOPIC, "compressed": True, "qos_reliability": "reliable", "qos_depth": 10,
         "checkpoint": str(checkpoint), "extractor": EXTRACTOR, "extractor_kwargs": json.dumps(EXTRACTOR_KWARGS),
         "feature_rate_hz": float(feature_rate_hz), "tick_rate_hz": 1.0, "max_horizon_s": 60.0,
-        "use_sim_time": True}}}))
+        "num_threads": 1, "use_sim_time": True}}}))
     import rclpy
     from actfusion_msgs.msg import ActionForecast
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -232,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
 
     work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)
+    import torch
+    torch.set_num_threads(1)  # a tiny model: one thread is faster than two, and leaves a core for the node
     world = ActivityWorld()
     model_path = work / "model.pt"
     t_start = time.perf_counter()

@@ -86,9 +86,7 @@ class ReplayReport:
     wall_s: float
     frames_per_s: float
     tas: dict[str, float]
-    moc_forecast_window: float
-    lookahead_accuracy: dict[str, float | None]
-    lookahead_counts: dict[str, int]
+    anticipation: dict[str, AnticipationScore]  # "model" and the "repeat_last_observed" baseline
     latency_ms: dict[str, dict[str, float]]
     stream_stats: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -138,8 +136,12 @@ def drive(frames: Iterable[tuple[int, np.ndarray]], anticipator: StreamingAntici
 
 
 def score(records: Sequence[TickRecord], truth: GroundTruth, *, lookahead_s: Sequence[float] = DEFAULT_LOOKAHEAD_S,
-          background: Sequence[int] = ()) -> tuple[dict[str, float], float, dict[str, float | None], dict[str, int]]:
-    """TAS of the final observation, MoC over forecast windows, accuracy at fixed look-ahead times."""
+          background: Sequence[int] = ()) -> tuple[dict[str, float], dict[str, AnticipationScore]]:
+    """TAS of the final observation; anticipation scores of the model and of "repeat the last action".
+
+    The baseline repeats each tick's last *observed* (online-segmented) label over the same future frames,
+    so the two differ only in what the model anticipates.
+    """
     complete = [r for r in records if not r.partial] or list(records)
     if not complete:
         raise ReplayError("no forecast was published: the bag is too short for the configured start-up")
@@ -147,28 +149,46 @@ def score(records: Sequence[TickRecord], truth: GroundTruth, *, lookahead_s: Seq
     gt_final = truth.at(final.observed_stamps_ns)
     known = gt_final >= 0
     tas = tas_metrics([(final.observed_labels[known], gt_final[known])], background=background)
+    model = _anticipation_score(complete, truth, lookahead_s, lambda r: r.future_labels)
+    baseline = _anticipation_score(complete, truth, lookahead_s,
+                                   lambda r: np.full_like(r.future_labels, r.observed_labels[-1]))
+    return tas, {"model": model, "repeat_last_observed": baseline}
+
+
+@dataclass
+class AnticipationScore:
+    """MoC over the forecast windows (pooled per ground-truth class) and accuracy at look-ahead times."""
+
+    moc: float
+    lookahead_accuracy: dict[str, float | None]
+    lookahead_counts: dict[str, int]
+
+
+def _anticipation_score(records: Sequence[TickRecord], truth: GroundTruth, lookahead_s: Sequence[float],
+                        future_of: Any) -> AnticipationScore:
     moc = MocCounts()
     hits = {f"{s:g}s": [0, 0] for s in lookahead_s}
-    for rec in complete:
-        if rec.future_labels.size == 0:
+    for rec in records:
+        future = future_of(rec)
+        if future.size == 0:
             continue
-        times = rec.future_times_ns()
-        gt = truth.at(times)
+        gt = truth.at(rec.future_times_ns())
         ok = gt >= 0
         if ok.any():
-            moc.add(rec.future_labels[ok], gt[ok])
+            moc.add(future[ok], gt[ok])
         for s in lookahead_s:
             k = int(round(s * 1e9 / rec.period_ns)) - 1
-            if 0 <= k < rec.future_labels.size and gt[k] >= 0:
-                hits[f"{s:g}s"][0] += int(rec.future_labels[k] == gt[k])
+            if 0 <= k < future.size and gt[k] >= 0:
+                hits[f"{s:g}s"][0] += int(future[k] == gt[k])
                 hits[f"{s:g}s"][1] += 1
-    accuracy = {k: (100.0 * c / n if n else None) for k, (c, n) in hits.items()}
-    return tas, moc.moc(), accuracy, {k: n for k, (_, n) in hits.items()}
+    return AnticipationScore(moc.moc(), {k: (100.0 * c / n if n else None) for k, (c, n) in hits.items()},
+                             {k: n for k, (_, n) in hits.items()})
 
 
 def write_report(report: ReplayReport, out: Path, class_names: Sequence[str]) -> None:
     """``replay.json`` and ``replay.md`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    model = report.anticipation["model"]
     atomic_write_text(out / "replay.json", json.dumps(asdict(report), indent=2, default=_json_default))
     lines = [f"# Replay of `{report.bag}`", "",
              f"{report.frames} frames, {report.ticks} ticks ({report.published} forecasts) in "
@@ -177,10 +197,13 @@ def write_report(report: ReplayReport, out: Path, class_names: Sequence[str]) ->
              "|---|---|---|---|---|",
              "| " + " | ".join(f"{report.tas[k]:.1f}" for k in ("acc", "edit", "f1@10", "f1@25", "f1@50")) + " |",
              "", "## Anticipation (every tick's forecast vs what happened next)", "",
-             f"MoC over the forecast windows: **{report.moc_forecast_window:.1f}**", "",
-             "| look-ahead | accuracy | forecasts scored |", "|---|---|---|"]
-    for k, acc in report.lookahead_accuracy.items():
-        lines.append(f"| {k} | {'-' if acc is None else f'{acc:.1f}'} | {report.lookahead_counts[k]} |")
+             "| | MoC, forecast window | " + " | ".join(f"acc @ {k}" for k in model.lookahead_accuracy) + " |",
+             "|---|---|" + "---|" * len(model.lookahead_accuracy)]
+    for name, sc in report.anticipation.items():
+        accs = " | ".join("-" if a is None else f"{a:.1f}" for a in sc.lookahead_accuracy.values())
+        lines.append(f"| {name.replace('_', ' ')} | {sc.moc:.1f} | {accs} |")
+    lines += ["", "Forecasts scored per look-ahead: "
+              + ", ".join(f"{k}: {n}" for k, n in model.lookahead_counts.items()) + "."]
     lines += ["", "## Latency per stage (ms)", "", "| stage | p50 | p95 | n |", "|---|---|---|---|"]
     for stage, p in report.latency_ms.items():
         lines.append(f"| {stage} | {p['p50']:.2f} | {p['p95']:.2f} | {p['n']} |")
@@ -267,12 +290,11 @@ def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic
         raise ReplayError("ground truth needed: give --label-topic or --labels")
     index = {n: i for i, n in enumerate(class_names)}
     truth = GroundTruth(np.asarray(stamps, np.int64), np.asarray([index.get(n, -1) for n in names], np.int64))
-    tas, moc, acc, counts = score(records, truth, lookahead_s=lookahead_s)
+    tas, anticipation = score(records, truth, lookahead_s=lookahead_s)
     stats = anticipator.stats
     report = ReplayReport(
         bag=str(bag), frames=len(stamps), ticks=int(stats.ticks), published=len(records), wall_s=wall,
-        frames_per_s=len(stamps) / wall if wall > 0 else float("inf"), tas=tas, moc_forecast_window=moc,
-        lookahead_accuracy=acc, lookahead_counts=counts,
+        frames_per_s=len(stamps) / wall if wall > 0 else float("inf"), tas=tas, anticipation=anticipation,
         latency_ms={k: _percentiles(v) for k, v in timings.items()},
         stream_stats={f.name: (dict(v) if isinstance(v := getattr(stats, f.name), Mapping) else v)
                       for f in fields(stats)},
@@ -324,7 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine-dir", type=Path, help="TensorRT engine cache (default <onnx-dir>/tensorrt)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--lookahead", type=float, nargs="*", default=list(DEFAULT_LOOKAHEAD_S))
+    ap.add_argument("--threads", type=int, help="torch CPU threads (small models: 1 is fastest on a busy CPU)")
     args = ap.parse_args(argv)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     try:
         if args.backend == "torch":
             if not args.checkpoint:

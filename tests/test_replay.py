@@ -61,12 +61,14 @@ def test_replay_known_answer(tmp_path, storage: str, encoding: str) -> None:
     assert report.tas["acc"] == 100.0 and report.tas["edit"] == 100.0 and report.tas["f1@50"] == 100.0
     # "Nothing changes" is wrong exactly for the forecasts made less than L seconds before the boundary.
     ticks = np.arange(1.0, LENGTH_S, 1.0)  # ticks at 1 s, 2 s, ... of camera time (not partial: >= 2 features)
+    model, baseline = report.anticipation["model"], report.anticipation["repeat_last_observed"]
     for look in (1.0, 2.0):
         scored = ticks[ticks + look <= LENGTH_S - 1 / FPS]
         wrong = ((scored < BOUNDARY_S) & (scored + look >= BOUNDARY_S)).sum()
-        assert report.lookahead_counts[f"{look:g}s"] == len(scored)
-        assert report.lookahead_accuracy[f"{look:g}s"] == pytest.approx(100.0 * (1 - wrong / len(scored)))
-    assert 0.0 < report.moc_forecast_window < 100.0
+        assert model.lookahead_counts[f"{look:g}s"] == len(scored)
+        assert model.lookahead_accuracy[f"{look:g}s"] == pytest.approx(100.0 * (1 - wrong / len(scored)))
+    assert 0.0 < model.moc < 100.0
+    assert baseline == model  # this forecaster *is* "repeat the last observed action"
     for name in ("replay.json", "replay.md", "timeline.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     assert (tmp_path / "out" / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
