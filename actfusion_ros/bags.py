@@ -93,6 +93,27 @@ def _storage_files(bag: Path) -> str:
     return f" (file{'s' if len(files) > 1 else ''} {', '.join(files)})" if files else ""
 
 
+def _truncated_sqlite(bag: Path) -> str | None:
+    """Why a ``.db3`` file of ``bag`` is shorter than its SQLite header says, or ``None``.
+
+    SQLite reads pages past the end of a cut file as zeros, so without this check a recording cut short
+    can decode to images with zeroed rows instead of failing.
+    """
+    for db in sorted(bag.glob("*.db3")) if bag.is_dir() else []:
+        with open(db, "rb") as fh:
+            header = fh.read(100)
+        if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+            continue  # not SQLite at all: AnyReader says so
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        pages = int.from_bytes(header[28:32], "big")
+        # the in-header page count is valid when its version matches the change counter
+        if pages and header[92:96] == header[24:28] and db.stat().st_size < pages * page_size:
+            return (f"{db.name} is truncated: {db.stat().st_size} bytes, its header says {pages} pages of "
+                    f"{page_size} bytes (a recording cut short?)")
+    return None
+
+
 @contextmanager
 def _open(path: str | Path, topic: str | None = None) -> Iterator[Any]:
     """An open ``AnyReader``; any failure while opening or reading becomes a :class:`BagError`."""
@@ -104,6 +125,9 @@ def _open(path: str | Path, topic: str | None = None) -> Iterator[Any]:
     if bag.is_dir() and not (bag / "metadata.yaml").is_file():
         raise BagError(f"{where}{_storage_files(bag)}: metadata.yaml is missing; a rosbag2 bag is a "
                        "directory with metadata.yaml and its .db3 / .mcap files")
+    truncated = _truncated_sqlite(bag)
+    if truncated:
+        raise BagError(f"{where}{_storage_files(bag)}: cannot open: {truncated}")
     try:
         reader = AnyReader([bag], default_typestore=_typestore())
         reader.open()

@@ -546,7 +546,11 @@ class ActFusionNode(Node):
 
 def main(args: Sequence[str] | None = None) -> int:
     """Console script ``actfusion_node``: spin until Ctrl-C / SIGTERM; exit 0, or 2 on a bad start."""
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except RuntimeError as err:  # rcl's RCLError, e.g. a missing or malformed --params-file
+        print(f"[{NODE_NAME}] cannot start: {err}", file=sys.stderr, flush=True)
+        return 2
     try:
         node = ActFusionNode()
     except StartupError as err:
@@ -559,6 +563,11 @@ def main(args: Sequence[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # rclpy race: the signal handler shut the context down while spin() was building its wait set
+        # (RCLError "the given context is not valid"): a shutdown all the same, not a failure
+        if rclpy.ok(context=node.context):
+            raise
     finally:
         node.close()
         executor.shutdown(timeout_sec=10.0)

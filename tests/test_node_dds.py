@@ -514,7 +514,8 @@ def test_node_follows_sim_time(tmp_path: Path) -> None:
             pub.publish(make_image(Image, synthetic_frame(i), sim))
             sent.add(sim)
             time.sleep(1 / 30)
-        wait_for(lambda: len(client.messages(topic)) >= 5, 5.0, "forecasts on sim time", details=node.log_tail)
+        # 2 s of sim time = 10 due ticks; a busy 2-core machine can make a few of them overrun
+        wait_for(lambda: len(client.messages(topic)) >= 3, 5.0, "forecasts on sim time", details=node.log_tail)
         stamps = [time_to_ns(m.header.stamp) for m in client.messages(topic)]
         assert set(stamps) <= sent and stamps == sorted(stamps)
         time.sleep(0.5)
@@ -527,7 +528,9 @@ def test_node_follows_sim_time(tmp_path: Path) -> None:
             if values:
                 break
         assert values is not None
-        assert values["skipped_ticks"] == "0", values  # the jump of /clock to 1000 s is not an overrun
+        # the jump of /clock to 1000 s is not an overrun: it would count its ~5000 due times, while only the 10
+        # due times of the 2 s streamed can be real overruns (inference spikes past 200 ms on a busy machine)
+        assert int(values["skipped_ticks"]) <= 10, values
         assert values.get("stream_skips.stale", "0") == "0", values
         node.signal(signal.SIGTERM)
         assert node.wait(15.0) == 0, node.log_tail()

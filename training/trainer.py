@@ -224,6 +224,9 @@ class Trainer:
                 self.loss_csv.truncate(lambda r: int(r["iteration"]) <= done)
                 epoch = self.progress.epoch
                 self.epoch_csv.truncate(lambda r: int(r["epoch"]) <= epoch)
+            else:  # rows of an attempt that died before its first trainer_state.pt: none of it was kept
+                self.loss_csv.truncate(lambda r: False)
+                self.epoch_csv.truncate(lambda r: False)
             self.scalars = Scalars(self.out / "tensorboard", purge_step=self.progress.iteration + 1,
                                    note=self.log)
 
@@ -267,16 +270,20 @@ class Trainer:
         self.snapshot = Progress(**self.progress.to_dict())
 
     def save(self, best_metrics: dict[str, Any] | None = None) -> None:
-        """Write ``trainer_state.pt`` and ``last.pt`` from the snapshot (collective under DDP)."""
+        """Write ``last.pt`` (and ``best.pt``), then ``trainer_state.pt``, from the snapshot (collective under DDP).
+
+        ``trainer_state.pt`` goes last: it is the commit record. After a crash between the writes the state
+        still describes the previous save, so ``--resume`` redoes the work and rewrites the model files.
+        """
         payload = self._state_payload()
         if not self.ctx.is_main:
             return
-        with atomic_open(self.out / "trainer_state.pt", "wb") as fh:
-            torch.save(payload, fh)
         save_checkpoint(self.out / "last.pt", self.model, self.class_names, self._metadata())
         if best_metrics is not None:
             save_checkpoint(self.out / "best.pt", self.model, self.class_names,
                             self._metadata(validation=best_metrics))
+        with atomic_open(self.out / "trainer_state.pt", "wb") as fh:
+            torch.save(payload, fh)
 
     def _metadata(self, validation: dict[str, Any] | None = None) -> dict[str, Any]:
         meta = {"experiment": config_to_dict(self.cfg), "epoch": self.snapshot.epoch,

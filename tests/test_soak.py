@@ -1,0 +1,89 @@
+"""A shortened soak of the streaming core (benchmarks/soak.py): 3 simulated minutes at 30 fps.
+
+Checks counts and resources only, never wall-clock timing: every frame is accounted for, the buffer
+stays bounded, camera stalls give exactly the expected stale ticks and episode resets, and memory,
+threads and file descriptors do not grow once the window is full. The full 30-minute figures are in
+docs/reliability.md.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks.soak import CoreSoakReport, CoreSoakSettings, proc_sample, run_core_soak
+
+SETTINGS = CoreSoakSettings(minutes=3.0, fps=30.0, episodes=1, feature_rate_hz=2.0, tick_rate_hz=2.0,
+                            max_window_s=30.0, max_horizon_s=30.0, stale_after_s=2.0, episode_gap_s=5.0,
+                            stall_every_s=60.0, stall_s=8.0, ddim_steps=2, torch_threads=1,
+                            bucket_minutes=1.0, sample_every_s=10.0)
+
+
+def expected_stale_ticks() -> int:
+    """Independent count: a tick at T sees every frame stamped <= T; stale when the newest is > 2 s old."""
+    fps, s = SETTINGS.fps, SETTINGS
+    stalls = [(k * s.stall_every_s, k * s.stall_every_s + s.stall_s)
+              for k in range(1, int(s.minutes * 60 / s.stall_every_s) + 1) if k * s.stall_every_s < s.minutes * 60]
+    sent = [i / fps for i in range(int(s.minutes * 60 * fps)) if not any(a <= i / fps < b for a, b in stalls)]
+    count, j = 0, 0
+    for n in range(1, int(s.minutes * 60 * s.tick_rate_hz) + 1):
+        t = n / s.tick_rate_hz
+        while j + 1 < len(sent) and sent[j + 1] <= t + 1e-9:
+            j += 1
+        count += t - sent[j] > s.stale_after_s
+    return count
+
+
+@pytest.fixture(scope="module")
+def report() -> CoreSoakReport:
+    return run_core_soak(SETTINGS)
+
+
+def test_proc_sample_reads_this_process() -> None:
+    s = proc_sample()
+    assert s.rss_kb > 10_000 and s.peak_rss_kb >= s.rss_kb and s.threads >= 1 and s.fds >= 3
+
+
+def test_every_frame_is_accounted_for(report: CoreSoakReport) -> None:
+    st = report.stats
+    total = int(SETTINGS.minutes * 60 * SETTINGS.fps)
+    assert report.frames_offered + report.frames_stalled == total
+    assert report.frames_stalled == report.expected_stalls * int(SETTINGS.stall_s * SETTINGS.fps)
+    assert st["frames_received"] == report.frames_offered
+    assert st["frames_received"] == (st["frames_accepted"] + st["frames_not_due"] + st["duplicates"]
+                                     + st["out_of_order"] + st["invalid_frames"] + st["extract_errors"])
+    assert (st["duplicates"], st["out_of_order"], st["invalid_frames"], st["extract_errors"]) == (0, 0, 0, 0)
+    # 30 fps -> 2 Hz: exactly every 15th frame of each episode (the grid restarts after a stall)
+    assert st["frames_accepted"] == report.expected_features
+    assert report.expected_stalls == 2
+
+
+def test_stalls_give_stale_ticks_and_new_episodes(report: CoreSoakReport) -> None:
+    st = report.stats
+    assert st["reset_reasons"] == {"gap": report.expected_stalls}
+    assert st["episode"] == report.expected_stalls
+    assert st["skip_reasons"] == {"stale": expected_stale_ticks()}
+    assert expected_stale_ticks() == 12 * report.expected_stalls   # ticks at t+2.0 .. t+7.5 s of a stall at t
+    assert st["ticks"] == st["published"] + st["skipped_ticks"]
+    assert st["ticks"] == int(SETTINGS.minutes * 60 * SETTINGS.tick_rate_hz)
+    assert sum(b.ticks for b in report.buckets) == st["published"]
+
+
+def test_buffer_stays_bounded(report: CoreSoakReport) -> None:
+    st = report.stats
+    capacity = math.ceil(SETTINGS.max_window_s * SETTINGS.feature_rate_hz)
+    assert report.window_capacity == capacity
+    assert report.max_buffer_length == capacity          # the window filled, and never more
+    assert st["buffer_length"] <= capacity
+    assert st["dropped_features"] > 0                    # the bound was exercised
+
+
+def test_no_growth_of_memory_threads_or_file_descriptors(report: CoreSoakReport) -> None:
+    warm, end = report.warm, report.end
+    assert warm is not end, "the warm-up sample must be taken before the end"
+    # generous: a real leak (e.g. keeping every frame, 9 KB each) would add ~50 MB over 5400 frames
+    limit_kb = int(warm.rss_kb * 0.10) + 32 * 1024
+    assert end.rss_kb - warm.rss_kb < limit_kb, (warm, end, report.rss_series_mb)
+    assert report.max_rss_kb - warm.rss_kb < limit_kb, (warm, report.max_rss_kb)
+    assert end.threads == warm.threads, (warm, end)
+    assert end.fds == warm.fds, (warm, end)
