@@ -17,7 +17,8 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import yaml
@@ -69,6 +70,22 @@ def restore_env(old: dict[str, str | None]) -> None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@contextmanager
+def private_context(domain_id: int) -> Iterator[Any]:
+    """A private rclpy context on the loopback profile and ``domain_id`` (no signal handlers: pytest owns them)."""
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    old = apply_loopback_env(domain_id)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        yield ctx
+    finally:
+        rclpy.try_shutdown(context=ctx)
+        restore_env(old)
 
 
 def write_params(path: Path, params: dict[str, Any]) -> Path:

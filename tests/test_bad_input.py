@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from tests.ros_helpers import (REPO, apply_loopback_env, loopback_env, make_image, restore_env, ros_skip_reason,
+from tests.ros_helpers import (private_context, REPO, loopback_env, make_image, ros_skip_reason,
                                synthetic_frame, unique_domain_id, wait_for, write_params)
 
 S = 1_000_000_000
@@ -35,17 +35,8 @@ needs_ros = pytest.mark.skipif(ROS is not None, reason=str(ROS))
 def ros_context() -> Iterator[Any]:
     if ROS is not None:
         pytest.skip(ROS)
-    import rclpy
-    from rclpy.signals import SignalHandlerOptions
-
-    old = apply_loopback_env(unique_domain_id())
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=unique_domain_id(), signal_handler_options=SignalHandlerOptions.NO)
-    try:
+    with private_context(unique_domain_id()) as ctx:
         yield ctx
-    finally:
-        rclpy.try_shutdown(context=ctx)
-        restore_env(old)
 
 
 class Fixed:

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from tests.ros_helpers import (Client, NodeProcess, apply_loopback_env, diagnostics_values, make_image,
+from tests.ros_helpers import (private_context, Client, NodeProcess, apply_loopback_env, diagnostics_values, make_image,
                                restore_env, ros_skip_reason, synthetic_frame, unique_domain_id, wait_for,
                                write_params)
 
@@ -33,7 +33,6 @@ if REASON is None:
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from rclpy.signals import SignalHandlerOptions
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image
     from std_srvs.srv import Trigger
@@ -74,29 +73,17 @@ class ScriptedForecaster:
         return obs, fut
 
 
-@contextmanager
-def _context(domain_id: int) -> Iterator[Any]:
-    old = apply_loopback_env(domain_id)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
-    try:
-        yield ctx
-    finally:
-        rclpy.try_shutdown(context=ctx)
-        restore_env(old)
-
-
 @pytest.fixture()
 def ros_context() -> Iterator[Any]:
     """A private rclpy context on the loopback profile (no signal handlers in pytest)."""
-    with _context(unique_domain_id()) as ctx:
+    with private_context(unique_domain_id()) as ctx:
         yield ctx
 
 
 @pytest.fixture()
 def sim_context() -> Iterator[Any]:
     """Like ``ros_context`` on a domain of its own: this test's /clock must not reach other tests' nodes."""
-    with _context(20 + (unique_domain_id() - 20 + 100) % 200) as ctx:
+    with private_context(20 + (unique_domain_id() - 20 + 100) % 200) as ctx:
         yield ctx
 
 

@@ -17,8 +17,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tests.ros_helpers import (Client, NodeProcess, apply_loopback_env, diagnostics_values, make_image,
-                               restore_env, ros_skip_reason, synthetic_frame, unique_domain_id, wait_for,
+from tests.ros_helpers import (private_context, Client, NodeProcess, diagnostics_values, make_image,
+                               ros_skip_reason, synthetic_frame, unique_domain_id, wait_for,
                                write_params)
 
 REASON = ros_skip_reason()
@@ -31,7 +31,6 @@ if REASON is None:
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.serialization import deserialize_message, serialize_message
-    from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import Image
     from std_srvs.srv import Trigger
 
@@ -198,14 +197,8 @@ def test_load_class_names(tmp_path: Path) -> None:
 @pytest.fixture()
 def ros_context():
     """A private rclpy context on the loopback profile (no signal handlers in pytest)."""
-    old = apply_loopback_env(unique_domain_id())
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=unique_domain_id(), signal_handler_options=SignalHandlerOptions.NO)
-    try:
+    with private_context(unique_domain_id()) as ctx:
         yield ctx
-    finally:
-        rclpy.try_shutdown(context=ctx)
-        restore_env(old)
 
 
 def _params(**values) -> list:

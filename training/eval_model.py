@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.io import atomic_write_text
+from training.cli import apply_threads
 from training.data import DatasetError, MsTcnDataset
 from training.inference import PROTOCOLS, frame_labels_to_names
 from training.plots import TimelineRow, plot_timeline
@@ -158,11 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the process exit status."""
     args = build_parser().parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            print("error: --threads must be >= 1", file=sys.stderr)
-            return 2
-        torch.set_num_threads(args.threads)
+    if not apply_threads(args.threads):
+        return 2
     if args.steps is not None and args.steps < 1:
         print("error: --steps must be >= 1", file=sys.stderr)
         return 2

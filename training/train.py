@@ -15,10 +15,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from model.checkpoint import CheckpointError
 from model.config import ConfigError
+from training.cli import apply_threads
 from training.data import DatasetError
 from training.trainer import TrainingError, TrainOptions, train
 
@@ -44,11 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the process exit status."""
     args = build_parser().parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            print("error: --threads must be >= 1", file=sys.stderr)
-            return 2
-        torch.set_num_threads(args.threads)
+    if not apply_threads(args.threads):
+        return 2
     if args.max_videos is not None and args.max_videos < 1:
         print("error: --max-videos must be >= 1", file=sys.stderr)
         return 2
