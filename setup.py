@@ -55,5 +55,4 @@ setup(
         ],
     },
     zip_safe=False,
-    tests_require=["pytest"],
 )
