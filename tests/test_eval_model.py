@@ -116,6 +116,25 @@ def test_eval_is_deterministic_and_tas_only(evaluated: Path, checkpoint: Path, d
     assert results["lta"] == {} and results["videos"] == 1
 
 
+def test_eval_exact_f1_flag(evaluated: Path, checkpoint: Path, data: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture):
+    """``--exact-f1`` scores F1 with the exact last-segment end, like ``training.evaluate tas --exact-f1``."""
+    default = json.loads((evaluated / "results.json").read_text())
+    assert default["f1_segment_ends"] == "reference"
+    out = tmp_path / "exact"
+    assert eval_main(["--checkpoint", str(checkpoint), "--data-root", str(data), "--split", "1", "--out", str(out),
+                      "--steps", "4", "--seed", "3", "--no-lta", "--max-plots", "0", "--exact-f1"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["f1_segment_ends"] == "exact"
+    assert results["tas"]["acc"] == default["tas"]["acc"] and results["tas"]["edit"] == default["tas"]["edit"]
+    gt_dir = str(data / "groundTruth")
+    for flag, res in (((), default), (("--exact-f1",), results)):
+        tas = evaluate_cli(capsys, "tas", "--predictions", str(evaluated / "tas" if not flag else out / "tas"),
+                           "--ground-truth", gt_dir, *flag)
+        for key in ("f1@10", "f1@25", "f1@50"):
+            assert tas[key] == pytest.approx(res["tas"][key], abs=1e-9), (flag, key)
+
+
 def test_eval_errors(checkpoint: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     ckpt = load_checkpoint(checkpoint)
     renamed = tmp_path / "renamed.pt"

@@ -219,12 +219,12 @@ def test_cli_errors_name_the_video(gtea_preds):
     victim = sorted(preds.iterdir())[0]
     victim.unlink()
     res = run_cli("tas", "--predictions", str(preds), "--ground-truth", str(gt_dir), "--split", str(bundle))
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert victim.stem in res.stderr and "no prediction" in res.stderr
     (preds / "not_a_video.txt").write_text("take\n")
     res = run_cli("lta", "--predictions", str(preds), "--ground-truth", str(gt_dir),
                   "--observed", "0.2", "--predicted", "0.1")
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert "not_a_video" in res.stderr and "no ground truth" in res.stderr
 
 

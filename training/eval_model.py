@@ -2,6 +2,7 @@
 
     actfusion-eval --checkpoint RUN/best.pt --data-root DATA --split 1 --out EVAL [--steps 25] [--seed 0]
                    [--no-lta] [--median-filter K] [--single-offset] [--max-videos N] [--max-plots N]
+                   [--exact-f1]
 
 Writes, under ``--out``:
 
@@ -13,7 +14,8 @@ Writes, under ``--out``:
   ``plots/<video>.png`` (ground truth vs predictions, the first ``--max-plots`` videos).
 
 The metrics are those of :mod:`training.metrics`, so they equal ``python -m training.evaluate`` run on the
-written files (``tas``; ``lta --observed A --predicted 0.1 0.2 0.3 0.5``).
+written files (``tas``; ``lta --observed A --predicted 0.1 0.2 0.3 0.5``). F1 uses the reference ``eval.py``
+segment ends (last segment ends at ``N-1``) unless ``--exact-f1``, as ``training.evaluate tas --exact-f1``.
 """
 from __future__ import annotations
 
@@ -96,8 +98,12 @@ def default_median_filter(metadata: dict[str, Any]) -> int:
 def run_evaluation(checkpoint: Path, data_root: Path, split: int, out: Path, *, steps: int | None = None,
                    seed: int = 0, lta: bool = True, median_filter: int | None = None,
                    aggregate_offsets: bool = True, max_videos: int | None = None, max_plots: int = 10,
-                   device: str = "cpu", background: Sequence[str] = ("background",)) -> dict[str, Any]:
-    """Everything the CLI does; returns the results dictionary also written to ``results.json``."""
+                   device: str = "cpu", background: Sequence[str] = ("background",),
+                   exact_f1: bool = False) -> dict[str, Any]:
+    """Everything the CLI does; returns the results dictionary also written to ``results.json``.
+
+    ``exact_f1`` scores F1 with the exact last-segment end instead of the reference ``eval.py``'s ``N-1``.
+    """
     ckpt = load_checkpoint(checkpoint, map_location=device)
     dataset = MsTcnDataset(data_root, split, "test")
     if list(dataset.mapping.names) != list(ckpt.class_names):
@@ -108,7 +114,8 @@ def run_evaluation(checkpoint: Path, data_root: Path, split: int, out: Path, *, 
         dataset = MsTcnDataset(data_root, split, "test", names=dataset.names[:max_videos])
     filt = default_median_filter(ckpt.metadata) if median_filter is None else int(median_filter)
     options = ScoringOptions(steps=steps, seed=seed, median_filter=filt, aggregate_offsets=aggregate_offsets,
-                             protocols=PROTOCOLS if lta else (), background=tuple(background))
+                             protocols=PROTOCOLS if lta else (), background=tuple(background),
+                             exact_f1=exact_f1)
     records = list(dataset)
     for rec in records:
         if rec.features.shape[0] != ckpt.config.input_dim:
@@ -123,6 +130,7 @@ def run_evaluation(checkpoint: Path, data_root: Path, split: int, out: Path, *, 
             "offsets": "all" if aggregate_offsets else "first", "sample_rate": ckpt.config.sample_rate,
             "alphas": list(options.alphas), "betas": list(options.betas), "ratio": options.ratio,
             "background": list(background), "missing_name": MISSING_NAME, "device": device,
+            "f1_segment_ends": "exact" if exact_f1 else "reference",
             "videos_list": [v.name for v in run.videos]}
     results = {**info, **run.metrics}
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
@@ -153,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (default: torch's choice; 1 is fastest for small models on busy CPUs)")
     p.add_argument("--background", nargs="*", default=["background"], metavar="NAME",
                    help="classes dropped from Edit/F1 segments (default: background)")
+    p.add_argument("--exact-f1", action="store_true",
+                   help="F1 with the exact last-segment end N (default: the reference eval.py's N-1)")
     return p
 
 
@@ -171,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = run_evaluation(args.checkpoint, args.data_root, args.split, args.out, steps=args.steps,
                                  seed=args.seed, lta=not args.no_lta, median_filter=args.median_filter,
                                  aggregate_offsets=not args.single_offset, max_videos=args.max_videos,
-                                 max_plots=args.max_plots, device=args.device, background=args.background)
+                                 max_plots=args.max_plots, device=args.device, background=args.background,
+                                 exact_f1=args.exact_f1)
     except (CheckpointError, DatasetError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -4,16 +4,21 @@
     python -m training.evaluate lta --predictions DIR --ground-truth DIR --observed 0.2 --predicted 0.1 0.2 0.3 0.5
 
 A prediction file ``<video>.txt`` has the format of ``groundTruth/<video>.txt`` (one class name per
-frame); the MS-TCN output format (a ``###`` header line, then the names separated by spaces) is also read.
-Videos are matched by file name. The videos scored are those in ``--split`` (a ``.bundle`` file) when
+frame); the MS-TCN output format (a ``###`` header line, then the names separated by spaces) is also read,
+and so are MS-TCN result files named ``<video>`` without an extension. Videos are matched by file name; an
+empty prediction file is refused. The videos scored are those in ``--split`` (a ``.bundle`` file) when
 given, else every prediction file; each needs a ground-truth file and (for ``--split``) a prediction.
 Labels are compared as names; with ``--mapping`` every name must be in the mapping.
 
 ``tas`` prints ``{"acc", "edit", "f1@10", "f1@25", "f1@50", "videos"}``; TAS predictions must have the
 ground-truth length. ``--background`` names are dropped from the segments of Edit/F1; the default is
-``background`` (as in the MS-TCN reference code), ``--background`` with no name drops nothing.
+``background`` (as in the MS-TCN reference code), ``--background`` with no name drops nothing. F1 ends the
+last segment of each video at frame ``N-1`` as the reference ``eval.py`` does (comparable with published
+numbers); ``--exact-f1`` uses the exact end ``N`` (see :mod:`training.metrics`).
 ``lta`` prints ``{"observed", "videos", "moc": {"<beta>": MoC or null}}``: each prediction is the whole sequence
 from frame 0 (the observed part is ignored) and frames ``[int(a*N), min(len(pred), int((a+b)*N)))`` count.
+
+Exit status: 0 on success, 2 for bad inputs (one ``error: ...`` line on stderr).
 """
 from __future__ import annotations
 
@@ -42,40 +47,64 @@ def read_names(path: Path) -> list[str]:
     return lines
 
 
-def _txt_names(directory: Path, what: str) -> set[str]:
+def label_files(directory: Path, what: str) -> dict[str, Path]:
+    """``{video: path}`` of the label files in ``directory``: ``<video>.txt`` and extension-less ``<video>``.
+
+    MS-TCN's ``predict`` writes its results without an extension; a video present both ways is an error.
+    """
     if not directory.is_dir():
         raise EvaluationError(f"{what} directory not found: {directory}")
-    return {p.stem for p in directory.glob("*.txt") if p.is_file()}
+    found: dict[str, Path] = {}
+    for path in sorted(directory.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        if path.suffix == ".txt":
+            video = path.stem
+        elif "." not in path.name:
+            video = path.name
+        else:
+            continue
+        if video in found:
+            raise EvaluationError(f"{what} directory {directory} has two files for video {video!r}: "
+                                  f"{found[video].name} and {path.name}")
+        found[video] = path
+    return found
 
 
 def collect(pred_dir: Path, gt_dir: Path, split: Path | None = None) -> list[tuple[str, list[str], list[str]]]:
-    """``(video, pred_names, gt_names)`` for every video to score, sorted by video name."""
-    preds = _txt_names(pred_dir, "predictions")
-    gts = _txt_names(gt_dir, "ground-truth")
+    """``(video, pred_names, gt_names)`` for every video to score, sorted by video name.
+
+    Raises :class:`EvaluationError` for a missing prediction or ground truth and for an empty file.
+    """
+    preds = label_files(pred_dir, "predictions")
+    gts = label_files(gt_dir, "ground-truth")
     if split is not None:
         from training.data import DatasetError, read_bundle
         try:
             videos = read_bundle(split)
         except DatasetError as err:
             raise EvaluationError(str(err)) from None
-        missing = sorted(set(videos) - preds)
+        missing = sorted(set(videos) - set(preds))
         if missing:
             raise EvaluationError(f"no prediction for {len(missing)} video(s) of {split.name}: "
                                   f"{', '.join(missing)} (looked in {pred_dir})")
     else:
         videos = sorted(preds)
         if not videos:
-            raise EvaluationError(f"no prediction files (*.txt) in {pred_dir}")
-    no_gt = sorted(set(videos) - gts)
+            raise EvaluationError(f"no prediction files (<video>.txt or <video>) in {pred_dir}")
+    no_gt = sorted(set(videos) - set(gts))
     if no_gt:
         raise EvaluationError(f"no ground truth for {len(no_gt)} prediction(s): {', '.join(no_gt)} "
                               f"(looked in {gt_dir})")
     out = []
     for video in sorted(videos):
-        gt = read_names(gt_dir / f"{video}.txt")
+        gt = read_names(gts[video])
         if not gt:
-            raise EvaluationError(f"ground truth of {video!r} is empty")
-        out.append((video, read_names(pred_dir / f"{video}.txt"), gt))
+            raise EvaluationError(f"ground truth of {video!r} is empty ({gts[video]})")
+        pred = read_names(preds[video])
+        if not pred:
+            raise EvaluationError(f"prediction of {video!r} is empty ({preds[video]}): no frame labels to score")
+        out.append((video, pred, gt))
     return out
 
 
@@ -95,8 +124,12 @@ def encode(videos: Sequence[tuple[str, list[str], list[str]]],
 
 
 def evaluate_tas(pred_dir: Path, gt_dir: Path, mapping: ClassMapping | None = None,
-                 background: Sequence[str] | None = None, split: Path | None = None) -> dict[str, float]:
-    """TAS metrics of prediction files (see module docstring); ``videos`` holds the count."""
+                 background: Sequence[str] | None = None, split: Path | None = None, *,
+                 exact_f1: bool = False) -> dict[str, float]:
+    """TAS metrics of prediction files (see module docstring); ``videos`` holds the count.
+
+    ``exact_f1`` uses the exact last-segment end for F1 instead of the reference ``eval.py``'s ``N-1``.
+    """
     videos = collect(pred_dir, gt_dir, split)
     for video, pred, gt in videos:
         if len(pred) != len(gt):
@@ -112,7 +145,7 @@ def evaluate_tas(pred_dir: Path, gt_dir: Path, mapping: ClassMapping | None = No
             if unknown:
                 raise EvaluationError(f"--background names not in the mapping: {unknown}")
     bg_ids = [used.id_of(b) for b in bg_names if b in used.names]
-    result: dict[str, float] = dict(tas_metrics(pairs, background=bg_ids))
+    result: dict[str, float] = dict(tas_metrics(pairs, background=bg_ids, exact_f1=exact_f1))
     result["videos"] = len(pairs)
     return result
 
@@ -141,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         if task == "tas":
             p.add_argument("--background", nargs="*", default=None, metavar="NAME",
                            help="classes dropped from Edit/F1 segments (default: background)")
+            p.add_argument("--exact-f1", action="store_true",
+                           help="F1 with the exact last-segment end N (default: the reference eval.py's N-1)")
         else:
             p.add_argument("--observed", required=True, type=float, help="observed ratio alpha")
             p.add_argument("--predicted", required=True, type=float, nargs="+", help="prediction ratios beta")
@@ -153,13 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         mapping = ClassMapping.from_file(args.mapping) if args.mapping is not None else None
         if args.task == "tas":
-            result = evaluate_tas(args.predictions, args.ground_truth, mapping, args.background, args.split)
+            result = evaluate_tas(args.predictions, args.ground_truth, mapping, args.background, args.split,
+                                  exact_f1=args.exact_f1)
         else:
             result = evaluate_lta(args.predictions, args.ground_truth, args.observed, args.predicted,
                                   mapping, args.split)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return 2
     print(json.dumps(result))
     return 0
 

@@ -13,8 +13,14 @@ Definitions follow the field's reference evaluation code (MS-TCN ``eval.py`` for
   correct/wrong counts are pooled per ground-truth class over all videos, and MoC is the mean over classes
   with at least one frame of correct/(correct+wrong), times 100.
 
-Segments are half-open ``[start, end)`` runs from :func:`model.labels.segments_from_labels`. (The MS-TCN
-code ends the last segment of a video one frame early; that changes IoUs by at most one frame per video.)
+Segments are half-open ``[start, end)`` runs from :func:`model.labels.segments_from_labels`.
+
+**F1 segment ends.** The reference ``eval.py`` (MS-TCN / ASFormer, used for the published numbers) gives
+every segment an exclusive end index except the last segment of a video, whose end is the *last index*
+``N-1``; F1's intersection and union use those ends, so the last segment counts one frame short. That is
+the default here (``exact_f1=False``), so F1 matches published numbers; ``exact_f1=True`` uses the true
+half-open ``[start, N)`` end (differences up to a few tenths of an F1 point). Acc, Edit and MoC do not
+depend on it.
 """
 from __future__ import annotations
 
@@ -98,14 +104,30 @@ def segment_iou(pred: Sequence[Segment], gt: Sequence[Segment]) -> np.ndarray:
     return np.where(pl[:, None] == gl[None, :], iou, 0.0)
 
 
+def reference_f1_segments(segments: Sequence[Segment], length: int) -> list[Segment]:
+    """``segments`` with the reference ``eval.py`` ends: a segment ending at ``length`` ends at ``length - 1``.
+
+    Only the segment that runs to the end of the video (when it is not dropped as background) changes;
+    every other end stays exclusive, as in the reference ``get_labels_start_end_time``.
+    """
+    return [Segment(s.label, s.start, length - 1) if s.end == length else s for s in segments]
+
+
 def f1_counts(pred: Sequence[int] | np.ndarray, gt: Sequence[int] | np.ndarray, threshold: float,
-              background: Iterable[int] = ()) -> tuple[int, int, int]:
-    """``(tp, fp, fn)`` of one video at IoU ``threshold`` (greedy matching in prediction order)."""
+              background: Iterable[int] = (), *, exact_f1: bool = False) -> tuple[int, int, int]:
+    """``(tp, fp, fn)`` of one video at IoU ``threshold`` (greedy matching in prediction order).
+
+    ``exact_f1=False`` (default) ends the video's last segment at ``N-1`` as the reference ``eval.py``
+    does (see the module docstring); ``True`` uses the half-open end ``N``.
+    """
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"IoU threshold must be in (0, 1], got {threshold}")
     bg = tuple(background)
-    p = segments_from_labels(_as_labels(pred, "pred"), ignore=bg)
-    g = segments_from_labels(_as_labels(gt, "gt"), ignore=bg)
+    pred_arr, gt_arr = _as_labels(pred, "pred"), _as_labels(gt, "gt")
+    p = segments_from_labels(pred_arr, ignore=bg)
+    g = segments_from_labels(gt_arr, ignore=bg)
+    if not exact_f1:
+        p, g = reference_f1_segments(p, pred_arr.size), reference_f1_segments(g, gt_arr.size)
     if not g:
         return 0, len(p), 0
     iou = segment_iou(p, g)
@@ -134,11 +156,12 @@ def f1_from_counts(tp: int, fp: int, fn: int) -> float:
 
 
 def tas_metrics(pairs: Iterable[tuple[Sequence[int] | np.ndarray, Sequence[int] | np.ndarray]],
-                background: Iterable[int] = ()) -> dict[str, float]:
+                background: Iterable[int] = (), *, exact_f1: bool = False) -> dict[str, float]:
     """Acc, Edit and F1@{10,25,50} over ``(pred, gt)`` int label arrays, one pair per video.
 
     ``background`` class ids are dropped from the segments used by Edit and F1 (frames still count for
-    Acc). Returns ``{"acc", "edit", "f1@10", "f1@25", "f1@50"}`` in percent. Raises ``ValueError`` for
+    Acc). F1 uses the reference ``eval.py`` segment ends unless ``exact_f1`` (see the module docstring).
+    Returns ``{"acc", "edit", "f1@10", "f1@25", "f1@50"}`` in percent. Raises ``ValueError`` for
     no videos, mismatched lengths or non-integer labels.
     """
     bg = tuple(int(b) for b in background)
@@ -153,7 +176,7 @@ def tas_metrics(pairs: Iterable[tuple[Sequence[int] | np.ndarray, Sequence[int] 
         total += g.size
         edits.append(edit_score(p, g, bg))
         for key, k in F1_THRESHOLDS:
-            tp, fp, fn = f1_counts(p, g, k, bg)
+            tp, fp, fn = f1_counts(p, g, k, bg, exact_f1=exact_f1)
             c = counts[key]
             c[0] += tp
             c[1] += fp

@@ -33,6 +33,7 @@ class ScoringOptions:
     betas: tuple[float, ...] = BETAS
     ratio: float = 4.0
     background: tuple[str, ...] = ("background",)
+    exact_f1: bool = False  # F1 with the exact last-segment end (default: the reference eval.py's N-1)
 
     def __post_init__(self) -> None:
         bad = [p for p in self.protocols if p not in PROTOCOLS]
@@ -98,7 +99,7 @@ def score_predictions(videos: Sequence[VideoPredictions], class_names: Sequence[
     if not videos:
         raise ValueError("no videos to score")
     bg = _background_ids(class_names, options.background)
-    tas = dict(tas_metrics([(v.tas.labels, v.labels) for v in videos], background=bg))
+    tas = dict(tas_metrics([(v.tas.labels, v.labels) for v in videos], background=bg, exact_f1=options.exact_f1))
     tas["score"] = summary_score(tas)
     metrics: dict = {"videos": len(videos), "tas": tas, "lta": {}, "lta_mean": {}}
     latency = {"tas_per_video": float(np.mean([v.tas.seconds for v in videos]))}
