@@ -10,14 +10,20 @@ a per-frame label file. The report has
 * anticipation metrics of every tick's forecast against what really happened next: MoC (pooled per
   ground-truth class) over the whole forecast window and accuracy at fixed look-ahead times;
 * per-stage latency (p50/p95): image decoding, per-frame push (features at sampled frames), forecast;
-* a timeline PNG: ground truth, the online segmentation, and the forecasts of several ticks.
+* a timeline PNG: ground truth, the live current action published at each tick, and the forecasts of
+  several ticks, titled with the headline metrics;
+* the per-frame final segmentation and every tick's forecast (``frames.csv``, ``segmentation.csv``,
+  ``forecasts.jsonl``, see :mod:`actfusion_ros.replay_series`), to re-score or plot the replay.
 
-JSON (``replay.json``) and markdown (``replay.md``) are written beside the PNG, atomically.
+JSON (``replay.json``) and markdown (``replay.md``) are written beside the PNG, atomically. Inputs (the
+output folder, the bag and its topics, the label file, the checkpoint) are checked before the bag is
+replayed; every user error exits 2 with one ``actfusion-replay: error: ...`` line.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -26,6 +32,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from actfusion_ros.replay_series import SERIES_FILES, write_series
 from actfusion_ros.stream import ForecastResult, StreamConfig, StreamingAnticipator
 from model.io import atomic_write_text
 from training.metrics import MocCounts, tas_metrics
@@ -219,9 +226,44 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+TimelineBars = list[tuple[float, float, int]]  # (start_ns, duration_ns, class id) of one timeline row
+
+
+def timeline_rows(records: Sequence[TickRecord], truth: GroundTruth, *, max_forecasts: int = 5,
+                  ) -> tuple[list[tuple[str, TimelineBars]], list[TickRecord]]:
+    """The rows of :func:`timeline_png` and the ticks whose forecasts are drawn.
+
+    Rows: the ground truth per frame; the live current action (each tick's current action, from its
+    stamp to the next tick's, the last one to the end of the recording); ``max_forecasts`` forecasts
+    spread over the complete ticks.
+    """
+    end_ns = int(truth.stamps_ns[-1])
+    complete = [r for r in records if not r.partial] or list(records)
+    step = max(1, len(complete) // max_forecasts)
+    chosen = complete[::step][-max_forecasts:]
+    frame_ns = float(np.median(np.diff(truth.stamps_ns))) if truth.stamps_ns.size > 1 else 1e8
+    rows: list[tuple[str, TimelineBars]] = [
+        ("ground truth", [(float(t), frame_ns, int(lab)) for t, lab in zip(truth.stamps_ns, truth.labels)])]
+    if records:
+        stamps = [int(r.stamp_ns) for r in records]
+        until = stamps[1:] + [max(end_ns, stamps[-1])]
+        rows.append(("live current action", [(float(s), float(e - s), int(r.observed_labels[-1]))
+                                             for s, e, r in zip(stamps, until, records)]))
+    for rec in chosen:
+        rows.append((f"forecast @ {(rec.stamp_ns - int(truth.stamps_ns[0])) / 1e9:.1f} s",
+                     [(float(t), float(rec.period_ns), int(lab))
+                      for t, lab in zip(rec.future_times_ns(), rec.future_labels)]))
+    return rows, chosen
+
+
 def timeline_png(path: Path, records: Sequence[TickRecord], truth: GroundTruth, class_names: Sequence[str],
-                 *, max_forecasts: int = 5) -> None:
-    """Ground truth, online segmentation and a few ticks' forecasts on one time axis (seconds)."""
+                 *, max_forecasts: int = 5, title: str | None = None) -> None:
+    """Ground truth, the live current action and a few ticks' forecasts on one time axis (seconds).
+
+    The second row shows what was published live: from each tick's stamp to the next one, the current
+    action of that tick (not the final observation's re-segmentation). A dashed line marks the end of
+    the recording (the last frame); ``title`` goes above the plot (e.g. :func:`headline`).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -231,34 +273,88 @@ def timeline_png(path: Path, records: Sequence[TickRecord], truth: GroundTruth, 
     from model.io import atomic_open
 
     t0 = int(truth.stamps_ns[0])
+    end_ns = int(truth.stamps_ns[-1])
     cmap = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20", max(len(class_names), 1))
-    complete = [r for r in records if not r.partial] or list(records)
-    step = max(1, len(complete) // max_forecasts)
-    chosen = complete[::step][-max_forecasts:]
-    rows: list[tuple[str, np.ndarray, np.ndarray, float]] = [
-        ("ground truth", truth.stamps_ns, truth.labels, float(np.median(np.diff(truth.stamps_ns))) if truth.stamps_ns.size > 1 else 1e8)]
-    if complete:
-        final = complete[-1]
-        rows.append(("online segmentation", final.observed_stamps_ns, final.observed_labels, final.period_ns))
-    for rec in chosen:
-        label = f"forecast @ {(rec.stamp_ns - t0) / 1e9:.1f} s"
-        rows.append((label, rec.future_times_ns(), rec.future_labels, rec.period_ns))
-    fig, ax = plt.subplots(figsize=(12, 0.6 * len(rows) + 1.4))
-    for y, (_, times, labels, period) in enumerate(rows):
-        for t, lab in zip(times, labels):
-            if lab >= 0:
-                ax.barh(y, period / 1e9, left=(t - t0) / 1e9, height=0.8, color=cmap(int(lab)), linewidth=0)
+    rows, chosen = timeline_rows(records, truth, max_forecasts=max_forecasts)
+    fig, ax = plt.subplots(figsize=(12, 0.55 * len(rows) + 1.6))
+    for y, (_, bars) in enumerate(rows):
+        for start, width, lab in bars:
+            if lab >= 0 and width > 0:
+                ax.barh(y, width / 1e9, left=(start - t0) / 1e9, height=0.8, color=cmap(lab), linewidth=0)
     for rec in chosen:
         ax.axvline((rec.stamp_ns - t0) / 1e9, color="k", lw=0.6, ls=":")
+    ax.axvline((end_ns - t0) / 1e9, color="k", lw=1.2, ls="--")
+    ax.annotate("end of recording", xy=((end_ns - t0) / 1e9, 0), xycoords=("data", "axes fraction"),
+                xytext=(-3, 3), textcoords="offset points", ha="right", va="bottom", fontsize=8)
     ax.set_yticks(range(len(rows)), [r[0] for r in rows])
     ax.invert_yaxis()
     ax.set_xlabel("camera time (s)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    # legend right of the plot; the tight bounding box crops the figure to what is drawn (no empty band)
     ax.legend(handles=[Patch(color=cmap(i), label=n) for i, n in enumerate(class_names)],
-              loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=min(len(class_names), 7), fontsize=8)
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=max(1, -(-len(class_names) // 20)),
+              fontsize=8, frameon=False, borderaxespad=0.0)
     fig.tight_layout()
     with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=100)
+        fig.savefig(fh, format="png", dpi=100, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
+
+
+def check_out_dir(out: Path) -> None:
+    """Raise :class:`ReplayError` unless ``out`` is (or can be created as) a writable directory."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ReplayError(f"--out {out}: exists and is not a directory")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ReplayError(f"--out {out}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ReplayError(f"--out {out}: {parent} is not writable")
+
+
+def read_labels_file(path: Path) -> list[str]:
+    """One label name per line (blank lines skipped); :class:`ReplayError` if it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReplayError(f"--labels {path}: no such file" if not path.exists() else f"--labels {path}: not a file")
+    try:
+        return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise ReplayError(f"--labels {path}: cannot be read ({type(err).__name__}: {err})") from None
+
+
+def check_sources(bag: Path, image_topic: str, label_topic: str | None, labels_file: Path | None) -> None:
+    """Check, from the bag's metadata only, that the image and label sources exist and fit together.
+
+    Raises :class:`ReplayError` (or :class:`~actfusion_ros.bags.BagError`) naming the problem: a missing
+    bag, a missing or mistyped topic (listing the topics present), no ground truth, or a label file whose
+    length differs from the number of images.
+    """
+    from actfusion_ros.bags import IMAGE_TYPES, LABEL_TYPE, bag_topics
+
+    if not label_topic and not labels_file:
+        raise ReplayError("ground truth needed: give --label-topic or --labels")
+    topics = bag_topics(bag)
+    present = ", ".join(f"{t.name} ({t.msgtype}, {t.count} msgs)" for t in topics.values()) or "none"
+    for topic, types, what in ((image_topic, tuple(IMAGE_TYPES), "image"),
+                               (label_topic, (LABEL_TYPE,), "label")):
+        if not topic:
+            continue
+        if topic not in topics:
+            raise ReplayError(f"bag {bag}: {what} topic {topic!r} not found; topics present: {present}")
+        if topics[topic].msgtype not in types:
+            raise ReplayError(f"bag {bag}: {what} topic {topic!r} has type {topics[topic].msgtype}, "
+                              f"expected {' or '.join(types)}")
+    if topics[image_topic].count == 0:
+        raise ReplayError(f"bag {bag}: no images on {image_topic!r}")
+    if labels_file and not label_topic:
+        names = read_labels_file(labels_file)
+        if len(names) != topics[image_topic].count:
+            raise ReplayError(f"{labels_file}: {len(names)} labels for {topics[image_topic].count} images "
+                              f"on {image_topic!r}")
 
 
 def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic: str,
@@ -268,6 +364,8 @@ def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic
     from actfusion_ros.bags import count_messages, labels_at, read_images, read_labels
 
     class_names = list(forecaster.class_names)
+    check_out_dir(out)
+    check_sources(bag, image_topic, label_topic, labels_file)
     if extractor.dim != forecaster.input_dim:
         raise ReplayError(f"the extractor gives {extractor.dim}-d features but the model expects "
                           f"{forecaster.input_dim}-d: use the extractor the model was trained with")
@@ -283,7 +381,7 @@ def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic
     if label_topic:
         names = labels_at(read_labels(bag, label_topic), stamps)
     elif labels_file:
-        names = [ln.strip() for ln in Path(labels_file).read_text().splitlines() if ln.strip()]
+        names = read_labels_file(labels_file)
         if len(names) != len(stamps):
             raise ReplayError(f"{labels_file}: {len(names)} labels for {len(stamps)} frames on {image_topic!r}")
     else:
@@ -301,8 +399,25 @@ def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic
         settings={"stream": asdict(config), "tick_rate_hz": tick_rate_hz, "image_topic": image_topic,
                   "messages_on_topic": count_messages(bag, image_topic)})
     write_report(report, out, class_names)
-    timeline_png(out / "timeline.png", records, truth, class_names)
+    write_series(out, records, final_record(records), truth, names, class_names)
+    timeline_png(out / "timeline.png", records, truth, class_names, title=headline(report))
     return report
+
+
+def final_record(records: Sequence[TickRecord]) -> TickRecord:
+    """The tick whose observation TAS scores: the last complete one (the last one if all are partial)."""
+    complete = [r for r in records if not r.partial] or list(records)
+    if not complete:
+        raise ReplayError("no forecast was published: the bag is too short for the configured start-up")
+    return complete[-1]
+
+
+def headline(report: ReplayReport) -> str:
+    """One-line summary of a report for plot titles: TAS of the final observation and MoC."""
+    tas = report.tas
+    moc = ", ".join(f"{name.replace('_', ' ')} {sc.moc:.1f}" for name, sc in report.anticipation.items())
+    return (f"{Path(report.bag).name}: Acc {tas['acc']:.1f}, Edit {tas['edit']:.1f}, F1@50 {tas['f1@50']:.1f}"
+            f" | MoC {moc}")
 
 
 def _parse_kv(items: Sequence[str]) -> dict[str, Any]:
@@ -318,13 +433,45 @@ def _parse_kv(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one ``prog: error: ...`` line (exit 2), without the usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every check that needs no model: numbers, paths, the bag's topics. Raises :class:`ReplayError`."""
+    if args.threads is not None and args.threads < 1:
+        raise ReplayError(f"--threads must be >= 1, got {args.threads}")
+    if args.tick_rate <= 0:
+        raise ReplayError(f"--tick-rate must be > 0 Hz, got {args.tick_rate}")
+    if args.feature_rate is not None and args.feature_rate <= 0:
+        raise ReplayError(f"--feature-rate must be > 0 Hz, got {args.feature_rate}")
+    if any(s <= 0 for s in args.lookahead):
+        raise ReplayError(f"--lookahead times must be > 0 s, got {args.lookahead}")
+    if args.backend == "torch":
+        if not args.checkpoint:
+            raise ReplayError("backend torch needs --checkpoint")
+        if not args.checkpoint.is_file():
+            raise ReplayError(f"--checkpoint {args.checkpoint}: no such file")
+    else:
+        if not args.onnx_dir:
+            raise ReplayError(f"backend {args.backend} needs --onnx-dir (written by actfusion-export)")
+        if not args.onnx_dir.is_dir():
+            raise ReplayError(f"--onnx-dir {args.onnx_dir}: no such directory")
+    _parse_kv(args.extractor_opt)
+    check_out_dir(args.out)
+    check_sources(args.bag, args.image_topic, args.label_topic, args.labels)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
+    """Command-line entry point: 0 on success, 2 (one line on stderr) for any user error."""
     from actfusion_ros.forecaster import ModelForecaster
     from model.features import build_extractor
     from model.features.pipeline import FeaturePipeline, check_pipeline
 
-    ap = argparse.ArgumentParser(prog="actfusion-replay", description=__doc__.split("\n")[0])
+    ap = _OneLineParser(prog="actfusion-replay", description=__doc__.split("\n")[0])
     ap.add_argument("bag", type=Path)
     ap.add_argument("--checkpoint", type=Path, help="our checkpoint (backend torch; also names the pipeline)")
     ap.add_argument("--out", type=Path, required=True)
@@ -348,13 +495,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lookahead", type=float, nargs="*", default=list(DEFAULT_LOOKAHEAD_S))
     ap.add_argument("--threads", type=int, help="torch CPU threads (small models: 1 is fastest on a busy CPU)")
     args = ap.parse_args(argv)
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
     try:
+        check_arguments(args)
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
         if args.backend == "torch":
-            if not args.checkpoint:
-                raise ReplayError("backend torch needs --checkpoint")
             forecaster = ModelForecaster.from_checkpoint(args.checkpoint, device=args.device, steps=args.steps,
                                                          seed=args.seed)
         else:
@@ -376,11 +522,12 @@ def main(argv: list[str] | None = None) -> int:
         report = replay(args.bag, forecaster, build_extractor(name, **kwargs), out=args.out,
                         image_topic=args.image_topic, label_topic=args.label_topic, labels_file=args.labels,
                         config=config, tick_rate_hz=args.tick_rate, lookahead_s=args.lookahead)
-    except (ValueError, RuntimeError) as err:
-        print(f"actfusion-replay: error: {err}", file=sys.stderr)
+    except (ValueError, RuntimeError, OSError) as err:
+        print(f"actfusion-replay: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     print((args.out / "replay.md").read_text())
-    print(f"wrote {args.out / 'replay.json'}, {args.out / 'replay.md'}, {args.out / 'timeline.png'}")
+    print(f"wrote {args.out / 'replay.json'}, {args.out / 'replay.md'}, {args.out / 'timeline.png'} and the "
+          f"per-frame / per-tick series ({', '.join(SERIES_FILES)})")
     return 0
 
 

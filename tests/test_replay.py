@@ -1,6 +1,8 @@
 """actfusion-replay: a case with a known answer, both storage formats, clear errors."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -94,3 +96,152 @@ def test_replay_errors_name_the_problem(tmp_path) -> None:
 def test_ground_truth_lookup_is_causal_and_bounded() -> None:
     gt = GroundTruth(np.array([0, 10, 20]), np.array([4, 5, 6]))
     assert gt.at(np.array([-1, 0, 9, 10, 19, 20, 21])).tolist() == [-1, 4, 4, 5, 5, 6, -1]
+
+
+# ------------------------------------------------------------------ per-frame / per-tick files, timeline rows
+
+
+class LastFrameOracle(RepeatLast):
+    """Labels the whole observation with the newest frame's class: the final re-segmentation then differs
+    from what each tick published live."""
+
+    def __call__(self, observed: np.ndarray, horizon: int):
+        cls = int(observed[0, -1])
+        obs = np.zeros((2, observed.shape[1]), np.float32)
+        obs[cls] = 1.0
+        return obs, np.repeat(obs[:, -1:], horizon, axis=1)
+
+
+def _replay(tmp_path, forecaster=None):
+    bag = write_bag(tmp_path / "bag", storage="mcap", images=list(_frames()), encoding="rgb8",
+                    labels=[(0, "red_thing"), (int(BOUNDARY_S * 1e9), "blue_thing")])
+    cfg = StreamConfig(feature_rate_hz=2.0, ratio=4.0, max_horizon_s=30.0, min_observed_frames=2)
+    return replay(bag, forecaster or RepeatLast(), Blueness(), out=tmp_path / "out", image_topic="/camera/image_raw",
+                  label_topic="/action/label", config=cfg, tick_rate_hz=1.0, lookahead_s=(1.0, 2.0))
+
+
+def test_series_files_rescore_to_the_report(tmp_path) -> None:
+    import csv
+    import json
+
+    from actfusion_ros.replay import score
+    from actfusion_ros.replay_series import read_series
+    from training.metrics import tas_metrics
+
+    report = _replay(tmp_path, LastFrameOracle())
+    out = tmp_path / "out"
+    frames = list(csv.DictReader((out / "frames.csv").open()))
+    assert len(frames) == report.frames and frames[0] == {"stamp_ns": "0", "truth": "red_thing"}
+    ticks = [json.loads(ln) for ln in (out / "forecasts.jsonl").read_text().splitlines()]
+    assert len(ticks) == report.published and [t["tick"] for t in ticks] == list(range(len(ticks)))
+    for t in ticks:
+        assert len(t["future_labels"]) == sum((s["end_ns"] - s["start_ns"]) // t["period_ns"]
+                                              for s in t["future_segments"])
+        segs = t["observed_segments"] + t["future_segments"]
+        assert all(a["end_ns"] == b["start_ns"] for a, b in zip(segs, segs[1:]))   # contiguous
+        assert t["current"] == t["observed_segments"][-1]
+    # TAS by hand from segmentation.csv
+    seg = [r for r in csv.DictReader((out / "segmentation.csv").open()) if r["truth"]]
+    ids = {n: i for i, n in enumerate(NAMES)}
+    tas = tas_metrics([(np.array([ids[r["predicted"]] for r in seg]), np.array([ids[r["truth"]] for r in seg]))])
+    assert tas == report.tas
+    # and everything through the replay's own scoring
+    records, truth = read_series(out, NAMES)
+    tas2, anticipation = score(records, truth, lookahead_s=(1.0, 2.0))
+    assert tas2 == report.tas and anticipation == report.anticipation
+
+
+def test_timeline_second_row_is_what_was_published_live(tmp_path) -> None:
+    from actfusion_ros.replay import timeline_rows
+    from actfusion_ros.replay_series import read_series
+
+    _replay(tmp_path, LastFrameOracle())
+    records, truth = read_series(tmp_path / "out", NAMES)
+    rows, _ = timeline_rows(records, truth)
+    name, bars = rows[1]
+    assert name == "live current action"
+    live = [lab for _, _, lab in bars]
+    stamps = [start for start, _, _ in bars]
+    assert stamps == [float(r.stamp_ns) for r in records]
+    # red (0) was published before the boundary, blue after; the final re-segmentation is all blue
+    assert live == [0 if s < BOUNDARY_S * 1e9 else 1 for s in stamps] and 0 in live
+    final = [r for r in records if not r.partial][-1]
+    assert set(final.observed_labels.tolist()) == {1}
+    assert bars[-1][0] + bars[-1][1] == float(truth.stamps_ns[-1])  # the last one runs to the end
+
+
+# ------------------------------------------------------------------ the CLI: user errors before the replay
+
+
+@pytest.fixture
+def cli_bag(tmp_path, monkeypatch):
+    """A small bag, a placeholder checkpoint file, and read_images made to fail the test if called."""
+    import actfusion_ros.bags as bags
+
+    bag = write_bag(tmp_path / "bag", images=list(_frames())[:10], labels=[(0, "red_thing")])
+
+    def no_replay(*args, **kwargs):
+        raise AssertionError("the bag was replayed before the inputs were checked")
+
+    monkeypatch.setattr(bags, "read_images", no_replay)
+    (tmp_path / "ckpt.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "a_file").write_text("x")
+    return bag
+
+
+@pytest.mark.parametrize("case, extra, message", [
+    ("out under a file", ["--out", "{tmp}/a_file/out", "--label-topic", "/action/label"], "a_file is a file"),
+    ("out is a file", ["--out", "{tmp}/a_file", "--label-topic", "/action/label"], "not a directory"),
+    ("missing labels file", ["--labels", "{tmp}/nope.txt"], "--labels .*nope.txt: no such file"),
+    ("short labels file", ["--labels", "{tmp}/a_file"], "1 labels for 10 images"),
+    ("missing label topic", ["--label-topic", "/wrong"], "label topic '/wrong' not found; topics present: "
+                                                         "/action/label"),
+    ("label topic of images", ["--label-topic", "/camera/image_raw"], "has type sensor_msgs/msg/Image"),
+    ("missing image topic", ["--label-topic", "/action/label", "--image-topic", "/cam"],
+     "image topic '/cam' not found"),
+    ("no ground truth", [], "ground truth needed"),
+    ("missing checkpoint", ["--label-topic", "/action/label", "--checkpoint", "{tmp}/missing.pt"],
+     "--checkpoint .*missing.pt: no such file"),
+    ("bad checkpoint", ["--label-topic", "/action/label"], "ckpt.pt"),
+    ("missing bag", ["--label-topic", "/action/label", "--bag", "{tmp}/nobag"], "nobag: no such file"),
+    ("bad tick rate", ["--label-topic", "/action/label", "--tick-rate", "0"], "--tick-rate must be > 0"),
+    ("argparse", ["--label-topic", "/action/label", "--ratio", "x"], "invalid float value"),
+])
+def test_cli_user_errors_exit_2_with_one_line(tmp_path, cli_bag, capsys, case, extra, message) -> None:
+    import re
+
+    from actfusion_ros.replay import main
+
+    extra = [e.replace("{tmp}", str(tmp_path)) for e in extra]
+    bag = str(cli_bag)
+    if "--bag" in extra:
+        i = extra.index("--bag")
+        bag = extra[i + 1]
+        del extra[i:i + 2]
+    argv = [bag, "--checkpoint", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "out"), *extra]
+    if "--out" in extra:
+        del argv[4:6]
+    if case == "argparse":
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        rc = info.value.code
+    else:
+        rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2, (case, err)
+    assert err.count("\n") == 1 and err.startswith("actfusion-replay: error: "), err
+    assert "Traceback" not in err and re.search(message, err), err
+
+
+def test_cli_user_error_as_a_subprocess_has_no_traceback(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    bag = write_bag(tmp_path / "bag", images=list(_frames())[:4], labels=[(0, "red_thing")])
+    (tmp_path / "f").write_text("x")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    res = subprocess.run([sys.executable, "-m", "actfusion_ros.replay", str(bag), "--checkpoint", str(tmp_path / "f"),
+                          "--out", str(tmp_path / "f" / "out"), "--labels", str(tmp_path / "missing")],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
