@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
+from actfusion_ros.ros_domain import domain_id
 from actfusion_ros.world import ActivityWorld, Episode
 from model.labels import segments_from_labels
 
@@ -134,9 +135,14 @@ def live_core(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any
     return shown
 
 
+def demo_domain_id() -> int:
+    """The demo's ROS domain: ``ROS_DOMAIN_ID`` when set, else one in 150..209 derived from the pid."""
+    return domain_id(150 + os.getpid() % 60)
+
+
 def live_dds(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any, work: Path, rate: float) -> int:
     """Run actfusion_node and actfusion-play as processes over loopback DDS; print forecasts received."""
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(150 + os.getpid() % 60),
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(demo_domain_id()),
                FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds_local.xml"), PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID",
@@ -226,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-dds", action="store_true", help="drive the streaming core in-process instead")
     ap.add_argument("--rate", type=float, default=2.0, help="bag playback speed for the live part")
     args = ap.parse_args(argv)
+    try:
+        demo_domain_id()  # a bad ROS_DOMAIN_ID is refused before minutes of training
+    except ValueError as err:
+        print(f"actfusion-demo: error: {err}", file=sys.stderr)
+        return 2
 
     work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)

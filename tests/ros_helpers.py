@@ -39,8 +39,10 @@ def ros_skip_reason() -> str | None:
 
 
 def unique_domain_id() -> int:
-    """A ROS_DOMAIN_ID in 20..219 derived from the pid (tests also use unique namespaces)."""
-    return 20 + os.getpid() % 200
+    """``ROS_DOMAIN_ID`` when set; else a domain in 20..219 derived from the pid (tests also use unique
+    namespaces)."""
+    from actfusion_ros.ros_domain import domain_id
+    return domain_id(20 + os.getpid() % 200)
 
 
 def loopback_env(domain_id: int, base: dict[str, str] | None = None) -> dict[str, str]:
