@@ -17,6 +17,10 @@
 
 Run: ``.venv/bin/python benchmarks/soak.py --minutes 30 --dds-seconds 60``
 
+Exit status: 0 when every requested part ran and the node exited 0 after SIGINT; 1 when the DDS part was
+requested but skipped (ROS not importable; ``--allow-dds-skip`` accepts that), failed, or the node exited
+non-zero (or not at all). The problems are printed last and recorded under ``status`` in ``--json``.
+
 ``run_core_soak`` / ``run_dds_soak`` return the figures as dataclasses (``tests/test_soak.py`` runs a
 3-minute core soak with them). Memory is read from ``/proc`` (Linux), no psutil needed.
 """
@@ -457,6 +461,24 @@ def print_dds_report(r: DdsSoakReport, out: Callable[[str], None] = print) -> No
 
 
 # ---------------------------------------------------------------------------------------------- CLI
+def soak_problems(*, dds_requested: bool, dds_skip_reason: str | None, dds: DdsSoakReport | None,
+                  dds_error: str | None = None, allow_dds_skip: bool = False) -> list[str]:
+    """What makes the soak fail (empty: it passed); ``main`` exits 1 when this is not empty."""
+    if not dds_requested:
+        return []
+    if dds_skip_reason is not None:
+        return [] if allow_dds_skip else [f"DDS soak skipped: {dds_skip_reason} (--allow-dds-skip to accept)"]
+    if dds_error is not None:
+        return [f"DDS soak failed: {dds_error}"]
+    if dds is None:
+        return ["DDS soak produced no report"]
+    if dds.exit_code is None:
+        return ["the node did not exit within 30 s of SIGINT"]
+    if dds.exit_code != 0:
+        return [f"the node exited with code {dds.exit_code} after SIGINT (expected 0)"]
+    return []
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=30.0, help="simulated minutes through the core (0: skip)")
@@ -473,7 +495,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stall", type=float, default=8.0, help="stall length in seconds")
     ap.add_argument("--bucket", type=float, default=5.0, help="latency bucket in minutes of camera time")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    ap.add_argument("--allow-dds-skip", action="store_true",
+                    help="exit 0 even if the DDS part is skipped because ROS is not importable")
     args = ap.parse_args(argv)
+    skip_reason: str | None = None
+    dds: DdsSoakReport | None = None
+    dds_error: str | None = None
     results: dict[str, Any] = {}
     if args.minutes > 0:
         settings = CoreSoakSettings(minutes=args.minutes, fps=args.fps, width=args.width, height=args.height,
@@ -487,20 +514,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.dds_seconds > 0:
         from tests.ros_helpers import ros_skip_reason
 
-        reason = ros_skip_reason()
-        if reason:
-            print(f"DDS soak skipped: {reason}")
+        skip_reason = ros_skip_reason()
+        if skip_reason:
+            print(f"DDS soak skipped: {skip_reason}")
         else:
-            dds = run_dds_soak(args.dds_seconds, fps=args.fps, width=args.width, height=args.height,
-                               max_window_s=args.dds_window, progress=lambda m: print(m, flush=True))
-            print_dds_report(dds)
-            results["dds"] = {k: v for k, v in asdict(dds).items() if k != "log_tail"}
-            if dds.exit_code != 0:
-                print(dds.log_tail)
+            try:
+                dds = run_dds_soak(args.dds_seconds, fps=args.fps, width=args.width, height=args.height,
+                                   max_window_s=args.dds_window, progress=lambda m: print(m, flush=True))
+            except (RuntimeError, AssertionError, OSError) as err:  # the node died, never matched, ...
+                dds_error = str(err)
+                print(f"DDS soak failed: {err}")
+            if dds is not None:
+                print_dds_report(dds)
+                results["dds"] = {k: v for k, v in asdict(dds).items() if k != "log_tail"}
+                if dds.exit_code != 0:
+                    print(dds.log_tail)
+    problems = soak_problems(dds_requested=args.dds_seconds > 0, dds_skip_reason=skip_reason, dds=dds,
+                             dds_error=dds_error, allow_dds_skip=args.allow_dds_skip)
+    results["status"] = {"ok": not problems, "problems": problems}
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    for problem in problems:
+        print(f"SOAK FAILED: {problem}", file=sys.stderr)
     sys.stdout.flush()
-    return 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -87,3 +87,54 @@ def test_no_growth_of_memory_threads_or_file_descriptors(report: CoreSoakReport)
     assert report.max_rss_kb - warm.rss_kb < limit_kb, (warm, report.max_rss_kb)
     assert end.threads == warm.threads, (warm, end)
     assert end.fds == warm.fds, (warm, end)
+
+
+# ---------------------------------------------------------------------------------------------- exit status
+
+
+def _dds_report(exit_code: int | None):
+    from benchmarks.soak import DdsSoakReport
+
+    s = proc_sample()
+    return DdsSoakReport(seconds=1.0, fps=30.0, sent=30, received_forecasts=2, first=s, warmup_s=1.0, start=s,
+                         end=s, samples=[(0.0, s)], diagnostics={}, exit_code=exit_code, exit_s=0.1)
+
+
+def test_soak_problems() -> None:
+    from benchmarks.soak import soak_problems
+
+    assert soak_problems(dds_requested=False, dds_skip_reason=None, dds=None) == []
+    assert soak_problems(dds_requested=True, dds_skip_reason=None, dds=_dds_report(0)) == []
+    assert soak_problems(dds_requested=True, dds_skip_reason="rclpy missing", dds=None, allow_dds_skip=True) == []
+    assert soak_problems(dds_requested=True, dds_skip_reason="rclpy missing", dds=None) == [
+        "DDS soak skipped: rclpy missing (--allow-dds-skip to accept)"]
+    assert soak_problems(dds_requested=True, dds_skip_reason=None, dds=_dds_report(1)) == [
+        "the node exited with code 1 after SIGINT (expected 0)"]
+    assert soak_problems(dds_requested=True, dds_skip_reason=None, dds=_dds_report(None)) == [
+        "the node did not exit within 30 s of SIGINT"]
+    assert soak_problems(dds_requested=True, dds_skip_reason=None, dds=None, dds_error="node exited with 2") == [
+        "DDS soak failed: node exited with 2"]
+
+
+@pytest.mark.parametrize("case, extra, expected", [
+    ("skipped", [], 1), ("skip allowed", ["--allow-dds-skip"], 0), ("node exit 1", [], 1), ("node exit 0", [], 0),
+    ("node died", [], 1)])
+def test_soak_main_exit_status(monkeypatch: pytest.MonkeyPatch, tmp_path, capsys, case, extra, expected) -> None:
+    import json
+
+    import benchmarks.soak as soak
+    import tests.ros_helpers as ros_helpers
+
+    monkeypatch.setattr(ros_helpers, "ros_skip_reason", lambda: "rclpy not importable" if "skip" in case else None)
+
+    def fake_dds_soak(*args, **kwargs):
+        if case == "node died":
+            raise RuntimeError("node exited with 2")
+        return _dds_report(int(case[-1]))
+
+    monkeypatch.setattr(soak, "run_dds_soak", fake_dds_soak)
+    rc = soak.main(["--minutes", "0", "--dds-seconds", "1", "--json", str(tmp_path / "s.json"), *extra])
+    assert rc == expected, capsys.readouterr()
+    status = json.loads((tmp_path / "s.json").read_text())["status"]
+    assert status["ok"] == (expected == 0) and len(status["problems"]) == (expected != 0)
+    assert ("SOAK FAILED" in capsys.readouterr().err) == (expected != 0)
