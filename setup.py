@@ -38,7 +38,8 @@ setup(
             "ros-diagnostic-msgs", "ros-builtin-interfaces",
         ],
         "test": ["pytest>=7", "hypothesis>=6", "tensorboard>=2.12", "onnx>=1.15", "onnxruntime>=1.17",
-                 "onnxscript>=0.1", "rosbags>=0.10"],
+                 "onnxscript>=0.1", "rosbags>=0.10",
+                 "mcap>=1.1"],  # the reference MCAP reader: tests check our bags' CRCs with it
     },
     entry_points={
         "console_scripts": [

@@ -17,11 +17,19 @@ naming the bag and, where there is one, the topic.
 :func:`write_bag` writes rosbag2 version 9 bags (what Kilted writes) with ``rosbags`` for tests and the
 demo: raw images (rgb8 / bgr8 / mono8, optionally padded rows) or compressed ones (jpeg / png), plus a
 label topic.
+
+**MCAP checksums.** ``rosbags`` writes MCAP chunks with CRC 0 ("no checksum"), so corruption could not be
+detected. :func:`write_mcap_crcs` fills in the real CRC-32s after writing (every chunk's
+``uncompressed_crc``, the DataEnd ``data_section_crc`` and the footer's ``summary_crc``, as the MCAP
+specification defines them); ``write_bag`` calls it for every ``.mcap`` file. On reading, ``rosbags``
+checks a chunk's CRC when it is not 0: a mismatch is a :class:`BagError` ("... CRC-32 does not match").
 """
 from __future__ import annotations
 
 import bisect
 import shutil
+import struct
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +42,7 @@ from actfusion_ros.frames import (compressed_to_rgb, image_to_rgb, ns_to_stamp_f
                                   rgb_to_jpeg, stamp_to_ns)
 
 __all__ = ["BagError", "IMAGE_TYPES", "LABEL_TYPE", "LabelEvent", "TopicInfo", "bag_topics",
-           "count_messages", "labels_at", "read_images", "read_labels", "write_bag"]
+           "count_messages", "labels_at", "read_images", "read_labels", "write_bag", "write_mcap_crcs"]
 
 IMAGE_TYPES: dict[str, Callable[[Any], np.ndarray]] = {
     "sensor_msgs/msg/Image": image_to_rgb,
@@ -141,6 +149,9 @@ def _open(path: str | Path, topic: str | None = None) -> Iterator[Any]:
     except BagError:
         raise
     except Exception as err:  # noqa: BLE001
+        if "checksum mismatch" in str(err).lower():
+            raise BagError(f"{where}{_storage_files(bag)}: corrupt: a chunk's CRC-32 does not match its data "
+                           f"(the file changed after it was written): {_describe(err)}") from err
         raise BagError(f"{where}{_storage_files(bag)}: read failed (corrupt or truncated bag?): "
                        f"{_describe(err)}") from err
     finally:
@@ -240,6 +251,63 @@ def labels_at(events: Sequence[LabelEvent], stamps_ns: Iterable[int], default: s
 
 
 # --------------------------------------------------------------------------- writing
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+_MCAP_CHUNK, _MCAP_DATA_END, _MCAP_FOOTER = 0x06, 0x0F, 0x02
+
+
+def _mcap_chunk_data(data: bytes | bytearray, body: int, path: Path) -> tuple[int, bytes]:
+    """``(offset of uncompressed_crc, uncompressed records)`` of the Chunk record whose content starts at ``body``."""
+    (size,) = struct.unpack_from("<Q", data, body + 16)
+    (name_len,) = struct.unpack_from("<I", data, body + 28)
+    compression = bytes(data[body + 32:body + 32 + name_len]).decode()
+    (records_len,) = struct.unpack_from("<Q", data, body + 32 + name_len)
+    start = body + 40 + name_len
+    records = bytes(data[start:start + records_len])
+    if compression:  # the decompressors rosbags' reader uses (zstd, lz4)
+        from rosbags.rosbag2.storage_mcap import DECOMPRESSORS
+        if compression not in DECOMPRESSORS:
+            raise BagError(f"{path}: cannot checksum a chunk compressed with {compression!r}")
+        records = DECOMPRESSORS[compression](records, size)
+    return body + 24, records
+
+
+def write_mcap_crcs(path: str | Path) -> int:
+    """Fill in the CRC-32s of an MCAP file that has 0 ("none") in their place; returns the chunks done.
+
+    Per the MCAP specification: a Chunk's ``uncompressed_crc`` covers its uncompressed records; DataEnd's
+    ``data_section_crc`` covers every byte from the start of the file up to the DataEnd record; the
+    Footer's ``summary_crc`` covers the summary section and the Footer up to that field. The file is
+    rewritten atomically (same size).
+    """
+    from model.io import atomic_write_bytes
+
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    if not (data.startswith(MCAP_MAGIC) and data.endswith(MCAP_MAGIC)):
+        raise BagError(f"{path}: not a complete MCAP file (magic bytes missing)")
+    pos, chunks = len(MCAP_MAGIC), 0
+    while pos + 9 <= len(data) - len(MCAP_MAGIC):
+        opcode = data[pos]
+        (length,) = struct.unpack_from("<Q", data, pos + 1)
+        body = pos + 9
+        if opcode == _MCAP_CHUNK:
+            crc_at, records = _mcap_chunk_data(data, body, path)
+            struct.pack_into("<I", data, crc_at, zlib.crc32(records))
+            chunks += 1
+        elif opcode == _MCAP_DATA_END:
+            struct.pack_into("<I", data, body, zlib.crc32(data[:pos]))
+        elif opcode == _MCAP_FOOTER:
+            (summary_start,) = struct.unpack_from("<Q", data, body)
+            if summary_start:
+                struct.pack_into("<I", data, body + 16, zlib.crc32(data[summary_start:body + 16]))
+            break
+        pos = body + length
+    else:
+        raise BagError(f"{path}: no MCAP footer found")
+    atomic_write_bytes(path, bytes(data))
+    return chunks
+
+
 def _storage_plugin(storage: str) -> Any:
     from rosbags.rosbag2 import StoragePlugin
     if storage not in STORAGES:
@@ -286,7 +354,8 @@ def write_bag(path: str | Path, *, storage: str = "sqlite3",
     labels: ``(stamp_ns, name)`` written as ``std_msgs/String`` at bag time ``stamp_ns``.
     image_topic: default ``/camera/image_raw`` (raw) or ``/camera/image_raw/compressed``.
 
-    Messages are written in time order. A partially written bag is removed on failure.
+    Messages are written in time order; MCAP files get real CRC-32s (:func:`write_mcap_crcs`). A partially
+    written bag is removed on failure.
     """
     plugin = _storage_plugin(storage)
     if encoding not in RAW_ENCODINGS + COMPRESSED_ENCODINGS:
@@ -317,6 +386,8 @@ def write_bag(path: str | Path, *, storage: str = "sqlite3",
                 else:
                     msg = ts.types[LABEL_TYPE](data=payload)
                     writer.write(lab_conn, stamp, ts.serialize_cdr(msg, LABEL_TYPE))
+        for mcap in sorted(path.glob("*.mcap")):
+            write_mcap_crcs(mcap)
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise

@@ -343,9 +343,10 @@ def test_a_bag_cut_anywhere_is_a_bag_error_or_reads_complete(tmp_path: Path, bag
 @pytest.mark.parametrize("storage, encoding", [("sqlite3", "rgb8"), ("sqlite3", "jpeg"), ("mcap", "rgb8"),
                                                ("mcap", "jpeg")])
 def test_a_corrupted_bag_never_crashes_the_reader(tmp_path: Path, bag_frames, storage: str, encoding: str) -> None:
-    """16 random bytes overwritten at 30 places. Structural damage is a BagError; damage inside a payload
-    may decode to altered pixels (sqlite3 has no checksums; rosbags does not check MCAP chunk CRCs) -
-    see docs/reliability.md. What must never happen: another exception type, a wrong frame shape."""
+    """16 random bytes overwritten at 30 places. Structural damage is a BagError; in sqlite3 damage inside a
+    payload may decode to altered pixels (no checksums), in MCAP the chunk CRC-32s catch it, so what reads
+    is exactly what was written - see docs/reliability.md. What must never happen: another exception
+    type, a wrong frame shape."""
     from actfusion_ros.bags import BagError, write_bag
 
     bag = write_bag(tmp_path / "bag", storage=storage, images=bag_frames, encoding=encoding)
@@ -354,6 +355,7 @@ def test_a_corrupted_bag_never_crashes_the_reader(tmp_path: Path, bag_frames, st
     data = f.read_bytes()
     rng = np.random.default_rng(7)
     outcomes = {"error": 0, "read": 0}
+    intact = _read(bag, topic)
     for _ in range(30):
         damaged = bytearray(data)
         at = int(rng.integers(0, len(data) - 16))
@@ -368,4 +370,7 @@ def test_a_corrupted_bag_never_crashes_the_reader(tmp_path: Path, bag_frames, st
         outcomes["read"] += 1
         assert len(got) <= len(bag_frames)
         assert all(rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3 for _, rgb in got)
+        if storage == "mcap":  # checksummed: never altered frames
+            assert len(got) == len(intact) and all(
+                s == s0 and np.array_equal(rgb, rgb0) for (s, rgb), (s0, rgb0) in zip(got, intact))
     assert outcomes["error"] + outcomes["read"] == 30

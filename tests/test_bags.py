@@ -152,3 +152,43 @@ def test_write_bag_argument_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="pad_rows"):
         write_bag(tmp_path / "z", pad_rows=-1)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_mcap_files_carry_real_crcs_checked_by_the_reference_reader(tmp_path: Path) -> None:
+    mcap = pytest.importorskip("mcap", reason="mcap (the reference MCAP library) not installed")
+    del mcap
+    from mcap.records import Chunk, DataEnd, Footer
+    from mcap.stream_reader import StreamReader
+
+    bag = write_bag(tmp_path / "bag", storage="mcap", images=_frames(), labels=LABELS)
+    with open(_storage_file(bag), "rb") as fh:
+        records = list(StreamReader(fh, validate_crcs=True, emit_chunks=True).records)  # raises on a bad CRC
+    chunks = [r for r in records if isinstance(r, Chunk)]
+    assert chunks and all(c.uncompressed_crc != 0 for c in chunks)
+    assert [r.data_section_crc != 0 for r in records if isinstance(r, DataEnd)] == [True]
+    assert [r.summary_crc != 0 for r in records if isinstance(r, Footer)] == [True]
+
+
+def test_a_byte_changed_inside_an_mcap_chunk_is_refused(tmp_path: Path) -> None:
+    pixels = np.full((18, 26, 3), 0x5A, np.uint8)
+    pixels[3, 4] = (0x11, 0x22, 0x33)
+    bag = write_bag(tmp_path / "bag", storage="mcap", images=[(T0, pixels)])
+    f = _storage_file(bag)
+    data = bytearray(f.read_bytes())
+    at = data.find(bytes((0x11, 0x22, 0x33)))
+    assert at > 0 and data.find(bytes((0x11, 0x22, 0x33)), at + 1) == -1   # one place: inside the chunk
+    np.testing.assert_array_equal(list(read_images(bag, "/camera/image_raw"))[0][1], pixels)  # intact: reads
+    data[at + 1] ^= 0x01                                                      # one bit of one pixel
+    f.write_bytes(bytes(data))
+    with pytest.raises(BagError, match=rf"bag .*bag, topic '/camera/image_raw' \(file {f.name}\): corrupt: "
+                                       r"a chunk's CRC-32 does not match its data"):
+        list(read_images(bag, "/camera/image_raw"))
+
+
+def test_write_mcap_crcs_refuses_a_file_that_is_not_mcap(tmp_path: Path) -> None:
+    from actfusion_ros.bags import write_mcap_crcs
+
+    path = tmp_path / "x.mcap"
+    path.write_bytes(b"not an mcap file")
+    with pytest.raises(BagError, match="not a complete MCAP file"):
+        write_mcap_crcs(path)
