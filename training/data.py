@@ -145,6 +145,21 @@ class MsTcnDataset:
             yield self.load(name)
 
 
+def read_split_labels(root: str | Path, split: int, subset: str = "train",
+                      mapping: ClassMapping | None = None) -> dict[str, np.ndarray]:
+    """Raw-rate int64 labels of every video of a split, read from ``groundTruth/`` alone (no features).
+
+    For label-only uses (e.g. fitting :mod:`training.baselines`); ``mapping`` defaults to ``root/mapping.txt``.
+    """
+    root = Path(root)
+    try:
+        mapping = mapping if mapping is not None else ClassMapping.from_file(root / "mapping.txt")
+        names = read_bundle(root / "splits" / f"{subset}.split{int(split)}.bundle")
+        return {name: read_label_file(root / "groundTruth" / f"{name}.txt", mapping) for name in names}
+    except LabelError as err:
+        raise DatasetError(str(err)) from None
+
+
 # ---------------------------------------------------------------------------------------------- sampling
 
 
