@@ -249,6 +249,17 @@ def _normalise(counts: Mapping[int, int]) -> dict[int, float]:
     return {t: n / total for t, n in counts.items()}
 
 
+def resample_labels(labels: np.ndarray, from_hz: float, to_hz: float) -> np.ndarray:
+    """Frame labels at ``from_hz`` -> at ``to_hz``: output frame ``i`` (time ``i / to_hz``) takes the label of
+    the last input frame at or before that time."""
+    if not (from_hz > 0 and to_hz > 0):
+        raise ValueError(f"label rates must be > 0 Hz, got {from_hz} and {to_hz}")
+    labels = np.asarray(labels).reshape(-1)
+    step = from_hz / to_hz
+    count = int(np.ceil(labels.size / step - 1e-9))
+    return labels[np.minimum(np.floor(np.arange(count) * step + 1e-9).astype(np.int64), labels.size - 1)]
+
+
 # ---------------------------------------------------------------------------------------------- offline LTA
 
 
