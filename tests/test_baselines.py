@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from training.baselines import (END, START, Forecaster, GrammarForecaster, RepeatLast, baseline_lta_labels,
-                                best_per_cell, fit_baselines, score_baselines)
+                                best_per_cell, fit_baselines, resample_labels, score_baselines)
 from training.metrics import moc_scores
 
 
@@ -160,3 +160,12 @@ def test_fit_baselines_scores_like_the_model():
     tables = {"model": {"gt": {"0.2": {"0.1": 50.0, "0.2": 10.0, "0.3": None}}},
               "repeat": {"gt": {"0.2": {"0.1": 50.0, "0.2": 20.0, "0.3": None}}}}
     assert best_per_cell(tables) == {"gt": {"0.2": {"0.1": "model", "0.2": "repeat"}}}  # ties: listed first
+
+
+def test_resample_labels_takes_the_last_frame_at_or_before_each_time():
+    ten_hz = runs((0, 5), (1, 5))
+    assert resample_labels(ten_hz, 10.0, 2.0).tolist() == [0, 1]  # t = 0 s, 0.5 s
+    assert resample_labels(ten_hz[:7], 10.0, 2.0).tolist() == [0, 1]
+    assert resample_labels(np.array([0, 1]), 2.0, 10.0).tolist() == [0] * 5 + [1] * 5
+    with pytest.raises(ValueError, match="> 0 Hz"):
+        resample_labels(ten_hz, 0.0, 2.0)
