@@ -8,7 +8,11 @@ a per-frame label file. The report has
 * TAS metrics of the final observation (its online segmentation against the labels at the feature
   stamps), from :mod:`training.metrics`;
 * anticipation metrics of every tick's forecast against what really happened next: MoC (pooled per
-  ground-truth class) over the whole forecast window and accuracy at fixed look-ahead times;
+  ground-truth class) over the whole forecast window and accuracy at fixed look-ahead times; the same for
+  the label-only baselines of :mod:`training.baselines` made at each tick from the tick's observed
+  (online-segmented) labels over the same future frames: "repeat the last observed action" always, and the
+  segment grammars of order 1 and 2 when training labels are given (``--baseline-labels``; durations in
+  feature frames, the r*N^O protocol, since a stream's length is unknown);
 * per-stage latency (p50/p95): image decoding, per-frame push (features at sampled frames), forecast;
 * a timeline PNG: ground truth, the live current action published at each tick, and the forecasts of
   several ticks, titled with the headline metrics;
@@ -35,6 +39,7 @@ import numpy as np
 from actfusion_ros.replay_series import SERIES_FILES, write_series
 from actfusion_ros.stream import ForecastResult, StreamConfig, StreamingAnticipator
 from model.io import atomic_write_text
+from training.baselines import Forecaster, GrammarForecaster, RepeatLast, resample_labels
 from training.metrics import MocCounts, tas_metrics
 
 DEFAULT_LOOKAHEAD_S = (1.0, 2.0, 5.0, 10.0)
@@ -93,7 +98,7 @@ class ReplayReport:
     wall_s: float
     frames_per_s: float
     tas: dict[str, float]
-    anticipation: dict[str, AnticipationScore]  # "model" and the "repeat_last_observed" baseline
+    anticipation: dict[str, AnticipationScore]  # "model", "repeat_last_observed", grammar baselines
     latency_ms: dict[str, dict[str, float]]
     stream_stats: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -143,11 +148,12 @@ def drive(frames: Iterable[tuple[int, np.ndarray]], anticipator: StreamingAntici
 
 
 def score(records: Sequence[TickRecord], truth: GroundTruth, *, lookahead_s: Sequence[float] = DEFAULT_LOOKAHEAD_S,
-          background: Sequence[int] = ()) -> tuple[dict[str, float], dict[str, AnticipationScore]]:
-    """TAS of the final observation; anticipation scores of the model and of "repeat the last action".
+          background: Sequence[int] = (), baselines: Sequence[Forecaster] = ()
+          ) -> tuple[dict[str, float], dict[str, AnticipationScore]]:
+    """TAS of the final observation; anticipation scores of the model, "repeat the last action" and ``baselines``.
 
-    The baseline repeats each tick's last *observed* (online-segmented) label over the same future frames,
-    so the two differ only in what the model anticipates.
+    Every baseline forecasts from each tick's *observed* (online-segmented) labels over the same future
+    frames, so they differ from the model only in how they anticipate.
     """
     complete = [r for r in records if not r.partial] or list(records)
     if not complete:
@@ -156,10 +162,32 @@ def score(records: Sequence[TickRecord], truth: GroundTruth, *, lookahead_s: Seq
     gt_final = truth.at(final.observed_stamps_ns)
     known = gt_final >= 0
     tas = tas_metrics([(final.observed_labels[known], gt_final[known])], background=background)
-    model = _anticipation_score(complete, truth, lookahead_s, lambda r: r.future_labels)
-    baseline = _anticipation_score(complete, truth, lookahead_s,
-                                   lambda r: np.full_like(r.future_labels, r.observed_labels[-1]))
-    return tas, {"model": model, "repeat_last_observed": baseline}
+    scores = {"model": _anticipation_score(complete, truth, lookahead_s, lambda r: r.future_labels)}
+    for baseline in (RepeatLast(), *baselines):
+        scores[baseline.name] = _anticipation_score(complete, truth, lookahead_s, _baseline_future(baseline))
+    return tas, scores
+
+
+def _baseline_future(forecaster: Forecaster) -> Any:
+    """A tick's future labels as ``forecaster`` predicts them (video length unknown: r*N^O durations)."""
+    return lambda r: forecaster.forecast(r.observed_labels, r.future_labels.shape[0])
+
+
+def fit_replay_baselines(paths: Sequence[Path], class_names: Sequence[str], *, split: int = 1,
+                         labels_hz: float | None = None, feature_rate_hz: float,
+                         orders: Sequence[int] = (1, 2)) -> list[GrammarForecaster]:
+    """Segment grammars fitted on training labels (:func:`training.data.read_label_sequences`) at the
+    stream's feature rate: labels are one per feature frame (as ``actfusion-extract`` writes them) unless
+    ``labels_hz`` gives their rate, then they are resampled to ``feature_rate_hz``."""
+    from training.data import read_label_sequences
+
+    try:
+        seqs = read_label_sequences(paths, class_names, split=split)
+        if labels_hz is not None:
+            seqs = [resample_labels(s, labels_hz, feature_rate_hz) for s in seqs]
+        return [GrammarForecaster.fit(seqs, order=k) for k in orders]
+    except ValueError as err:
+        raise ReplayError(f"--baseline-labels {' '.join(map(str, paths))}: {err}") from None
 
 
 @dataclass
@@ -359,8 +387,12 @@ def check_sources(bag: Path, image_topic: str, label_topic: str | None, labels_f
 
 def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic: str,
            label_topic: str | None = None, labels_file: Path | None = None, config: StreamConfig,
-           tick_rate_hz: float = 2.0, lookahead_s: Sequence[float] = DEFAULT_LOOKAHEAD_S) -> ReplayReport:
-    """Replay ``bag`` through the streaming core and write the report to ``out``."""
+           tick_rate_hz: float = 2.0, lookahead_s: Sequence[float] = DEFAULT_LOOKAHEAD_S,
+           baselines: Sequence[Forecaster] = ()) -> ReplayReport:
+    """Replay ``bag`` through the streaming core and write the report to ``out``.
+
+    ``baselines`` (e.g. from :func:`fit_replay_baselines`) are scored beside the model and "repeat last".
+    """
     from actfusion_ros.bags import count_messages, labels_at, read_images, read_labels
 
     class_names = list(forecaster.class_names)
@@ -388,7 +420,7 @@ def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic
         raise ReplayError("ground truth needed: give --label-topic or --labels")
     index = {n: i for i, n in enumerate(class_names)}
     truth = GroundTruth(np.asarray(stamps, np.int64), np.asarray([index.get(n, -1) for n in names], np.int64))
-    tas, anticipation = score(records, truth, lookahead_s=lookahead_s)
+    tas, anticipation = score(records, truth, lookahead_s=lookahead_s, baselines=baselines)
     stats = anticipator.stats
     report = ReplayReport(
         bag=str(bag), frames=len(stamps), ticks=int(stats.ticks), published=len(records), wall_s=wall,
@@ -397,7 +429,8 @@ def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic
         stream_stats={f.name: (dict(v) if isinstance(v := getattr(stats, f.name), Mapping) else v)
                       for f in fields(stats)},
         settings={"stream": asdict(config), "tick_rate_hz": tick_rate_hz, "image_topic": image_topic,
-                  "messages_on_topic": count_messages(bag, image_topic)})
+                  "messages_on_topic": count_messages(bag, image_topic),
+                  "baselines": [RepeatLast().name, *(b.name for b in baselines)]})
     write_report(report, out, class_names)
     write_series(out, records, final_record(records), truth, names, class_names)
     timeline_png(out / "timeline.png", records, truth, class_names, title=headline(report))
@@ -494,6 +527,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--lookahead", type=float, nargs="*", default=list(DEFAULT_LOOKAHEAD_S))
     ap.add_argument("--threads", type=int, help="torch CPU threads (small models: 1 is fastest on a busy CPU)")
+    ap.add_argument("--baseline-labels", type=Path, nargs="+", metavar="PATH",
+                    help="training labels for the grammar baselines: an MS-TCN dataset root (with "
+                         "--baseline-split), a groundTruth directory, or label files")
+    ap.add_argument("--baseline-split", type=int, default=1, help="training split of a dataset root (default 1)")
+    ap.add_argument("--baseline-labels-hz", type=float,
+                    help="labels per second of those files (default: one per feature frame, as actfusion-extract)")
     args = ap.parse_args(argv)
     try:
         check_arguments(args)
@@ -519,9 +558,13 @@ def main(argv: list[str] | None = None) -> int:
         config = StreamConfig(feature_rate_hz=float(rate), ratio=args.ratio, max_horizon_s=args.max_horizon_s,
                               max_window_s=args.max_window_s, min_observed_frames=args.min_observed,
                               stale_after_s=1e9, episode_gap_s=1e9)
+        grammars = fit_replay_baselines(args.baseline_labels, forecaster.class_names, split=args.baseline_split,
+                                        labels_hz=args.baseline_labels_hz, feature_rate_hz=float(rate)
+                                        ) if args.baseline_labels else []
         report = replay(args.bag, forecaster, build_extractor(name, **kwargs), out=args.out,
                         image_topic=args.image_topic, label_topic=args.label_topic, labels_file=args.labels,
-                        config=config, tick_rate_hz=args.tick_rate, lookahead_s=args.lookahead)
+                        config=config, tick_rate_hz=args.tick_rate, lookahead_s=args.lookahead,
+                        baselines=grammars)
     except (ValueError, RuntimeError, OSError) as err:
         print(f"actfusion-replay: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2

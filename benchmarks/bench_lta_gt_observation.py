@@ -1,19 +1,22 @@
-"""LTA with ground-truth observations on the real 50 Salads labels: model vs "repeat the last observed action".
+"""LTA with ground-truth observations on real MS-TCN labels: model vs the label-only baselines.
 
     python benchmarks/bench_lta_gt_observation.py [--source ../shared/data/50salads] [--split 1] [--epochs 20]
                                                   [--config training/configs/50salads_onehot.yaml]
                                                   [--steps-sweep 25 10 5 2] [--seeds 0 1 2] [--threads 1]
-                                                  [--work DIR]
+                                                  [--work DIR] [--baselines-only] [--sample-rate SR]
 
 Features are the one-hot ground-truth labels (``training.make_dataset --kind onehot``), so observing means
 knowing the true actions so far and the task is pure forecasting. A small model is trained on the training
 split (validation carved from it), then evaluated on the test split with ``actfusion-eval`` (offset 0 only)
 under both horizon protocols: the literature's ground-truth length and the deployable r*N^O rule (r = 4).
-The baseline predicts the ground truth up to the last observed frame and repeats that frame's action after it,
-over exactly the frames the model's forecast covers; it is scored by the same ``training.metrics.moc_scores``
-(and its prediction files are written, for ``python -m training.evaluate``). The model's forecasts are
-stochastic (DDIM with eta = 1 from noise), so its MoC is averaged over ``--seeds``. ``--steps-sweep``
-re-evaluates the same checkpoint with fewer DDIM steps (accuracy vs forecast latency).
+The baselines (:mod:`training.baselines`: "repeat the last observed action" and segment grammars of order 1
+and 2 fitted on the training split's labels) predict the ground truth up to the last observed frame and
+forecast after it, over exactly the frames the model's forecast covers, at the model's sample rate; they are
+scored by the same ``training.metrics.moc_scores`` (and their prediction files are written under
+``WORK/baselines/``, for ``python -m training.evaluate``). The model's forecasts are stochastic (DDIM with
+eta = 1 from noise), so its MoC is averaged over ``--seeds``. ``--steps-sweep`` re-evaluates the same
+checkpoint with fewer DDIM steps (accuracy vs forecast latency). ``--baselines-only`` trains nothing and
+reads only ``groundTruth/`` of ``--source`` (sample rate: ``--sample-rate``, else the config's).
 """
 from __future__ import annotations
 
@@ -31,46 +34,54 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from model.io import atomic_write_text  # noqa: E402
-from training.data import MsTcnDataset  # noqa: E402
-from training.eval_model import MISSING_NAME, run_evaluation  # noqa: E402
-from training.inference import NO_PREDICTION, PROTOCOLS, frame_labels_to_names, lta_layout  # noqa: E402
+from model.config import load_experiment_config  # noqa: E402
+from model.labels import ClassMapping  # noqa: E402
+from training.baselines import fit_baselines, score_baselines  # noqa: E402
+from training.data import read_split_labels  # noqa: E402
+from training.eval_model import run_evaluation, write_baseline_predictions  # noqa: E402
+from training.inference import PROTOCOLS  # noqa: E402
 from training.make_dataset import make_dataset  # noqa: E402
-from training.metrics import moc_scores  # noqa: E402
-from training.scoring import ALPHAS, BETAS, lta_key  # noqa: E402
+from training.scoring import ALPHAS, BETAS  # noqa: E402
 from training.trainer import TrainOptions, train  # noqa: E402
 
+PROTOCOL_NAMES = {"gt": "GT length", "rn": "r*N^O, r=4"}
 
-def repeat_last_observed(gt: np.ndarray, sample_rate: int, alpha: float, protocol: str) -> np.ndarray:
-    """Ground truth over the observed frames, then the last observed frame's label over the forecast window."""
-    n = gt.size
-    layout = lta_layout(n, sample_rate, alpha, protocol)
-    observed = min(n, layout.observed * sample_rate)
-    last_seen = gt[min(n - 1, (layout.observed - 1) * sample_rate)]  # offset 0 sees frames 0, sr, 2sr, ...
-    covered = min(n, layout.total * sample_rate)
-    out = np.full(n, NO_PREDICTION, dtype=np.int64)
-    out[:observed] = gt[:observed]
-    out[observed:covered] = last_seen
-    return out
+Table = dict[str, dict[str, float | None]]  # {alpha: {beta: MoC}}
 
 
-def baseline(data: Path, split: int, sample_rate: int, out: Path) -> dict[str, dict[str, dict[str, float]]]:
-    """MoC of the baseline per protocol / alpha / beta; writes its prediction files under ``out``."""
-    ds = MsTcnDataset(data, split, "test")
-    videos = [(name, ds.load_labels(name)) for name in ds.names]
-    result: dict[str, dict[str, dict[str, float]]] = {}
+def baselines(data: Path, split: int, sample_rate: int, out: Path) -> dict[str, dict[str, Table]]:
+    """``{baseline: {protocol: {alpha: {beta: MoC}}}}`` on the test split, fitted on the training split's
+    labels (``groundTruth/`` only); writes their prediction files under ``out``."""
+    mapping = ClassMapping.from_file(data / "mapping.txt")
+    train_labels = read_split_labels(data, split, "train", mapping)
+    test = list(read_split_labels(data, split, "test", mapping).items())
+    run = score_baselines(fit_baselines(train_labels.values(), sample_rate), test, sample_rate)
+    write_baseline_predictions(out, run, mapping.names)
+    return {name: m["lta"] for name, m in run.metrics.items()}
+
+
+def print_cell_tables(tables: dict[str, dict[str, Table]]) -> None:
+    """MoC of everyone cell by cell, both protocols, with each row's mean and the best per cell."""
+    print("\n| protocol | who | alpha | " + " | ".join(f"b={b:g}" for b in BETAS) + " | mean |")
+    print("|---|---|---|" + "---|" * (len(BETAS) + 1))
     for protocol in PROTOCOLS:
-        result[protocol] = {}
+        for who, table in tables.items():
+            for alpha in ALPHAS:
+                vals = [table[protocol][f"{alpha:g}"][f"{b:g}"] for b in BETAS]
+                print(f"| {PROTOCOL_NAMES[protocol]} | {who.replace('_', ' ')} | {alpha:g} | "
+                      + " | ".join(f"{v:.1f}" for v in vals) + f" | {np.mean(vals):.1f} |")
+    print("\n| who | mean MoC, GT length | mean MoC, r*N^O | cells won |")
+    print("|---|---|---|---|")
+    wins = {who: 0 for who in tables}
+    for protocol in PROTOCOLS:
         for alpha in ALPHAS:
-            pairs = []
-            for name, gt in videos:
-                pred = repeat_last_observed(gt, sample_rate, alpha, protocol)
-                pairs.append((pred, gt))
-                names = frame_labels_to_names(pred, ds.mapping.names, MISSING_NAME)
-                atomic_write_text(out / lta_key(protocol, alpha) / f"{name}.txt", "".join(f"{x}\n" for x in names))
-            moc, _ = moc_scores(pairs, alpha, BETAS)
-            result[protocol][f"{alpha:g}"] = {f"{b:g}": v for b, v in moc.items()}
-    return result
+            for b in BETAS:
+                cell = {who: t[protocol][f"{alpha:g}"][f"{b:g}"] for who, t in tables.items()}
+                wins[max(cell, key=lambda w: cell[w])] += 1  # ties: the first listed
+    for who, table in tables.items():
+        means = [np.mean([v for row in table[p].values() for v in row.values()]) for p in PROTOCOLS]
+        print(f"| {who.replace('_', ' ')} | {means[0]:.1f} | {means[1]:.1f} | {wins[who]} / "
+              f"{len(PROTOCOLS) * len(ALPHAS) * len(BETAS)} |")
 
 
 def mean_tables(tables: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, float]]:
@@ -90,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="noise seeds to average the model's MoC over (forecasts are stochastic)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", type=Path, default=None, help="keep data and runs here (default: a temp dir)")
+    p.add_argument("--baselines-only", action="store_true",
+                   help="no model: score the label-only baselines on --source's labels alone (seconds)")
+    p.add_argument("--sample-rate", type=int, default=None,
+                   help="with --baselines-only: the sample rate to forecast at (default: the config's)")
     return p
 
 
@@ -97,6 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_lta_"))
+    if args.baselines_only:
+        sr = args.sample_rate or load_experiment_config(args.config).model.sample_rate
+        tables = baselines(args.source, args.split, sr, work / "baselines")
+        print(f"{args.source.name} split {args.split}, ground-truth observation, label-only baselines fitted on the "
+              f"training split, forecasts at sample rate {sr}, offset 0")
+        print_cell_tables(tables)
+        print(json.dumps({"baselines": tables}))
+        print(f"\nwork directory: {work}")
+        return 0
     data = work / "data"
     if not (data / "features").is_dir():
         make_dataset(args.source, data, "onehot")
@@ -119,22 +143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "latency_s": res["latency_s"]}), flush=True)
     head = sweep[args.steps_sweep[0]]
     sr = head[0]["sample_rate"]
-    base = baseline(data, args.split, sr, work / "baseline")
-    print(f"\n50 Salads split {args.split}, one-hot ground-truth observation, {head[0]['videos']} test videos, "
-          f"trained {args.epochs} epochs in {train_s:.0f} s ({status}, {ckpt.name}); "
+    base = baselines(data, args.split, sr, work / "baselines")
+    print(f"\n{args.source.name} split {args.split}, one-hot ground-truth observation, {head[0]['videos']} test "
+          f"videos, trained {args.epochs} epochs in {train_s:.0f} s ({status}, {ckpt.name}); "
           f"{args.steps_sweep[0]} DDIM steps, offset 0, median filter {head[0]['median_filter']}; "
-          f"model MoC = mean over noise seeds {args.seeds} (the baseline is deterministic)")
-    print("\n| protocol | alpha | " + " | ".join(f"b={b:g}" for b in BETAS) + " | mean |")
-    print("|---|---|" + "---|" * (len(BETAS) + 1))
-    names = {"gt": "GT length", "rn": "r*N^O, r=4"}
-    for protocol in PROTOCOLS:
-        model_table = mean_tables([r["lta"][protocol] for r in head])
-        for who, table in (("model", model_table), ("repeat last", base[protocol])):
-            for alpha in ALPHAS:
-                vals = [table[f"{alpha:g}"][f"{b:g}"] for b in BETAS]
-                print(f"| {names[protocol]}: {who} | {alpha:g} | " + " | ".join(f"{v:.1f}" for v in vals)
-                      + f" | {np.mean(vals):.1f} |")
-    base_mean = {p: float(np.mean([v for t in base[p].values() for v in t.values()])) for p in PROTOCOLS}
+          f"model MoC = mean over noise seeds {args.seeds} (the baselines are deterministic)")
+    model_table = {p: mean_tables([r["lta"][p] for r in head]) for p in PROTOCOLS}
+    print_cell_tables({"model": model_table, **base})
+    base_mean = {name: {p: float(np.mean([v for t in tb[p].values() for v in t.values()])) for p in PROTOCOLS}
+                 for name, tb in base.items()}
     print("\n| DDIM steps | TAS Acc | MoC mean (GT length) | MoC mean (r*N^O) | s / forecast (gt) | s / forecast (rn) |")
     print("|---|---|---|---|---|---|")
     for steps, results in sweep.items():
@@ -144,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"| {steps} | {stat([r['tas']['acc'] for r in results])} | "
               f"{stat([r['lta_mean']['gt'] for r in results])} | {stat([r['lta_mean']['rn'] for r in results])} | "
               f"{lat['lta_gt_per_forecast']:.3f} | {lat['lta_rn_per_forecast']:.3f} |")
-    print(f"| repeat last | | {base_mean['gt']:.1f} | {base_mean['rn']:.1f} | | |")
+    for name, means in base_mean.items():
+        print(f"| {name.replace('_', ' ')} | | {means['gt']:.1f} | {means['rn']:.1f} | | |")
     print(json.dumps({"baseline": base, "model": {str(s): [r["lta"] for r in rs] for s, rs in sweep.items()}}))
     print(f"\nwork directory: {work}")
     return 0

@@ -135,6 +135,41 @@ def test_eval_exact_f1_flag(evaluated: Path, checkpoint: Path, data: Path, tmp_p
             assert tas[key] == pytest.approx(res["tas"][key], abs=1e-9), (flag, key)
 
 
+def test_eval_reports_the_label_only_baselines(evaluated: Path, checkpoint: Path, data: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture):
+    results = json.loads((evaluated / "results.json").read_text())
+    names = ["repeat_last_observed", "grammar_order1", "grammar_order2"]
+    assert list(results["baselines"]) == names
+    assert results["baseline_fit"]["train_videos"] == len((data / "splits" / "train.split1.bundle").read_text().split())
+    cells = [(p, f"{a:g}", f"{b:g}") for p in ("gt", "rn") for a in ALPHAS for b in BETAS]
+    for name in names:
+        table = results["baselines"][name]["lta"]
+        assert all(table[p][a][b] is not None for p, a, b in cells)
+        for p in ("gt", "rn"):
+            values = [table[p][a][b] for q, a, b in cells if q == p]
+            assert results["baselines"][name]["lta_mean"][p] == pytest.approx(float(np.mean(values)))
+    everyone = {"model": results["lta"], **{n: results["baselines"][n]["lta"] for n in names}}
+    for p, a, b in cells:  # the best of each cell really has the highest MoC
+        best = results["best_per_cell"][p][a][b]
+        assert everyone[best][p][a][b] == max(t[p][a][b] for t in everyone.values())
+    # Scored by the same code: the evaluation CLI on the written baseline files gives the same MoC.
+    lta = evaluate_cli(capsys, "lta", "--predictions", str(evaluated / "baselines" / "grammar_order2" / "lta_gt_a0.3"),
+                       "--ground-truth", str(data / "groundTruth"), "--observed", "0.3", "--predicted",
+                       *[str(b) for b in BETAS])
+    assert lta["moc"] == pytest.approx(results["baselines"]["grammar_order2"]["lta"]["gt"]["0.3"])
+    md = (evaluated / "results.md").read_text()
+    for heading in ("## Label-only baselines", "grammar order1, MoC (%):", "grammar order2, MoC (%):",
+                    "repeat last observed, MoC (%):", "Mean MoC (%):", "Best MoC per cell:"):
+        assert heading in md, heading
+
+    out = tmp_path / "no_baselines"
+    assert eval_main(["--checkpoint", str(checkpoint), "--data-root", str(data), "--split", "1", "--out", str(out),
+                      "--steps", "2", "--single-offset", "--max-plots", "0", "--max-videos", "1",
+                      "--no-baselines"]) == 0
+    assert "baselines" not in json.loads((out / "results.json").read_text())
+    assert not (out / "baselines").exists() and "Label-only baselines" not in (out / "results.md").read_text()
+
+
 def test_eval_errors(checkpoint: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     ckpt = load_checkpoint(checkpoint)
     renamed = tmp_path / "renamed.pt"

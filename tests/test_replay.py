@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("rosbags", reason="rosbags not installed")
 
 from actfusion_ros.bags import write_bag  # noqa: E402
-from actfusion_ros.replay import GroundTruth, ReplayError, replay  # noqa: E402
+from actfusion_ros.replay import GroundTruth, ReplayError, fit_replay_baselines, replay  # noqa: E402
 from actfusion_ros.stream import StreamConfig  # noqa: E402
 from model.features.base import FeatureExtractor  # noqa: E402
 
@@ -74,6 +74,44 @@ def test_replay_known_answer(tmp_path, storage: str, encoding: str) -> None:
     for name in ("replay.json", "replay.md", "timeline.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     assert (tmp_path / "out" / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_replay_scores_the_grammar_baselines_from_training_labels(tmp_path) -> None:
+    # Training episodes like the bag: red for 6 s then blue for 6 s; at the 2 Hz feature rate 12 + 12 labels.
+    # A tick at t < 6 s has observed red for e = 2t + 1 frames; red's mean residual 12 - e ends it exactly at
+    # 6 s, then blue: every scored grammar forecast is right, where "nothing changes" is not.
+    labels = tmp_path / "train"
+    labels.mkdir()
+    (labels / "ep1.txt").write_text("red_thing\n" * 12 + "blue_thing\n" * 12)
+    (labels / "ep2.txt").write_text("red_thing\n" * 12 + "blue_thing\n" * 12)
+    grammars = fit_replay_baselines([labels], NAMES, feature_rate_hz=2.0)
+    at_10hz = tmp_path / "ep_10hz.txt"  # the same episode labelled per camera frame (10 Hz)
+    at_10hz.write_text("red_thing\n" * 60 + "blue_thing\n" * 60)
+    resampled = fit_replay_baselines([at_10hz], NAMES, labels_hz=10.0, feature_rate_hz=2.0)
+    assert [g.durations[0].frames.tolist() for g in resampled] == [[12.0]] * 2
+    assert [g.name for g in grammars] == ["grammar_order1", "grammar_order2"]
+
+    bag = write_bag(tmp_path / "bag", images=list(_frames()),
+                    labels=[(0, "red_thing"), (int(BOUNDARY_S * 1e9), "blue_thing")])
+    cfg = StreamConfig(feature_rate_hz=2.0, ratio=4.0, max_horizon_s=30.0, min_observed_frames=2)
+    report = replay(bag, RepeatLast(), Blueness(), out=tmp_path / "out", image_topic="/camera/image_raw",
+                    label_topic="/action/label", config=cfg, tick_rate_hz=1.0, lookahead_s=(1.0, 2.0),
+                    baselines=grammars)
+    assert list(report.anticipation) == ["model", "repeat_last_observed", "grammar_order1", "grammar_order2"]
+    for name in ("grammar_order1", "grammar_order2"):
+        score = report.anticipation[name]
+        assert score.moc == 100.0 and score.lookahead_accuracy == {"1s": 100.0, "2s": 100.0}
+        assert score.lookahead_counts == report.anticipation["model"].lookahead_counts
+    assert report.anticipation["repeat_last_observed"].lookahead_accuracy["2s"] < 100.0
+    md = (tmp_path / "out" / "replay.md").read_text()
+    assert "| grammar order1 | 100.0 | 100.0 | 100.0 |" in md and "| repeat last observed |" in md
+    assert report.settings["baselines"] == ["repeat_last_observed", "grammar_order1", "grammar_order2"]
+
+    (labels / "ep3.txt").write_text("green_thing\n")
+    with pytest.raises(ReplayError, match="green_thing"):
+        fit_replay_baselines([labels], NAMES, feature_rate_hz=2.0)
+    with pytest.raises(ReplayError, match="no labels"):
+        fit_replay_baselines([tmp_path / "out"], NAMES, feature_rate_hz=2.0)
 
 
 def test_replay_errors_name_the_problem(tmp_path) -> None:

@@ -145,6 +145,50 @@ class MsTcnDataset:
             yield self.load(name)
 
 
+def read_split_labels(root: str | Path, split: int, subset: str = "train",
+                      mapping: ClassMapping | None = None) -> dict[str, np.ndarray]:
+    """Raw-rate int64 labels of every video of a split, read from ``groundTruth/`` alone (no features).
+
+    For label-only uses (e.g. fitting :mod:`training.baselines`); ``mapping`` defaults to ``root/mapping.txt``.
+    """
+    root = Path(root)
+    try:
+        mapping = mapping if mapping is not None else ClassMapping.from_file(root / "mapping.txt")
+        names = read_bundle(root / "splits" / f"{subset}.split{int(split)}.bundle")
+        return {name: read_label_file(root / "groundTruth" / f"{name}.txt", mapping) for name in names}
+    except LabelError as err:
+        raise DatasetError(str(err)) from None
+
+
+def read_label_sequences(paths: Sequence[str | Path], class_names: Sequence[str], *,
+                         split: int = 1) -> list[np.ndarray]:
+    """Label sequences (int64 ids of ``class_names``) named by ``paths``, for label-only fitting.
+
+    One MS-TCN dataset root (a directory with ``splits/``): its ``train.split{split}`` videos; a directory:
+    every ``*.txt`` in it (in its ``groundTruth/`` when it has one); a file: that label file.
+    Raises :class:`DatasetError` for an unknown label, a missing file or no label at all.
+    """
+    mapping = ClassMapping(tuple(class_names))
+    if len(paths) == 1 and (Path(paths[0]) / "splits").is_dir():
+        seqs = list(read_split_labels(paths[0], split, "train", mapping).values())
+    else:
+        files: list[Path] = []
+        for path in map(Path, paths):
+            if path.is_dir():
+                folder = path / "groundTruth" if (path / "groundTruth").is_dir() else path
+                files += sorted(folder.glob("*.txt"))
+            else:
+                files.append(path)
+        try:
+            seqs = [read_label_file(f, mapping) for f in files]
+        except LabelError as err:
+            raise DatasetError(str(err)) from None
+    seqs = [s for s in seqs if s.size]
+    if not seqs:
+        raise DatasetError("no labels found")
+    return seqs
+
+
 # ---------------------------------------------------------------------------------------------- sampling
 
 

@@ -1,8 +1,8 @@
 """``actfusion-eval``: predict and score a checkpoint on the test split of an MS-TCN dataset.
 
     actfusion-eval --checkpoint RUN/best.pt --data-root DATA --split 1 --out EVAL [--steps 25] [--seed 0]
-                   [--no-lta] [--median-filter K] [--single-offset] [--max-videos N] [--max-plots N]
-                   [--exact-f1]
+                   [--no-lta] [--no-baselines] [--median-filter K] [--single-offset] [--max-videos N]
+                   [--max-plots N] [--exact-f1]
 
 Writes, under ``--out``:
 
@@ -12,6 +12,11 @@ Writes, under ``--out``:
   wrong, also for ``python -m training.evaluate`` without ``--mapping``).
 * ``results.json`` (metrics, steps, seed, post-processing, mean latencies), ``results.md`` (tables),
   ``plots/<video>.png`` (ground truth vs predictions, the first ``--max-plots`` videos).
+* With LTA, unless ``--no-baselines``: the label-only baselines of :mod:`training.baselines` ("repeat the
+  last observed action", segment grammars of order 1 and 2 fitted on the training split's ``groundTruth/``)
+  scored by the same code, in ``results.json`` (``baselines``, and ``best_per_cell``: who has the highest
+  MoC in each protocol/alpha/beta cell, the model included) and ``results.md``; their prediction files in
+  ``baselines/<name>/lta_*/``.
 
 The metrics are those of :mod:`training.metrics`, so they equal ``python -m training.evaluate`` run on the
 written files (``tas``; ``lta --observed A --predicted 0.1 0.2 0.3 0.5``). F1 uses the reference ``eval.py``
@@ -31,7 +36,8 @@ from tqdm import tqdm
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.io import atomic_write_text
 from training.cli import apply_threads
-from training.data import DatasetError, MsTcnDataset
+from training.baselines import BaselineRun, best_per_cell, fit_baselines, score_baselines
+from training.data import DatasetError, MsTcnDataset, read_split_labels
 from training.inference import PROTOCOLS, frame_labels_to_names
 from training.plots import TimelineRow, plot_timeline
 from training.scoring import ScoredRun, ScoringOptions, VideoPredictions, lta_key, score_model
@@ -55,6 +61,16 @@ def write_predictions(out: Path, run: ScoredRun, class_names: Sequence[str], opt
     return list(dirs.values())
 
 
+def write_baseline_predictions(out: Path, run: BaselineRun, class_names: Sequence[str]) -> None:
+    """``<out>/<baseline>/lta_*/<video>.txt`` for every baseline prediction (the ``groundTruth/`` format)."""
+    for name, cells in run.predictions.items():
+        for (protocol, alpha), videos in cells.items():
+            for video, ids in videos.items():
+                names = frame_labels_to_names(ids, class_names, MISSING_NAME)
+                atomic_write_text(out / name / lta_key(protocol, alpha) / f"{video}.txt",
+                                  "".join(f"{n}\n" for n in names))
+
+
 def plot_video(path: Path, video: VideoPredictions, class_names: Sequence[str]) -> Path:
     """Ground truth, TAS and every forecast of one video in one timeline PNG."""
     rows = [TimelineRow("ground truth", video.labels), TimelineRow("TAS", video.tas.labels)]
@@ -64,8 +80,48 @@ def plot_video(path: Path, video: VideoPredictions, class_names: Sequence[str]) 
     return plot_timeline(path, rows, class_names, title=video.name)
 
 
+PROTOCOL_NAMES = {"gt": "GT length", "rn": "r*N^O (r=4)"}
+
+
+def moc_table_lines(lta: dict[str, dict[str, dict[str, float | None]]]) -> list[str]:
+    """One markdown table row per protocol/alpha of a ``{protocol: {alpha: {beta: MoC}}}`` table."""
+    betas = list(next(iter(next(iter(lta.values())).values())))
+    lines = ["| protocol | alpha | " + " | ".join(f"b={b}" for b in betas) + " |", "|---|---|" + "---|" * len(betas)]
+    for protocol, per_alpha in lta.items():
+        for alpha, row in per_alpha.items():
+            cells = ["-" if row[b] is None else f"{row[b]:.2f}" for b in betas]
+            lines.append(f"| {PROTOCOL_NAMES.get(protocol, protocol)} | {alpha} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def baseline_report_lines(metrics: dict[str, Any]) -> list[str]:
+    """Markdown: each baseline's MoC table, the mean MoC of everyone, and who is best in each cell."""
+    baselines = metrics.get("baselines") or {}
+    if not baselines:
+        return []
+    lines = ["", "## Label-only baselines (same scoring; see training/baselines.py)"]
+    for name, result in baselines.items():
+        lines += ["", f"{name.replace('_', ' ')}, MoC (%):", "", *moc_table_lines(result["lta"])]
+    protocols = list(metrics["lta_mean"])
+    lines += ["", "Mean MoC (%):", "", "| who | " + " | ".join(PROTOCOL_NAMES.get(p, p) for p in protocols) + " |",
+              "|---|" + "---|" * len(protocols)]
+    for name, means in [("model", metrics["lta_mean"])] + [(n, r["lta_mean"]) for n, r in baselines.items()]:
+        lines.append(f"| {name.replace('_', ' ')} | "
+                     + " | ".join("-" if means[p] is None else f"{means[p]:.2f}" for p in protocols) + " |")
+    best = metrics.get("best_per_cell") or {}
+    if best:
+        betas = list(next(iter(next(iter(best.values())).values())))
+        lines += ["", "Best MoC per cell:", "", "| protocol | alpha | " + " | ".join(f"b={b}" for b in betas) + " |",
+                  "|---|---|" + "---|" * len(betas)]
+        for protocol, per_alpha in best.items():
+            for alpha, row in per_alpha.items():
+                lines.append(f"| {PROTOCOL_NAMES.get(protocol, protocol)} | {alpha} | "
+                             + " | ".join(row.get(b, "-").replace("_", " ") for b in betas) + " |")
+    return lines
+
+
 def markdown_report(metrics: dict[str, Any], info: dict[str, Any]) -> str:
-    """Markdown tables of TAS metrics, MoC per protocol/alpha/beta and the latencies."""
+    """Markdown tables of TAS metrics, MoC per protocol/alpha/beta, the baselines and the latencies."""
     tas = metrics["tas"]
     lines = [f"# ActFusion evaluation: {info['checkpoint']}", "",
              f"split {info['split']}, {metrics['videos']} videos, {info['steps']} DDIM steps, seed {info['seed']}, "
@@ -73,15 +129,8 @@ def markdown_report(metrics: dict[str, Any], info: dict[str, Any]) -> str:
              "| Acc | Edit | F1@10 | F1@25 | F1@50 | TAS score |", "|---|---|---|---|---|---|",
              "| " + " | ".join(f"{tas[k]:.2f}" for k in ("acc", "edit", "f1@10", "f1@25", "f1@50", "score")) + " |"]
     if metrics["lta"]:
-        betas = list(next(iter(next(iter(metrics["lta"].values())).values())))
-        lines += ["", "MoC (%), frames [int(aN), int((a+b)N)) at the raw rate:", "",
-                  "| protocol | alpha | " + " | ".join(f"b={b}" for b in betas) + " |",
-                  "|---|---|" + "---|" * len(betas)]
-        names = {"gt": "GT length", "rn": "r*N^O (r=4)"}
-        for protocol, per_alpha in metrics["lta"].items():
-            for alpha, row in per_alpha.items():
-                cells = ["-" if row[b] is None else f"{row[b]:.2f}" for b in betas]
-                lines.append(f"| {names.get(protocol, protocol)} | {alpha} | " + " | ".join(cells) + " |")
+        lines += ["", "MoC (%), frames [int(aN), int((a+b)N)) at the raw rate:", "", *moc_table_lines(metrics["lta"])]
+        lines += baseline_report_lines(metrics)
     lines += ["", "| latency | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in metrics["latency_s"].items()]
     return "\n".join(lines) + "\n"
@@ -99,7 +148,7 @@ def run_evaluation(checkpoint: Path, data_root: Path, split: int, out: Path, *, 
                    seed: int = 0, lta: bool = True, median_filter: int | None = None,
                    aggregate_offsets: bool = True, max_videos: int | None = None, max_plots: int = 10,
                    device: str = "cpu", background: Sequence[str] = ("background",),
-                   exact_f1: bool = False) -> dict[str, Any]:
+                   exact_f1: bool = False, baselines: bool = True) -> dict[str, Any]:
     """Everything the CLI does; returns the results dictionary also written to ``results.json``.
 
     ``exact_f1`` scores F1 with the exact last-segment end instead of the reference ``eval.py``'s ``N-1``.
@@ -133,11 +182,31 @@ def run_evaluation(checkpoint: Path, data_root: Path, split: int, out: Path, *, 
             "f1_segment_ends": "exact" if exact_f1 else "reference",
             "videos_list": [v.name for v in run.videos]}
     results = {**info, **run.metrics}
+    if lta and baselines:
+        results.update(evaluate_baselines(out, run, dataset, ckpt.config.sample_rate, options))
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
-    atomic_write_text(out / "results.md", markdown_report(run.metrics, info))
+    atomic_write_text(out / "results.md", markdown_report(results, info))
     for video in run.videos[:max(0, max_plots)]:
         plot_video(out / "plots" / f"{video.name}.png", video, ckpt.class_names)
     return results
+
+
+def evaluate_baselines(out: Path, run: ScoredRun, dataset: MsTcnDataset, sample_rate: int,
+                       options: ScoringOptions) -> dict[str, Any]:
+    """Fit the baselines on the training split's labels, score them on the model's videos, write their files.
+
+    Returns the ``baselines``, ``best_per_cell`` and ``baseline_fit`` entries of ``results.json``.
+    """
+    train = read_split_labels(dataset.root, dataset.split, "train", mapping=dataset.mapping)
+    if not train:
+        raise DatasetError(f"{dataset.root}: training split {dataset.split} lists no videos to fit the baselines on")
+    scored = score_baselines(fit_baselines(train.values(), sample_rate), [(v.name, v.labels) for v in run.videos],
+                             sample_rate, protocols=options.protocols, alphas=options.alphas, betas=options.betas,
+                             ratio=options.ratio)
+    write_baseline_predictions(out / "baselines", scored, dataset.mapping.names)
+    tables = {"model": run.metrics["lta"], **{n: m["lta"] for n, m in scored.metrics.items()}}
+    return {"baselines": scored.metrics, "best_per_cell": best_per_cell(tables),
+            "baseline_fit": {"train_split": dataset.split, "train_videos": len(train), "sample_rate": sample_rate}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "paper presets)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--no-lta", action="store_true", help="TAS only")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="skip the label-only LTA baselines (repeat last, segment grammars of order 1 and 2)")
     p.add_argument("--median-filter", type=int, default=None, metavar="K",
                    help="median filter window at the sampled rate (0: off; default: the training config's)")
     p.add_argument("--single-offset", action="store_true",
@@ -182,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  seed=args.seed, lta=not args.no_lta, median_filter=args.median_filter,
                                  aggregate_offsets=not args.single_offset, max_videos=args.max_videos,
                                  max_plots=args.max_plots, device=args.device, background=args.background,
-                                 exact_f1=args.exact_f1)
+                                 exact_f1=args.exact_f1, baselines=not args.no_baselines)
     except (CheckpointError, DatasetError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

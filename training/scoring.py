@@ -89,6 +89,28 @@ def _nan_to_none(x: float) -> float | None:
     return None if x != x else float(x)
 
 
+def moc_tables(pairs_of: Callable[[str, float], Sequence[tuple[np.ndarray, np.ndarray]]],
+               protocols: Sequence[str], alphas: Sequence[float], betas: Sequence[float],
+               ) -> tuple[dict[str, dict[str, dict[str, float | None]]], dict[str, float | None]]:
+    """``({protocol: {alpha: {beta: MoC}}}, {protocol: mean MoC})`` of the ``(pred, gt)`` pairs of each cell.
+
+    ``pairs_of(protocol, alpha)`` gives one raw-rate ``(prediction, ground truth)`` pair per video; MoC is
+    :func:`training.metrics.moc_scores` (None where no frame was scored), the mean skips such cells.
+    """
+    lta: dict[str, dict[str, dict[str, float | None]]] = {}
+    means: dict[str, float | None] = {}
+    for protocol in protocols:
+        per_alpha: dict[str, dict[str, float | None]] = {}
+        values: list[float] = []
+        for alpha in alphas:
+            moc, _ = moc_scores(pairs_of(protocol, alpha), alpha, betas)
+            per_alpha[f"{alpha:g}"] = {f"{b:g}": _nan_to_none(m) for b, m in moc.items()}
+            values += [m for m in moc.values() if m == m]
+        lta[protocol] = per_alpha
+        means[protocol] = float(np.mean(values)) if values else None
+    return lta, means
+
+
 def score_predictions(videos: Sequence[VideoPredictions], class_names: Sequence[str],
                       options: ScoringOptions) -> dict:
     """Metrics of the predictions: TAS (acc, edit, f1@k, score), MoC per protocol/alpha/beta, latencies.
@@ -103,16 +125,10 @@ def score_predictions(videos: Sequence[VideoPredictions], class_names: Sequence[
     tas["score"] = summary_score(tas)
     metrics: dict = {"videos": len(videos), "tas": tas, "lta": {}, "lta_mean": {}}
     latency = {"tas_per_video": float(np.mean([v.tas.seconds for v in videos]))}
+    metrics["lta"], metrics["lta_mean"] = moc_tables(
+        lambda protocol, alpha: [(v.lta[(protocol, alpha)].labels, v.labels) for v in videos],
+        options.protocols, options.alphas, options.betas)
     for protocol in options.protocols:
-        per_alpha: dict[str, dict[str, float | None]] = {}
-        values: list[float] = []
-        for alpha in options.alphas:
-            preds = [v.lta[(protocol, alpha)] for v in videos]
-            moc, _ = moc_scores([(p.labels, v.labels) for p, v in zip(preds, videos)], alpha, options.betas)
-            per_alpha[f"{alpha:g}"] = {f"{b:g}": _nan_to_none(m) for b, m in moc.items()}
-            values += [m for m in moc.values() if m == m]
-        metrics["lta"][protocol] = per_alpha
-        metrics["lta_mean"][protocol] = float(np.mean(values)) if values else None
         forecasts = [s for v in videos for a in options.alphas for s in v.lta[(protocol, a)].forecast_seconds]
         latency[f"lta_{protocol}_per_forecast"] = float(np.mean(forecasts))
         latency[f"lta_{protocol}_per_video"] = float(np.mean(
