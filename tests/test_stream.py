@@ -567,17 +567,6 @@ def test_segments_share_their_boundaries_with_jitter_and_a_lost_frame() -> None:
     assert irregular.min() != irregular.max()                             # the stamps really are jittered
 
 
-@given(gaps=st.lists(st.integers(1, 3 * S), min_size=1, max_size=40),
-       labels=st.lists(st.integers(0, 2), min_size=41, max_size=41), period=st.integers(1, S))
-@settings(max_examples=200, deadline=None)
-def test_timed_segments_tile_any_stamps(gaps, labels, period) -> None:
-    starts = np.cumsum([T0, *gaps])
-    probs = np.eye(3, dtype=np.float32)[labels[:len(starts)]].T
-    segs = timed_segments(probs, starts, period, ["x", "y", "z"])
-    assert segs[0].start_ns == starts[0] and segs[-1].end_ns == starts[-1] + period
-    assert all(a.end_ns == b.start_ns for a, b in zip(segs, segs[1:]))
-
-
 # --------------------------------------------------------------------------- counters
 def test_published_counts_only_results_actually_built() -> None:
     """A tick that fails while building its result is a forecast_error, not published."""
