@@ -383,15 +383,16 @@ class ActFusionNode(Node):
     def _on_image(self, msg: Image | CompressedImage) -> None:
         """Convert and enqueue; nothing else (never waits for features or inference)."""
         self._images_received += 1
-        received_ns = self.get_clock().now().nanoseconds  # 0: a sim clock not started (no check)
         try:
             stamp_ns = stamp_to_ns(msg.header.stamp)
             self._missed_frames.observe(stamp_ns)
+            if not self.stream.admit(stamp_ns, self.get_clock().now().nanoseconds):
+                return  # stamped too far ahead of our clock: counted, not decoded
             rgb = self._convert(msg)
         except (ImageConversionError, ValueError, TypeError) as err:
             self._bad_images.record(error_kind(err), err)
             return
-        self._queue.put((stamp_ns, rgb, msg.header.frame_id, received_ns))
+        self._queue.put((stamp_ns, rgb, msg.header.frame_id))
 
     def _feature_worker(self) -> None:
         """Feed queued frames to the stream (the extractor runs here: context for every frame, features
@@ -400,9 +401,9 @@ class ActFusionNode(Node):
             item = self._queue.get()
             if item is None:
                 continue
-            stamp_ns, rgb, frame_id, received_ns = item
+            stamp_ns, rgb, frame_id = item
             try:
-                self.stream.push_frame(stamp_ns, rgb, now_ns=received_ns)
+                self.stream.push_frame(stamp_ns, rgb)
             except Exception as err:  # noqa: BLE001 - counted and logged once per kind, never fatal
                 self._frame_errors.record(type(err).__name__, err)
                 continue

@@ -35,9 +35,9 @@ Conventions
   ``publish_partial`` is set, else ``None`` (reason ``'warming_up'``).
 * **Staleness.** If the newest frame stamp seen is more than ``stale_after_s`` older than the tick's
   ``now_ns``, the tick returns ``None`` (reason ``'stale'``).
-* **Frames from the future.** :meth:`StreamingAnticipator.push_frame` given the clock time ``now_ns``
-  rejects a frame stamped more than ``max_future_s`` after it (counted in ``future_frames``; the
-  sampler never sees it); smaller skews are tolerated. Ticks do not judge this (a tick's ``now_ns``
+* **Frames from the future.** :meth:`StreamingAnticipator.admit` (or ``push_frame(..., now_ns=)``)
+  rejects a frame stamped more than ``max_future_s`` after the clock time ``now_ns`` of its arrival
+  (counted in ``future_frames``; the sampler never sees it); smaller skews are tolerated. Ticks do not judge this (a tick's ``now_ns``
   before the newest feature is not stale): frames are checked once, when they arrive.
 * **Counters.** ``frames_received == frames_accepted + frames_not_due + duplicates + out_of_order +
   invalid_frames + extract_errors + future_frames`` and ``ticks == published + skipped_ticks``
@@ -429,12 +429,27 @@ class StreamingAnticipator:
         self._counters.reset_reasons[reason] += 1
 
     # ------------------------------------------------------------------ input
+    def admit(self, stamp_ns: int, now_ns: int) -> bool:
+        """Whether a frame stamped ``stamp_ns`` that arrived at clock time ``now_ns`` may be pushed.
+
+        False (counted in ``future_frames`` and ``frames_received``) when it is stamped more than
+        ``max_future_s`` after ``now_ns``; do not push it then. ``now_ns == 0`` (a ROS clock that has
+        not started, e.g. sim time before the first /clock) admits everything. Cheap: call it before
+        decoding the image.
+        """
+        stamp = as_stamp_ns(stamp_ns)
+        now = as_stamp_ns(now_ns, "now_ns")
+        if now == 0 or stamp - now <= self._max_future_ns:
+            return True
+        with self._state_lock:
+            self._counters.future_frames += 1
+        return False
+
     def push_frame(self, stamp_ns: int, rgb: np.ndarray, *, now_ns: int | None = None) -> bool:
         """Offer one ``(H, W, 3) uint8`` RGB frame stamped ``stamp_ns``; True when it became a feature.
 
-        ``now_ns``: the clock time when the frame arrived (the ticks' clock); a frame stamped more than
-        ``max_future_s`` after it is rejected: counted in ``future_frames``, returns False, the sampler
-        state is untouched. ``None`` (or 0: a ROS clock that has not started) skips that check.
+        ``now_ns``: the clock time when the frame arrived (the ticks' clock), checked by :meth:`admit`
+        (a frame too far ahead returns False, the sampler state untouched); ``None``: no check.
 
         Raises ``TypeError`` for a non-integer stamp, ``FrameError`` for a malformed image (counted in
         ``invalid_frames``; the sampler state is untouched) and re-raises extractor errors (counted in
@@ -443,7 +458,6 @@ class StreamingAnticipator:
         counted as not due).
         """
         stamp = as_stamp_ns(stamp_ns)
-        now = None if now_ns is None else as_stamp_ns(now_ns, "now_ns")
         frame = rgb
         with self._push_lock:
             try:
@@ -452,9 +466,7 @@ class StreamingAnticipator:
                 with self._state_lock:
                     self._counters.invalid_frames += 1
                 raise
-            if now and stamp - now > self._max_future_ns:
-                with self._state_lock:
-                    self._counters.future_frames += 1
+            if now_ns is not None and not self.admit(stamp, now_ns):
                 return False
             with self._state_lock:
                 if self._stream.shape_changed(frame):

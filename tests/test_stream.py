@@ -615,3 +615,10 @@ def test_frames_stamped_ahead_of_the_clock_are_rejected_and_counted() -> None:
                                         + st_.future_frames)
     with pytest.raises(ValueError, match="max_future_s"):
         StreamConfig(max_future_s=0.0)
+
+
+def test_admit_judges_the_stamp_before_anything_is_decoded() -> None:
+    ant = make(StreamConfig(max_future_s=1.0))
+    assert ant.admit(T0 + S, T0) and not ant.admit(T0 + S + 1, T0) and ant.admit(T0 + 86_400 * S, 0)
+    st_ = ant.stats
+    assert st_.future_frames == 1 == st_.frames_received and st_.frames_accepted == 0
