@@ -445,3 +445,19 @@ def test_frames_stamped_far_ahead_of_the_clock_are_rejected_and_reported(ros_con
         executor.shutdown(timeout_sec=5.0)
         node.destroy_node()
         spin.join(5.0)
+
+
+@needs_rosbags
+def test_a_bag_holding_a_decompression_bomb_is_refused_without_decoding(tmp_path: Path, monkeypatch) -> None:
+    """Bag reading (and so actfusion-replay and actfusion-extract) applies the same header check."""
+    import cv2
+
+    from actfusion_ros import bags
+    from actfusion_ros.frames import rgb_to_jpeg
+
+    bomb = _claiming_8000x8000(rgb_to_jpeg(synthetic_frame(1), 90))
+    monkeypatch.setattr(bags, "rgb_to_jpeg", lambda rgb, quality=95: bomb)
+    bag = bags.write_bag(tmp_path / "bomb", encoding="jpeg", images=[(S, synthetic_frame(0))])
+    monkeypatch.setattr(cv2, "imdecode", lambda *a, **k: pytest.fail("cv2.imdecode was called"))
+    with pytest.raises(bags.BagError, match=r"message 0 .*8000x8000 .* exceeds the limit of 16777216 pixels"):
+        list(bags.read_images(bag, "/camera/image_raw/compressed"))
