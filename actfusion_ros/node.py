@@ -11,7 +11,9 @@ The image callback never waits for features or inference: it converts the messag
 in a bounded queue that drops its oldest frame when full (counted). The feature worker runs the
 extractor for the frames the stream samples. A tick that falls due while the previous tick is still
 running is skipped and counted (``skipped_ticks``). Bad images are counted per kind and logged once
-per kind.
+per kind; images over ``max_image_pixels`` are refused from their header and frames stamped more than
+``max_future_s`` ahead of the clock are rejected, both before decoding. The counters obey the sums of
+:mod:`actfusion_ros.counters` (docs/node.md).
 
 Topics (relative names, so a namespace applies; the defaults resolve as shown):
 
