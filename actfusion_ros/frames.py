@@ -454,8 +454,9 @@ def rgb_to_image_fields(
     """Build ``sensor_msgs/Image`` fields from an ``(H, W, 3)`` uint8 RGB array.
 
     ``rgb`` may also be ``(H, W)`` grey. ``encoding`` is one of
-    :data:`SUPPORTED_ENCODINGS` or :data:`ENCODING_ALIASES` (8UC3 is stored as bgr8, 8UC1 as mono8); mono encodings take the luma (exact for grey
-    input), mono16 stores ``grey * 257`` (so ``>> 8`` gives ``grey`` back) in
+    :data:`SUPPORTED_ENCODINGS` or :data:`ENCODING_ALIASES` (8UC3 is laid out as
+    bgr8, 8UC1 as mono8, under the name asked for); mono encodings take the luma
+    (exact for grey input), mono16 stores ``grey * 257`` (so ``>> 8`` gives ``grey`` back) in
     the byte order chosen by ``bigendian``, alpha is 255. Each row is followed
     by ``pad`` zero bytes (``step = width * bytes_per_pixel + pad``).
 

@@ -37,8 +37,9 @@ Conventions
   ``now_ns``, the tick returns ``None`` (reason ``'stale'``).
 * **Frames from the future.** :meth:`StreamingAnticipator.admit` (or ``push_frame(..., now_ns=)``)
   rejects a frame stamped more than ``max_future_s`` after the clock time ``now_ns`` of its arrival
-  (counted in ``future_frames``; the sampler never sees it); smaller skews are tolerated. Ticks do not judge this (a tick's ``now_ns``
-  before the newest feature is not stale): frames are checked once, when they arrive.
+  (counted in ``future_frames``; the sampler never sees it); smaller skews are tolerated. Ticks do
+  not judge this (a tick's ``now_ns`` before the newest feature is not stale): frames are checked
+  once, when they arrive.
 * **Counters.** ``frames_received == frames_accepted + frames_not_due + duplicates + out_of_order +
   invalid_frames + extract_errors + future_frames`` and ``ticks == published + skipped_ticks``
   (``skipped_ticks`` = sum of ``skip_reasons``; a tick that raises is counted under
@@ -123,8 +124,8 @@ class StreamConfig:
     episode_gap_s: a stamp gap larger than this starts a new episode, > 0 seconds.
     backward_jump_s: a stamp going back by more than this starts a new episode (smaller steps back
         are out-of-order frames and are ignored), >= 0 seconds.
-    max_future_s: a frame stamped more than this after the clock time given to ``push_frame`` is
-        rejected, > 0 seconds.
+    max_future_s: a frame stamped more than this after its arrival time (given to ``admit`` or
+        ``push_frame``) is rejected, > 0 seconds.
     window_policy: 'drop_oldest' or 'downsample' (see the module docstring).
     max_downsample_factor: largest rate reduction for 'downsample', a power of two in [1, 1024].
     """
