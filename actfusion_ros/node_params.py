@@ -94,7 +94,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "'image' and remaps it with its image_topic argument."),
     _p("compressed", False,
        "Subscribe to sensor_msgs/CompressedImage (jpeg/png) instead of sensor_msgs/Image "
-       "(rgb8, bgr8, rgba8, bgra8, mono8, mono16; padded rows)."),
+       "(rgb8, bgr8 or 8UC3, rgba8, bgra8, mono8 or 8UC1, mono16; padded rows)."),
     _p("qos_reliability", "best_effort",
        "Reliability of the image subscription: best_effort (sensor-data QoS, matches every camera "
        "driver) or reliable (receives only from reliable publishers).",
