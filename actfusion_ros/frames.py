@@ -12,6 +12,15 @@ Every returned array is a fresh, C-contiguous copy: it never aliases the
 message buffer. Every malformed input raises :class:`ImageConversionError`
 (a ``ValueError``) with a message naming the problem.
 
+Size limit: both converters refuse an image of more than ``max_pixels``
+(default :data:`DEFAULT_MAX_IMAGE_PIXELS`) pixels with
+:class:`ImageTooLargeError`, judged from the header *before* any pixel is
+copied or decoded: ``width * height`` of a raw image, the JPEG frame header
+(SOFn) or PNG ``IHDR`` of a compressed one (:func:`compressed_image_size`, a
+small pure-Python parser), so a few hundred bytes claiming 8000x8000 cost
+nothing. Every caller (node, bag reading, replay, extraction) goes through
+these two functions.
+
 Time is carried as integer nanoseconds end to end; :func:`stamp_to_ns` and
 :func:`ns_to_stamp_fields` convert from/to ``builtin_interfaces/Time`` fields.
 
@@ -28,11 +37,16 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "ENCODING_ALIASES",
     "ImageConversionError",
+    "ImageTooLargeError",
     "SUPPORTED_ENCODINGS",
     "SUPPORTED_COMPRESSED_FORMATS",
     "image_to_rgb",
     "compressed_to_rgb",
+    "compressed_image_size",
+    "check_image_pixels",
     "stamp_to_ns",
     "ns_to_stamp_fields",
     "rgb_to_image_fields",
@@ -41,10 +55,24 @@ __all__ = [
 
 NS_PER_SEC = 1_000_000_000
 _INT32_MAX = 2**31 - 1
+#: Default limit of :func:`image_to_rgb` / :func:`compressed_to_rgb`: 4096 x 4096 pixels (a 16 MP
+#: camera; 48 MiB as RGB).
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 class ImageConversionError(ValueError):
-    """Raised when an image message cannot be converted (or built)."""
+    """Raised when an image message cannot be converted (or built).
+
+    ``kind`` is a short, stable name of the problem for counters (``None``: not classified here).
+    """
+
+    kind: str | None = None
+
+
+class ImageTooLargeError(ImageConversionError):
+    """The image header claims more pixels than allowed (refused before decoding)."""
+
+    kind = "too_large"
 
 
 class _Encoding(NamedTuple):
@@ -61,6 +89,12 @@ _ENCODINGS: dict[str, _Encoding] = {
     "mono16": _Encoding(1, 2),
 }
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_ENCODINGS)
+#: Other accepted names: ``{ROS name: the SUPPORTED_ENCODINGS entry it means}``. The OpenCV-style
+#: encodings of sensor_msgs/image_encodings.hpp: 8-bit, 3 channels is BGR by OpenCV convention;
+#: 8-bit, 1 channel is grey.
+ENCODING_ALIASES: dict[str, str] = {"8UC3": "bgr8", "8UC1": "mono8"}
+_LOWER_ALIASES = {a.lower(): e for a, e in ENCODING_ALIASES.items()}
+_SUPPORTED_TEXT = ", ".join((*SUPPORTED_ENCODINGS, *(f"{a} (= {e})" for a, e in ENCODING_ALIASES.items())))
 
 # Codec token -> (file extension for cv2.imencode, magic-byte prefix).
 _CODECS: dict[str, tuple[str, bytes]] = {
@@ -118,33 +152,56 @@ def _as_bytes_view(data: Any, what: str = "data") -> np.ndarray:
         ) from None
 
 
+def _canonical_encoding(encoding: Any) -> str | None:
+    """The :data:`_ENCODINGS` key an encoding string means (aliases resolved), or ``None``."""
+    if not isinstance(encoding, str):
+        return None
+    name = encoding.strip().lower()
+    name = _LOWER_ALIASES.get(name, name)
+    return name if name in _ENCODINGS else None
+
+
+def check_image_pixels(width: int, height: int, max_pixels: int | None, what: str = "image") -> None:
+    """Raise :class:`ImageTooLargeError` if ``width * height`` exceeds ``max_pixels`` (``None``: no limit)."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{what} of {width}x{height} (WxH) = {width * height} pixels exceeds the limit of "
+            f"{max_pixels} pixels (parameter max_image_pixels); refused without decoding"
+        )
+
+
 # --------------------------------------------------------------------------- raw images
-def image_to_rgb(msg: Any) -> np.ndarray:
+def image_to_rgb(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """Convert a ``sensor_msgs/Image``-like message to an ``(H, W, 3)`` uint8 RGB array.
 
-    Supported encodings: rgb8, bgr8, rgba8, bgra8 (alpha dropped), mono8 (grey
-    replicated to 3 channels) and mono16 (byte order from ``is_bigendian``,
-    scaled to 8 bit as ``value >> 8`` and replicated). Rows are sliced by
-    ``step``, so padded rows are handled; bytes beyond ``step * height`` are
-    ignored. The result is always a fresh copy.
+    Supported encodings: rgb8, bgr8 (and its OpenCV name 8UC3), rgba8, bgra8
+    (alpha dropped), mono8 (and 8UC1; grey replicated to 3 channels) and mono16
+    (byte order from ``is_bigendian``, scaled to 8 bit as ``value >> 8`` and
+    replicated). Rows are sliced by ``step``, so padded rows are handled; bytes
+    beyond ``step * height`` are ignored. The result is always a fresh copy.
+    ``max_pixels``: refuse images with more pixels (``None``: no limit), before
+    touching the data.
 
     Raises:
+        ImageTooLargeError: ``width * height > max_pixels``.
         ImageConversionError: unsupported encoding, zero/negative size,
             ``step`` shorter than a row, or ``data`` shorter than ``step * height``.
     """
     encoding = _field(msg, "encoding")
     if not isinstance(encoding, str):
         raise ImageConversionError(f"encoding must be a string, got {type(encoding).__name__}")
-    enc = _ENCODINGS.get(encoding.strip().lower())
-    if enc is None:
+    name = _canonical_encoding(encoding)
+    if name is None:
         raise ImageConversionError(
-            f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
+            f"unsupported image encoding {encoding!r}; supported: {_SUPPORTED_TEXT}"
         )
+    enc = _ENCODINGS[name]
     height = _as_int(_field(msg, "height"), "height")
     width = _as_int(_field(msg, "width"), "width")
     step = _as_int(_field(msg, "step"), "step")
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"image must be non-empty, got {width}x{height} (WxH)")
+    check_image_pixels(width, height, max_pixels)
     row_bytes = width * enc.channels * enc.bytes_per_channel
     if step < row_bytes:
         raise ImageConversionError(
@@ -159,7 +216,6 @@ def image_to_rgb(msg: Any) -> np.ndarray:
         )
     rows = buf[:needed].reshape(height, step)[:, :row_bytes]
 
-    name = encoding.strip().lower()
     if name == "mono16":
         big = bool(_field(msg, "is_bigendian"))
         grey16 = np.ascontiguousarray(rows).view(">u2" if big else "<u2")
@@ -210,15 +266,88 @@ def _parse_format(fmt: str, data: np.ndarray) -> tuple[str, bool]:
     return token, swap
 
 
-def compressed_to_rgb(msg: Any) -> np.ndarray:
+# JPEG markers: SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = frozenset((0x01, *range(0xD0, 0xD9)))  # TEM, RST0-7, SOI: no length field
+_JPEG_MAX_SEGMENTS = 1024  # a real JPEG has a few dozen segments before its frame header
+
+
+def _jpeg_size(data: bytes | np.ndarray) -> tuple[int, int]:
+    """``(width, height)`` from the first SOFn segment of a JPEG stream (walks the segment lengths)."""
+    view = memoryview(np.ascontiguousarray(data, dtype=np.uint8)).cast("B")
+    pos, n = 2, len(view)  # after SOI
+    for _ in range(_JPEG_MAX_SEGMENTS):
+        if pos >= n or view[pos] != 0xFF:
+            break
+        while pos < n and view[pos] == 0xFF:  # the marker's 0xFF and any fill bytes
+            pos += 1
+        if pos >= n:
+            break
+        marker = view[pos]
+        pos += 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker in (0xD9, 0xDA):  # EOI or start of scan before any frame header
+            break
+        if pos + 2 > n:
+            break
+        length = (view[pos] << 8) | view[pos + 1]
+        if length < 2:
+            break
+        if marker in _JPEG_SOF:
+            if length < 8 or pos + 7 > n:
+                break
+            height = (view[pos + 3] << 8) | view[pos + 4]
+            width = (view[pos + 5] << 8) | view[pos + 6]
+            if width == 0 or height == 0:
+                raise ImageConversionError(
+                    f"cannot decode jpeg data ({n} bytes): frame header gives {width}x{height} (WxH)")
+            return width, height
+        pos += length
+    raise ImageConversionError(f"cannot decode jpeg data ({n} bytes): no readable frame header (SOFn)")
+
+
+def _png_size(data: bytes | np.ndarray) -> tuple[int, int]:
+    """``(width, height)`` from the ``IHDR`` chunk, which must follow the PNG signature."""
+    head = bytes(np.ascontiguousarray(data[:24], dtype=np.uint8))
+    if len(head) < 24 or head[12:16] != b"IHDR":
+        raise ImageConversionError(f"cannot decode png data ({len(data)} bytes): no IHDR chunk after the signature")
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if width == 0 or height == 0:
+        raise ImageConversionError(f"cannot decode png data: IHDR gives {width}x{height} (WxH)")
+    return width, height
+
+
+def compressed_image_size(data: Any) -> tuple[int, int]:
+    """``(width, height)`` a JPEG or PNG stream declares in its header, without decoding it.
+
+    Reads the JPEG frame header (the first SOFn segment, found by walking the segment lengths) or the
+    PNG ``IHDR`` chunk.
+
+    Raises:
+        ImageConversionError: neither JPEG nor PNG, or no readable size in the header.
+    """
+    buf = _as_bytes_view(data)
+    head = buf[:8].tobytes()
+    if head.startswith(_CODECS["jpeg"][1]):
+        return _jpeg_size(buf)
+    if head.startswith(_CODECS["png"][1]):
+        return _png_size(buf)
+    raise ImageConversionError(f"data is not a jpeg or png stream (bad header {head!r})")
+
+
+def compressed_to_rgb(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage``-like message to ``(H, W, 3)`` uint8 RGB.
 
     ``format`` may be a plain codec (``'jpeg'``, ``'jpg'``, ``'png'``), the
     image_transport form ``'rgb8; jpeg compressed bgr8'``, or empty (codec then
     sniffed from the magic bytes). Grey images are replicated to 3 channels,
-    alpha is dropped, 16-bit PNGs are reduced to 8 bit by OpenCV.
+    alpha is dropped, 16-bit PNGs are reduced to 8 bit by OpenCV. The size the
+    header declares is checked against ``max_pixels`` (``None``: no limit)
+    before decoding (:func:`compressed_image_size`).
 
     Raises:
+        ImageTooLargeError: the header declares more than ``max_pixels`` pixels.
         ImageConversionError: unknown format, empty/corrupt/truncated data.
     """
     fmt = _field(msg, "format")
@@ -239,6 +368,8 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
         raise ImageConversionError(
             f"truncated {codec} data ({buf.size} bytes): no end-of-image marker"
         )
+    width, height = compressed_image_size(buf)
+    check_image_pixels(width, height, max_pixels, what=f"{codec} image")
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:
@@ -323,8 +454,9 @@ def rgb_to_image_fields(
     """Build ``sensor_msgs/Image`` fields from an ``(H, W, 3)`` uint8 RGB array.
 
     ``rgb`` may also be ``(H, W)`` grey. ``encoding`` is one of
-    :data:`SUPPORTED_ENCODINGS`; mono encodings take the luma (exact for grey
-    input), mono16 stores ``grey * 257`` (so ``>> 8`` gives ``grey`` back) in
+    :data:`SUPPORTED_ENCODINGS` or :data:`ENCODING_ALIASES` (8UC3 is laid out as
+    bgr8, 8UC1 as mono8, under the name asked for); mono encodings take the luma
+    (exact for grey input), mono16 stores ``grey * 257`` (so ``>> 8`` gives ``grey`` back) in
     the byte order chosen by ``bigendian``, alpha is 255. Each row is followed
     by ``pad`` zero bytes (``step = width * bytes_per_pixel + pad``).
 
@@ -332,12 +464,13 @@ def rgb_to_image_fields(
         dict with keys height, width, encoding, is_bigendian, step, data (bytes).
     """
     rgb = _check_rgb(rgb)
-    name = encoding.strip().lower() if isinstance(encoding, str) else None
-    enc = _ENCODINGS.get(name) if name else None
-    if enc is None:
+    name = _canonical_encoding(encoding)
+    if name is None:
         raise ImageConversionError(
-            f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
+            f"unsupported image encoding {encoding!r}; supported: {_SUPPORTED_TEXT}"
         )
+    # the message keeps the spelling asked for: lower case, except the OpenCV names (8UC3, 8UC1)
+    stored = encoding.strip().upper() if encoding.strip().lower() in _LOWER_ALIASES else name
     pad = _as_int(pad, "pad")
     if pad < 0:
         raise ImageConversionError(f"pad must be >= 0, got {pad}")
@@ -361,7 +494,7 @@ def rgb_to_image_fields(
     return {
         "height": int(height),
         "width": int(width),
-        "encoding": name,
+        "encoding": stored,
         "is_bigendian": int(bool(bigendian) and name == "mono16"),
         "step": int(rows.shape[1]),
         "data": rows.tobytes(),

@@ -11,7 +11,9 @@ The image callback never waits for features or inference: it converts the messag
 in a bounded queue that drops its oldest frame when full (counted). The feature worker runs the
 extractor for the frames the stream samples. A tick that falls due while the previous tick is still
 running is skipped and counted (``skipped_ticks``). Bad images are counted per kind and logged once
-per kind.
+per kind; images over ``max_image_pixels`` are refused from their header and frames stamped more than
+``max_future_s`` ahead of the clock are rejected, both before decoding. The counters obey the sums of
+:mod:`actfusion_ros.counters` (docs/node.md).
 
 Topics (relative names, so a namespace applies; the defaults resolve as shown):
 
@@ -27,6 +29,7 @@ Topics (relative names, so a namespace applies; the defaults resolve as shown):
 No ``from __future__ import annotations`` here: rclpy passes ``TimerInfo`` to a timer callback only
 when the parameter's annotation *is* the ``TimerInfo`` class, not a string.
 """
+import functools
 import sys
 import threading
 import time
@@ -50,6 +53,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
+from actfusion_ros.frame_gaps import MissedFrameEstimator
 from actfusion_ros.frames import ImageConversionError, compressed_to_rgb, image_to_rgb, stamp_to_ns
 from actfusion_ros.node_params import PARAMETERS, NodeSettings, ParameterError, ParamSpec, validate_values
 from actfusion_ros.ros_messages import diagnostic_array, forecast_to_msg, segment_to_msg
@@ -168,6 +172,8 @@ _KIND_WORDS = (("encoding", "encoding"), ("too short", "truncated"), ("truncated
 def error_kind(err: BaseException) -> str:
     """A short, stable name for the kind of a conversion/stamp error (diagnostics key)."""
     if isinstance(err, ImageConversionError):
+        if err.kind:
+            return err.kind
         text = str(err).lower()
         for word, kind in _KIND_WORDS:
             if word in text:
@@ -226,9 +232,13 @@ class ActFusionNode(Node):
         self._bad_images = KindCounter("bad image skipped", self.get_logger().warning)
         self._frame_errors = KindCounter("frame rejected by the stream", self.get_logger().warning)
         self._tick_errors = KindCounter("tick failed", self.get_logger().error)
+        self._missed_frames = MissedFrameEstimator(int(round(s.stream.episode_gap_s * 1e9)))
         self._lock = threading.Lock()  # guards the tick statistics below
         self._images_received = 0
         self._skipped_ticks = 0
+        self._published = 0  # ticks whose ActionForecast and ActionSegment were both published
+        self._publish_errors = 0  # ticks whose result could not be turned into messages or published
+        self._diag_prev_future = 0
         self._tick_s: deque[float] = deque(maxlen=100_000)  # tick durations since the last diagnostics
         self._last_tick_s = 0.0
         self._last_result: ForecastResult | None = None
@@ -250,7 +260,8 @@ class ActFusionNode(Node):
             history=HistoryPolicy.KEEP_LAST, depth=s.qos_depth, durability=DurabilityPolicy.VOLATILE,
             reliability=(ReliabilityPolicy.BEST_EFFORT if s.qos_reliability == "best_effort"
                          else ReliabilityPolicy.RELIABLE))
-        self._convert = compressed_to_rgb if s.compressed else image_to_rgb
+        self._convert = functools.partial(compressed_to_rgb if s.compressed else image_to_rgb,
+                                          max_pixels=s.max_image_pixels)
         self._image_sub = self.create_subscription(
             CompressedImage if s.compressed else Image, s.image_topic, self._on_image, in_qos,
             callback_group=self._image_group)
@@ -376,6 +387,9 @@ class ActFusionNode(Node):
         self._images_received += 1
         try:
             stamp_ns = stamp_to_ns(msg.header.stamp)
+            self._missed_frames.observe(stamp_ns)
+            if not self.stream.admit(stamp_ns, self.get_clock().now().nanoseconds):
+                return  # stamped too far ahead of our clock: counted, not decoded
             rgb = self._convert(msg)
         except (ImageConversionError, ValueError, TypeError) as err:
             self._bad_images.record(error_kind(err), err)
@@ -434,13 +448,19 @@ class ActFusionNode(Node):
                 return
             self._last_tick_start_ns = now_ns
         t0 = time.perf_counter()
+        result = None
         try:
             result = self.stream.tick(now_ns)
             if result is not None:
                 msg = forecast_to_msg(result, self._frame_id)
                 self._future_pub.publish(msg)
                 self._current_pub.publish(segment_to_msg(result.current))
+                with self._lock:
+                    self._published += 1
         except Exception as err:  # noqa: BLE001 - a failing tick must not kill the node
+            if result is not None:  # the stream gave a result: building or publishing it failed
+                with self._lock:
+                    self._publish_errors += 1
             if self._closing.is_set() or not rclpy.ok(context=self.context):
                 return  # shutting down while a tick was running
             self._tick_errors.record(type(err).__name__, err)
@@ -473,6 +493,7 @@ class ActFusionNode(Node):
         with self._lock:
             tick_s, self._tick_s = list(self._tick_s), deque(maxlen=100_000)
             last_tick_s, skipped, result = self._last_tick_s, self._skipped_ticks, self._last_result
+            published, publish_errors = self._published, self._publish_errors
         measured_rate = 0.0
         if self._diag_prev is not None and now > self._diag_prev[0]:
             measured_rate = (st.frames_accepted - self._diag_prev[1]) / (now - self._diag_prev[0])
@@ -490,15 +511,23 @@ class ActFusionNode(Node):
             "window_capacity": self.settings.stream.window_capacity,
             "episode": st.episode,
             "images_received": self._images_received,
+            "frames_missed_estimate": self._missed_frames.missed,
+            "camera_rate_hz": self._missed_frames.rate_hz,
             "frames_dropped": self._queue.dropped,
             "queue_length": len(self._queue),
             "bad_images": sum(bad.values()),
+            "frames_received": st.frames_received,
             "frames_accepted": st.frames_accepted,
+            "frames_not_due": st.frames_not_due,
             "frames_rejected": self._frame_errors.total,
+            "invalid_frames": st.invalid_frames,
+            "extract_errors": st.extract_errors,
+            "future_frames": st.future_frames,
             "duplicates": st.duplicates,
             "out_of_order": st.out_of_order,
             "ticks": st.ticks,
-            "published": st.published,
+            "published": published,
+            "publish_errors": publish_errors,
             "skipped_ticks": skipped,
             "tick_errors": self._tick_errors.total,
             "resets": st.resets,
@@ -509,8 +538,13 @@ class ActFusionNode(Node):
         values.update({f"stream_skips.{k}": n for k, n in sorted(st.skip_reasons.items())})
         values.update({f"resets.{k}": n for k, n in sorted(st.reset_reasons.items())})
         reason = self.stream.last_skip_reason
+        new_future, self._diag_prev_future = st.future_frames - self._diag_prev_future, st.future_frames
         if self._tick_errors.total and reason == "forecast_error":
             level, message = "error", "forecasting fails (see the node's log)"
+        elif new_future > 0:
+            level, message = "warn", (f"{new_future} frame(s) stamped more than max_future_s = "
+                                      f"{self.settings.stream.max_future_s:g} s ahead of the node's clock "
+                                      f"rejected (camera clock not synchronised?)")
         elif st.buffer_length == 0:
             level, message = "warn", "waiting for images"
         elif reason == "stale":

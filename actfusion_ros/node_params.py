@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from actfusion_ros.frames import DEFAULT_MAX_IMAGE_PIXELS
 from actfusion_ros.stream import WINDOW_POLICIES, StreamConfig
 
 __all__ = ["BACKENDS", "DEVICE_PATTERN", "NodeSettings", "PARAMETERS", "PARAMETER_NAMES", "ParamSpec",
@@ -93,7 +94,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "'image' and remaps it with its image_topic argument."),
     _p("compressed", False,
        "Subscribe to sensor_msgs/CompressedImage (jpeg/png) instead of sensor_msgs/Image "
-       "(rgb8, bgr8, rgba8, bgra8, mono8, mono16; padded rows)."),
+       "(rgb8, bgr8 or 8UC3, rgba8, bgra8, mono8 or 8UC1, mono16; padded rows)."),
     _p("qos_reliability", "best_effort",
        "Reliability of the image subscription: best_effort (sensor-data QoS, matches every camera "
        "driver) or reliable (receives only from reliable publishers).",
@@ -102,6 +103,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("queue_size", 8,
        "Frames waiting between the image callback and the feature worker; when full the oldest is "
        "dropped and counted (frames_dropped in /diagnostics).", 1, 10000),
+    _p("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS,
+       "Largest image accepted, in pixels (width * height), judged from the message or JPEG/PNG header "
+       "before decoding; larger ones are skipped and counted (bad_images.too_large).", 1, 2**30),
     # --- model
     _p("checkpoint", "",
        "Path of an actfusion_ros checkpoint (weights, model config, class names) for backend torch. "
@@ -156,6 +160,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("stale_after_s", float(_S.stale_after_s),
        "No forecast when the newest frame is older than this (camera stalled), in seconds.",
        0.001, 1.0e6),
+    _p("max_future_s", float(_S.max_future_s),
+       "Frames stamped more than this ahead of the node's clock when they arrive are rejected and "
+       "counted (future_frames), in seconds.", 0.001, 1.0e6),
     _p("episode_gap_s", float(_S.episode_gap_s),
        "A gap in frame stamps longer than this starts a new episode, in seconds.", 0.001, 1.0e6),
     _p("backward_jump_s", float(_S.backward_jump_s),
@@ -168,8 +175,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
 PARAMETER_NAMES: frozenset[str] = frozenset(p.name for p in PARAMETERS)
 _BY_NAME = {p.name: p for p in PARAMETERS}
 _STREAM_KEYS = ("feature_rate_hz", "ratio", "max_horizon_s", "max_window_s", "min_observed_frames",
-                "publish_partial", "stale_after_s", "episode_gap_s", "backward_jump_s", "window_policy",
-                "max_downsample_factor")
+                "publish_partial", "stale_after_s", "max_future_s", "episode_gap_s", "backward_jump_s",
+                "window_policy", "max_downsample_factor")
 
 
 def spec(name: str) -> ParamSpec:
@@ -194,6 +201,7 @@ class NodeSettings:
     qos_reliability: str
     qos_depth: int
     queue_size: int
+    max_image_pixels: int
     checkpoint: str
     random_weights: bool
     backend: str
@@ -324,7 +332,8 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
     assert stream is not None
     return NodeSettings(
         image_topic=v["image_topic"], compressed=v["compressed"], qos_reliability=v["qos_reliability"],
-        qos_depth=v["qos_depth"], queue_size=v["queue_size"], checkpoint=v["checkpoint"],
+        qos_depth=v["qos_depth"], queue_size=v["queue_size"], max_image_pixels=v["max_image_pixels"],
+        checkpoint=v["checkpoint"],
         random_weights=v["random_weights"], backend=v["backend"], onnx_dir=v["onnx_dir"],
         engine_dir=v["engine_dir"],
         device=v["device"], num_threads=v["num_threads"], ddim_steps=v["ddim_steps"] or None,

@@ -20,18 +20,30 @@ Conventions
   with the previous *camera* frame. Offline feature files use the same rule
   (``FeatureExtractor.extract_at(frames, sample_frame_indices(stamps, rate))`` or
   ``actfusion_ros.extract.extract_sampled``) and match the live features.
-* **Segment times.** Observed feature ``i`` (stamp ``s_i``) covers ``[s_i, s_i + P)``; an observed
-  segment of features ``[i, j)`` spans ``[s_i, s_{j-1} + P)``. Future frame ``k`` (0-based) covers
-  ``[s_last + (k+1) P, s_last + (k+2) P)``, so the first future segment starts where the last
-  observed one ends. ``confidence`` = mean over the segment's frames of the max class probability.
-  Segments are cut by :func:`model.labels.segments_from_labels` on the argmax labels.
+* **Segment times.** Consecutive segments share their boundary exactly: a segment ends where the
+  next one begins. Observed feature ``i`` (stamp ``s_i``) covers ``[s_i, s_{i+1})``, the last one
+  ``[s_last, s_last + P)``; so an observed segment of features ``[i, j)`` spans ``[s_i, s_j)``
+  (``[s_i, s_last + P)`` for the last one), whatever the jitter of the stamps or the features lost
+  in between. Future frame ``k`` (0-based) covers ``[s_last + (k+1) P, s_last + (k+2) P)``, so the
+  first future segment starts where the last observed one ends. ``confidence`` = mean over the
+  segment's frames of the max class probability. Segments are cut by
+  :func:`model.labels.segments_from_labels` on the argmax labels.
 * **Horizon.** ``anticipation_horizon(N_O, ratio=ratio, max_horizon=round(max_horizon_s / P))``,
   always at the current (effective) feature period.
 * **Start-up.** With no features a tick returns ``None`` (reason ``'no_data'``). While fewer than
   ``min_observed_frames`` features are buffered, a tick returns a result with ``partial=True`` when
   ``publish_partial`` is set, else ``None`` (reason ``'warming_up'``).
 * **Staleness.** If the newest frame stamp seen is more than ``stale_after_s`` older than the tick's
-  ``now_ns``, the tick returns ``None`` (reason ``'stale'``). A negative age (clock skew) is not stale.
+  ``now_ns``, the tick returns ``None`` (reason ``'stale'``).
+* **Frames from the future.** :meth:`StreamingAnticipator.admit` (or ``push_frame(..., now_ns=)``)
+  rejects a frame stamped more than ``max_future_s`` after the clock time ``now_ns`` of its arrival
+  (counted in ``future_frames``; the sampler never sees it); smaller skews are tolerated. Ticks do
+  not judge this (a tick's ``now_ns`` before the newest feature is not stale): frames are checked
+  once, when they arrive.
+* **Counters.** ``frames_received == frames_accepted + frames_not_due + duplicates + out_of_order +
+  invalid_frames + extract_errors + future_frames`` and ``ticks == published + skipped_ticks``
+  (``skipped_ticks`` = sum of ``skip_reasons``; a tick that raises is counted under
+  ``'forecast_error'``); ``published`` counts the results actually returned.
 * **Episodes.** A stamp gap larger than ``episode_gap_s``, a backwards jump larger than
   ``backward_jump_s``, a frame-size change or :meth:`StreamingAnticipator.reset` clears the buffer
   and the extractor context; the frame that triggered it (if any) is the first of the new episode.
@@ -112,6 +124,8 @@ class StreamConfig:
     episode_gap_s: a stamp gap larger than this starts a new episode, > 0 seconds.
     backward_jump_s: a stamp going back by more than this starts a new episode (smaller steps back
         are out-of-order frames and are ignored), >= 0 seconds.
+    max_future_s: a frame stamped more than this after its arrival time (given to ``admit`` or
+        ``push_frame``) is rejected, > 0 seconds.
     window_policy: 'drop_oldest' or 'downsample' (see the module docstring).
     max_downsample_factor: largest rate reduction for 'downsample', a power of two in [1, 1024].
     """
@@ -125,6 +139,7 @@ class StreamConfig:
     stale_after_s: float = 2.0
     episode_gap_s: float = 5.0
     backward_jump_s: float = 1.0
+    max_future_s: float = 5.0
     window_policy: str = "drop_oldest"
     max_downsample_factor: int = 8
 
@@ -137,7 +152,7 @@ class StreamConfig:
         mh = self.max_horizon_s
         if mh is not None and (not _is_real(mh) or not math.isfinite(mh) or mh < 0):
             raise _bad("max_horizon_s", mh, "None or a finite number >= 0 seconds")
-        for name in ("max_window_s", "stale_after_s", "episode_gap_s"):
+        for name in ("max_window_s", "stale_after_s", "episode_gap_s", "max_future_s"):
             v = getattr(self, name)
             if not _is_real(v) or not math.isfinite(v) or v <= 0:
                 raise _bad(name, v, "a finite number > 0 seconds")
@@ -245,7 +260,7 @@ class StreamStats:
     """Counters of a :class:`StreamingAnticipator` (a consistent snapshot).
 
     ``frames_received == frames_accepted + frames_not_due + duplicates + out_of_order
-    + invalid_frames + extract_errors`` and ``ticks == published + skipped_ticks``.
+    + invalid_frames + extract_errors + future_frames`` and ``ticks == published + skipped_ticks``.
     """
 
     frames_received: int
@@ -255,6 +270,7 @@ class StreamStats:
     out_of_order: int
     invalid_frames: int
     extract_errors: int
+    future_frames: int
     resets: int
     reset_reasons: Mapping[str, int]
     ticks: int
@@ -286,19 +302,21 @@ def timed_segments(probs: np.ndarray, starts_ns: np.ndarray, period_ns: int,
                    class_names: Sequence[str]) -> tuple[TimedSegment, ...]:
     """Cut frame probabilities ``(C, T)`` into :class:`TimedSegment` s.
 
-    Frame ``t`` covers ``[starts_ns[t], starts_ns[t] + period_ns)``; a segment of frames ``[i, j)``
-    spans ``[starts_ns[i], starts_ns[j-1] + period_ns)``. Labels are the argmax (ties: lowest id);
-    ``confidence`` is the mean max-probability over the segment's frames.
+    Frame ``t`` covers ``[starts_ns[t], starts_ns[t+1])``, the last one ``[starts_ns[-1],
+    starts_ns[-1] + period_ns)``: a segment of frames ``[i, j)`` spans ``[starts_ns[i], starts_ns[j])``
+    and ends exactly where the next begins, however irregular the stamps. Labels are the argmax
+    (ties: lowest id); ``confidence`` is the mean max-probability over the segment's frames.
     """
-    if probs.shape[1] == 0:
+    n = probs.shape[1]
+    if n == 0:
         return ()
     labels = probs.argmax(axis=0)
     top = probs.max(axis=0)
     out = []
     for seg in segments_from_labels(labels):
+        end_ns = int(starts_ns[seg.end]) if seg.end < n else int(starts_ns[n - 1]) + int(period_ns)
         out.append(TimedSegment(label=class_names[seg.label], class_id=int(seg.label),
-                                start_ns=int(starts_ns[seg.start]),
-                                end_ns=int(starts_ns[seg.end - 1]) + int(period_ns),
+                                start_ns=int(starts_ns[seg.start]), end_ns=end_ns,
                                 confidence=float(np.mean(top[seg.start:seg.end], dtype=np.float64))))
     return tuple(out)
 
@@ -308,6 +326,7 @@ class _Counters:
     frames_accepted: int = 0
     invalid_frames: int = 0
     extract_errors: int = 0
+    future_frames: int = 0
     ticks: int = 0
     published: int = 0
     stale_ticks: int = 0
@@ -343,6 +362,7 @@ class StreamingAnticipator:
             backward_jump_ns=_s_to_ns(config.backward_jump_s))
         self._buffer = FeatureBuffer(config.window_capacity, int(extractor.dim))
         self._stale_ns = _s_to_ns(config.stale_after_s)
+        self._max_future_ns = _s_to_ns(config.max_future_s)
         self._factor = 1
         self._episode = 0
         self._counters = _Counters()
@@ -367,13 +387,14 @@ class StreamingAnticipator:
         with self._state_lock:
             c, s = self._counters, self._sampler.counts
             return StreamStats(
-                frames_received=s.received + c.invalid_frames,
+                frames_received=s.received + c.invalid_frames + c.future_frames,
                 frames_accepted=c.frames_accepted,
                 frames_not_due=s.not_due,
                 duplicates=s.duplicates,
                 out_of_order=s.out_of_order,
                 invalid_frames=c.invalid_frames,
                 extract_errors=c.extract_errors,
+                future_frames=c.future_frames,
                 resets=sum(c.reset_reasons.values()),
                 reset_reasons=MappingProxyType(dict(c.reset_reasons)),
                 ticks=c.ticks,
@@ -409,8 +430,27 @@ class StreamingAnticipator:
         self._counters.reset_reasons[reason] += 1
 
     # ------------------------------------------------------------------ input
-    def push_frame(self, stamp_ns: int, rgb: np.ndarray) -> bool:
+    def admit(self, stamp_ns: int, now_ns: int) -> bool:
+        """Whether a frame stamped ``stamp_ns`` that arrived at clock time ``now_ns`` may be pushed.
+
+        False (counted in ``future_frames`` and ``frames_received``) when it is stamped more than
+        ``max_future_s`` after ``now_ns``; do not push it then. ``now_ns == 0`` (a ROS clock that has
+        not started, e.g. sim time before the first /clock) admits everything. Cheap: call it before
+        decoding the image.
+        """
+        stamp = as_stamp_ns(stamp_ns)
+        now = as_stamp_ns(now_ns, "now_ns")
+        if now == 0 or stamp - now <= self._max_future_ns:
+            return True
+        with self._state_lock:
+            self._counters.future_frames += 1
+        return False
+
+    def push_frame(self, stamp_ns: int, rgb: np.ndarray, *, now_ns: int | None = None) -> bool:
         """Offer one ``(H, W, 3) uint8`` RGB frame stamped ``stamp_ns``; True when it became a feature.
+
+        ``now_ns``: the clock time when the frame arrived (the ticks' clock), checked by :meth:`admit`
+        (a frame too far ahead returns False, the sampler state untouched); ``None``: no check.
 
         Raises ``TypeError`` for a non-integer stamp, ``FrameError`` for a malformed image (counted in
         ``invalid_frames``; the sampler state is untouched) and re-raises extractor errors (counted in
@@ -427,6 +467,8 @@ class StreamingAnticipator:
                 with self._state_lock:
                     self._counters.invalid_frames += 1
                 raise
+            if now_ns is not None and not self.admit(stamp, now_ns):
+                return False
             with self._state_lock:
                 if self._stream.shape_changed(frame):
                     # new image size: new episode, and this frame starts the sampler's new grid
@@ -489,21 +531,28 @@ class StreamingAnticipator:
                 features, stamps = self._buffer.snapshot()
                 period = self._sampler.period_ns
                 episode = self._episode
-            horizon = anticipation_horizon(n, ratio=cfg.ratio, max_horizon=cfg.max_horizon_frames(period))
-            t0 = self._perf_clock()
-            try:
-                obs_probs, fut_probs = self._checked_forecast(features, horizon)
+            try:  # every tick that got this far ends counted: published, or skipped with a reason
+                result = self._forecast(features, stamps, period, episode, n, partial, now)
             except Exception:
                 with self._state_lock:
                     self._skip_locked("forecast_error")
                 raise
-            inference_s = float(self._perf_clock() - t0)
             with self._state_lock:
                 if episode != self._episode:
                     self._skip_locked("reset_during_inference")
                     return None
                 self._counters.published += 1
                 self.last_skip_reason = None
+            return result
+
+    def _forecast(self, features: np.ndarray, stamps: np.ndarray, period: int, episode: int, n: int,
+                  partial: bool, now: int) -> ForecastResult:
+        """Run the forecaster on a snapshot and build the complete result (no counting here)."""
+        cfg = self.config
+        horizon = anticipation_horizon(n, ratio=cfg.ratio, max_horizon=cfg.max_horizon_frames(period))
+        t0 = self._perf_clock()
+        obs_probs, fut_probs = self._checked_forecast(features, horizon)
+        inference_s = float(self._perf_clock() - t0)
         last = int(stamps[-1])
         observed = timed_segments(obs_probs, stamps, period, self.class_names)
         future_starts = last + period * np.arange(1, horizon + 1, dtype=np.int64)

@@ -374,3 +374,95 @@ def test_a_corrupted_bag_never_crashes_the_reader(tmp_path: Path, bag_frames, st
             assert len(got) == len(intact) and all(
                 s == s0 and np.array_equal(rgb, rgb0) for (s, rgb), (s0, rgb0) in zip(got, intact))
     assert outcomes["error"] + outcomes["read"] == 30
+
+
+def _claiming_8000x8000(jpeg: bytes) -> bytes:
+    """A small baseline JPEG whose frame header (SOF0) claims 8000x8000."""
+    out = bytearray(jpeg)
+    sof = out.index(b"\xff\xc0")
+    out[sof + 5:sof + 9] = (8000).to_bytes(2, "big") * 2
+    return bytes(out)
+
+
+@needs_ros
+def test_decompression_bombs_and_oversized_frames_are_refused_from_their_header(ros_context,
+                                                                                monkeypatch) -> None:
+    import cv2
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from actfusion_ros.frames import rgb_to_jpeg
+
+    decoded = []
+    real_decode = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    jpeg = rgb_to_jpeg(synthetic_frame(5), 90)
+    bomb = _claiming_8000x8000(jpeg)
+    assert len(bomb) == len(jpeg) < 2000
+    node = _node(ros_context, "bomb", compressed=True)
+    try:
+        node.close()  # stop the worker: inspect what the callback enqueues
+        for _ in range(3):
+            node._on_image(CompressedImage(format="jpeg", data=bomb))
+        assert decoded == [] and node._bad_images.counts == {"too_large": 3}
+        node._on_image(CompressedImage(format="jpeg", data=jpeg))
+        assert decoded == [1] and node._queue.put_count == 1
+        assert node.diagnostics_values()[2]["bad_images.too_large"] == 3
+    finally:
+        node.destroy_node()
+    small = _node(ros_context, "small", max_image_pixels=48 * 64 - 1)  # the parameter reaches the check
+    try:
+        small.close()
+        small._on_image(make_image(Image, synthetic_frame(0), time.time_ns()))
+        huge = make_image(Image, synthetic_frame(0), time.time_ns())
+        huge.width, huge.height, huge.step = 8000, 8000, 24000       # 9 KB of data claiming 192 MB
+        small._on_image(huge)
+        assert small._bad_images.counts == {"too_large": 2} and small._queue.put_count == 0
+    finally:
+        small.destroy_node()
+
+
+@needs_ros
+def test_frames_stamped_far_ahead_of_the_clock_are_rejected_and_reported(ros_context) -> None:
+    from rclpy.executors import MultiThreadedExecutor
+    from sensor_msgs.msg import Image
+
+    node = _node(ros_context, "ahead", max_future_s=3.0, diagnostics_period_s=3600.0)
+    executor = MultiThreadedExecutor(num_threads=3, context=ros_context)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    try:
+        day = 86_400 * S
+        for k in range(5):
+            node._on_image(make_image(Image, synthetic_frame(k), time.time_ns() + day + k * S // 30))
+        wait_for(lambda: node.stream.stats.future_frames == 5, 60.0, "the five frames a day ahead")
+        level, message, v = node.diagnostics_values()
+        assert level == "warn" and "5 frame(s) stamped more than max_future_s = 3 s ahead" in message, message
+        assert v["future_frames"] == 5 and v["frames_accepted"] == 0 and node._last_result is None
+        for k in range(5):
+            node._on_image(make_image(Image, synthetic_frame(k), time.time_ns()))
+            time.sleep(1 / 30)
+        wait_for(lambda: node._last_result is not None, 60.0, "a forecast from frames stamped now")
+        assert node._last_result.stamp_ns < time.time_ns() + 3 * S       # never a forecast from the future
+        level, message, v = node.diagnostics_values()
+        assert level == "ok" and v["future_frames"] == 5, (level, message)
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        node.destroy_node()
+        spin.join(5.0)
+
+
+@needs_rosbags
+def test_a_bag_holding_a_decompression_bomb_is_refused_without_decoding(tmp_path: Path, monkeypatch) -> None:
+    """Bag reading (and so actfusion-replay and actfusion-extract) applies the same header check."""
+    import cv2
+
+    from actfusion_ros import bags
+    from actfusion_ros.frames import rgb_to_jpeg
+
+    bomb = _claiming_8000x8000(rgb_to_jpeg(synthetic_frame(1), 90))
+    monkeypatch.setattr(bags, "rgb_to_jpeg", lambda rgb, quality=95: bomb)
+    bag = bags.write_bag(tmp_path / "bomb", encoding="jpeg", images=[(S, synthetic_frame(0))])
+    monkeypatch.setattr(cv2, "imdecode", lambda *a, **k: pytest.fail("cv2.imdecode was called"))
+    with pytest.raises(bags.BagError, match=r"message 0 .*8000x8000 .* exceeds the limit of 16777216 pixels"):
+        list(bags.read_images(bag, "/camera/image_raw/compressed"))

@@ -174,3 +174,77 @@ def test_stream_failed_frame_leaves_context_unchanged_and_shape_change() -> None
         stream.push(np.zeros((3, 2, 3), np.uint8))
     stream.reset()
     assert stream.push(np.zeros((3, 2, 3), np.uint8))[0] == 0.0
+
+
+# --------------------------------------------------------------------------- large frames: shrink first
+def _old_formula(ext: ColorLayoutExtractor, frames: np.ndarray) -> np.ndarray:
+    """The features as computed before frames were shrunk (int64 cell sums, bincount histogram)."""
+    g, bins = ext.grid, ext.bins
+    starts = np.searchsorted((np.arange(256) * bins) // 256, np.arange(bins))
+    means, hists = [], []
+    for f in frames:
+        h, w, _ = f.shape
+        rows, cols = (np.arange(g) * h) // g, (np.arange(g) * w) // g
+        sums = np.add.reduceat(np.add.reduceat(f.astype(np.int64), rows, axis=0), cols, axis=1)
+        counts = np.outer(np.diff(np.append(rows, h)), np.diff(np.append(cols, w)))[..., None]
+        means.append((sums / counts).reshape(-1))
+        px = f.reshape(-1, 3)
+        hists.append(np.concatenate([np.add.reduceat(np.bincount(px[:, c], minlength=256), starts) / len(px)
+                                     for c in range(3)]))
+    means, hists = np.stack(means), np.stack(hists)
+    motion = np.zeros_like(means)
+    motion[1:] = (means[1:] - means[:-1]) / 255.0
+    return np.concatenate([means / 127.5 - 1.0, hists * (bins / 2.0), motion], axis=1).astype(np.float32)
+
+
+def test_frames_up_to_the_pixel_budget_give_the_features_of_the_old_formula() -> None:
+    rng = np.random.default_rng(7)
+    ext = ColorLayoutExtractor(grid=3, bins=6, max_pixels=48 * 64)
+    for h, w in ((12, 16), (48, 64), (31, 7)):
+        clip = _clip(rng, 5, h, w)
+        np.testing.assert_array_equal(ext.extract(clip), _old_formula(ext, clip))
+        stream = CausalFeatureStream(ext)
+        np.testing.assert_array_equal(np.stack([stream.push(f) for f in clip]), _old_formula(ext, clip))
+    assert ColorLayoutExtractor().max_pixels == 1920 * 1080  # 1080p frames are used as they are
+
+
+def test_a_larger_frame_is_shrunk_before_the_features_are_computed() -> None:
+    import cv2
+    rng = np.random.default_rng(8)
+    ext = ColorLayoutExtractor(grid=4, bins=8, max_pixels=50 * 60)
+    clip = _clip(rng, 3, 200, 240)                                       # 16x the budget
+    shrunk = np.stack([cv2.resize(f, (60, 50), interpolation=cv2.INTER_AREA) for f in clip])
+    np.testing.assert_array_equal(ext.extract(clip), _old_formula(ext, shrunk))
+    stream = CausalFeatureStream(ext)
+    np.testing.assert_array_equal(np.stack([stream.push(f) for f in clip]), _old_formula(ext, shrunk))
+    assert ext.preprocess_frame(clip[0]).shape == (50, 60, 3)          # what the stream's ring keeps
+    thin = ColorLayoutExtractor(grid=4, max_pixels=16).shrink(np.zeros((4, 1000, 3), np.uint8))
+    assert thin.shape == (4, 4, 3)                                     # never thinner than the grid
+
+
+def test_a_huge_frame_never_widens_at_full_size() -> None:
+    """Peak heap growth stays below the frame's own size (an int64 copy at full size is 8x it).
+
+    numpy (and cv2's numpy allocator) report their buffers to tracemalloc."""
+    import tracemalloc
+    ext = ColorLayoutExtractor(max_pixels=100 * 100)
+    frame = np.random.default_rng(9).integers(0, 256, (1500, 2000, 3), dtype=np.uint8)  # 300x the budget
+    stream = CausalFeatureStream(ext)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        ext.extract(frame[None])
+        stream.push(frame)
+        stream.push(frame)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < frame.nbytes, f"peak {peak / 1e6:.1f} MB for a {frame.nbytes / 1e6:.1f} MB frame"
+
+
+def test_max_pixels_is_validated() -> None:
+    with pytest.raises(ValueError, match="max_pixels must be an int >= grid"):
+        ColorLayoutExtractor(grid=4, max_pixels=15)
+    assert "max_pixels=100" in repr(ColorLayoutExtractor(max_pixels=100))
+    assert repr(ColorLayoutExtractor()) == "ColorLayoutExtractor(grid=4, bins=8)"

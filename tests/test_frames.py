@@ -14,7 +14,10 @@ from hypothesis.extra import numpy as hnp
 
 from actfusion_ros.frames import (
     SUPPORTED_ENCODINGS,
+    DEFAULT_MAX_IMAGE_PIXELS,
     ImageConversionError,
+    ImageTooLargeError,
+    compressed_image_size,
     compressed_to_rgb,
     image_to_rgb,
     ns_to_stamp_fields,
@@ -399,3 +402,94 @@ def test_stamp_helpers_with_rclpy_time() -> None:
     msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
     back = deserialize_message(serialize_message(msg), RclpyImage)
     assert stamp_to_ns(back.header.stamp) == 1_700_000_000_000_000_001
+
+
+# --------------------------------------------------------------------------- size limit (header only)
+def _claiming(data: bytes, width: int, height: int) -> bytes:
+    """``data`` (a small JPEG or PNG) with its header patched to claim ``width x height``."""
+    out = bytearray(data)
+    if out.startswith(b"\x89PNG"):
+        out[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")  # IHDR (its CRC goes stale)
+    else:
+        sof = out.index(b"\xff\xc0")  # baseline frame header: FFC0, length, precision, height, width
+        out[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(out)
+
+
+def _no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("cv2.imdecode was called")
+    monkeypatch.setattr(cv2, "imdecode", refuse)
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "png"])
+def test_a_tiny_file_claiming_8000x8000_is_refused_without_decoding(codec: str, monkeypatch) -> None:
+    small = _valid_jpeg() if codec == "jpeg" else _valid_png()
+    bomb = _claiming(small, 8000, 8000)
+    assert len(bomb) < 2000 and compressed_image_size(bomb) == (8000, 8000)
+    _no_decoding(monkeypatch)
+    with pytest.raises(ImageTooLargeError, match=r"8000x8000 .* = 64000000 pixels exceeds .* 16777216") as info:
+        compressed_to_rgb(types.SimpleNamespace(format=codec, data=bomb))
+    assert info.value.kind == "too_large" and isinstance(info.value, ImageConversionError)
+
+
+def test_the_limit_is_a_parameter_and_inclusive(monkeypatch) -> None:
+    jpeg = _valid_jpeg()  # 32x24 = 768 pixels
+    msg = types.SimpleNamespace(format="jpeg", data=jpeg)
+    assert compressed_to_rgb(msg, max_pixels=768).shape == (24, 32, 3)
+    assert compressed_to_rgb(msg, max_pixels=None).shape == (24, 32, 3)  # None: no limit
+    _no_decoding(monkeypatch)
+    with pytest.raises(ImageTooLargeError, match="32x24"):
+        compressed_to_rgb(msg, max_pixels=767)
+
+
+def test_oversized_raw_images_are_refused_before_the_data_is_read() -> None:
+    # 8000x8000 claimed with 12 bytes of data: too large, not "too short" (the size is checked first)
+    with pytest.raises(ImageTooLargeError, match="8000x8000"):
+        image_to_rgb(_raw(width=8000, height=8000, step=24000))
+    fields = rgb_to_image_fields(np.zeros((4, 5, 3), np.uint8))
+    assert image_to_rgb(types.SimpleNamespace(**fields), max_pixels=20).shape == (4, 5, 3)
+    with pytest.raises(ImageTooLargeError, match="5x4"):
+        image_to_rgb(types.SimpleNamespace(**fields), max_pixels=19)
+    assert DEFAULT_MAX_IMAGE_PIXELS == 4096 * 4096
+
+
+@pytest.mark.parametrize("data, pattern", [
+    (b"\xff\xd8\xff\xd9", "no readable frame header"),                     # SOI, EOI: no SOFn
+    (b"\xff\xd8\xff\xe0\x00\x10" + bytes(14) + b"\xff\xda\x00\x02", "no readable frame header"),
+    (b"\xff\xd8\xff\xe0\x00\x00", "no readable frame header"),             # bad segment length
+    (b"\xff\xd8\xff\xc0\x00\x11\x08\x00\x00\x00\x10" + bytes(12), "0x0|16x0"),  # height 0 (DNL)
+    (b"\x89PNG\r\n\x1a\n" + bytes(8), "no IHDR"),
+    (b"GIF89a", "not a jpeg or png"),
+])
+def test_unreadable_headers_are_conversion_errors(data: bytes, pattern: str) -> None:
+    with pytest.raises(ImageConversionError, match=pattern):
+        compressed_image_size(data)
+
+
+def test_the_header_size_matches_what_opencv_decodes() -> None:
+    rng = np.random.default_rng(5)
+    for h, w in ((1, 1), (17, 3), (48, 64), (5, 700)):
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        for ext, params in ((".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), (".png", [])):
+            ok, enc = cv2.imencode(ext, rgb, params)
+            assert ok and compressed_image_size(enc.tobytes()) == (w, h)
+
+
+# --------------------------------------------------------------------------- OpenCV encodings
+@pytest.mark.parametrize("kind", MSG_KINDS)
+def test_8uc3_is_bgr8_and_8uc1_is_mono8(kind: str) -> None:
+    rgb = np.random.default_rng(2).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    bgr = rgb_to_image_fields(rgb, "bgr8", pad=3)
+    as_8uc3 = {**bgr, "encoding": "8UC3"}
+    np.testing.assert_array_equal(image_to_rgb(make_image(kind, as_8uc3)), rgb)
+    built = rgb_to_image_fields(rgb, "8UC3", pad=3)
+    assert built["encoding"] == "8UC3" and built["data"] == bgr["data"]
+    np.testing.assert_array_equal(image_to_rgb(make_image(kind, built)), rgb)
+
+    grey = rgb[:, :, 0]
+    mono = rgb_to_image_fields(grey_rgb(grey), "8UC1")
+    assert mono["encoding"] == "8UC1" and mono["data"] == rgb_to_image_fields(grey_rgb(grey), "mono8")["data"]
+    np.testing.assert_array_equal(image_to_rgb(make_image(kind, mono)), grey_rgb(grey))
+    with pytest.raises(ImageConversionError, match="unsupported image encoding '8UC4'"):
+        image_to_rgb(make_image(kind, {**as_8uc3, "encoding": "8UC4"}))

@@ -86,6 +86,15 @@ def test_bad_values_give_clear_messages(name: str, value, expected: str) -> None
     assert found.startswith(expected), found
 
 
+def test_image_size_limit_and_future_frames_parameters() -> None:
+    s = validate_values(OK)
+    assert s.max_image_pixels == 4096 * 4096 and s.stream.max_future_s == 5.0
+    s = validate_values({**OK, "max_image_pixels": 640 * 480, "max_future_s": 0.5})
+    assert s.max_image_pixels == 640 * 480 and s.stream.max_future_s == 0.5
+    assert one_problem(**{**OK, "max_image_pixels": 0}).startswith("max_image_pixels: 0 is outside [1, ")
+    assert one_problem(**{**OK, "max_future_s": 0.0}).startswith("max_future_s: 0.0 is outside [0.001, ")
+
+
 def test_cross_parameter_rules(tmp_path: Path) -> None:
     assert one_problem().startswith("checkpoint: required by backend torch")
     assert one_problem(checkpoint="/no/model.pt").startswith("checkpoint: file not found: /no/model.pt")

@@ -335,8 +335,9 @@ def test_timed_segments_confidence_and_jittered_stamps() -> None:
     probs = np.array([[0.5, 1.0, 0.25, 0.0], [0.25, 0.0, 0.75, 0.5], [0.25, 0.0, 0.0, 0.5]], np.float32)
     starts = np.array([100, 600, 1_110, 1_600])
     segs = timed_segments(probs, starts, 500, ["x", "y", "z"])
-    # frame 3 ties between y and z -> lowest id (y), so frames 2..3 form one y segment
-    assert segs == (TimedSegment("x", 0, 100, 1_100, 0.75), TimedSegment("y", 1, 1_110, 2_100, 0.625))
+    # frame 3 ties between y and z -> lowest id (y), so frames 2..3 form one y segment; x ends where y
+    # begins (1_110; it ended at 600 + 500 = 1_100, leaving a hole, before segments were made contiguous)
+    assert segs == (TimedSegment("x", 0, 100, 1_110, 0.75), TimedSegment("y", 1, 1_110, 2_100, 0.625))
     assert timed_segments(np.zeros((3, 0)), starts[:0], 500, ["x", "y", "z"]) == ()
 
 
@@ -533,3 +534,91 @@ def test_pushes_are_not_blocked_by_inference_and_reset_discards() -> None:
     release.set()
     t.join(timeout=10)
     assert out == [None] and ant.last_skip_reason == "reset_during_inference"
+
+
+# --------------------------------------------------------------------------- contiguous segments
+def _all_boundaries_exact(r) -> int:
+    """Assert observed -> current -> future segments tile time without overlap or hole; count them."""
+    segs = [*r.observed, *r.future]
+    assert r.current == r.observed[-1]
+    for a, b in zip(segs, segs[1:]):
+        assert a.end_ns == b.start_ns, (a, b)
+        assert a.start_ns < a.end_ns
+    return len(segs) - 1
+
+
+def test_segments_share_their_boundaries_with_jitter_and_a_lost_frame() -> None:
+    """30 fps camera with +-4 ms jitter and lost frames, features at 10 Hz: every boundary is exact."""
+    rng = np.random.default_rng(11)
+    labels = np.repeat(np.arange(60) % 3, rng.integers(1, 4, 60))       # a label change every 1-3 features
+    fc = FakeForecaster(observed_labels=labels, future_labels=np.roll(labels, 1))
+    ant = make(StreamConfig(feature_rate_hz=10.0, ratio=1.0, min_observed_frames=1), forecaster=fc)
+    stamps = [T0 + k * S // 30 + int(rng.integers(-4 * MS, 4 * MS + 1)) for k in range(150)]
+    lost = {31, 32, 33, 34, 35, 36, 90}                                  # 200 ms, then one frame
+    push_all(ant, [s for k, s in enumerate(stamps) if k not in lost])
+    r = ant.tick(stamps[-1])
+    assert _all_boundaries_exact(r) > 20
+    # each observed segment starts at its first feature's stamp and ends at the next segment's first stamp
+    feats = list(r.observed_stamps_ns)
+    for seg, nxt in zip(r.observed, r.observed[1:]):
+        assert seg.start_ns in feats and seg.end_ns == nxt.start_ns
+    assert r.observed[-1].end_ns == r.stamp_ns + r.feature_period_ns == r.future[0].start_ns
+    irregular = np.diff(r.observed_stamps_ns)
+    assert irregular.min() != irregular.max()                             # the stamps really are jittered
+
+
+# --------------------------------------------------------------------------- counters
+def test_published_counts_only_results_actually_built() -> None:
+    """A tick that fails while building its result is a forecast_error, not published."""
+    ant = make(StreamConfig(min_observed_frames=1))
+    push_all(ant, [0, S // 2, S])
+    boom = RuntimeError("cannot build the segments")
+    import actfusion_ros.stream as stream_module
+    real = stream_module.timed_segments
+    calls = [0]
+
+    def flaky(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] in (1, 4):                     # the 1st and 2nd ticks' observed segments
+            raise boom
+        return real(*args, **kwargs)
+
+    stream_module.timed_segments = flaky
+    try:
+        with pytest.raises(RuntimeError, match="cannot build"):
+            ant.tick(S)
+        assert ant.tick(S) is not None
+        with pytest.raises(RuntimeError, match="cannot build"):
+            ant.tick(S)
+    finally:
+        stream_module.timed_segments = real
+    st_ = ant.stats
+    assert (st_.ticks, st_.published, dict(st_.skip_reasons)) == (3, 1, {"forecast_error": 2})
+    assert st_.ticks == st_.published + st_.skipped_ticks
+
+
+# --------------------------------------------------------------------------- frames from the future
+def test_frames_stamped_ahead_of_the_clock_are_rejected_and_counted() -> None:
+    ant = make(StreamConfig(max_future_s=2.0, min_observed_frames=1))
+    now = T0
+    assert ant.push_frame(T0, tag(0), now_ns=now)
+    assert ant.push_frame(T0 + 2 * S, tag(1), now_ns=now)                    # exactly 2 s ahead: accepted
+    assert ant.push_frame(T0 + 2 * S + 1, tag(2), now_ns=now) is False       # beyond: rejected
+    assert ant.push_frame(T0 + 86_400 * S, tag(3), now_ns=now) is False      # a day ahead
+    _, stamps = ant.snapshot()
+    assert list(stamps) == [T0, T0 + 2 * S] and ant.tick(now).stamp_ns == T0 + 2 * S
+    assert ant.push_frame(T0 + 86_400 * S, tag(3), now_ns=0)                 # clock not started: no check
+    st_ = ant.stats
+    assert st_.future_frames == 2 and st_.frames_accepted == 3 and st_.resets == 1   # (a gap: new episode)
+    assert st_.frames_received == 5 == (st_.frames_accepted + st_.frames_not_due + st_.duplicates
+                                        + st_.out_of_order + st_.invalid_frames + st_.extract_errors
+                                        + st_.future_frames)
+    with pytest.raises(ValueError, match="max_future_s"):
+        StreamConfig(max_future_s=0.0)
+
+
+def test_admit_judges_the_stamp_before_anything_is_decoded() -> None:
+    ant = make(StreamConfig(max_future_s=1.0))
+    assert ant.admit(T0 + S, T0) and not ant.admit(T0 + S + 1, T0) and ant.admit(T0 + 86_400 * S, 0)
+    st_ = ant.stats
+    assert st_.future_frames == 1 == st_.frames_received and st_.frames_accepted == 0
