@@ -218,6 +218,7 @@ class Trainer:
         self._started: float | None = None  # clock() when run() began (the budget's origin)
         self._timing: tuple[int, float] | None = None  # (step, clock) where budget timing began
         self.budget_spent = False
+        self.last_batch: TrainingBatch | None = None  # the latest iteration's batch (benchmarks read it)
         self.rng = RngBundle(tc.seed, self.ctx.rank, self.ctx.cuda_index)
         self.progress = Progress(rng=self.rng.state_dict())
         self.snapshot = Progress(**self.progress.to_dict())
@@ -420,6 +421,7 @@ class Trainer:
             last = p.position + len(chunk) >= len(mine)
             sync = last or pending + 1 == tc.accumulate
             batch, terms = self._iteration(names, sync)
+            self.last_batch = batch
             pending += 1
             p.position += len(chunk)
             p.iteration += 1
