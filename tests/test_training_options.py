@@ -283,3 +283,21 @@ def test_self_conditioning_widens_conv_in_feeds_previous_x0_and_is_refused_by_ru
         TorchBackend(model)
     with pytest.raises(ExportError, match="self_condition"):
         export_onnx(model, tmp_path / "onnx")
+
+
+def test_a_run_saved_before_the_new_options_resumes(data: Path, tmp_path: Path):
+    """trainer_state.pt written without the new config keys: --resume treats them as their defaults."""
+    cfg = write_config(tmp_path / "c.yaml", epochs=1, accumulate=1, validation_fraction=0.0)
+    run = tmp_path / "run"
+    assert _train(cfg, data, run) == "finished"
+    state = state_of(run)
+    for key in ("batch_size", "lr_schedule", "warmup_iters", "min_lr_ratio", "ema_decay"):
+        del state["experiment"]["training"][key]
+    del state["experiment"]["model"]["self_condition"]
+    del state["experiment"]["loss"]["dec_timesteps_per_video"]
+    torch.save(state, run / "trainer_state.pt")
+    assert _train(cfg, data, run, resume=True, epochs=2) == "finished"
+    assert state_of(run)["progress"]["epoch"] == 2
+    bigger = write_config(tmp_path / "b.yaml", epochs=1, accumulate=1, validation_fraction=0.0, batch_size=2)
+    with pytest.raises(Exception, match="batch_size"):
+        _train(bigger, data, run, resume=True, epochs=3)

@@ -25,6 +25,7 @@ the run; the budget counts per invocation, so ``--resume`` gets a fresh one.
 """
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import time
@@ -40,7 +41,8 @@ from tqdm import tqdm
 
 from model.checkpoint import save_checkpoint
 from model.features.pipeline import read_dataset_pipeline
-from model.config import ConfigError, ExperimentConfig, config_to_dict
+from model.config import (ConfigError, ExperimentConfig, LossConfig, MaskingConfig, ModelConfig, TrainingConfig,
+                          config_to_dict)
 from model.io import atomic_open, atomic_write_text
 from model.losses import actfusion_loss
 from model.diffusion import min_snr_weights, training_timesteps
@@ -174,6 +176,23 @@ def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -
     return out
 
 
+def with_new_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved experiment dict with config keys added since it was written set to their defaults.
+
+    So a run saved before an option existed resumes as long as the option is left at its default.
+    """
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in saved.items()}
+    for section, cls in (("model", ModelConfig), ("loss", LossConfig), ("masking", MaskingConfig),
+                         ("training", TrainingConfig)):
+        values = out.get(section)
+        if not isinstance(values, dict):
+            continue
+        for f in dataclasses.fields(cls):
+            if f.name not in values and f.default is not dataclasses.MISSING:
+                values[f.name] = list(f.default) if isinstance(f.default, tuple) else f.default
+    return out
+
+
 class Trainer:
     """One training run (see module docstring). ``run()`` returns ``"finished"`` or ``"interrupted"``."""
 
@@ -276,7 +295,7 @@ class Trainer:
             raise TrainingError(f"{path}: cannot read trainer state: {err}") from None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise TrainingError(f"{path}: not a trainer state of format {STATE_FORMAT!r}")
-        changes = [c for c in config_changes(state["experiment"], config_to_dict(self.cfg))
+        changes = [c for c in config_changes(with_new_defaults(state["experiment"]), config_to_dict(self.cfg))
                    if c.split(":")[0] not in RESUMABLE_CHANGES]
         if changes:
             raise TrainingError(f"{path}: the config differs from the run being resumed: " + "; ".join(changes))
@@ -519,7 +538,8 @@ class Trainer:
         per_epoch = len(shard(range(len(self.train_names)), 0, self.ctx.world_size))
         show = self.ctx.is_main and (sys.stderr.isatty() if self.opt.progress is None else self.opt.progress)
         total = tc.epochs * per_epoch
-        bar = tqdm(total=total, initial=min(self.progress.iteration, total), desc="train", disable=not show,
+        done = self.progress.epoch * per_epoch + self.progress.position
+        bar = tqdm(total=total, initial=min(done, total), desc="train", disable=not show,
                    unit="video")
         self.log(f"training {len(self.train_names)} videos (validation {len(self.val_names)}), "
                  f"epochs {self.progress.epoch}->{tc.epochs}, batch {tc.batch_size}, accumulate {tc.accumulate}, "
