@@ -68,9 +68,11 @@ def test_collate_pads_and_marks_valid_frames():
     assert single.valid is None
 
 
-@pytest.mark.parametrize("self_condition", [False, True])
-def test_padded_batch_outputs_equal_each_video_alone(self_condition: bool):
-    model = _model(self_condition=self_condition)
+@pytest.mark.parametrize("self_condition,deep", [(False, False), (True, False), (False, True)])
+def test_padded_batch_outputs_equal_each_video_alone(self_condition: bool, deep: bool):
+    """``deep``: 7 encoder and 6 decoder layers, so dilations (up to 64 / 32) exceed the videos' lengths."""
+    extra = dict(enc_layers=7, cond_layers=(3, 6), dec_layers=6) if deep else {}
+    model = _model(self_condition=self_condition, **extra)
     samples = _samples()
     batch = collate(samples)
     gen = torch.Generator().manual_seed(1)
