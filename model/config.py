@@ -17,6 +17,8 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range."""
 
 
+TIMESTEP_WEIGHTINGS = ("none", "min_snr")
+LR_SCHEDULES = ("constant", "cosine")
 MASK_TYPES = ("full", "ant", "random_num_patch", "random_patch", "boundary", "segment", "ant_ratio")
 
 
@@ -49,6 +51,8 @@ class ModelConfig:
     ddim_eta: float = 1.0
     # Data rate: the model sees features[:, offset::sample_rate].
     sample_rate: int = 1
+    # Self-conditioning: the decoder also sees its previous x0 estimate (C more input channels).
+    self_condition: bool = False
 
     def __post_init__(self) -> None:
         def need(cond: bool, name: str, msg: str) -> None:
@@ -94,6 +98,20 @@ class LossConfig:
     class_weighting: bool = True  # hard CE weighted by N / ((count_c + 10) C)
     soft_label_sigma: float | None = None  # Gaussian-soft CE (Breakfast: 4); replaces weighted hard CE
     boundary_sigma: float = 20.0  # smoothing of the boundary targets at the raw frame rate
+    # Decoder learning (defaults: the authors' recipe).
+    dec_timesteps_per_video: int = 1  # K diffusion timesteps (and noises) per video on one encoder pass
+    timestep_weighting: str = "none"  # none | min_snr: decoder terms weighted by min(SNR_t, gamma) / mean
+    min_snr_gamma: float = 5.0
+    train_on_ddim_steps: bool = False  # draw training timesteps only from the DDIM schedule's steps
+
+    def __post_init__(self) -> None:
+        if self.dec_timesteps_per_video < 1:
+            raise ConfigError(f"LossConfig.dec_timesteps_per_video={self.dec_timesteps_per_video!r}: must be >= 1")
+        if self.timestep_weighting not in TIMESTEP_WEIGHTINGS:
+            raise ConfigError(f"LossConfig.timestep_weighting={self.timestep_weighting!r}: choose from "
+                              f"{TIMESTEP_WEIGHTINGS}")
+        if not self.min_snr_gamma > 0:
+            raise ConfigError(f"LossConfig.min_snr_gamma={self.min_snr_gamma!r}: must be > 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,6 +149,23 @@ class TrainingConfig:
     eval_every: int = 100
     checkpoint_every: int = 100
     median_filter: int = 0  # post-processing window at the sampled rate (0: off)
+    batch_size: int = 1  # videos per forward pass (padded to the longest, masked)
+    lr_schedule: str = "constant"  # constant | cosine (over the run's optimizer steps, after warm-up)
+    warmup_iters: int = 0  # optimizer steps of linear warm-up from 0 to lr
+    min_lr_ratio: float = 0.0  # cosine floor, as a fraction of lr
+    ema_decay: float = 0.0  # exponential moving average of the weights (0: off); used to validate and save
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, name: str, msg: str) -> None:
+            if not cond:
+                raise ConfigError(f"TrainingConfig.{name}={getattr(self, name)!r}: {msg}")
+
+        need(self.batch_size >= 1, "batch_size", "must be >= 1")
+        need(self.accumulate >= 1, "accumulate", "must be >= 1")
+        need(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"choose from {LR_SCHEDULES}")
+        need(self.warmup_iters >= 0, "warmup_iters", "must be >= 0")
+        need(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", "must be in [0, 1]")
+        need(0.0 <= self.ema_decay < 1.0, "ema_decay", "must be in [0, 1)")
 
 
 @dataclass(frozen=True, kw_only=True)

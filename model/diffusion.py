@@ -119,3 +119,24 @@ def ddim_sample(denoise: DenoiseFn, shape: tuple[int, ...], *, alphas_cumprod: t
         x_t = ddim_step(x_t, x0, coef, noise[i + 1] if i + 1 < num_steps else None)
     assert probs is not None
     return probs
+
+
+def training_timesteps(num_timesteps: int, ddim_steps: int | None = None) -> torch.Tensor:
+    """The steps training draws from, uniformly: all of ``0..S-1``, or (given ``ddim_steps``) only the
+    steps the DDIM sampler visits at inference (:func:`ddim_timesteps`), "a shorter schedule trained for"."""
+    if ddim_steps is None:
+        return torch.arange(num_timesteps)
+    return torch.tensor(sorted(t for t, _ in ddim_timesteps(ddim_steps, num_timesteps)))
+
+
+def min_snr_weights(steps: torch.Tensor, alphas_cumprod: torch.Tensor, gamma: float,
+                    candidates: torch.Tensor) -> torch.Tensor:
+    """Min-SNR-gamma weights for x0 prediction (Hang et al. 2023): ``min(SNR_t, gamma)``, SNR = abar/(1-abar).
+
+    Divided by the mean of the same quantity over ``candidates`` (the steps training draws from,
+    uniformly), so the expected weight of a drawn step is 1 and the loss scale stays that of no weighting.
+    """
+    abar = alphas_cumprod.to(torch.float64)
+    snr_min = torch.clamp(abar / (1.0 - abar), max=float(gamma))
+    norm = snr_min[candidates.to(abar.device)].mean()
+    return (snr_min[steps.to(abar.device)] / norm).to(torch.float32)

@@ -428,6 +428,9 @@ def export_onnx(model: ActFusion, out_dir: str | Path, *, class_names: Sequence[
         raise ExportError(f"length must be >= 1, got {length}")
     model = model.eval()
     cfg = model.cfg
+    if cfg.self_condition:
+        raise ExportError("model.self_condition is not exportable yet (the ONNX denoise step has no "
+                          "previous-x0 input); export a model trained without it")
     names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(cfg.num_classes)]
     if len(names) != cfg.num_classes:
         raise ExportError(f"{len(names)} class names for a model with {cfg.num_classes} classes")

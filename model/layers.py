@@ -3,6 +3,12 @@
 The windowed ("dilated") attention gives each query exactly ``kernel`` keys, at the taps of the dilated
 convolution: ``l + (j - kernel // 2) * dilation``. It is written as ``kernel`` shifted slices of a
 zero-padded tensor, so there are no Python-built index tables and the time axis stays dynamic in ONNX.
+
+Padded batches: every layer takes an optional ``valid`` mask (B, T) bool, True on each video's own frames
+(a prefix). With it, a video padded to the batch's longest length computes exactly what it computes alone:
+the hidden state is zeroed past its end before each conv and attention (so they see the zeros of the
+unbatched zero padding), projected keys and values are zeroed there and count as outside the sequence, and
+instance-norm statistics run over its valid frames only. ``valid=None`` is the unpadded path (unchanged).
 """
 from __future__ import annotations
 
@@ -15,12 +21,27 @@ from torch import nn
 _LOG_EPS = 1e-6  # the authors' soft validity mask: logits += log(valid + 1e-6)
 
 
-def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """InstanceNorm1d (affine=False, no running stats), written out so ONNX keeps the channel dim."""
-    mean = x.mean(dim=-1, keepdim=True)
+def instance_norm(x: torch.Tensor, eps: float = 1e-5, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """InstanceNorm1d (affine=False, no running stats), written out so ONNX keeps the channel dim.
+
+    With ``valid`` (B, T) the mean and variance are taken over each sample's valid frames only.
+    """
+    if valid is None:
+        mean = x.mean(dim=-1, keepdim=True)
+        centred = x - mean
+        var = (centred * centred).mean(dim=-1, keepdim=True)
+        return centred / torch.sqrt(var + eps)
+    weight = valid.unsqueeze(1).to(x.dtype)
+    count = weight.sum(dim=-1, keepdim=True).clamp(min=1.0)
+    mean = (x * weight).sum(dim=-1, keepdim=True) / count
     centred = x - mean
-    var = (centred * centred).mean(dim=-1, keepdim=True)
+    var = (centred * centred * weight).sum(dim=-1, keepdim=True) / count
     return centred / torch.sqrt(var + eps)
+
+
+def zero_padding(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """``x`` (B, C, T) with the frames past each sample's end (``valid`` False) set to 0; as is without a mask."""
+    return x if valid is None else x * valid.unsqueeze(1).to(x.dtype)
 
 
 def window_bias_rows(kernel: int, dilation: int, max_dist: int) -> list[int]:
@@ -58,28 +79,36 @@ class WindowedAttention(nn.Module):
         return torch.stack([padded[:, :, j * self.dilation: j * self.dilation + length]
                             for j in range(self.kernel)], dim=2)
 
-    def validity(self, reference: torch.Tensor) -> torch.Tensor:
-        """(kernel, T) float mask: 1 where the slot's key lies inside the sequence."""
+    def validity(self, reference: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """(kernel, T) float mask: 1 where the slot's key lies inside the sequence.
+
+        With ``valid`` (B, T): (B, kernel, T), the sequence of sample b being its valid prefix.
+        """
         length = reference.shape[-1]
         pos = torch.arange(length, device=reference.device)
         offsets = (torch.arange(self.kernel, device=reference.device) - self.kernel // 2) * self.dilation
         tap = pos.unsqueeze(0) + offsets.unsqueeze(1)
-        return ((tap >= 0) & (tap < length)).to(reference.dtype)
+        if valid is None:
+            return ((tap >= 0) & (tap < length)).to(reference.dtype)
+        lengths = valid.sum(dim=-1).view(-1, 1, 1)
+        return ((tap >= 0).unsqueeze(0) & (tap.unsqueeze(0) < lengths)).to(reference.dtype)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Attention from projected q, k, v (each (B, dim, T)) -> (B, dim, T)."""
-        keys = self.windows(k)
-        values = self.windows(v)
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention from projected q, k, v (each (B, dim, T)) -> (B, dim, T); ``valid`` as in the module doc."""
+        keys = self.windows(zero_padding(k, valid))
+        values = self.windows(zero_padding(v, valid))
         logits = (q.unsqueeze(2) * keys).sum(dim=1)  # (B, kernel, T)
         bias = self.rel_bias[self.bias_rows].to(logits.dtype)
         logits = (logits + bias.unsqueeze(-1)) / math.sqrt(self.dim)
-        valid = self.validity(q)
-        logits = logits + torch.log(valid + _LOG_EPS)
-        weights = torch.softmax(logits, dim=1) * valid
+        inside = self.validity(q, valid)
+        logits = logits + torch.log(inside + _LOG_EPS)
+        weights = torch.softmax(logits, dim=1) * inside
         return (weights.unsqueeze(1) * values).sum(dim=2)
 
-    def forward(self, qk_input: torch.Tensor, v_input: torch.Tensor) -> torch.Tensor:
-        return self.attend(self.q(qk_input), self.k(qk_input), self.v(v_input))
+    def forward(self, qk_input: torch.Tensor, v_input: torch.Tensor,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.attend(self.q(qk_input), self.k(qk_input), self.v(v_input), valid)
 
 
 class FeedForward(nn.Sequential):
@@ -100,9 +129,9 @@ class EncoderLayer(nn.Module):
         self.ffn = FeedForward(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xd = self.dropout(x)
-        return x + self.ffn(instance_norm(self.conv(xd) + self.attn(xd, xd)))
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        xd = zero_padding(self.dropout(x), valid)
+        return x + self.ffn(instance_norm(self.conv(xd) + self.attn(xd, xd, valid), valid=valid))
 
 
 class DecoderLayer(nn.Module):
@@ -131,13 +160,14 @@ class DecoderLayer(nn.Module):
         wk = self.attn.k.weight[:, self.dim:]
         return F.conv1d(cond, wq, self.attn.q.bias), F.conv1d(cond, wk, self.attn.k.bias)
 
-    def forward(self, x: torch.Tensor, cond_q: torch.Tensor, cond_k: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond_q: torch.Tensor, cond_k: torch.Tensor,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
         """``cond_q``, ``cond_k`` come from :meth:`condition_terms` (computed once per condition)."""
-        xd = self.dropout(x)
+        xd = zero_padding(self.dropout(x), valid)
         q = F.conv1d(xd, self.attn.q.weight[:, :self.dim]) + cond_q
         k = F.conv1d(xd, self.attn.k.weight[:, :self.dim]) + cond_k
-        attn = self.attn.attend(q, k, self.attn.v(xd))
-        return x + self.ffn(instance_norm(self.conv(xd) + attn))
+        attn = self.attn.attend(q, k, self.attn.v(xd), valid)
+        return x + self.ffn(instance_norm(self.conv(xd) + attn, valid=valid))
 
 
 def sinusoidal_embedding(timesteps: torch.Tensor, dim: int) -> torch.Tensor:

@@ -1,18 +1,22 @@
 """The ActFusion network: masked encoder g, denoising decoder h, and the public inference surface.
 
 Shapes are (batch, channels, time). ``features`` are (B, input_dim, T); ``frame_mask`` is (B, T) bool,
-True for observed frames and False where the learnable mask token replaces the input (Eq. 3).
+True for observed frames and False where the learnable mask token replaces the input (Eq. 3). ``valid``
+(B, T) bool, optional, marks each video's own frames in a padded batch (a prefix per row; see
+:mod:`model.layers`): a padded video's outputs on its frames equal those of the video run alone.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import ModelConfig
-from model.diffusion import cosine_alphas_cumprod, ddim_sample, sample_noise
+from model.config import LossConfig, ModelConfig
+from model.diffusion import (cosine_alphas_cumprod, ddim_sample, labels_to_signal, q_sample, sample_noise,
+                             signal_to_unit, training_timesteps)
 from model.horizon import anticipation_horizon
 from model.layers import DecoderLayer, EncoderLayer, sinusoidal_embedding
 
@@ -41,19 +45,23 @@ class Encoder(nn.Module):
             x = x * F.dropout(x.new_ones(b, 1, t), self.cfg.enc_temporal_dropout, True)
         return x
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, D, T) structured input -> (logits (B, C, T), condition (B, cond_dim, T))."""
         h = self.conv_in(self.input_dropout(x))
         taken = []
         for i, layer in enumerate(self.layers):
-            h = layer(h)
+            h = layer(h, valid)
             if i in self.cfg.cond_layers:
                 taken.append(h)
         return self.conv_out(h), torch.cat(taken, dim=1)
 
 
 class Decoder(nn.Module):
-    """Time MLP, 1x1 conv on noisy labels, ``dec_layers`` cross layers, 1x1 conv to x0 logits."""
+    """Time MLP, 1x1 conv on noisy labels, ``dec_layers`` cross layers, 1x1 conv to x0 logits.
+
+    With ``self_condition`` the 1x1 input conv also reads C channels of a previous x0 estimate
+    (probabilities; zeros when there is none): ``conv_in(concat(noisy_labels01, previous_x0))``.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -61,7 +69,8 @@ class Decoder(nn.Module):
         self.time_mlp = nn.ModuleList([nn.Linear(cfg.time_emb_dim, cfg.time_emb_dim),
                                        nn.Linear(cfg.time_emb_dim, cfg.time_emb_dim)])
         self.time_proj = nn.Linear(cfg.time_emb_dim, cfg.dec_dim)
-        self.conv_in = nn.Conv1d(cfg.num_classes, cfg.dec_dim, 1)
+        in_channels = cfg.num_classes * (2 if cfg.self_condition else 1)
+        self.conv_in = nn.Conv1d(in_channels, cfg.dec_dim, 1)
         self.layers = nn.ModuleList(
             DecoderLayer(dim=cfg.dec_dim, cond_dim=cfg.cond_dim, kernel=cfg.dec_kernel, dilation=2 ** i,
                          dropout=cfg.dec_dropout, max_dist=cfg.rel_max_dist)
@@ -78,16 +87,29 @@ class Decoder(nn.Module):
         """Per layer, the condition's share of q and k: constant across the DDIM steps of one forecast."""
         return [layer.condition_terms(condition) for layer in self.layers]
 
+    def decoder_input(self, noisy_labels01: torch.Tensor, previous_x0: torch.Tensor | None) -> torch.Tensor:
+        """What ``conv_in`` reads: the noisy labels, plus the previous x0 estimate when self-conditioned."""
+        if not self.cfg.self_condition:
+            if previous_x0 is not None:
+                raise ValueError("previous_x0 given to a decoder without model.self_condition")
+            return noisy_labels01
+        if previous_x0 is None:
+            previous_x0 = torch.zeros_like(noisy_labels01)
+        return torch.cat([noisy_labels01, previous_x0.to(noisy_labels01.dtype)], dim=1)
+
     def forward_prepared(self, terms: list[tuple[torch.Tensor, torch.Tensor]], timesteps: torch.Tensor,
-                         noisy_labels01: torch.Tensor) -> torch.Tensor:
+                         noisy_labels01: torch.Tensor, valid: torch.Tensor | None = None,
+                         previous_x0: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder pass given :meth:`condition_terms`; returns x0 logits (B, C, T)."""
-        h = self.conv_in(noisy_labels01) + self.time_bias(timesteps)
+        h = self.conv_in(self.decoder_input(noisy_labels01, previous_x0)) + self.time_bias(timesteps)
         for layer, (cq, ck) in zip(self.layers, terms):
-            h = layer(h, cq, ck)
+            h = layer(h, cq, ck, valid)
         return self.conv_out(h)
 
-    def forward(self, condition: torch.Tensor, timesteps: torch.Tensor, noisy_labels01: torch.Tensor) -> torch.Tensor:
-        return self.forward_prepared(self.condition_terms(condition), timesteps, noisy_labels01)
+    def forward(self, condition: torch.Tensor, timesteps: torch.Tensor, noisy_labels01: torch.Tensor,
+                valid: torch.Tensor | None = None, previous_x0: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_prepared(self.condition_terms(condition), timesteps, noisy_labels01, valid,
+                                     previous_x0)
 
 
 @dataclass
@@ -125,15 +147,19 @@ class ActFusion(nn.Module):
                              f"{(features.shape[0], features.shape[2])} (batch, time)")
         return torch.where(frame_mask.unsqueeze(1), features, self.mask_token.to(features.dtype))
 
-    def encode(self, features: torch.Tensor, frame_mask: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, features: torch.Tensor, frame_mask: torch.Tensor | None = None,
+               valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, D, T) features -> (encoder logits (B, C, T), decoder condition (B, cond_dim, T))."""
         self._check_features(features)
-        return self.encoder(self.structure_input(features, frame_mask))
+        if valid is not None and valid.shape != (features.shape[0], features.shape[2]):
+            raise ValueError(f"valid has shape {tuple(valid.shape)}, expected "
+                             f"{(features.shape[0], features.shape[2])} (batch, time)")
+        return self.encoder(self.structure_input(features, frame_mask), valid)
 
-    def denoise(self, condition: torch.Tensor, timestep: torch.Tensor | int, noisy_labels01: torch.Tensor) -> torch.Tensor:
+    def denoise(self, condition: torch.Tensor, timestep: torch.Tensor | int, noisy_labels01: torch.Tensor,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
         """One decoder pass: condition (B, cond_dim, T), step (B,) or int, labels in [0,1] (B, C, T) -> x0 logits."""
-        return self.decoder(condition, self._steps(timestep, condition), noisy_labels01)
+        return self.decoder(condition, self._steps(timestep, condition), noisy_labels01, valid)
 
     @torch.no_grad()
     def sample(self, condition: torch.Tensor, *, steps: int | None = None, eta: float | None = None,
@@ -148,9 +174,14 @@ class ActFusion(nn.Module):
         if noise is None:
             noise = sample_noise(shape, steps, generator=generator, device=condition.device)
         terms = self.decoder.condition_terms(condition)
+        previous: list[torch.Tensor] = []  # self-conditioning: the last step's x0 probabilities
 
         def denoise(t: int, x01: torch.Tensor) -> torch.Tensor:
-            return self.decoder.forward_prepared(terms, self._steps(t, condition), x01)
+            prev = (previous[-1] if previous else None) if self.cfg.self_condition else None
+            logits = self.decoder.forward_prepared(terms, self._steps(t, condition), x01, previous_x0=prev)
+            if self.cfg.self_condition:
+                previous[:] = [torch.softmax(logits.float(), dim=1)]
+            return logits
 
         return ddim_sample(denoise, shape, alphas_cumprod=self.alphas_cumprod, num_steps=steps, eta=eta,
                            snr_scale=self.cfg.snr_scale, noise=noise.to(condition.device, condition.dtype))
@@ -196,24 +227,54 @@ class ActFusion(nn.Module):
         return torch.full((like.shape[0],), int(timestep), dtype=torch.long, device=like.device)
 
 
+class TrainingOutputs(NamedTuple):
+    """One training forward pass: encoder logits (B, C, T), decoder x0 logits (K*B, C, T), steps (K*B,)."""
+
+    enc_logits: torch.Tensor
+    dec_logits: torch.Tensor
+    steps: torch.Tensor
+
+
 def training_outputs(model: ActFusion, features: torch.Tensor, frame_mask: torch.Tensor | None,
-                     targets: torch.Tensor, *, generator: torch.Generator | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One training forward pass: (encoder logits, decoder x0 logits), both (B, C, T).
+                     targets: torch.Tensor, *, generator: torch.Generator | None = None,
+                     valid: torch.Tensor | None = None, loss_cfg: LossConfig | None = None) -> TrainingOutputs:
+    """One training forward pass (see :class:`TrainingOutputs`).
 
-    A step ``s ~ U{0..S-1}`` per sample; ``x_s = q_sample(onehot * 2 - 1) * scale``, clamped and mapped
-    to [0, 1] for the decoder, which is conditioned on the masked-input encoder's features.
-    Frames with unknown targets (negative) get an all-zero one-hot.
+    Per decoder run a step ``s`` uniform over :func:`~model.diffusion.training_timesteps`;
+    ``x_s = q_sample(onehot * 2 - 1) * scale``, clamped and mapped to [0, 1] for the decoder, which is
+    conditioned on the masked-input encoder's features. Frames with unknown targets (negative) get an
+    all-zero one-hot. ``loss_cfg.dec_timesteps_per_video`` = K runs the decoder K times per video on one
+    encoder pass (the condition repeated along the batch: run k of video b at ``k*B + b``). With
+    ``model.self_condition`` each run, with probability 1/2, first decodes without the previous estimate
+    (no gradient) and then feeds that pass's x0 probabilities back. Random draws, in order, from
+    ``generator``: steps, noise, then (self-conditioning only) the coin flips; K=1 without the options
+    draws exactly what the original single-run pass drew.
     """
-    from model.diffusion import labels_to_signal, q_sample, signal_to_unit
-
     cfg = model.cfg
-    enc_logits, condition = model.encode(features, frame_mask)
+    loss_cfg = loss_cfg or LossConfig()
+    repeats = loss_cfg.dec_timesteps_per_video
+    enc_logits, condition = model.encode(features, frame_mask, valid)
     b, _, t = enc_logits.shape
     onehot = F.one_hot(targets.clamp(min=0), cfg.num_classes).permute(0, 2, 1).to(features.dtype)
     onehot = onehot * (targets >= 0).unsqueeze(1).to(features.dtype)
-    steps = torch.randint(0, cfg.num_timesteps, (b,), generator=generator).to(features.device)
+    if repeats > 1:
+        onehot, condition = onehot.repeat(repeats, 1, 1), condition.repeat(repeats, 1, 1)
+        valid = None if valid is None else valid.repeat(repeats, 1)
+    runs = b * repeats
+    if loss_cfg.train_on_ddim_steps:
+        choices = training_timesteps(cfg.num_timesteps, cfg.ddim_steps)
+        steps = choices[torch.randint(0, choices.numel(), (runs,), generator=generator)].to(features.device)
+    else:
+        steps = torch.randint(0, cfg.num_timesteps, (runs,), generator=generator).to(features.device)
     noise = torch.randn(onehot.shape, generator=generator).to(features.device, features.dtype)
     x_s = q_sample(labels_to_signal(onehot, cfg.snr_scale), steps, noise, model.alphas_cumprod)
-    dec_logits = model.decoder(condition, steps, signal_to_unit(x_s, cfg.snr_scale))
-    return enc_logits, dec_logits
+    x01 = signal_to_unit(x_s, cfg.snr_scale)
+    terms = model.decoder.condition_terms(condition)
+    previous = None
+    if cfg.self_condition:
+        use = torch.rand((runs,), generator=generator).to(features.device) < 0.5
+        with torch.no_grad():
+            first = model.decoder.forward_prepared(terms, steps, x01, valid)
+        previous = torch.softmax(first.float(), dim=1).to(x01.dtype) * use.view(-1, 1, 1).to(x01.dtype)
+    dec_logits = model.decoder.forward_prepared(terms, steps, x01, valid, previous)
+    return TrainingOutputs(enc_logits, dec_logits, steps)

@@ -64,10 +64,28 @@ def test_cross_entropy_hand_case() -> None:
     # frame 0: p(class1) = 3/4 -> -log(3/4); frame 1 ignored
     assert frame_ce(logits, targets).item() == pytest.approx(-math.log(0.75), rel=1e-6)
     w = torch.tensor([1.0, 2.0])
-    assert frame_ce(logits, targets, w).item() == pytest.approx(-math.log(0.75), rel=1e-6)  # weighted mean
+    # class-weighted: the frame's loss times its class weight (2), averaged over the 1 known frame
+    assert frame_ce(logits, targets, w).item() == pytest.approx(-2.0 * math.log(0.75), rel=1e-6)
     soft = torch.tensor([[[0.5, 0.0], [0.5, 0.0]]])
     expected = -(0.5 * math.log(0.25) + 0.5 * math.log(0.75))
     assert soft_frame_ce(logits, soft, targets).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_weighted_cross_entropy_averages_weighted_frame_losses_over_frames() -> None:
+    """Imbalanced toy case: 3 frames of a frequent class (weight 0.5), 1 of a rare one (weight 2), 1 unknown.
+
+    The authors' trainer: ``CrossEntropyLoss(weight, reduction='none')(...).mean()`` over the known frames,
+    i.e. ``sum_t w_{y_t} (-log p_t(y_t)) / n``; ``reduction='mean'`` would divide by ``sum_t w_{y_t}``.
+    """
+    logits = torch.tensor([[[2.0, 1.0, 0.5, -1.0, 0.0], [0.0, 0.5, 1.0, 1.0, 3.0]]])  # (1, C=2, T=5)
+    targets = torch.tensor([[0, 0, 0, 1, IGNORE_INDEX]])
+    w = torch.tensor([0.5, 2.0])
+    logp = torch.log_softmax(logits, dim=1)[0]
+    nll = [-logp[int(c), t].item() for t, c in enumerate(targets[0, :4])]
+    expected = (0.5 * nll[0] + 0.5 * nll[1] + 0.5 * nll[2] + 2.0 * nll[3]) / 4
+    assert frame_ce(logits, targets, w).item() == pytest.approx(expected, rel=1e-6)
+    old = torch.nn.functional.cross_entropy(logits, targets, weight=w, ignore_index=IGNORE_INDEX).item()
+    assert old == pytest.approx(expected * 4 / 3.5, rel=1e-6)  # the factor the fix removes
 
 
 def test_smoothing_loss_is_truncated_at_the_clamp() -> None:

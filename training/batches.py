@@ -1,9 +1,10 @@
-"""One training sample per video and iteration: temporal offset, masking strategy, targets (batch size 1).
+"""Training samples: one per video (temporal offset, masking strategy, targets), collated into padded batches.
 
 Per iteration (reference §2, §5): an offset ``o`` uniform in ``[0, sample_rate)`` gives ``features[:, o::sr]``;
 one masking strategy is drawn uniformly from ``masking.types`` (repeats weight it), including ``ant_ratio``
 (the r*N^O crop); the boundary target is smoothed at the raw rate, subsampled and re-normalised; Gaussian
-soft labels are built when the loss config asks for them.
+soft labels are built when the loss config asks for them. :func:`collate` pads a list of samples to the
+longest (targets with IGNORE_INDEX, everything else with zeros) and marks each video's frames in ``valid``.
 """
 from __future__ import annotations
 
@@ -95,3 +96,56 @@ def draw_sample(video: CachedVideo, cfg: ExperimentConfig, np_rng: np.random.Gen
 
     return TrainingSample(tensor(ms.features, torch.float32), tensor(ms.visible, torch.bool),
                           tensor(ms.targets, torch.long), tensor(ms.boundary, torch.float32), soft, kind, offset)
+
+
+@dataclass
+class TrainingBatch:
+    """B samples padded to the longest: features (B, D, L), visible/targets/boundary (B, L), soft (B, C, L).
+
+    ``valid`` (B, L) is True on each video's own frames; None when no sample is padded (then every
+    tensor is exactly the samples' own, e.g. for B = 1).
+    """
+
+    features: torch.Tensor
+    visible: torch.Tensor
+    targets: torch.Tensor
+    boundary: torch.Tensor
+    soft_targets: torch.Tensor | None
+    valid: torch.Tensor | None
+    lengths: list[int]
+    mask_types: list[str]
+    offsets: list[int]
+
+    @property
+    def frames(self) -> int:
+        """Frames of the batch's videos, padding excluded."""
+        return sum(self.lengths)
+
+
+def _pad_cat(tensors: list[torch.Tensor], length: int, value: float) -> torch.Tensor:
+    """Concatenate (1, ..., L_i) tensors along the batch after padding the last dim to ``length``."""
+    return torch.cat([torch.nn.functional.pad(x, (0, length - x.shape[-1]), value=value) for x in tensors])
+
+
+def collate(samples: list[TrainingSample]) -> TrainingBatch:
+    """Pad ``samples`` (each batch 1) to the longest and stack them (see :class:`TrainingBatch`)."""
+    if not samples:
+        raise ValueError("collate needs at least one sample")
+    lengths = [int(s.targets.shape[1]) for s in samples]
+    longest = max(lengths)
+    kinds, offsets = [s.mask_type for s in samples], [s.offset for s in samples]
+    if all(n == longest for n in lengths):
+        if len(samples) == 1:
+            s = samples[0]
+            return TrainingBatch(s.features, s.visible, s.targets, s.boundary, s.soft_targets, None, lengths,
+                                 kinds, offsets)
+        valid = None
+    else:
+        valid = torch.stack([torch.arange(longest, device=samples[0].targets.device) < n for n in lengths])
+    soft = None
+    if samples[0].soft_targets is not None:
+        soft = _pad_cat([s.soft_targets for s in samples], longest, 0.0)
+    return TrainingBatch(_pad_cat([s.features for s in samples], longest, 0.0),
+                         _pad_cat([s.visible for s in samples], longest, False),
+                         _pad_cat([s.targets for s in samples], longest, IGNORE_INDEX),
+                         _pad_cat([s.boundary for s in samples], longest, 0.0), soft, valid, lengths, kinds, offsets)

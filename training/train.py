@@ -1,10 +1,12 @@
 """``actfusion-train``: train ActFusion on an MS-TCN layout dataset.
 
     actfusion-train --config training/configs/50salads.yaml --data-root DATA/50salads --split 1 --out runs/s1
-                    [--resume] [--epochs N] [--device cpu|cuda] [--max-videos N]
+                    [--resume] [--epochs N] [--time-budget MIN] [--device cpu|cuda] [--max-videos N]
 
 Multi-GPU: ``torchrun --nproc_per_node=G -m training.train ... --device cuda`` (see docs/training.md).
-Exit status: 0 finished, 130 stopped by Ctrl-C / SIGTERM (a checkpoint of the last completed step is
+``--time-budget MIN`` stops after the optimizer step that ends past MIN minutes of wall-clock (of this
+invocation: a ``--resume`` gets a fresh budget), validates, keeps the best checkpoint and saves.
+Exit status: 0 finished or stopped on the time budget, 130 stopped by Ctrl-C / SIGTERM (a checkpoint of the last completed step is
 written; continue with ``--resume``), 1 for configuration or data errors, 2 for bad arguments.
 """
 from __future__ import annotations
@@ -30,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (overrides training.epochs)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MIN",
+                   help="stop cleanly after MIN minutes of wall-clock (per invocation), validate and save")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
     p.add_argument("--max-videos", type=int, default=None,
                    help="use only the first N training videos of the split (quick runs)")
@@ -45,11 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not apply_threads(args.threads):
         return 2
+    if args.time_budget is not None and not args.time_budget > 0:
+        print("error: --time-budget must be > 0 minutes", file=sys.stderr)
+        return 2
     if args.max_videos is not None and args.max_videos < 1:
         print("error: --max-videos must be >= 1", file=sys.stderr)
         return 2
     options = TrainOptions(config=args.config, data_root=args.data_root, split=args.split, out=args.out,
                            resume=args.resume, epochs=args.epochs, device=args.device, max_videos=args.max_videos,
+                           time_budget_minutes=args.time_budget,
                            progress={"auto": None, "on": True, "off": False}[args.progress])
     try:
         status, out = train(options)
@@ -58,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if os.environ.get("RANK", "0") == "0":
         print(f"{status}: {out}")
-    return 0 if status == "finished" else 130
+    return 0 if status in ("finished", "budget") else 130
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The ActFusion training loop: Adam, batch 1 with gradient accumulation, checkpoints, exact resume.
+"""The ActFusion training loop: Adam, padded batches of ``training.batch_size`` videos with gradient
+accumulation, LR schedule, weight EMA, a wall-clock budget, checkpoints, exact resume.
 
 Run directory (``--out``)::
 
@@ -6,7 +7,7 @@ Run directory (``--out``)::
     best.pt            model checkpoint with the best validation score (when a validation subset exists)
     trainer_state.pt   model + optimizer + every RNG state + progress: what ``--resume`` continues from
     config.yaml        the resolved experiment config
-    loss.csv           one row per training iteration (video); epochs.csv one row per epoch
+    loss.csv           one row per training iteration (one batch of videos); epochs.csv one row per epoch
     tensorboard/       the same curves as TensorBoard scalars (skipped if tensorboard is not installed)
 
 Exactness: after every optimizer step the trainer snapshots its progress (epoch, position in the epoch's
@@ -14,9 +15,17 @@ video order, counters) and every RNG state. A checkpoint combines that snapshot 
 which only change at optimizer steps, so a checkpoint written at any time (periodic, at the end, on Ctrl-C
 or SIGTERM) describes a consistent "last completed step"; ``--resume`` continues from there exactly as an
 uninterrupted run would (bit-identical on CPU; CUDA kernels may be non-deterministic).
+
+An iteration is one forward/backward pass over a batch of ``batch_size`` videos (the epoch's last batch
+may be smaller); an optimizer step follows every ``accumulate`` iterations and at the end of an epoch.
+With ``ema_decay`` > 0 validation and the saved ``last.pt``/``best.pt`` use the averaged weights;
+``trainer_state.pt`` holds both. ``--time-budget MIN`` (``TrainOptions.time_budget_minutes``) stops after
+the first optimizer step that ends past MIN minutes of this invocation, validates and saves like the end of
+the run; the budget counts per invocation, so ``--resume`` gets a fresh one.
 """
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import time
@@ -32,17 +41,20 @@ from tqdm import tqdm
 
 from model.checkpoint import save_checkpoint
 from model.features.pipeline import read_dataset_pipeline
-from model.config import ConfigError, ExperimentConfig, config_to_dict
+from model.config import (ConfigError, ExperimentConfig, LossConfig, MaskingConfig, ModelConfig, TrainingConfig,
+                          config_to_dict)
 from model.io import atomic_open, atomic_write_text
 from model.losses import actfusion_loss
-from model.network import ActFusion, training_outputs
-from training.batches import TrainingSample, VideoStore, draw_sample
+from model.diffusion import min_snr_weights, training_timesteps
+from model.network import ActFusion, TrainingOutputs, training_outputs
+from training.batches import TrainingBatch, VideoStore, collate, draw_sample
 from training.data import MsTcnDataset, class_weights, split_train_validation
 from training.distributed import (DistContext, any_rank, barrier, gather_objects, init_distributed, shard,
                                   shutdown)
 from training.rng import RngBundle
 from training.run_config import data_facts, resolve_config
 from training.run_log import CsvLog, Scalars
+from training.schedule import WeightAverage, budget_total_steps, lr_factor
 from training.scoring import ScoringOptions, score_model
 
 STATE_FORMAT = "actfusion_ros/trainer_state/1"
@@ -52,6 +64,7 @@ EPOCH_COLUMNS = ("epoch", "step", "iterations", "seconds", "loss") + tuple(
     f"val_{k}" for k in ("acc", "edit", "f1@10", "f1@25", "f1@50", "tas_score", "lta_gt_mean", "combined"))
 # Training-config fields that may change between a run and its resumption.
 RESUMABLE_CHANGES = {"training.epochs", "training.eval_every", "training.checkpoint_every"}
+BUDGET_TIMING_STEPS = 10  # optimizer steps timed before a time budget's step count is estimated
 
 
 class TrainingError(RuntimeError):
@@ -72,6 +85,8 @@ class TrainOptions:
     max_videos: int | None = None
     progress: bool | None = None  # None: a bar only when stderr is a terminal
     cache_bytes: int = 2 << 30
+    time_budget_minutes: float | None = None  # stop after this much wall-clock per invocation (None: no limit)
+    clock: Callable[[], float] = time.monotonic  # seconds; tests substitute a fake clock
     # Called after every iteration with (trainer, iteration); tests use it to simulate an interrupt.
     on_iteration: Callable[["Trainer", int], None] | None = None
 
@@ -90,6 +105,8 @@ class Progress:
     epoch_seconds: float = 0.0
     best_score: float | None = None
     best_epoch: int | None = None
+    schedule_total: int | None = None  # optimizer steps the LR schedule spans (set under a time budget)
+    stopped_on_budget: bool = False
     rng: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,13 +152,15 @@ class _StopFlag:
 class TrainingForward(nn.Module):
     """``training_outputs`` as a module forward, so DistributedDataParallel sees (and syncs) the pass."""
 
-    def __init__(self, model: ActFusion) -> None:
+    def __init__(self, model: ActFusion, loss_cfg: Any) -> None:
         super().__init__()
         self.model = model
+        self.loss_cfg = loss_cfg
 
     def forward(self, features: torch.Tensor, visible: torch.Tensor, targets: torch.Tensor,
-                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        return training_outputs(self.model, features, visible, targets, generator=generator)
+                generator: torch.Generator, valid: torch.Tensor | None = None) -> TrainingOutputs:
+        return training_outputs(self.model, features, visible, targets, generator=generator, valid=valid,
+                                loss_cfg=self.loss_cfg)
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -154,6 +173,23 @@ def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -
             out += config_changes(a, b, name + ".")
         elif a != b:
             out.append(f"{name}: {a!r} -> {b!r}")
+    return out
+
+
+def with_new_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved experiment dict with config keys added since it was written set to their defaults.
+
+    So a run saved before an option existed resumes as long as the option is left at its default.
+    """
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in saved.items()}
+    for section, cls in (("model", ModelConfig), ("loss", LossConfig), ("masking", MaskingConfig),
+                         ("training", TrainingConfig)):
+        values = out.get(section)
+        if not isinstance(values, dict):
+            continue
+        for f in dataclasses.fields(cls):
+            if f.name not in values and f.default is not dataclasses.MISSING:
+                values[f.name] = list(f.default) if isinstance(f.default, tuple) else f.default
     return out
 
 
@@ -189,12 +225,19 @@ class Trainer:
             torch.manual_seed(tc.seed)
             self.model = ActFusion(self.cfg.model)
         self.model.to(self.device).train()
-        self.forward = TrainingForward(self.model)
+        self.forward = TrainingForward(self.model, self.cfg.loss)
         if self.ctx.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DDP(self.forward, device_ids=ids)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.ema = WeightAverage(self.model, tc.ema_decay) if tc.ema_decay > 0 else None
+        if options.time_budget_minutes is not None and not options.time_budget_minutes > 0:
+            raise ConfigError(f"--time-budget must be > 0 minutes, got {options.time_budget_minutes}")
+        self._started: float | None = None  # clock() when run() began (the budget's origin)
+        self._timing: tuple[int, float] | None = None  # (step, clock) where budget timing began
+        self.budget_spent = False
+        self.last_batch: TrainingBatch | None = None  # the latest iteration's batch (benchmarks read it)
         self.rng = RngBundle(tc.seed, self.ctx.rank, self.ctx.cuda_index)
         self.progress = Progress(rng=self.rng.state_dict())
         self.snapshot = Progress(**self.progress.to_dict())
@@ -238,6 +281,7 @@ class Trainer:
             "experiment": config_to_dict(self.cfg),
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": _to_cpu(self.optimizer.state_dict()),
+            "ema": None if self.ema is None else self.ema.state_dict(),
             "progress": snap,
             "world_size": self.ctx.world_size,
             "train_names": list(self.train_names),
@@ -251,7 +295,7 @@ class Trainer:
             raise TrainingError(f"{path}: cannot read trainer state: {err}") from None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise TrainingError(f"{path}: not a trainer state of format {STATE_FORMAT!r}")
-        changes = [c for c in config_changes(state["experiment"], config_to_dict(self.cfg))
+        changes = [c for c in config_changes(with_new_defaults(state["experiment"]), config_to_dict(self.cfg))
                    if c.split(":")[0] not in RESUMABLE_CHANGES]
         if changes:
             raise TrainingError(f"{path}: the config differs from the run being resumed: " + "; ".join(changes))
@@ -263,6 +307,10 @@ class Trainer:
                                 f"{self.ctx.world_size}; exact resume needs the same number of processes")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            if state.get("ema") is None:
+                raise TrainingError(f"{path}: the resumed run has no weight EMA state")
+            self.ema.load_state_dict(state["ema"])
         prog = dict(state["progress"])
         prog["rng"] = prog["rng"][self.ctx.rank]
         self.progress = Progress.from_dict(prog)
@@ -278,10 +326,11 @@ class Trainer:
         payload = self._state_payload()
         if not self.ctx.is_main:
             return
-        save_checkpoint(self.out / "last.pt", self.model, self.class_names, self._metadata())
-        if best_metrics is not None:
-            save_checkpoint(self.out / "best.pt", self.model, self.class_names,
-                            self._metadata(validation=best_metrics))
+        with self.evaluated_weights():
+            save_checkpoint(self.out / "last.pt", self.model, self.class_names, self._metadata())
+            if best_metrics is not None:
+                save_checkpoint(self.out / "best.pt", self.model, self.class_names,
+                                self._metadata(validation=best_metrics))
         with atomic_open(self.out / "trainer_state.pt", "wb") as fh:
             torch.save(payload, fh)
 
@@ -292,30 +341,92 @@ class Trainer:
                 "train_videos": list(self.train_names), "validation_videos": list(self.val_names)}
         if validation is not None:
             meta["validation"] = validation
+        meta["ema_weights"] = self.ema is not None
+        meta["time_budget_minutes"] = self.opt.time_budget_minutes
+        meta["stopped_on_budget"] = self.snapshot.stopped_on_budget
         if self.pipeline is not None:
             meta["pipeline"] = self.pipeline.to_dict()
         return meta
 
     # -- one iteration --------------------------------------------------------------------------
-    def _iteration(self, name: str, sync: bool) -> tuple[TrainingSample, dict[str, float]]:
-        video = self.store.get(name)
-        smp = draw_sample(video, self.cfg, self.rng.numpy, self.rng.python, self.device)
+    @contextmanager
+    def evaluated_weights(self) -> Iterator[None]:
+        """The weights to validate and save: the EMA when ``ema_decay`` > 0, else the trained ones."""
+        with (self.ema.applied(self.model) if self.ema is not None else nullcontext()):
+            yield
+
+    def decoder_weights(self, steps: torch.Tensor) -> torch.Tensor | None:
+        """Per-run weights of the decoder loss terms (``loss.timestep_weighting``), or None."""
+        lc, mc = self.cfg.loss, self.cfg.model
+        if lc.timestep_weighting == "none":
+            return None
+        candidates = training_timesteps(mc.num_timesteps, mc.ddim_steps if lc.train_on_ddim_steps else None)
+        return min_snr_weights(steps, self.model.alphas_cumprod, lc.min_snr_gamma, candidates).to(steps.device)
+
+    def _iteration(self, names: list[str], sync: bool) -> tuple[TrainingBatch, dict[str, float]]:
+        samples = [draw_sample(self.store.get(n), self.cfg, self.rng.numpy, self.rng.python, self.device)
+                   for n in names]
+        batch = collate(samples)
         no_sync = self.forward.no_sync if (self.ctx.enabled and not sync) else nullcontext
         with self.rng.dropout_scope(), no_sync():
-            enc, dec = self.forward(smp.features, smp.visible, smp.targets, generator=self.rng.torch)
-            terms = actfusion_loss(enc, dec, smp.targets, smp.boundary, self.cfg.loss,
-                                   class_weights=self.class_weights, soft_targets=smp.soft_targets)
+            out = self.forward(batch.features, batch.visible, batch.targets, generator=self.rng.torch,
+                               valid=batch.valid)
+            terms = actfusion_loss(out.enc_logits, out.dec_logits, batch.targets, batch.boundary, self.cfg.loss,
+                                   class_weights=self.class_weights, soft_targets=batch.soft_targets,
+                                   valid=batch.valid, dec_weights=self.decoder_weights(out.steps))
             (terms["total"] / self.cfg.training.accumulate).backward()
-        return smp, {k: float(v.detach()) for k, v in terms.items()}
+        return batch, {k: float(v.detach()) for k, v in terms.items()}
 
     def _take_snapshot(self) -> None:
         self.progress.rng = self.rng.state_dict()
         self.snapshot = Progress(**{k: (list(v) if isinstance(v, list) else v)
                                     for k, v in self.progress.to_dict().items()})
 
+    # -- schedule and budget ------------------------------------------------------------------------
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps of one epoch on this rank's shard."""
+        tc = self.cfg.training
+        videos = len(shard(range(len(self.train_names)), 0, self.ctx.world_size))
+        batches = -(-videos // tc.batch_size)
+        return -(-batches // tc.accumulate)
+
+    def schedule_total(self) -> int:
+        """Optimizer steps the LR schedule spans: the epochs' total, or the time budget's estimate."""
+        full = self.cfg.training.epochs * self.steps_per_epoch()
+        total = self.progress.schedule_total
+        return full if total is None else min(full, total)
+
+    def _set_lr(self) -> None:
+        """Set the optimizer's learning rate for the next step (``progress.step``)."""
+        tc = self.cfg.training
+        lr = tc.lr * lr_factor(tc, self.progress.step, self.schedule_total())
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _budget_seconds(self) -> float | None:
+        minutes = self.opt.time_budget_minutes
+        return None if minutes is None else 60.0 * float(minutes)
+
+    def _budget_check(self) -> bool:
+        """After an optimizer step: estimate the schedule length once, and say whether the budget is spent."""
+        budget = self._budget_seconds()
+        if budget is None or self._started is None:
+            return False
+        now = self.opt.clock()
+        p = self.progress
+        if self._timing is None:
+            self._timing = (p.step, now)
+        timed = p.step - self._timing[0]
+        if timed == BUDGET_TIMING_STEPS and self.cfg.training.lr_schedule != "constant":
+            p.schedule_total = budget_total_steps(p.step, timed, now - self._timing[1],
+                                                  budget - (now - self._started),
+                                                  self.cfg.training.epochs * self.steps_per_epoch())
+        self.budget_spent = any_rank(now - self._started >= budget, self.ctx)
+        return self.budget_spent
+
     # -- epochs ---------------------------------------------------------------------------------
-    def _run_epoch(self, bar: tqdm) -> bool:
-        """Train (the rest of) the current epoch; False when a stop was requested."""
+    def _run_epoch(self, bar: tqdm) -> str:
+        """Train (the rest of) the current epoch: ``"done"``, ``"stop"`` (signal) or ``"budget"`` (time spent)."""
         p, tc = self.progress, self.cfg.training
         if p.order is None:
             p.order = [int(i) for i in self.rng.order.permutation(len(self.train_names))]
@@ -324,45 +435,60 @@ class Trainer:
         pending = 0
         t_start = time.perf_counter()
         while p.position < len(mine):
-            name = self.train_names[mine[p.position]]
-            last = p.position == len(mine) - 1
+            chunk = mine[p.position:p.position + tc.batch_size]
+            names = [self.train_names[i] for i in chunk]
+            last = p.position + len(chunk) >= len(mine)
             sync = last or pending + 1 == tc.accumulate
-            smp, terms = self._iteration(name, sync)
+            batch, terms = self._iteration(names, sync)
+            self.last_batch = batch
             pending += 1
-            p.position += 1
+            p.position += len(chunk)
             p.iteration += 1
             p.epoch_iterations += 1
             p.epoch_loss_sum += terms["total"]
             if self.ctx.is_main:
-                self.loss_csv.append({"iteration": p.iteration, "epoch": p.epoch + 1, "step": p.step, "video": name,
-                                      "mask": smp.mask_type, "offset": smp.offset,
-                                      "frames": int(smp.targets.shape[1]), **terms})
+                self.loss_csv.append({"iteration": p.iteration, "epoch": p.epoch + 1, "step": p.step,
+                                      "video": " ".join(names), "mask": " ".join(batch.mask_types),
+                                      "offset": " ".join(str(o) for o in batch.offsets),
+                                      "frames": batch.frames, **terms})
                 self.scalars.add("loss/total", terms["total"], p.iteration)
-                bar.update(1)
+                bar.update(len(chunk))
                 bar.set_postfix(epoch=p.epoch + 1, loss=f"{terms['total']:.3f}")
+            budget_spent = False
             if sync:
+                self._set_lr()
                 self.stop.critical = True
                 try:
                     self.optimizer.step()
                 finally:
                     self.stop.critical = False
                 self.optimizer.zero_grad(set_to_none=True)
+                if self.ema is not None:
+                    self.ema.update(self.model)
                 pending = 0
                 p.step += 1
                 p.epoch_seconds += time.perf_counter() - t_start
                 t_start = time.perf_counter()
+                budget_spent = self._budget_check()
                 self._take_snapshot()
             if self.opt.on_iteration is not None:
                 self.opt.on_iteration(self, p.iteration)
             if sync and any_rank(self.stop.requested, self.ctx):
-                return False
-        return True
+                return "stop"
+            if budget_spent and not last:
+                return "budget"
+        return "done"
 
-    def _end_epoch(self) -> bool:
-        """Validation, best/periodic checkpoints and the epoch row; then move to the next epoch."""
+    def _end_epoch(self, *, complete: bool = True, on_budget: bool = False) -> bool:
+        """Validation, best/periodic checkpoints and the epoch row; then move to the next epoch.
+
+        ``on_budget``: the time budget is spent; validate and save as at the end of the run. With
+        ``complete=False`` (stopped mid-epoch) the row describes the partial epoch and the run stays in it,
+        so ``--resume`` continues the epoch (and drops the partial row).
+        """
         p, tc = self.progress, self.cfg.training
         done = p.epoch + 1
-        final = done >= tc.epochs
+        final = done >= tc.epochs or on_budget
         row: dict[str, Any] = {"epoch": done, "step": p.step, "iterations": p.epoch_iterations,
                                "seconds": round(p.epoch_seconds, 3),
                                "loss": p.epoch_loss_sum / max(1, p.epoch_iterations)}
@@ -384,8 +510,10 @@ class Trainer:
             self.epoch_csv.append(row)
             self.scalars.add("loss/epoch", row["loss"], p.iteration)
             self.scalars.flush()
-        p.epoch, p.position, p.order = done, 0, None
-        p.epoch_loss_sum, p.epoch_iterations, p.epoch_seconds = 0.0, 0, 0.0
+        if complete:
+            p.epoch, p.position, p.order = done, 0, None
+            p.epoch_loss_sum, p.epoch_iterations, p.epoch_seconds = 0.0, 0, 0.0
+        p.stopped_on_budget = on_budget
         self._take_snapshot()
         if any_rank(best is not None, self.ctx) or final or done % tc.checkpoint_every == 0:
             self.save(best_metrics=best)
@@ -398,31 +526,50 @@ class Trainer:
         options = ScoringOptions(seed=tc.seed, median_filter=tc.median_filter, aggregate_offsets=False,
                                  protocols=("gt",))
         try:
-            return score_model(self.model, records, self.class_names, options).metrics
+            with self.evaluated_weights():
+                return score_model(self.model, records, self.class_names, options).metrics
         finally:
             self.model.train()
 
     def run(self) -> str:
-        """Train until ``training.epochs``; ``"interrupted"`` after SIGINT/SIGTERM/KeyboardInterrupt."""
+        """Train until ``training.epochs``: ``"finished"``, ``"budget"`` (stopped on the time budget, validated
+        and saved) or ``"interrupted"`` after SIGINT/SIGTERM/KeyboardInterrupt."""
         tc = self.cfg.training
         per_epoch = len(shard(range(len(self.train_names)), 0, self.ctx.world_size))
         show = self.ctx.is_main and (sys.stderr.isatty() if self.opt.progress is None else self.opt.progress)
         total = tc.epochs * per_epoch
-        bar = tqdm(total=total, initial=min(self.progress.iteration, total), desc="train", disable=not show,
+        done = self.progress.epoch * per_epoch + self.progress.position
+        bar = tqdm(total=total, initial=min(done, total), desc="train", disable=not show,
                    unit="video")
         self.log(f"training {len(self.train_names)} videos (validation {len(self.val_names)}), "
-                 f"epochs {self.progress.epoch}->{tc.epochs}, accumulate {tc.accumulate}, device {self.device}, "
-                 f"world size {self.ctx.world_size}; writing to {self.out}")
+                 f"epochs {self.progress.epoch}->{tc.epochs}, batch {tc.batch_size}, accumulate {tc.accumulate}, "
+                 f"device {self.device}, world size {self.ctx.world_size}"
+                 + (f", time budget {self.opt.time_budget_minutes} min" if self.opt.time_budget_minutes else "")
+                 + f"; writing to {self.out}")
         status = "finished"
+        self._started, self._timing, self.budget_spent = self.opt.clock(), None, False
+        self.progress.stopped_on_budget = False
         try:
             with self.stop.installed():
                 while self.progress.epoch < tc.epochs:
-                    if not self._run_epoch(bar):
+                    result = self._run_epoch(bar)
+                    if result == "stop":
                         status = "interrupted"
                         break
-                    if not self._end_epoch():
+                    if result == "budget":
+                        self._end_epoch(complete=False, on_budget=True)
+                        status = "budget"
+                        break
+                    if not self._end_epoch(on_budget=self.budget_spent and self.progress.epoch + 1 < tc.epochs):
                         status = "interrupted"
                         break
+                    if self.budget_spent:
+                        status = "budget" if self.progress.epoch < tc.epochs else "finished"
+                        break
+                if status == "budget":
+                    self.log(f"time budget of {self.opt.time_budget_minutes} min spent after step "
+                             f"{self.snapshot.step} (epoch {self.snapshot.epoch + 1}); validated and saved, "
+                             f"continue with --resume")
                 if status == "interrupted":
                     self.save()
                     self.log(f"stopped by {self.stop.signal_name or 'request'} after step {self.snapshot.step}; "
