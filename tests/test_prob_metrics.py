@@ -23,10 +23,11 @@ import pytest
 from model.consensus import NO_CHANGE, next_action_distribution, next_action_outcome, outcome_vector
 from tests.test_baselines import A, B, C as C_SEQ, runs
 from tests.test_plots import assert_png
-from training.baselines import GrammarForecaster
+from training.baselines import GrammarForecaster, RepeatLast
 from training.plots import plot_reliability
-from training.prob_metrics import (ReliabilityTable, brier_score, outcome_index, reliability_pairs,
-                                   reliability_table, score_next_actions, topk_accuracy)
+from training.prob_metrics import (NextActionForecaster, ReliabilityTable, brier_score, lta_next_action_case,
+                                   outcome_index, reliability_pairs, reliability_table, score_forecaster_next_actions,
+                                   score_next_actions, topk_accuracy)
 
 P = np.array([[0.7, 0.2, 0.1],
               [0.2, 0.5, 0.3],
@@ -175,3 +176,38 @@ def test_grammar_next_action_distribution_relative(g1: GrammarForecaster):
     assert g1.next_action_distribution(runs((0, 2)), 1, video_length=10) == {NO_CHANGE: 1.0}
     with pytest.raises(ValueError, match="shorter than"):
         g1.next_action_distribution(runs((0, 2)), 1, video_length=1)
+
+
+# ---------------------------------------------------------------------------------------------- offline events
+
+
+def test_lta_next_action_case_per_protocol():
+    video = runs((0, 10), (1, 2))  # sr 1, N 12, alpha 0.2: 2 observed frames of class 0
+    gt_case = lta_next_action_case(video, 1, 0.2, "gt")  # horizon 10: reaches the 1 at frame 10
+    assert (gt_case.current, gt_case.horizon, gt_case.video_length, gt_case.truth) == (0, 10, 12, 1)
+    np.testing.assert_array_equal(gt_case.observed, [0, 0])
+    rn_case = lta_next_action_case(video, 1, 0.2, "rn")  # horizon 4 * 2 = 8: still class 0
+    assert (rn_case.horizon, rn_case.video_length, rn_case.truth) == (8, None, NO_CHANGE)
+    # The video ends in the current action: no change under both protocols.
+    assert lta_next_action_case(runs((0, 3), (1, 9)), 1, 0.5, "gt").truth == NO_CHANGE
+    assert lta_next_action_case(runs((0, 3), (1, 9)), 1, 0.5, "rn").truth == NO_CHANGE
+    # At the sampled rate (offset 0): raw 0x8 1x8 2x16 at sr 2 -> 0x4 1x4 2x8; alpha 0.3 observes 5.
+    case = lta_next_action_case(runs((0, 8), (1, 8), (2, 16)), 2, 0.3, "gt")
+    assert (case.current, case.truth, case.video_length, case.horizon) == (1, 2, 16, 11)
+    with pytest.raises(ValueError, match="empty video"):
+        lta_next_action_case(np.zeros(0, dtype=np.int64), 1, 0.2, "gt")
+
+
+def test_score_forecasters_next_actions(g1: GrammarForecaster):
+    video = runs((0, 10), (1, 2))
+    repeat = score_forecaster_next_actions(RepeatLast(), [("v", video)], 2, 1, alphas=(0.2,))
+    assert repeat["gt"].topk[1] == 0.0 and repeat["gt"].brier == pytest.approx(2.0)  # truth: 1
+    assert repeat["rn"].topk[1] == 100.0 and repeat["rn"].brier == 0.0  # truth: no change
+    assert isinstance(RepeatLast(), NextActionForecaster) and isinstance(g1, NextActionForecaster)
+    # Grammar on A (0x4 1x2 2x6), alpha 0.2: [0, 0] observed, truth 1; it states {1: 0.5, 2: 0.5} under both
+    # protocols (the only longer class-0 segments end within the horizon): a ranking tie won by 1.
+    scores = score_forecaster_next_actions(g1, [("A", A)], 3, 1, alphas=(0.2,))
+    for protocol in ("gt", "rn"):
+        s = scores[protocol]
+        assert (s.count, s.topk[1], s.topk[3], s.brier) == (1, 100.0, 100.0, pytest.approx(0.5))
+        assert s.reliability.bins[5].count == 1 and s.reliability.ece == pytest.approx(0.5)

@@ -32,6 +32,11 @@ The two horizon protocols of :func:`training.inference.lta_layout` use the durat
 * **r*N^O** (``rn``, ``video_length=None``): ``N`` is unknown (deployable, streaming), so durations are
   in frames, at the frame rate of the fitted label sequences; ``e`` is the current run in frames.
 
+Next-action distributions (``next_action_distribution``, scored by :mod:`training.prob_metrics` against the
+model's K-sample distribution of :mod:`model.consensus`): repeat-last is certain that nothing changes; the
+grammar states its chain's successor probabilities, weighted by the empirical probability that the current
+segment ends within the horizon (see :meth:`GrammarForecaster.next_action_distribution`).
+
 Predicted durations are continuous: a segment spans ``[b_i, b_{i+1})`` on the future time axis from 0 and
 frame ``t`` takes the label of the segment whose span contains ``t``.
 
@@ -93,6 +98,12 @@ class RepeatLast:
                  video_length: int | None = None) -> np.ndarray:
         obs = _check_inputs(observed_labels, horizon)
         return np.full(int(horizon), obs[-1], dtype=np.int64)
+
+    def next_action_distribution(self, observed_labels: np.ndarray, horizon: int, *,
+                                 video_length: int | None = None) -> dict[int, float]:
+        """Certain that nothing changes: ``{NO_CHANGE: 1.0}``."""
+        _check_inputs(observed_labels, horizon)
+        return {NO_CHANGE: 1.0}
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,23 @@ truth over the same horizon).
   ways to make the pairs: ``"top"`` (each event's most probable outcome: the usual top-label
   calibration) and ``"stated"`` (every outcome an event gives a probability > 0: the alternatives a
   robot is told about). Outcomes stated with probability 0 are left out (the Brier score counts them).
+
+Offline events (:func:`lta_next_action_case`) sit where the LTA forecast goes
+(:func:`training.inference.lta_layout`), at the model's sampled rate from offset 0 (raw frames 0, sr, 2sr, ...),
+the rate at which the model and the baselines forecast: the current action is the last observed sampled
+label, the truth the first different label among the next ``horizon`` sampled ground-truth labels (fewer
+where the video ends first), else "no change". :func:`score_forecaster_next_actions` scores any forecaster
+with a ``next_action_distribution`` (the baselines of :mod:`training.baselines`) on those events.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from model.consensus import NO_CHANGE
+from model.consensus import NO_CHANGE, next_action_outcome, outcome_vector
+from training.inference import PROTOCOLS, lta_layout
 
 #: Ways of pairing stated probabilities with outcomes for :func:`reliability_pairs`.
 RELIABILITY_MODES: tuple[str, ...] = ("top", "stated")
@@ -167,3 +175,68 @@ def score_next_actions(probs: np.ndarray, truth: Sequence[int] | np.ndarray, *, 
     stated, happened = reliability_pairs(p, t, mode)
     return NextActionScores(int(t.size), {int(k): topk_accuracy(p, t, k) for k in ks}, brier_score(p, t),
                             reliability_table(stated, happened, num_bins, mode))
+
+
+# ---------------------------------------------------------------------------------------------- offline events
+
+
+@runtime_checkable
+class NextActionForecaster(Protocol):
+    """Anything that states a next-action distribution from observed frame labels."""
+
+    name: str
+
+    def next_action_distribution(self, observed_labels: np.ndarray, horizon: int, *,
+                                 video_length: int | None = None) -> Mapping[int, float]:
+        """``{class id or NO_CHANGE: probability}`` of the action after the current one within ``horizon``."""
+        ...
+
+
+@dataclass(frozen=True, eq=False)
+class NextActionCase:
+    """One video's next-action question at the sampled rate: what is observed, and what came next.
+
+    ``video_length`` is the sampled video length under the GT-length protocol, ``None`` under r*N^O (as the
+    baselines' ``forecast`` takes it); ``truth`` is a class id or :data:`~model.consensus.NO_CHANGE`.
+    """
+
+    observed: np.ndarray
+    horizon: int
+    video_length: int | None
+    current: int
+    truth: int
+
+
+def lta_next_action_case(gt: np.ndarray, sample_rate: int, alpha: float, protocol: str,
+                         ratio: float = 4.0) -> NextActionCase:
+    """The next-action event of raw-rate ground truth ``gt`` (N,) at ``alpha`` (see the module docstring)."""
+    gt = np.asarray(gt, dtype=np.int64).reshape(-1)
+    if gt.size == 0:
+        raise ValueError("ground truth of an empty video")
+    layout = lta_layout(gt.size, sample_rate, alpha, protocol, ratio)
+    sampled = gt[::sample_rate]
+    observed = sampled[:layout.observed]
+    current = int(observed[-1])
+    future = sampled[layout.observed:layout.observed + layout.horizon]
+    return NextActionCase(observed, layout.horizon, layout.full_len if protocol == "gt" else None, current,
+                          next_action_outcome(future, current))
+
+
+def score_forecaster_next_actions(forecaster: NextActionForecaster, videos: Sequence[tuple[str, np.ndarray]],
+                                  num_classes: int, sample_rate: int, *, protocols: Sequence[str] = PROTOCOLS,
+                                  alphas: Sequence[float] = (0.2, 0.3), ratio: float = 4.0, num_bins: int = 10,
+                                  mode: str = "top") -> dict[str, NextActionScores]:
+    """``{protocol: scores}`` of ``forecaster`` over every ``(name, raw-rate gt)`` video and every alpha."""
+    out = {}
+    for protocol in protocols:
+        probs, truth = [], []
+        for _, gt in videos:
+            for alpha in alphas:
+                case = lta_next_action_case(gt, sample_rate, alpha, protocol, ratio)
+                dist = forecaster.next_action_distribution(case.observed, case.horizon,
+                                                           video_length=case.video_length)
+                probs.append(outcome_vector(dist, num_classes))
+                truth.append(outcome_index(case.truth, num_classes))
+        out[protocol] = score_next_actions(np.stack(probs), np.asarray(truth, dtype=np.int64), num_bins=num_bins,
+                                           mode=mode)
+    return out
