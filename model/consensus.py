@@ -56,6 +56,9 @@ CONSENSUS_METHODS: tuple[str, ...] = ("mode", "medoid")
 #: Names of the marginal sources of :func:`frame_marginals`.
 MARGINAL_SOURCES: tuple[str, ...] = ("votes", "probs")
 
+#: Slack on the [0, 1] range of input probabilities (float32 softmax rounding).
+PROB_TOLERANCE = 1e-4
+
 #: Default start interval of the next action: its 10% and 90% quantiles.
 DEFAULT_INTERVAL: tuple[float, float] = (0.1, 0.9)
 
@@ -93,6 +96,9 @@ class FutureSamples:
                 raise ValueError(f"sample probabilities have {c} classes, num_classes={num_classes}")
             if not np.all(np.isfinite(arr)):
                 raise ValueError("sample probabilities contain NaN or infinite values")
+            if arr.size and (arr.min() < -PROB_TOLERANCE or arr.max() > 1 + PROB_TOLERANCE):
+                raise ValueError(f"sample probabilities must lie in [0, 1], got [{arr.min():.4g}, {arr.max():.4g}] "
+                                 "(logits? apply a softmax over classes first)")
             probs = arr.astype(np.float64)
             return cls(np.argmax(probs, axis=1).astype(np.int64), c, probs)
         if arr.ndim == 2:

@@ -183,6 +183,8 @@ def test_bad_samples_are_clear_errors():
         FutureSamples.of(S, 2)
     with pytest.raises(ValueError, match="NaN"):
         FutureSamples.of(np.full((2, 3, 4), np.nan))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\].*logits"):
+        FutureSamples.of(np.full((2, 3, 4), 2.5))
     with pytest.raises(ValueError, match="3 classes, num_classes=4"):
         FutureSamples.of(one_hot_probs(S, C), 4)
     with pytest.raises(ValueError, match=r"\(K, C, T\) or labels \(K, T\)"):
