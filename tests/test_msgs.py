@@ -19,10 +19,14 @@ serialization = pytest.importorskip("rclpy.serialization", reason="rclpy not imp
 
 ActionForecast = msgs.ActionForecast
 ActionSegment = msgs.ActionSegment
+# None in a build older than ActionAlternative.msg: the tests that need it fail with a "stale build" message.
+ActionAlternative = getattr(msgs, "ActionAlternative", None)
+
+STALE = "actfusion_msgs was built before ActionAlternative.msg; rerun scripts/build_msgs.sh"
 
 REPO = Path(__file__).resolve().parents[1]
 MSG_DIR = REPO / "actfusion_msgs" / "msg"
-MSG_NAMES = ("ActionSegment", "ActionForecast")
+MSG_NAMES = ("ActionSegment", "ActionAlternative", "ActionForecast")
 T0 = 1_700_000_000_000_000_000  # ns
 
 
@@ -32,6 +36,15 @@ def _time(cls: Any, ns: int) -> Any:
 
 def _segment_kwargs(i: int) -> dict[str, Any]:
     return dict(label=f"action_{i}", class_id=i - 1, confidence=0.25 * (i % 5))
+
+
+def _alternative_kwargs(i: int) -> dict[str, Any]:
+    return dict(label=f"next_{i}", class_id=10 + i, probability=0.125 * (i + 1))
+
+
+def _alternative_times(i: int) -> tuple[int, int, int]:
+    """(expected start, lower, upper) in ns of alternative ``i``."""
+    return (T0 + (4 + i) * 10**9 + 5, T0 + (3 + i) * 10**9, T0 + (6 + i) * 10**9 + 999_999_999)
 
 
 def make_rclpy_forecast() -> Any:
@@ -55,6 +68,22 @@ def make_rclpy_forecast() -> Any:
     )
 
 
+def make_rclpy_sampled_forecast() -> Any:
+    """The forecast of :func:`make_rclpy_forecast` with two next-action alternatives from 8 samples."""
+    from builtin_interfaces.msg import Time
+
+    assert ActionAlternative is not None, STALE
+
+    def alt(i: int) -> Any:
+        start, low, high = (_time(Time, ns) for ns in _alternative_times(i))
+        return ActionAlternative(expected_start=start, start_lower=low, start_upper=high, **_alternative_kwargs(i))
+
+    msg = make_rclpy_forecast()
+    msg.next_actions = [alt(0), alt(4)]
+    msg.num_samples = 8
+    return msg
+
+
 def test_fields_and_types() -> None:
     assert ActionForecast.get_fields_and_field_types() == {
         "header": "std_msgs/Header",
@@ -66,6 +95,17 @@ def test_fields_and_types() -> None:
         "feature_rate_hz": "float",
         "model_latency": "builtin_interfaces/Duration",
         "partial": "boolean",
+        "next_actions": "sequence<actfusion_msgs/ActionAlternative>",
+        "num_samples": "uint32",
+    }
+    assert ActionAlternative is not None, STALE
+    assert ActionAlternative.get_fields_and_field_types() == {
+        "label": "string",
+        "class_id": "int32",
+        "probability": "float",
+        "expected_start": "builtin_interfaces/Time",
+        "start_lower": "builtin_interfaces/Time",
+        "start_upper": "builtin_interfaces/Time",
     }
     assert ActionSegment.get_fields_and_field_types() == {
         "label": "string",
@@ -82,6 +122,7 @@ def test_installed_definitions_match_repo() -> None:
     if not share.is_dir():
         pytest.skip(f"actfusion_msgs not installed in {sys.prefix} (built elsewhere?)")
     for name in MSG_NAMES:
+        assert (share / f"{name}.msg").is_file(), f"{name}.msg is not installed; rerun scripts/build_msgs.sh"
         assert (share / f"{name}.msg").read_text() == (MSG_DIR / f"{name}.msg").read_text(), (
             f"{name}.msg changed since the last build; rerun scripts/build_msgs.sh"
         )
@@ -105,9 +146,23 @@ def test_rclpy_serialize_roundtrip() -> None:
     assert back.partial is True
 
 
+def test_sampled_forecast_roundtrip() -> None:
+    """The next-action distribution and the sample count survive serialization exactly."""
+    msg = make_rclpy_sampled_forecast()
+    back = serialization.deserialize_message(serialization.serialize_message(msg), ActionForecast)
+    assert back == msg
+    assert back.num_samples == 8
+    assert [(a.label, a.class_id) for a in back.next_actions] == [("next_0", 10), ("next_4", 14)]
+    assert [a.probability for a in back.next_actions] == [0.125, 0.625]
+    for a, i in zip(back.next_actions, (0, 4)):
+        got = tuple(t.sec * 10**9 + t.nanosec for t in (a.expected_start, a.start_lower, a.start_upper))
+        assert got == _alternative_times(i)
+
+
 def test_empty_forecast_roundtrip() -> None:
     msg = ActionForecast()
     assert msg.partial is False and list(msg.observed) == [] and list(msg.future) == []
+    assert list(msg.next_actions) == [] and msg.num_samples == 0
     back = serialization.deserialize_message(serialization.serialize_message(msg), ActionForecast)
     assert back == msg
 
@@ -125,14 +180,18 @@ def typestore() -> Any:
     return ts
 
 
-def make_rosbags_forecast(ts: Any) -> Any:
+def make_rosbags_forecast(ts: Any, sampled: bool = False) -> Any:
     T = ts.types
     Time, Duration = T["builtin_interfaces/msg/Time"], T["builtin_interfaces/msg/Duration"]
     Header, Segment = T["std_msgs/msg/Header"], T["actfusion_msgs/msg/ActionSegment"]
-    Forecast = T["actfusion_msgs/msg/ActionForecast"]
+    Forecast, Alternative = T["actfusion_msgs/msg/ActionForecast"], T["actfusion_msgs/msg/ActionAlternative"]
 
     def seg(i: int, s: int, e: int) -> Any:
         return Segment(start=_time(Time, s), end=_time(Time, e), **_segment_kwargs(i))
+
+    def alt(i: int) -> Any:
+        start, low, high = (_time(Time, ns) for ns in _alternative_times(i))
+        return Alternative(expected_start=start, start_lower=low, start_upper=high, **_alternative_kwargs(i))
 
     return Forecast(
         header=Header(stamp=_time(Time, T0 + 3_000_000_000), frame_id="camera"),
@@ -145,6 +204,8 @@ def make_rosbags_forecast(ts: Any) -> Any:
         feature_rate_hz=15.0,
         model_latency=Duration(sec=0, nanosec=12_345_678),
         partial=True,
+        next_actions=[alt(0), alt(4)] if sampled else [],
+        num_samples=8 if sampled else 0,
     )
 
 
@@ -170,6 +231,13 @@ def _assert_same(rb: Any, rc: Any) -> None:
     assert (rb.model_latency.sec, rb.model_latency.nanosec) == (
         rc.model_latency.sec, rc.model_latency.nanosec)
     assert bool(rb.partial) == bool(rc.partial)
+    assert rb.num_samples == rc.num_samples and len(rb.next_actions) == len(rc.next_actions)
+    for a, b in zip(rb.next_actions, rc.next_actions):
+        assert (a.label, a.class_id) == (b.label, b.class_id)
+        assert a.probability == pytest.approx(b.probability)
+        for x, y in ((a.expected_start, b.expected_start), (a.start_lower, b.start_lower),
+                     (a.start_upper, b.start_upper)):
+            assert (x.sec, x.nanosec) == (y.sec, y.nanosec)
 
 
 def test_rosbags_bytes_deserialize_in_rclpy(typestore: Any) -> None:
@@ -178,6 +246,16 @@ def test_rosbags_bytes_deserialize_in_rclpy(typestore: Any) -> None:
     back = serialization.deserialize_message(bytes(raw), ActionForecast)
     assert back == make_rclpy_forecast()
     _assert_same(make_rosbags_forecast(typestore), back)
+
+
+def test_sampled_forecast_rosbags_interop(typestore: Any) -> None:
+    """The new fields read the same in rosbags (bags, replay) and in rclpy (the node), both ways."""
+    raw = typestore.serialize_cdr(make_rosbags_forecast(typestore, sampled=True),
+                                  "actfusion_msgs/msg/ActionForecast")
+    assert serialization.deserialize_message(bytes(raw), ActionForecast) == make_rclpy_sampled_forecast()
+    rc = make_rclpy_sampled_forecast()
+    rb = typestore.deserialize_cdr(serialization.serialize_message(rc), "actfusion_msgs/msg/ActionForecast")
+    _assert_same(rb, rc)
 
 
 def test_rclpy_bytes_deserialize_in_rosbags(typestore: Any) -> None:
@@ -195,4 +273,5 @@ def test_rosbags_type_hash_matches_generated(typestore: Any) -> None:
     hashes = {h["type_name"]: h["hash_string"] for h in json.loads(desc.read_text())["type_hashes"]}
     for name in MSG_NAMES:
         full = f"actfusion_msgs/msg/{name}"
+        assert full in hashes, f"{full} is not in {desc.name}; rerun scripts/build_msgs.sh"
         assert typestore.hash_rihs01(full) == hashes[full]

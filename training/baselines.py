@@ -32,6 +32,11 @@ The two horizon protocols of :func:`training.inference.lta_layout` use the durat
 * **r*N^O** (``rn``, ``video_length=None``): ``N`` is unknown (deployable, streaming), so durations are
   in frames, at the frame rate of the fitted label sequences; ``e`` is the current run in frames.
 
+Next-action distributions (``next_action_distribution``, scored by :mod:`training.prob_metrics` against the
+model's K-sample distribution of :mod:`model.consensus`): repeat-last is certain that nothing changes; the
+grammar states its chain's successor probabilities, weighted by the empirical probability that the current
+segment ends within the horizon (see :meth:`GrammarForecaster.next_action_distribution`).
+
 Predicted durations are continuous: a segment spans ``[b_i, b_{i+1})`` on the future time axis from 0 and
 frame ``t`` takes the label of the segment whose span contains ``t``.
 
@@ -47,6 +52,7 @@ from typing import Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from model.consensus import NO_CHANGE
 from model.labels import segments_from_labels
 from training.inference import NO_PREDICTION, PROTOCOLS, lta_layout, upsample_nearest
 
@@ -92,6 +98,12 @@ class RepeatLast:
                  video_length: int | None = None) -> np.ndarray:
         obs = _check_inputs(observed_labels, horizon)
         return np.full(int(horizon), obs[-1], dtype=np.int64)
+
+    def next_action_distribution(self, observed_labels: np.ndarray, horizon: int, *,
+                                 video_length: int | None = None) -> dict[int, float]:
+        """Certain that nothing changes: ``{NO_CHANGE: 1.0}``."""
+        _check_inputs(observed_labels, horizon)
+        return {NO_CHANGE: 1.0}
 
 
 @dataclass(frozen=True)
@@ -231,6 +243,45 @@ class GrammarForecaster:
             history.append(nxt)
             end += length
         return plan
+
+    def next_action_distribution(self, observed_labels: np.ndarray, horizon: int, *,
+                                 video_length: int | None = None) -> dict[int, float]:
+        """``{class id or NO_CHANGE: probability}`` of the action after the current one within ``horizon``.
+
+        The chain's probabilistic answer, comparable to the model's sampled distribution
+        (:func:`model.consensus.next_action_distribution`): the current segment (class ``c``, elapsed ``e``)
+        ends within the horizon of ``H`` frames (the next action starts at a future frame ``< H``) with the
+        empirical hazard ``P(D < e + H | D > e)`` of the training durations of ``c`` (1 when none is longer
+        than ``e``: it ends now, as in :meth:`plan`; 0 for ``H = 0``); it is then
+        followed by ``j`` with ``P(j | last k segment labels)`` (the back-off of
+        :meth:`transition_probabilities`, ``c`` itself left out and the rest renormalised). The end state and
+        a current segment outlasting the horizon both count as :data:`model.consensus.NO_CHANGE`.
+        Durations and ``H`` are in the units of the protocol (fractions of ``video_length`` when given).
+        """
+        obs = _check_inputs(observed_labels, horizon)
+        relative = video_length is not None
+        if relative and int(video_length) < obs.size:
+            raise ValueError(f"video_length {video_length} is shorter than the {obs.size} observed frames")
+        unit = float(video_length) if relative else 1.0
+        segments = segments_from_labels(obs)
+        current = segments[-1]
+        durations = self.class_durations(current.label).values(relative)
+        elapsed, reach = current.length / unit, (current.length + int(horizon)) / unit
+        longer = durations[durations > elapsed]
+        if int(horizon) == 0:
+            p_change = 0.0
+        else:
+            p_change = float((longer < reach).mean()) if longer.size else 1.0
+        row = self.transition_probabilities([START] + [s.label for s in segments])
+        successors = {t: p for t, p in row.items() if t != current.label}
+        total = sum(successors.values())
+        out: dict[int, float] = {NO_CHANGE: 1.0 - p_change}
+        for token, p in successors.items():
+            key = NO_CHANGE if token == END else int(token)
+            out[key] = out.get(key, 0.0) + p_change * p / total
+        if not successors:
+            out[NO_CHANGE] = 1.0
+        return {k: p for k, p in out.items() if p > 0}
 
     def forecast(self, observed_labels: np.ndarray, horizon: int, *,
                  video_length: int | None = None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Timeline and loss-curve figures (matplotlib, Agg backend; nothing is shown on screen).
+"""Timeline, loss-curve and reliability figures (matplotlib, Agg backend; nothing is shown on screen).
 
 A timeline has one colour bar per row (ground truth first), one colour per class, segments from
 :func:`model.labels.segments_from_labels`. For a forecast row the observed part is drawn plain and the
@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import matplotlib
 
@@ -21,6 +21,9 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from model.io import atomic_open  # noqa: E402
 from model.labels import segments_from_labels  # noqa: E402
+
+if TYPE_CHECKING:
+    from training.prob_metrics import ReliabilityTable
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,40 @@ def plot_loss_curves(csv_path: str | Path, path: str | Path, columns: Sequence[s
         ax.set_xlabel("iteration (video)")
         ax.set_ylabel("loss")
         ax.legend()
+        fig.tight_layout()
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_reliability(path: str | Path, table: ReliabilityTable, title: str = "") -> Path:
+    """Write a reliability diagram PNG of a :class:`training.prob_metrics.ReliabilityTable`; returns ``path``.
+
+    Top: per bin the observed frequency (bar over the bin) against the diagonal of perfect calibration, the
+    mean stated probability as a dot; bottom: the number of pairs per bin. The title carries the ECE.
+    """
+    if not table.bins:
+        raise ValueError("plot_reliability needs a table with at least one bin")
+    fig, (ax, ax_count) = plt.subplots(2, 1, figsize=(5, 6), sharex=True,
+                                       gridspec_kw={"height_ratios": (3, 1)})
+    try:
+        filled = [b for b in table.bins if b.count]
+        ax.bar([b.lower for b in filled], [b.observed for b in filled], width=[b.upper - b.lower for b in filled],
+               align="edge", color="tab:blue", edgecolor="black", linewidth=0.5, label="observed frequency")
+        ax.plot([b.mean_stated for b in filled], [b.observed for b in filled], "o", color="tab:orange",
+                markersize=4, label="at mean stated probability")
+        ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1, label="perfectly calibrated")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("observed frequency")
+        ax.legend(loc="upper left", fontsize=7, frameon=False)
+        heading = f"ECE {table.ece:.3f}, {table.count} pairs" + (f" ({table.mode})" if table.mode else "")
+        ax.set_title(f"{title}\n{heading}" if title else heading, fontsize=9)
+        ax_count.bar([b.lower for b in table.bins], [b.count for b in table.bins],
+                     width=[b.upper - b.lower for b in table.bins], align="edge", color="grey", edgecolor="black",
+                     linewidth=0.5)
+        ax_count.set_xlabel("stated probability")
+        ax_count.set_ylabel("pairs")
         fig.tight_layout()
         return _save(fig, path)
     finally:
