@@ -42,6 +42,8 @@ class ModelConfig:
     dec_kernel: int = 7
     dec_dropout: float = 0.1
     time_emb_dim: int = 512
+    # Not in the paper: also add a 1x1 projection of the condition to the decoder's input (default off).
+    dec_input_condition: bool = False
     # Attention relative bias: slot j of a layer with dilation d uses offset min(j*d, rel_max_dist).
     rel_max_dist: int = 100
     # Diffusion.

@@ -71,6 +71,8 @@ class Decoder(nn.Module):
         self.time_proj = nn.Linear(cfg.time_emb_dim, cfg.dec_dim)
         in_channels = cfg.num_classes * (2 if cfg.self_condition else 1)
         self.conv_in = nn.Conv1d(in_channels, cfg.dec_dim, 1)
+        # Optional: the condition also enters the decoder's hidden state (not only its attention's q/k).
+        self.cond_in = nn.Conv1d(cfg.cond_dim, cfg.dec_dim, 1) if cfg.dec_input_condition else None
         self.layers = nn.ModuleList(
             DecoderLayer(dim=cfg.dec_dim, cond_dim=cfg.cond_dim, kernel=cfg.dec_kernel, dilation=2 ** i,
                          dropout=cfg.dec_dropout, max_dist=cfg.rel_max_dist)
@@ -85,7 +87,10 @@ class Decoder(nn.Module):
 
     def condition_terms(self, condition: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer, the condition's share of q and k: constant across the DDIM steps of one forecast."""
-        return [layer.condition_terms(condition) for layer in self.layers]
+        terms = [layer.condition_terms(condition) for layer in self.layers]
+        if self.cond_in is not None:
+            terms.append((self.cond_in(condition), condition.new_zeros(())))
+        return terms
 
     def decoder_input(self, noisy_labels01: torch.Tensor, previous_x0: torch.Tensor | None) -> torch.Tensor:
         """What ``conv_in`` reads: the noisy labels, plus the previous x0 estimate when self-conditioned."""
@@ -102,6 +107,8 @@ class Decoder(nn.Module):
                          previous_x0: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder pass given :meth:`condition_terms`; returns x0 logits (B, C, T)."""
         h = self.conv_in(self.decoder_input(noisy_labels01, previous_x0)) + self.time_bias(timesteps)
+        if self.cond_in is not None:
+            h = h + terms[-1][0]
         for layer, (cq, ck) in zip(self.layers, terms):
             h = layer(h, cq, ck, valid)
         return self.conv_out(h)
