@@ -60,7 +60,7 @@ class ScriptedForecaster:
         k = self.calls
         if self.block:
             self.inside.set()
-            assert self.release.wait(10.0)
+            assert self.release.wait(HANG_S)
         if k in self.slow:
             time.sleep(self.delay_s)
         if k in self.fail:
@@ -157,7 +157,7 @@ def test_camera_stall_stops_forecasts_resume_restarts_them_and_a_long_gap_starts
     fc = ScriptedForecaster()
     with running(ros_context, "stall", fc, stale_after_s=0.3, episode_gap_s=1.0) as r:
         r.send(15)
-        wait_for(lambda: r.published() >= 2, 5.0, "forecasts before the stall")
+        wait_for(lambda: r.published() >= 2, HANG_S, "forecasts before the stall")
         # stall 0.6 s: longer than stale_after_s, shorter than episode_gap_s
         time.sleep(0.45)
         p_stalled = r.published()
@@ -168,17 +168,17 @@ def test_camera_stall_stops_forecasts_resume_restarts_them_and_a_long_gap_starts
         assert values["stream_skips.stale"] >= 1 and values["episode"] == 0
         wait_for(lambda: (DiagnosticStatus.WARN[0] if isinstance(DiagnosticStatus.WARN, bytes)
                           else DiagnosticStatus.WARN, "no recent images: camera stalled") in r.received_levels(),
-                 3.0, "'camera stalled' (WARN) on /diagnostics")
+                 HANG_S, "'camera stalled' (WARN) on /diagnostics")
         # the camera comes back: forecasts resume in the same episode
         r.send(15)
-        wait_for(lambda: r.published() > p_stalled + 1, 5.0, "forecasts after the camera resumed")
+        wait_for(lambda: r.published() > p_stalled + 1, HANG_S, "forecasts after the camera resumed")
         assert r.node.stream.episode == 0 and r.values()["resets"] == 0
         # a stall longer than episode_gap_s: the next frame starts a new episode
         time.sleep(1.3)
         r.send(10)
-        wait_for(lambda: r.values().get("resets.gap") == 1, 5.0, "the episode reset after the long gap")
+        wait_for(lambda: r.values().get("resets.gap") == 1, HANG_S, "the episode reset after the long gap")
         p_gap = r.published()
-        wait_for(lambda: r.published() > p_gap, 5.0, "forecasts in the new episode")
+        wait_for(lambda: r.published() > p_gap, HANG_S, "forecasts in the new episode")
         assert r.node._last_result.episode == 1
         assert r.node._tick_errors.total == 0
 
@@ -193,16 +193,16 @@ def test_frames_faster_than_the_worker_drop_the_oldest_and_slow_inference_drops_
 
         def gated_push(stamp_ns: int, rgb: np.ndarray) -> bool:   # the feature worker stuck on frame 0
             entered.set()
-            assert gate.wait(10.0)
+            assert gate.wait(HANG_S)
             return real_push(stamp_ns, rgb)
 
         r.node.stream.push_frame = gated_push
         camera = lambda k: base + k * S // 30  # noqa: E731 - 30 fps stamps
         r.send(1, hz=0, stamp_fn=camera)
-        assert entered.wait(5.0)
+        assert entered.wait(HANG_S)
         r.send(q + 21, hz=0, stamp_fn=camera)                     # a burst while the worker is stuck
         gate.set()
-        wait_for(lambda: r.node.stream.stats.frames_received == 1 + q, 5.0, "the queue to drain")
+        wait_for(lambda: r.node.stream.stats.frames_received == 1 + q, HANG_S, "the queue to drain")
         v = r.values()
         assert (v["images_received"], v["frames_dropped"], v["queue_length"]) == (1 + q + 21, 21, 0)
         survivors = [0] + list(range(22, 22 + q))                 # the oldest 21 of the burst were dropped
@@ -214,7 +214,7 @@ def test_frames_faster_than_the_worker_drop_the_oldest_and_slow_inference_drops_
         fast = [camera(21 + q) + (j + 1) * S // 60 for j in range(45)]
         ticks_before = r.node.stream.stats.ticks
         r.send(45, hz=60.0, stamp_fn=lambda k: fast[k - 1 - q - 21])
-        wait_for(lambda: r.node.stream.stats.frames_received == 1 + q + 45, 5.0, "the 60 Hz frames")
+        wait_for(lambda: r.node.stream.stats.frames_received == 1 + q + 45, HANG_S, "the 60 Hz frames")
         v = r.values()
         assert v["frames_dropped"] == 21, v
         st = r.node.stream.stats
@@ -230,16 +230,16 @@ def test_slow_then_failing_inference_is_counted_reported_and_recovers(ros_contex
         stop = threading.Event()
         send = threading.Thread(target=r.send, args=(300,), kwargs={"stop": stop}, daemon=True)  # 30 fps
         send.start()
-        wait_for(lambda: fc.calls >= 6, 10.0, "the slow calls")
+        wait_for(lambda: fc.calls >= 6, HANG_S, "the slow calls")
         skipped_slow = r.values()["skipped_ticks"]
         assert skipped_slow >= 2, r.values()                      # 3 x 0.25 s at 10 Hz
-        wait_for(lambda: fc.calls >= 8 and r.values()["tick_errors"] == 3, 5.0, "three failed ticks")
+        wait_for(lambda: fc.calls >= 8 and r.values()["tick_errors"] == 3, HANG_S, "three failed ticks")
         wait_for(lambda: (DiagnosticStatus.ERROR[0] if isinstance(DiagnosticStatus.ERROR, bytes)
                           else DiagnosticStatus.ERROR, "forecasting fails (see the node's log)")
-                 in r.received_levels(), 3.0, "ERROR 'forecasting fails' on /diagnostics")
+                 in r.received_levels(), HANG_S, "ERROR 'forecasting fails' on /diagnostics")
         # recovery: the next ticks publish again, the level returns to OK and nothing more is skipped
         p = r.published()
-        wait_for(lambda: r.published() >= p + 5, 5.0, "forecasts after the errors")
+        wait_for(lambda: r.published() >= p + 5, HANG_S, "forecasts after the errors")
         level, message, values = r.node.diagnostics_values()
         assert level == "ok" and message.startswith("forecasting"), (level, message)
         assert values["tick_errors"] == 3 and values["stream_skips.forecast_error"] == 3
@@ -256,20 +256,20 @@ def test_a_reset_during_a_tick_discards_its_result(ros_context) -> None:
     fc = ScriptedForecaster()
     with running(ros_context, "midreset", fc) as r:
         r.send(10)
-        wait_for(lambda: r.published() >= 1, 5.0, "a first forecast")
+        wait_for(lambda: r.published() >= 1, HANG_S, "a first forecast")
         fc.block = True
         fc.inside.clear()
-        wait_for(fc.inside.is_set, 5.0, "a tick inside the model")
+        wait_for(fc.inside.is_set, HANG_S, "a tick inside the model")
         published = r.published()
         response = r.node._on_reset(Trigger.Request(), Trigger.Response())
         assert response.success and response.message == "new episode 1"
         fc.block = False
         fc.release.set()
-        wait_for(lambda: r.values().get("stream_skips.reset_during_inference") == 1, 5.0,
+        wait_for(lambda: r.values().get("stream_skips.reset_during_inference") == 1, HANG_S,
                  "the discarded result")
         assert r.published() == published and r.values()["tick_errors"] == 0
         r.send(10)
-        wait_for(lambda: r.published() > published, 5.0, "forecasts of the new episode")
+        wait_for(lambda: r.published() > published, HANG_S, "forecasts of the new episode")
         assert r.node._last_result.episode == 1
 
 
@@ -280,7 +280,7 @@ def test_sim_clock_and_stamps_jumping_back_restart_the_episode(sim_context) -> N
         clock_node = rclpy.create_node("simloop_clock", context=sim_context)
         clock = clock_node.create_publisher(Clock, "/clock", 10)
         try:
-            wait_for(lambda: clock.get_subscription_count() > 0, 10.0, "the node's /clock subscription")
+            wait_for(lambda: clock.get_subscription_count() > 0, HANG_S, "the node's /clock subscription")
 
             def play(start_s: float, n: int) -> None:
                 sim = int(start_s * S)
@@ -293,10 +293,10 @@ def test_sim_clock_and_stamps_jumping_back_restart_the_episode(sim_context) -> N
                     time.sleep(1 / 30)
 
             play(1000.0, 30)
-            wait_for(lambda: r.published() >= 3, 5.0, "forecasts on sim time")
+            wait_for(lambda: r.published() >= 3, HANG_S, "forecasts on sim time")
             p = r.published()
             play(100.0, 30)                                     # the bag starts over
-            wait_for(lambda: r.published() >= p + 3, 5.0, "forecasts after the jump back")
+            wait_for(lambda: r.published() >= p + 3, HANG_S, "forecasts after the jump back")
             v = r.values()
             assert v["resets.backward_jump"] == 1 and v["episode"] == 1, v
             # the jump back restarts the overrun bookkeeping instead of confusing it; only the 20 due times of
