@@ -352,8 +352,6 @@ class ActFusionNode(Node):
     # ------------------------------------------------------------------ input
     def _on_image(self, msg: Image | CompressedImage) -> None:
         """Convert and enqueue; nothing else (never waits for features or inference)."""
-        if self._closing.is_set():
-            return  # shutting down: no new frames
         self._images_received += 1
         try:
             stamp_ns = stamp_to_ns(msg.header.stamp)
@@ -518,7 +516,8 @@ class ActFusionNode(Node):
     def close(self, timeout_s: float | None = None) -> bool:
         """Ordered, bounded stop (idempotent); call before ``destroy_node``. True when the worker ended.
 
-        Stops the timers (no new ticks or diagnostics), stops accepting frames, signals the feature
+        Stops the timers (no new ticks or diagnostics), stops accepting frames (the image subscription
+        is destroyed; the queue closed, so frames still arriving are never processed), signals the feature
         worker and waits at most ``timeout_s`` (default :attr:`worker_join_timeout_s`) for it to finish
         the extraction it is in. A worker still busy after that is a daemon thread that touches nothing
         of the node any more (it ends after its current frame, or with the process).
@@ -530,8 +529,14 @@ class ActFusionNode(Node):
                     timer.cancel()
                 except Exception:  # noqa: BLE001 - a timer of a shut-down context is stopped anyway
                     pass
+        sub = getattr(self, "_image_sub", None)
+        if sub is not None and sub in self.subscriptions:
+            try:
+                self.destroy_subscription(sub)  # no more images from DDS
+            except Exception:  # noqa: BLE001 - destroyed with the node at the latest
+                pass
         if self._queue is not None:
-            self._queue.close()
+            self._queue.close()  # the worker takes no more frames; get() wakes it
         worker = self._worker
         if worker is None or worker is threading.current_thread() or not worker.is_alive():
             return True
