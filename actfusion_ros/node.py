@@ -38,7 +38,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import rclpy
@@ -276,8 +276,7 @@ class ActFusionNode(Node):
         names = {p.name for p in PARAMETERS}
         unknown = sorted(n for n in overrides if n not in names and not n.startswith(_FOREIGN_PARAMETERS))
         if unknown:
-            self._log.warning(f"ignoring unknown parameter(s) {unknown} (typo?); known: "
-                                      f"{sorted(names)}")
+            self._log.warning(f"ignoring unknown parameter(s) {unknown} (typo?); known: {sorted(names)}")
         try:
             settings = validate_values(values)
         except ParameterError as err:

@@ -11,7 +11,6 @@ first error of a kind logged once. Skipped when rclpy or the message packages ar
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections import Counter
 from typing import Any, Callable
