@@ -501,7 +501,7 @@ def test_push_and_tick_from_two_threads() -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=30)
+        t.join(timeout=60)
     assert not errors
     st_ = ant.stats
     assert st_.frames_received == n_frames and st_.frames_accepted == 200          # 100 s at 2 Hz
