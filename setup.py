@@ -49,7 +49,7 @@ setup(
             "actfusion-build-engine = model.build_engine:main",
             "actfusion-train = training.train:main",
             "actfusion-eval = training.eval_model:main",
-            "actfusion_node = actfusion_ros.node:main",
+            "actfusion_node = actfusion_ros.node_entry:main",
             "actfusion-replay = actfusion_ros.replay:main",
             "actfusion-play = actfusion_ros.play:main",
             "actfusion-extract = actfusion_ros.extract:main",

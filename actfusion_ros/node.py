@@ -31,11 +31,17 @@ when the parameter's annotation *is* the ``TimerInfo`` class, not a string.
 """
 import functools
 import sys
+
+if __name__ == "__main__":  # python -m actfusion_ros.node: signal handling before the heavy imports below
+    from actfusion_ros.node_entry import main as _entry_main
+
+    sys.exit(_entry_main())
+
 import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import rclpy
@@ -56,6 +62,8 @@ from std_srvs.srv import Trigger
 from actfusion_ros.frame_gaps import MissedFrameEstimator
 from actfusion_ros.frames import ImageConversionError, compressed_to_rgb, image_to_rgb, stamp_to_ns
 from actfusion_ros.node_params import PARAMETERS, NodeSettings, ParameterError, ParamSpec, validate_values
+from actfusion_ros.reporting import KindCounter, SafeLog
+from actfusion_ros.signals import ShutdownRequest, ShutdownSignal
 from actfusion_ros.ros_messages import diagnostic_array, forecast_to_msg, segment_to_msg
 from actfusion_ros.stream import Forecaster, ForecastResult, StreamingAnticipator
 
@@ -132,37 +140,6 @@ class FrameQueue:
             self._cond.notify_all()
 
 
-class KindCounter:
-    """Counts errors per kind and logs the first of each kind (later ones only count).
-
-    ``log`` receives the text of each first occurrence. Thread-safe.
-    """
-
-    def __init__(self, what: str, log: Callable[[str], None]) -> None:
-        self.what = what
-        self._log = log
-        self._counts: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def record(self, kind: str, err: BaseException | str) -> None:
-        with self._lock:
-            n = self._counts.get(kind, 0) + 1
-            self._counts[kind] = n
-        if n == 1:
-            self._log(f"{self.what} ({kind}): {err} - further ones of this kind are only counted "
-                      f"(see /diagnostics)")
-
-    @property
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-    @property
-    def total(self) -> int:
-        with self._lock:
-            return sum(self._counts.values())
-
-
 _KIND_WORDS = (("encoding", "encoding"), ("too short", "truncated"), ("truncated", "truncated"),
                ("step", "step"), ("non-empty", "empty"), ("has no data", "empty"),
                ("compresseddepth", "format"), ("compression format", "format"),
@@ -225,13 +202,14 @@ class ActFusionNode(Node):
         self._queue: FrameQueue | None = None
         self._worker: threading.Thread | None = None
         super().__init__(node_name, **node_kwargs)
+        self._log = SafeLog(self.get_logger())  # fixed severity per call site; never raises
         self.settings: NodeSettings = self._declare_parameters()
         s = self.settings
         self.stream = self._build_stream(s, forecaster, class_names)
         self._queue = FrameQueue(s.queue_size)
-        self._bad_images = KindCounter("bad image skipped", self.get_logger().warning)
-        self._frame_errors = KindCounter("frame rejected by the stream", self.get_logger().warning)
-        self._tick_errors = KindCounter("tick failed", self.get_logger().error)
+        self._bad_images = KindCounter("bad image skipped", self._log.warning)
+        self._frame_errors = KindCounter("frame rejected by the stream", self._log.warning)
+        self._tick_errors = KindCounter("tick failed", self._log.error)
         self._missed_frames = MissedFrameEstimator(int(round(s.stream.episode_gap_s * 1e9)))
         self._lock = threading.Lock()  # guards the tick statistics below
         self._images_received = 0
@@ -280,7 +258,7 @@ class ActFusionNode(Node):
                                              clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._worker = threading.Thread(target=self._feature_worker, name="actfusion_features", daemon=True)
         self._worker.start()
-        self.get_logger().info(
+        self._log.info(
             f"listening on {self._image_sub.topic_name} "
             f"({'CompressedImage' if s.compressed else 'Image'}, {s.qos_reliability}, depth {s.qos_depth}); "
             f"model {self.stream.forecaster!r}; extractor {self.stream.extractor!r}; "
@@ -309,8 +287,7 @@ class ActFusionNode(Node):
         names = {p.name for p in PARAMETERS}
         unknown = sorted(n for n in overrides if n not in names and not n.startswith(_FOREIGN_PARAMETERS))
         if unknown:
-            self.get_logger().warning(f"ignoring unknown parameter(s) {unknown} (typo?); known: "
-                                      f"{sorted(names)}")
+            self._log.warning(f"ignoring unknown parameter(s) {unknown} (typo?); known: {sorted(names)}")
         try:
             settings = validate_values(values)
         except ParameterError as err:
@@ -337,6 +314,7 @@ class ActFusionNode(Node):
             except (OSError, ValueError) as err:
                 raise StartupError(f"class_names_file: {err}") from None
         if forecaster is None:
+            self._log.info("loading the model")
             forecaster = self._build_forecaster(s, extractor.dim, names)
         if names is None:
             names = list(getattr(forecaster, "class_names"))
@@ -407,7 +385,8 @@ class ActFusionNode(Node):
             try:
                 self.stream.push_frame(stamp_ns, rgb)
             except Exception as err:  # noqa: BLE001 - counted and logged once per kind, never fatal
-                self._frame_errors.record(type(err).__name__, err)
+                if not self._closing.is_set():  # after close() the node may be destroyed: touch nothing
+                    self._frame_errors.record(type(err).__name__, err)
                 continue
             self._frame_id = frame_id
 
@@ -483,7 +462,7 @@ class ActFusionNode(Node):
         self.stream.reset("service")
         response.success = True
         response.message = f"new episode {self.stream.episode}"
-        self.get_logger().info(f"reset requested: {response.message}")
+        self._log.info(f"reset requested: {response.message}")
         return response
 
     def diagnostics_values(self) -> tuple[str, str, dict[str, Any]]:
@@ -564,51 +543,112 @@ class ActFusionNode(Node):
                                                 level=level, message=message, values=values))
 
     # ------------------------------------------------------------------ shutdown
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Stop the feature worker (idempotent); call before ``destroy_node``."""
+    #: how long :meth:`close` waits for the feature worker to finish the frame it is extracting
+    worker_join_timeout_s = 5.0
+
+    def close(self, timeout_s: float | None = None) -> bool:
+        """Ordered, bounded stop (idempotent); call before ``destroy_node``. True when the worker ended.
+
+        Stops the timers (no new ticks or diagnostics), stops accepting frames (the image subscription
+        is destroyed; the queue closed, so frames still arriving are never processed), signals the feature
+        worker and waits at most ``timeout_s`` (default :attr:`worker_join_timeout_s`) for it to finish
+        the extraction it is in. A worker still busy after that is a daemon thread that touches nothing
+        of the node any more (it ends after its current frame, or with the process).
+        """
         self._closing.set()
+        for timer in (getattr(self, "_tick_timer", None), getattr(self, "_diag_timer", None)):
+            if timer is not None:
+                try:
+                    timer.cancel()
+                except Exception:  # noqa: BLE001 - a timer of a shut-down context is stopped anyway
+                    pass
+        sub = getattr(self, "_image_sub", None)
+        if sub is not None and sub in self.subscriptions:
+            try:
+                self.destroy_subscription(sub)  # no more images from DDS
+            except Exception:  # noqa: BLE001 - destroyed with the node at the latest
+                pass
         if self._queue is not None:
-            self._queue.close()
+            self._queue.close()  # the worker takes no more frames; get() wakes it
         worker = self._worker
-        if worker is not None and worker.is_alive() and worker is not threading.current_thread():
-            worker.join(timeout_s)
+        if worker is None or worker is threading.current_thread() or not worker.is_alive():
+            return True
+        timeout = self.worker_join_timeout_s if timeout_s is None else timeout_s
+        worker.join(timeout)
+        if worker.is_alive():
+            self._log.warning(f"the feature worker is still busy {timeout:g} s after shutdown began; "
+                              f"shutting down without it")
+            return False
+        return True
 
     def destroy_node(self) -> None:
+        """:meth:`close` first (the worker stopped or given up on), only then the ROS entities."""
         self.close()
         super().destroy_node()
 
 
-def main(args: Sequence[str] | None = None) -> int:
-    """Console script ``actfusion_node``: spin until Ctrl-C / SIGTERM; exit 0, or 2 on a bad start."""
+def main(args: Sequence[str] | None = None, shutdown: ShutdownRequest | None = None) -> int:
+    """Spin until Ctrl-C / SIGTERM; exit 0 (also for a signal at any moment of start-up, spin or
+    shutdown), or 2 on a bad start. ``shutdown``: handlers already installed (actfusion_ros.node_entry);
+    by default they are installed here and restored on return."""
+    own = shutdown is None
+    if shutdown is None:
+        shutdown = ShutdownRequest().install()
     try:
-        rclpy.init(args=args)
+        return _run(args, shutdown)
+    except ShutdownSignal:
+        return 0
+    finally:
+        if own:
+            shutdown.uninstall()
+
+
+def _run(args: Sequence[str] | None, shutdown: ShutdownRequest) -> int:
+    try:
+        init = rclpy.init(args=args)
     except RuntimeError as err:  # rcl's RCLError, e.g. a missing or malformed --params-file
         print(f"[{NODE_NAME}] cannot start: {err}", file=sys.stderr, flush=True)
         return 2
-    try:
-        node = ActFusionNode()
-    except StartupError as err:
-        print(f"[{NODE_NAME}] cannot start: {err}", file=sys.stderr, flush=True)
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        # rclpy race: the signal handler shut the context down while spin() was building its wait set
-        # (RCLError "the given context is not valid"): a shutdown all the same, not a failure
-        if rclpy.ok(context=node.context):
+    with init:  # rclpy.try_shutdown on the way out, whatever happens
+        try:
+            node = ActFusionNode()
+        except StartupError as err:
+            if shutdown.requested:
+                return 0
+            print(f"[{NODE_NAME}] cannot start: {err}", file=sys.stderr, flush=True)
+            return 2
+        except Exception:
+            # a signal shut the context down while the node was being built (RCLError from rcl)
+            if shutdown.requested or not rclpy.ok():
+                return 0
             raise
-    finally:
-        node.close()
-        executor.shutdown(timeout_sec=10.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+        executor = MultiThreadedExecutor(num_threads=3)
+        try:
+            executor.add_node(node)
+            if not shutdown.requested:
+                executor.spin()
+        except (KeyboardInterrupt, ShutdownSignal, ExternalShutdownException):
+            pass
+        except RuntimeError:
+            # rclpy race: the signal handler shut the context down while spin() was building its wait set
+            # (RCLError "the given context is not valid"): a shutdown all the same, not a failure
+            if rclpy.ok(context=node.context) and not shutdown.requested:
+                raise
+        finally:
+            shutdown.stop_interrupting()  # a second signal must not break the clean-up
+            _shut_down(node, executor)
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _shut_down(node: ActFusionNode, executor: MultiThreadedExecutor) -> None:
+    """Timers, frames and worker first (ActFusionNode.close), then the executor, then the ROS entities."""
+    node.close()
+    for step in (lambda: executor.shutdown(timeout_sec=10.0), node.destroy_node):
+        try:
+            step()
+        except Exception as err:  # noqa: BLE001 - e.g. the context already shut down by the signal
+            if rclpy.ok(context=node.context):
+                raise
+            print(f"[{NODE_NAME}] during shutdown: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+
+

@@ -1,13 +1,37 @@
-"""Shared fixtures. Reference data is read from ../shared beside the repository, never copied in."""
+"""Shared fixtures and hooks. Reference data is read from ../shared beside the repository, never copied in."""
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
+from typing import Any, Generator
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Build each test report (where a failure's traceback is rendered) with the cyclic GC paused.
+
+    To show a failing line pytest ``ast.parse``-s the whole source file of every traceback entry. On
+    CPython 3.11 the AST constructor keeps its recursion depth in state shared by all threads
+    (python/cpython#106905): when a garbage collection inside that parse runs Python code (a finalizer, a
+    ``gc.callbacks`` entry) and so lets another thread parse too (a dying thread's traceback, which 3.11
+    formats with ``ast.parse``), the outer parse ends with ``SystemError: AST constructor recursion depth
+    mismatch``. pytest only catches ``SyntaxError`` there, so the run ends in INTERNALERROR and prints no
+    report. With the GC paused the parse runs no Python code, so no other thread can interleave with it.
+    tests/test_pytest_reports.py proves it on tests/failing_report_shape.py.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return (yield)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @pytest.fixture(scope="session")

@@ -114,8 +114,11 @@ class NodeProcess:
     """``actfusion_node`` in a subprocess (the venv's python, the repository on PYTHONPATH)."""
 
     def __init__(self, params_file: Path, log_path: Path, *, domain_id: int, namespace: str = "",
-                 remaps: Iterable[tuple[str, str]] = (), extra_args: Iterable[str] = ()) -> None:
-        cmd = [sys.executable, "-m", "actfusion_ros.node", "--ros-args", "--params-file", str(params_file)]
+                 remaps: Iterable[tuple[str, str]] = (), extra_args: Iterable[str] = (),
+                 module: str = "actfusion_ros.node", module_args: Iterable[str] = ()) -> None:
+        """``module``/``module_args``: run ``python -m module *module_args --ros-args ...`` instead (a test
+        wrapper around the node, e.g. tests/slow_forecaster_node.py)."""
+        cmd = [sys.executable, "-m", module, *module_args, "--ros-args", "--params-file", str(params_file)]
         if namespace:
             cmd += ["-r", f"__ns:={namespace}"]
         for src, dst in remaps:

@@ -153,7 +153,7 @@ def test_slow_concurrent_ticks_do_not_change_what_the_core_computes(frames) -> N
         feed(busy, frames, range(0, 450), pace_s=0.0005)   # ~10 frames per 20 ms inference
     finally:
         stop.set()
-        t.join(10)
+        t.join(60)
     f_quiet, s_quiet = quiet.snapshot()
     f_busy, s_busy = busy.snapshot()
     np.testing.assert_array_equal(s_busy, s_quiet)
