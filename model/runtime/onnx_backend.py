@@ -98,7 +98,7 @@ class OnnxRuntimeBackend:
             None, {"features": _numpy(features, np.float32), "frame_mask": _numpy(mask, np.bool_)})
         return torch.from_numpy(logits), torch.from_numpy(condition)
 
-    def prepare(self, condition: torch.Tensor) -> dict[str, Any]:
+    def prepare(self, condition: torch.Tensor, num_samples: int = 1) -> dict[str, Any]:
         session = self._sessions["decoder_condition"]
         cond = _numpy(condition, np.float32)
         if not self._cuda:

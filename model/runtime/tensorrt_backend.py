@@ -244,7 +244,7 @@ class TensorRTBackend:
         out = self._engines["encoder"].run({"features": features, "frame_mask": frame_mask.to(torch.bool)})
         return out["logits"].float(), out["condition"]
 
-    def prepare(self, condition: torch.Tensor) -> dict[str, torch.Tensor]:
+    def prepare(self, condition: torch.Tensor, num_samples: int = 1) -> dict[str, torch.Tensor]:
         return self._engines["decoder_condition"].run({"condition": condition})
 
     def denoise(self, state: dict[str, torch.Tensor], t: int, x01: torch.Tensor) -> torch.Tensor:
