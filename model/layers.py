@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_LOG_EPS = 1e-6  # the authors' soft validity mask: logits += log(valid + 1e-6)
+LOG_EPS = 1e-6  # the authors' soft validity mask: logits += log(valid + 1e-6)
 
 
 def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -74,7 +74,7 @@ class WindowedAttention(nn.Module):
         bias = self.rel_bias[self.bias_rows].to(logits.dtype)
         logits = (logits + bias.unsqueeze(-1)) / math.sqrt(self.dim)
         valid = self.validity(q)
-        logits = logits + torch.log(valid + _LOG_EPS)
+        logits = logits + torch.log(valid + LOG_EPS)
         weights = torch.softmax(logits, dim=1) * valid
         return (weights.unsqueeze(1) * values).sum(dim=2)
 
