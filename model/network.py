@@ -13,6 +13,7 @@ from torch import nn
 
 from model.config import ModelConfig
 from model.diffusion import cosine_alphas_cumprod, ddim_sample, ddim_schedule, sample_noise
+from model.forecast import EagerBackend, forecast
 from model.layers import DecoderLayer, EncoderLayer, sinusoidal_embedding
 
 
@@ -169,15 +170,11 @@ class ActFusion(nn.Module):
         """Segment the observed prefix (1, D, N_O) and forecast H future frames.
 
         H is ``horizon`` when given (ground-truth-length protocol), else ``ceil(ratio * N_O)`` capped at
-        ``max_horizon`` (the deployable r*N^O rule). A thin wrapper over :func:`model.runtime.forecast` with
-        this model as a :class:`~model.runtime.torch_backend.TorchBackend` (on the model's device, in eval
-        mode), so it is the deployed forecast exactly.
+        ``max_horizon`` (the deployable r*N^O rule). A thin wrapper over :func:`model.forecast.forecast` with
+        this model as an :class:`~model.forecast.EagerBackend` (on the model's device, in eval mode), so it
+        is the deployed forecast exactly.
         """
-        # Imported here: the runtime depends on the network, not the other way round.
-        from model.runtime.loop import forecast
-        from model.runtime.torch_backend import TorchBackend
-
-        backend = TorchBackend(self, device=None)
+        backend = EagerBackend(self)
         out = forecast(backend, observed_features, horizon=horizon, ratio=ratio, max_horizon=max_horizon,
                        steps=steps, noise=noise, generator=generator)
         device = backend.device

@@ -31,8 +31,16 @@ def test_runtime_backends_import_the_manifest_reader_not_the_exporter() -> None:
 
 def test_runtime_modules_import_no_private_names() -> None:
     offenders = []
-    for path in sorted((ROOT / "model" / "runtime").glob("*.py")) + [ROOT / "model" / "export.py"]:
+    extra = [ROOT / "model" / f for f in ("export.py", "export_manifest.py", "onnx_graphs.py", "forecast.py")]
+    for path in sorted((ROOT / "model" / "runtime").glob("*.py")) + extra:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("model"):
                 offenders += [f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
     assert not offenders
+
+
+def test_the_network_and_the_forecast_function_do_not_import_the_runtime() -> None:
+    code = ("import sys, model.network, model.forecast; "
+            "print(sorted(m for m in sys.modules if m.startswith('model.runtime')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

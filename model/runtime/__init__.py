@@ -16,8 +16,8 @@ from typing import Any, Sequence
 import torch
 
 from model.backend_names import BACKENDS, canonical_backend
-from model.runtime.base import Backend, BackendError, describe
-from model.runtime.loop import Forecast, forecast, schedule_for, step_agreement
+from model.forecast import Backend, Forecast, forecast, schedule_for
+from model.runtime.base import BackendError, describe, step_agreement
 
 
 def load_backend(kind: str, source: str | Path | Any, *, device: str | torch.device | None = None,

@@ -1,54 +1,20 @@
-"""The backend interface every inference backend implements (torch, ONNX Runtime, TensorRT).
-
-A backend runs the network: ``encode`` once per forecast, ``prepare`` once per forecast (the decoder's
-condition terms), ``denoise`` once per DDIM step over a batch of K samples. The forecasting loop that
-drives them is :func:`model.runtime.loop.forecast`, the same for every backend and every caller.
+"""What the runtime backends share: their error, a description for logs, class names, and the accuracy
+side of the fewer-DDIM-steps trade-off. The interface they implement (:class:`model.forecast.Backend`) and
+the forecast function that drives them (:func:`model.forecast.forecast`) live in :mod:`model.forecast`.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from model.config import ModelConfig
+from model.forecast import Backend, forecast
 
 
 class BackendError(RuntimeError):
     """A backend cannot be created or run (missing package or device, bad files, wrong shapes)."""
-
-
-@runtime_checkable
-class Backend(Protocol):
-    """What :func:`model.runtime.loop.forecast` needs from an inference backend.
-
-    The encoder runs on one observation (batch 1); the decoder on a batch of K noisy samples of it,
-    its per-forecast condition terms broadcast along the batch. Tensors crossing this interface are
-    torch tensors on ``device``; ``encode`` also accepts CPU tensors and moves them. ``state`` is
-    backend-private (the decoder's condition terms).
-    """
-
-    name: str
-    device: torch.device
-    config: ModelConfig
-    class_names: list[str]
-
-    def encode(self, features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``features (1, D, T) float32``, ``frame_mask (1, T) bool`` -> (logits (1, C, T), condition)."""
-        ...
-
-    def prepare(self, condition: torch.Tensor, num_samples: int = 1) -> Any:
-        """Per-forecast decoder state from the encoder's condition (computed once, reused by every step)
-        for ``denoise`` calls on batches of ``num_samples``."""
-        ...
-
-    def denoise(self, state: Any, t: int, x01: torch.Tensor) -> torch.Tensor:
-        """One decoder pass at diffusion step ``t`` on K noisy labels in [0, 1] ``(K, C, T)`` -> x0 logits
-        ``(K, C, T)``."""
-        ...
-
-    def synchronize(self) -> None:
-        """Wait for queued device work (no-op on CPU); used only for timing."""
-        ...
 
 
 def describe(backend: Backend) -> Mapping[str, Any]:
@@ -68,3 +34,32 @@ def default_class_names(config: ModelConfig, names: Sequence[str] | None) -> lis
     if len(names) != config.num_classes:
         raise BackendError(f"{len(names)} class names for a model with {config.num_classes} classes")
     return names
+
+
+def step_agreement(backend: Backend, observed: Sequence[np.ndarray | torch.Tensor], *, steps: int,
+                   reference_steps: int = 25, seeds: Sequence[int] = (0,), horizon: int | None = None,
+                   ratio: float = 4.0, max_horizon: int | None = None) -> dict[str, float]:
+    """How much a ``steps``-step forecast agrees with a ``reference_steps``-step one (the accuracy side of
+    the fewer-DDIM-steps latency trade-off; no ground truth needed).
+
+    For every observed sequence and seed, both forecasts are drawn from a generator seeded alike.
+    Returns frame-level argmax agreement on the observed and the future frames (pooled over all
+    sequences and seeds) and the mean absolute probability difference on the future frames.
+    """
+    agree_obs = agree_fut = n_obs = n_fut = 0
+    abs_diff = 0.0
+    for feats in observed:
+        for seed in seeds:
+            first, second = (forecast(backend, feats, horizon=horizon, ratio=ratio, max_horizon=max_horizon,
+                                      steps=s, generator=torch.Generator().manual_seed(int(seed)))
+                             for s in (steps, reference_steps))
+            o1, f1, o2, f2 = first.observed_probs, first.future_probs, second.observed_probs, second.future_probs
+            agree_obs += int((o1.argmax(-2) == o2.argmax(-2)).sum())
+            agree_fut += int((f1.argmax(-2) == f2.argmax(-2)).sum())
+            n_obs += int(o1.shape[-1])
+            n_fut += int(f1.shape[-1])
+            abs_diff += float((f1 - f2).abs().sum())
+    classes = backend.config.num_classes
+    return {"steps": float(steps), "reference_steps": float(reference_steps),
+            "observed_agreement": agree_obs / max(n_obs, 1), "future_agreement": agree_fut / max(n_fut, 1),
+            "future_mean_abs_diff": abs_diff / max(n_fut * classes, 1)}

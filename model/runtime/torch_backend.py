@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from model.forecast import EagerBackend
 from model.network import ActFusion
 from model.runtime.base import BackendError, default_class_names
 
@@ -40,8 +41,8 @@ class _CapturedStep:
     out: torch.Tensor
 
 
-class TorchBackend:
-    """Runs :class:`model.network.ActFusion` directly.
+class TorchBackend(EagerBackend):
+    """Runs :class:`model.network.ActFusion` directly: the :class:`~model.forecast.EagerBackend` plus options.
 
     ``precision``: 'fp32' (default), or 'fp16' / 'bf16' autocast (CUDA only). ``compile``: wrap the
     decoder step in ``torch.compile`` (CUDA only). ``cuda_graphs``: capture the decoder step per length
@@ -64,8 +65,7 @@ class TorchBackend:
             raise BackendError(f"{', '.join(wanted)}: CUDA only; got device {self.device} (use fp32 eager on CPU)")
         if threads is not None:
             torch.set_num_threads(int(threads))
-        self.model = model.to(self.device).eval()
-        self.config = model.cfg
+        super().__init__(model, device=self.device)
         self.class_names = default_class_names(self.config, class_names)
         self.precision = precision
         self._dtype = _PRECISIONS[precision]
@@ -80,17 +80,12 @@ class TorchBackend:
 
     # -- Backend protocol -----------------------------------------------------------------
     def encode(self, features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The model's encoder on the structured input (the features were checked by the forecast function)."""
-        features = torch.as_tensor(features).to(self.device, torch.float32)
-        frame_mask = torch.as_tensor(frame_mask)
-        frame_mask = (frame_mask if frame_mask.dtype == torch.bool else frame_mask > 0.5).to(self.device)
-        with torch.inference_mode(), self._autocast():
-            logits, condition = self.model.encoder(self.model.structure_input(features, frame_mask))
-        return logits.float(), condition
+        with self._autocast():
+            return super().encode(features, frame_mask)
 
     def prepare(self, condition: torch.Tensor, num_samples: int = 1) -> Terms:
-        with torch.inference_mode(), self._autocast():
-            terms = self.model.decoder.condition_terms(condition)
+        with self._autocast():
+            terms = super().prepare(condition, num_samples)
         if self._cuda_graphs:
             return self._load_graph_terms(terms, int(num_samples))
         return terms
@@ -101,10 +96,6 @@ class TorchBackend:
         steps = torch.full((x01.shape[0],), int(t), dtype=torch.long, device=self.device)
         with torch.inference_mode(), self._autocast():
             return self._run_step(state, steps, x01.to(self.device)).float()
-
-    def synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
 
     def details(self) -> dict[str, Any]:
         return {"precision": self.precision, "compile": self._compiled, "cuda_graphs": self._cuda_graphs}

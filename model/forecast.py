@@ -1,5 +1,8 @@
-"""The one forecast function: every backend (torch, ONNX Runtime, TensorRT) and every caller (the node's
-forecaster, replay, evaluation, :meth:`model.network.ActFusion.anticipate`) runs :func:`forecast`.
+"""The one forecast function, and the interface of the backends it drives.
+
+:func:`forecast` serves every backend (the eager model here, and :mod:`model.runtime`'s torch, ONNX Runtime
+and TensorRT backends) and every caller (the node's forecaster, replay, evaluation,
+:meth:`model.network.ActFusion.anticipate`), so what is evaluated is what is deployed.
 
 It is the boundary where an observation enters the model: the observed features are checked here (once),
 the horizon is resolved here (once, :func:`model.horizon.anticipation_horizon`), the r*N^O input (observed
@@ -7,20 +10,95 @@ frames + H mask tokens) and its frame mask are built here, and the noise is draw
 (:func:`model.diffusion.sample_noise`), so a seed gives the same forecast on every backend and device.
 Then one encoder pass, one ``prepare`` and the DDIM loop (:func:`model.diffusion.ddim_sample`) over a
 batch of K noisy samples of that one observation.
+
+Nothing here imports the network or :mod:`model.runtime`: both depend on this module.
 """
 from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Iterator, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from torch import nn
 
 from model.config import ModelConfig
 from model.diffusion import DDIMSchedule, ddim_sample, ddim_schedule, sample_noise
 from model.horizon import anticipation_horizon
-from model.runtime.base import Backend
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What :func:`forecast` needs from an inference backend.
+
+    The encoder runs on one observation (batch 1); the decoder on a batch of K noisy samples of it,
+    its per-forecast condition terms broadcast along the batch. Tensors crossing this interface are
+    torch tensors on ``device``; ``encode`` also accepts CPU tensors and moves them. ``state`` is
+    backend-private (the decoder's condition terms).
+    """
+
+    name: str
+    device: torch.device
+    config: ModelConfig
+    class_names: list[str]
+
+    def encode(self, features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``features (1, D, T) float32``, ``frame_mask (1, T) bool`` -> (logits (1, C, T), condition)."""
+        ...
+
+    def prepare(self, condition: torch.Tensor, num_samples: int = 1) -> Any:
+        """Per-forecast decoder state from the encoder's condition (computed once, reused by every step)
+        for ``denoise`` calls on batches of ``num_samples``."""
+        ...
+
+    def denoise(self, state: Any, t: int, x01: torch.Tensor) -> torch.Tensor:
+        """One decoder pass at diffusion step ``t`` on K noisy labels in [0, 1] ``(K, C, T)`` -> x0 logits
+        ``(K, C, T)``."""
+        ...
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (no-op on CPU); used only for timing."""
+        ...
+
+
+class EagerBackend:
+    """An ActFusion model (:class:`model.network.ActFusion`) as a :class:`Backend`: eager fp32 on ``device``
+    (default: where its parameters are), in eval mode. :meth:`~model.network.ActFusion.anticipate` runs it;
+    :class:`model.runtime.torch_backend.TorchBackend` adds autocast, ``torch.compile`` and CUDA graphs.
+
+    The decoder runs on a batch of K samples; the condition terms (batch 1) broadcast along it.
+    """
+
+    name = "torch"
+
+    def __init__(self, model: nn.Module, *, device: str | torch.device | None = None) -> None:
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device).eval()
+        self.config: ModelConfig = model.cfg
+        self.class_names = [f"class_{i}" for i in range(self.config.num_classes)]
+
+    def encode(self, features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder on the structured input (Eq. 3); the features were checked by :func:`forecast`."""
+        features = torch.as_tensor(features).to(self.device, torch.float32)
+        frame_mask = torch.as_tensor(frame_mask)
+        frame_mask = (frame_mask if frame_mask.dtype == torch.bool else frame_mask > 0.5).to(self.device)
+        with torch.inference_mode():
+            logits, condition = self.model.encoder(self.model.structure_input(features, frame_mask))
+        return logits.float(), condition
+
+    def prepare(self, condition: torch.Tensor, num_samples: int = 1) -> Any:
+        with torch.inference_mode():
+            return self.model.decoder.condition_terms(condition)
+
+    def denoise(self, state: Any, t: int, x01: torch.Tensor) -> torch.Tensor:
+        steps = torch.full((x01.shape[0],), int(t), dtype=torch.long, device=self.device)
+        with torch.inference_mode():
+            return self.model.decoder.forward_prepared(state, steps, x01.to(self.device)).float()
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
 class Forecast(NamedTuple):
@@ -154,32 +232,3 @@ def _mark(backend: Backend, timings: dict[str, float] | None, key: str, start: f
     if timings is not None:
         backend.synchronize()
         timings[key] = clock() - start
-
-
-def step_agreement(backend: Backend, observed: Sequence[np.ndarray | torch.Tensor], *, steps: int,
-                   reference_steps: int = 25, seeds: Sequence[int] = (0,), horizon: int | None = None,
-                   ratio: float = 4.0, max_horizon: int | None = None) -> dict[str, float]:
-    """How much a ``steps``-step forecast agrees with a ``reference_steps``-step one (the accuracy side of
-    the fewer-DDIM-steps latency trade-off; no ground truth needed).
-
-    For every observed sequence and seed, both forecasts are drawn from a generator seeded alike.
-    Returns frame-level argmax agreement on the observed and the future frames (pooled over all
-    sequences and seeds) and the mean absolute probability difference on the future frames.
-    """
-    agree_obs = agree_fut = n_obs = n_fut = 0
-    abs_diff = 0.0
-    for feats in observed:
-        for seed in seeds:
-            first, second = (forecast(backend, feats, horizon=horizon, ratio=ratio, max_horizon=max_horizon,
-                                      steps=s, generator=torch.Generator().manual_seed(int(seed)))
-                             for s in (steps, reference_steps))
-            o1, f1, o2, f2 = first.observed_probs, first.future_probs, second.observed_probs, second.future_probs
-            agree_obs += int((o1.argmax(-2) == o2.argmax(-2)).sum())
-            agree_fut += int((f1.argmax(-2) == f2.argmax(-2)).sum())
-            n_obs += int(o1.shape[-1])
-            n_fut += int(f1.shape[-1])
-            abs_diff += float((f1 - f2).abs().sum())
-    classes = backend.config.num_classes
-    return {"steps": float(steps), "reference_steps": float(reference_steps),
-            "observed_agreement": agree_obs / max(n_obs, 1), "future_agreement": agree_fut / max(n_fut, 1),
-            "future_mean_abs_diff": abs_diff / max(n_fut * classes, 1)}
