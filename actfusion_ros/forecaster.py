@@ -1,13 +1,11 @@
 """ActFusion behind the stream's :class:`~actfusion_ros.stream.Forecaster` protocol.
 
 :class:`ModelForecaster` turns ``(observed (D, N_O) float32, horizon)`` into frame probabilities
-``(C, N_O)`` and ``(C, H)`` with one of three backends:
-
-* ``torch``: :meth:`model.network.ActFusion.anticipate` with ``horizon`` given explicitly (the stream
-  applies the r*N^O rule and its cap; the model only executes it).
-* ``onnxruntime`` / ``tensorrt``: :func:`model.runtime.load_backend` over an ``actfusion-export``
-  directory + :func:`model.runtime.forecast` (the same DDIM loop and CPU-drawn noise, so a seed gives
-  the same forecast on every backend up to float rounding); imported only when asked for.
+``(C, N_O)`` and ``(C, H)`` by calling :func:`model.runtime.forecast`, the one forecast function that
+evaluation and replay also use, on a :mod:`model.runtime` backend: ``torch`` (an ActFusion model; fp16
+autocast, ``torch.compile`` and CUDA graphs through ``backend_options``), ``onnxruntime`` or ``tensorrt``
+(an ``actfusion-export`` directory). The stream applies the r*N^O rule and its cap; the forecaster passes
+the resulting horizon on, and the forecast function checks it and the features once.
 
 Randomness: the DDIM noise of tick ``k`` comes from a ``torch.Generator`` seeded with
 :func:`tick_seed` ``(seed, k)``, so a replayed stream gives the same forecasts run after run, and the
@@ -15,22 +13,22 @@ ticks' noises are independent of each other. Nothing global is seeded.
 """
 from __future__ import annotations
 
-import importlib
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from model.backend_names import BACKENDS, EXPORT_BACKENDS
 from model.checkpoint import load_checkpoint
-from model.features.pipeline import FeaturePipeline, checkpoint_pipeline
 from model.config import ModelConfig, model_config
+from model.features.pipeline import FeaturePipeline, checkpoint_pipeline
 from model.network import ActFusion
+from model.runtime import Backend, BackendError, forecast, load_backend, schedule_for
 
 __all__ = ["BACKENDS", "ForecasterError", "ModelForecaster", "tick_seed"]
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
 DEFAULT_RANDOM_CLASSES = ("reach", "grasp", "pour", "stir", "place")
 
 
@@ -55,43 +53,47 @@ def _check_device(device: str) -> torch.device:
 
 
 class ModelForecaster:
-    """Forecaster protocol implementation over an ActFusion model (see the module docstring).
+    """Forecaster protocol implementation over a :mod:`model.runtime` backend (see the module docstring).
 
     Build it with :meth:`from_checkpoint` (torch), :meth:`from_export` (onnxruntime, tensorrt) or
-    :meth:`random_weights`. ``num_classes``, ``class_names`` and ``input_dim`` describe the model;
-    ``calls`` counts forecasts (the tick number used for seeding). Calls are serialised by a lock.
+    :meth:`random_weights`; or directly from an ActFusion ``model`` (torch) or a ready ``runtime`` backend.
+    ``num_classes``, ``class_names`` and ``input_dim`` describe the model; ``runtime`` is the backend,
+    ``model`` the ActFusion model of the torch backend (None otherwise); ``calls`` counts forecasts (the
+    tick number used for seeding). Calls are serialised by a lock.
     """
 
     def __init__(self, model: ActFusion | None, class_names: Sequence[str], *, steps: int | None = None,
-                 seed: int = 0, device: str = "cpu", backend: str = "torch", runtime: Any = None) -> None:
+                 seed: int = 0, device: str = "cpu", backend: str = "torch", runtime: Backend | None = None,
+                 backend_options: Mapping[str, Any] | None = None) -> None:
         if backend not in BACKENDS:
             raise ForecasterError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-        if backend == "torch":
-            if model is None:
-                raise ForecasterError("backend 'torch' needs an ActFusion model")
-            cfg: ModelConfig = model.cfg
-        else:
-            if runtime is None:
-                raise ForecasterError(f"backend {backend!r} needs a model.runtime backend")
-            cfg = runtime.config
-        if len(class_names) != cfg.num_classes:
-            raise ForecasterError(f"{len(class_names)} class names for a model with {cfg.num_classes} classes")
-        if steps is not None and not 1 <= int(steps) <= cfg.num_timesteps:
-            raise ForecasterError(f"ddim steps must be in [1, {cfg.num_timesteps}], got {steps}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ForecasterError(f"seed must be an int >= 0, got {seed!r}")
         self.device = _check_device(device)
-        self.model = model.to(self.device).eval() if model is not None else None
+        if runtime is None:
+            if backend != "torch":
+                raise ForecasterError(f"backend {backend!r} needs a model.runtime backend")
+            if model is None:
+                raise ForecasterError("backend 'torch' needs an ActFusion model")
+            runtime = _load(backend, model, device=self.device, **dict(backend_options or {}))
+        cfg: ModelConfig = runtime.config
+        if len(class_names) != cfg.num_classes:
+            raise ForecasterError(f"{len(class_names)} class names for a model with {cfg.num_classes} classes")
+        try:
+            self.schedule = schedule_for(cfg, steps)  # built once, reused by every tick
+        except ValueError as err:
+            raise ForecasterError(str(err)) from None
+        self.runtime = runtime
+        self.model = getattr(runtime, "model", None) if backend == "torch" else None
         self.config = cfg
         self.class_names = tuple(str(n) for n in class_names)
         # The feature pipeline the model was trained on, when its checkpoint records one.
         self.pipeline: FeaturePipeline | None = None
         self.num_classes = cfg.num_classes
         self.input_dim = cfg.input_dim
-        self.steps = int(steps) if steps else cfg.ddim_steps
+        self.steps = self.schedule.num_steps
         self.seed = int(seed)
         self.backend = backend
-        self.runtime = runtime
         self.calls = 0
         self._lock = threading.Lock()
 
@@ -99,14 +101,17 @@ class ModelForecaster:
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "cpu", steps: int | None = None,
                         seed: int = 0, class_names: Sequence[str] | None = None,
-                        expected_config: ModelConfig | None = None) -> "ModelForecaster":
+                        expected_config: ModelConfig | None = None,
+                        backend_options: Mapping[str, Any] | None = None) -> "ModelForecaster":
         """The torch backend over a checkpoint (:func:`model.checkpoint.load_checkpoint`).
 
         ``class_names`` replaces the names stored in the checkpoint (same count required).
+        ``backend_options`` go to :class:`model.runtime.torch_backend.TorchBackend` (``precision``,
+        ``compile``, ``cuda_graphs``: CUDA only).
         """
         ckpt = load_checkpoint(path, expected_config=expected_config)
         forecaster = cls(ckpt.model, list(class_names) if class_names is not None else ckpt.class_names,
-                         steps=steps, seed=seed, device=device)
+                         steps=steps, seed=seed, device=device, backend_options=backend_options)
         forecaster.pipeline = checkpoint_pipeline(ckpt.metadata)
         return forecaster
 
@@ -120,17 +125,16 @@ class ModelForecaster:
         (default ``<onnx_dir>/tensorrt``; engines are built there on first use). ``threads``: ONNX
         Runtime intra-op threads. ``class_names``: replaces the export manifest's names.
         """
-        if backend not in ("onnxruntime", "tensorrt"):
-            raise ForecasterError(f"from_export serves onnxruntime and tensorrt, not {backend!r}")
+        if backend not in EXPORT_BACKENDS:
+            raise ForecasterError(f"from_export serves {' and '.join(EXPORT_BACKENDS)}, not {backend!r}")
         device = device or ("cuda" if backend == "tensorrt" else "cpu")
-        runtime_mod = _runtime_module(backend)
         options: dict[str, Any] = {}
         if backend == "tensorrt" and engine_dir:
             options["engine_dir"] = Path(engine_dir)
         if backend == "onnxruntime" and threads:
             options["intra_op_threads"] = int(threads)
         try:
-            runtime = runtime_mod.load_backend(backend, Path(onnx_dir), device=device, **options)
+            runtime = load_backend(backend, Path(onnx_dir), device=device, **options)
         except (ImportError, OSError, ValueError, RuntimeError) as err:
             raise ForecasterError(f"backend {backend!r} could not be loaded from {onnx_dir}: {err}") from None
         names = list(class_names) if class_names is not None else list(getattr(runtime, "class_names", []))
@@ -159,34 +163,17 @@ class ModelForecaster:
         return torch.Generator().manual_seed(tick_seed(self.seed, tick))
 
     def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-        """Frame probabilities ``(C, N_O)`` and ``(C, horizon)`` float32 for ``observed (D, N_O)``."""
-        obs = np.asarray(observed, dtype=np.float32)
-        if obs.ndim != 2 or obs.shape[0] != self.input_dim or obs.shape[1] < 1:
-            raise ValueError(f"observed must be ({self.input_dim}, N>=1) float32, got {obs.shape}")
-        horizon = int(horizon)
-        if horizon < 0:
-            raise ValueError(f"horizon must be >= 0, got {horizon}")
+        """Frame probabilities ``(C, N_O)`` and ``(C, horizon)`` float32 for ``observed (D, N_O)``.
+
+        ``observed`` and ``horizon`` are checked by :func:`model.runtime.forecast` (ValueError).
+        """
         with self._lock:
             tick = self.calls
             self.calls += 1
-            gen = self.generator(tick)
-            if self.backend == "torch":
-                return self._torch(obs, horizon, gen)
-            return self._runtime_forecast(obs, horizon, gen)
-
-    def _torch(self, obs: np.ndarray, horizon: int, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
-        assert self.model is not None
-        x = torch.from_numpy(np.ascontiguousarray(obs)).unsqueeze(0).to(self.device)
-        with torch.inference_mode():
-            out = self.model.anticipate(x, horizon=horizon, steps=self.steps, generator=gen)
-        return (out.observed_probs[0].float().cpu().numpy(), out.future_probs[0].float().cpu().numpy())
-
-    def _runtime_forecast(self, obs: np.ndarray, horizon: int,
-                          gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
-        runtime_mod = _runtime_module(self.backend)
-        with torch.inference_mode():
-            out = runtime_mod.forecast(self.runtime, obs, horizon=horizon, steps=self.steps, generator=gen)
-        return _to_numpy(out.observed_probs), _to_numpy(out.future_probs)
+            with torch.inference_mode():
+                out = forecast(self.runtime, np.asarray(observed, dtype=np.float32), horizon=int(horizon),
+                               schedule=self.schedule, generator=self.generator(tick))
+        return out.observed_probs.numpy(), out.future_probs.numpy()
 
     def __repr__(self) -> str:
         return (f"ModelForecaster(backend={self.backend!r}, device={str(self.device)!r}, "
@@ -194,20 +181,8 @@ class ModelForecaster:
                 f"seed={self.seed})")
 
 
-# ---------------------------------------------------------------------- model.runtime glue
-def _runtime_module(backend: str) -> Any:
+def _load(backend: str, source: Any, **options: Any) -> Backend:
     try:
-        return importlib.import_module("model.runtime")
-    except ModuleNotFoundError as err:
-        if err.name not in ("model.runtime", "model"):
-            raise ForecasterError(f"backend {backend!r}: model.runtime needs a package that is not "
-                                  f"installed: {err}") from None
-        raise ForecasterError(f"backend {backend!r} needs model.runtime, which this installation does "
-                              "not have yet; use backend 'torch'") from None
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().float().cpu().numpy()
-    x = np.asarray(x, dtype=np.float32)
-    return x[0] if x.ndim == 3 else x
+        return load_backend(backend, source, **options)
+    except BackendError as err:
+        raise ForecasterError(str(err)) from None

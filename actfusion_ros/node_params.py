@@ -22,12 +22,12 @@ import yaml
 
 from actfusion_ros.frames import DEFAULT_MAX_IMAGE_PIXELS
 from actfusion_ros.stream import WINDOW_POLICIES, StreamConfig
+from model.backend_names import BACKENDS
 
 __all__ = ["BACKENDS", "DEVICE_PATTERN", "NodeSettings", "PARAMETERS", "PARAMETER_NAMES", "ParamSpec",
            "ParameterError", "QOS_RELIABILITY", "defaults", "markdown_table", "parse_extractor_kwargs",
            "read_params_file", "spec", "validate_values"]
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
 QOS_RELIABILITY = ("best_effort", "reliable")
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
 _TYPES = {bool: "bool", int: "int", float: "double", str: "string"}

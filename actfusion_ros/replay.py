@@ -38,6 +38,7 @@ import numpy as np
 
 from actfusion_ros.replay_series import SERIES_FILES, write_series
 from actfusion_ros.stream import ForecastResult, StreamConfig, StreamingAnticipator
+from model.backend_names import BACKENDS
 from model.io import atomic_write_text
 from training.baselines import Forecaster, GrammarForecaster, RepeatLast, resample_labels
 from training.metrics import MocCounts, tas_metrics
@@ -521,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-observed", type=int, default=4)
     ap.add_argument("--steps", type=int, help="DDIM steps (default: the model's)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
+    ap.add_argument("--backend", default="torch", choices=BACKENDS)
     ap.add_argument("--onnx-dir", type=Path, help="actfusion-export directory (onnxruntime / tensorrt)")
     ap.add_argument("--engine-dir", type=Path, help="TensorRT engine cache (default <onnx-dir>/tensorrt)")
     ap.add_argument("--device", default="cpu")

@@ -1,7 +1,7 @@
 """``actfusion-build-engine``: build (or verify) the TensorRT engines of an ONNX export.
 
     actfusion-build-engine --onnx-dir exports/50salads --out exports/50salads/tensorrt \\
-        --min-length 1 --opt-length 1024 --max-length 8192 [--fp16]
+        --min-length 1 --opt-length 1024 --max-length 8192 [--max-samples 8 --opt-samples 8] [--fp16]
 
 An engine is rebuilt exactly when its cache key (ONNX sha256, TensorRT version, GPU, profile, fp16)
 changed; one built for another GPU is refused unless ``--allow-gpu-change`` (or ``--force``).
@@ -26,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="shortest sequence (observed + horizon) the engine accepts; the node starts at 1 + r")
     parser.add_argument("--opt-length", type=int, default=1024)
     parser.add_argument("--max-length", type=int, default=8192)
+    parser.add_argument("--opt-samples", type=int, default=1, help="samples per forecast the engine is tuned for")
+    parser.add_argument("--max-samples", type=int, default=1,
+                        help="most samples per forecast (above 1: also build the batched denoise step)")
     parser.add_argument("--fp16", action="store_true", help="allow FP16 kernels")
     parser.add_argument("--device", default="cuda", help="CUDA device, e.g. cuda:0")
     parser.add_argument("--workspace-mb", type=int, default=None, help="builder workspace limit")
@@ -39,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from model.runtime.tensorrt_backend import LengthProfile, build_engines
 
         profile = LengthProfile(min_length=args.min_length, opt_length=args.opt_length,
-                                max_length=args.max_length)
+                                max_length=args.max_length, opt_samples=args.opt_samples,
+                                max_samples=args.max_samples)
         result = build_engines(args.onnx_dir, args.out, profile=profile, fp16=args.fp16, device=args.device,
                                force=args.force, allow_gpu_change=args.allow_gpu_change,
                                build_missing=not args.check,

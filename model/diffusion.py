@@ -2,10 +2,11 @@
 
 Labels live in ``[-snr_scale, snr_scale]`` (one-hot * 2 - 1, times the SNR scale); the decoder sees them
 mapped to ``[0, 1]`` and predicts x0 (not the noise). Every backend (torch, ONNX Runtime, TensorRT) runs
-the loop in :func:`ddim_sample`; only the ``denoise`` callable differs.
+the loop in :func:`ddim_sample` over a :class:`DDIMSchedule` built once; only the ``denoise`` callable differs.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -42,7 +43,7 @@ def signal_to_unit(x: torch.Tensor, snr_scale: float) -> torch.Tensor:
 
 
 def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """Forward process ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` for per-sample steps ``t`` (B,)."""
+    """Forward process (paper Eq. 1) ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` for per-sample steps ``t`` (B,)."""
     abar = alphas_cumprod.to(x0.device)[t].to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
     return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise
 
@@ -59,7 +60,8 @@ class DDIMCoefficients:
 
 
 def ddim_coefficients(alphas_cumprod: torch.Tensor, t: int, t_prev: int, eta: float) -> DDIMCoefficients:
-    """DDIM (Song et al.) coefficients: ``sigma = eta sqrt((1 - a/a')(1 - a')/(1 - a))`` with a' = abar_prev."""
+    """DDIM (Song et al. 2021) coefficients: ``sigma = eta sqrt((1 - a/a')(1 - a')/(1 - a))`` (their Eq. 16)
+    with a = abar_t, a' = abar_prev (1 after the last step)."""
     a = float(alphas_cumprod[t])
     a_prev = float(alphas_cumprod[t_prev]) if t_prev >= 0 else 1.0
     sigma = eta * math.sqrt(max((1 - a / a_prev) * (1 - a_prev) / (1 - a), 0.0))
@@ -69,7 +71,8 @@ def ddim_coefficients(alphas_cumprod: torch.Tensor, t: int, t_prev: int, eta: fl
 
 def ddim_step(x_t: torch.Tensor, x0: torch.Tensor, coef: DDIMCoefficients,
               noise: torch.Tensor | None) -> torch.Tensor:
-    """One DDIM update: ``eps = (sqrt(1/a) x_t - x0) / sqrt(1/a - 1)``, ``x' = sqrt(a') x0 + c eps + sigma z``.
+    """One DDIM update (DDIM paper Eq. 12): ``eps = (sqrt(1/a) x_t - x0) / sqrt(1/a - 1)`` (the noise implied
+    by the predicted x0), ``x' = sqrt(a') x0 + c eps + sigma z`` with ``c = sqrt(1 - a' - sigma^2)``.
 
     ``x_t`` is the unclamped current sample; ``x0`` the clamped prediction in signal space.
     """
@@ -96,27 +99,83 @@ DenoiseFn = Callable[[int, torch.Tensor], torch.Tensor]
 """``denoise(t, x_t01) -> x0 logits``: one decoder pass for step ``t`` on labels mapped to [0, 1]."""
 
 
-def ddim_sample(denoise: DenoiseFn, shape: tuple[int, ...], *, alphas_cumprod: torch.Tensor,
-                num_steps: int, eta: float, snr_scale: float, noise: torch.Tensor) -> torch.Tensor:
-    """Run the DDIM loop from pure noise and return class probabilities of shape ``shape`` (B, C, T).
+@dataclass(frozen=True)
+class DDIMStepOutput:
+    """What one DDIM step returns (as diffusers' ``DDIMSchedulerOutput``)."""
 
-    Per step: clamp x_t, map to [0, 1], decode, softmax over classes, map back to signal space and clamp
-    (the decoder's x0); then :func:`ddim_step`. The last step returns the probabilities themselves.
-    ``noise`` comes from :func:`sample_noise` (shape (num_steps, *shape)).
+    prev_sample: torch.Tensor  # x_{t_prev}, unclamped, signal space
+    pred_x0: torch.Tensor  # the decoder's x0 in signal space, clamped to [-snr_scale, snr_scale]
+
+
+@dataclass(frozen=True)
+class DDIMSchedule:
+    """The sampling schedule of one forecast configuration, built once and reused by every forecast.
+
+    ``pairs[i] = (t, t_prev)`` are the DDIM time pairs (:func:`ddim_timesteps`; ``t_prev = -1`` on the
+    last); ``coefficients[i]`` the float64-derived scalars of the step from ``t`` to ``t_prev``
+    (:func:`ddim_coefficients`). Paper Eq. 1 is the forward process ``x^s = sqrt(abar_s) x^0 +
+    sqrt(1 - abar_s) eps`` (:func:`q_sample`); inference inverts it from pure noise with the decoder
+    predicting x^0 at each visited step (paper Eq. 2), one DDIM update per pair (DDIM paper Eq. 12, sigma
+    from its Eq. 16).
     """
-    if noise.shape != (num_steps, *shape):
-        raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {(num_steps, *shape)}")
-    num_timesteps = alphas_cumprod.shape[0]
+
+    num_timesteps: int
+    eta: float
+    snr_scale: float
+    pairs: tuple[tuple[int, int], ...]
+    coefficients: tuple[DDIMCoefficients, ...]
+
+    @classmethod
+    def create(cls, num_steps: int, *, num_timesteps: int = 1000, eta: float = 0.0, snr_scale: float = 1.0,
+               alphas_cumprod: torch.Tensor | None = None) -> "DDIMSchedule":
+        """``num_steps`` of the cosine schedule over ``num_timesteps`` (or of the given ``alphas_cumprod``)."""
+        if alphas_cumprod is None:
+            alphas_cumprod = cosine_alphas_cumprod(num_timesteps)
+        num_timesteps = int(alphas_cumprod.shape[0])
+        if not 1 <= int(num_steps) <= num_timesteps:
+            raise ValueError(f"ddim steps must be in [1, {num_timesteps}], got {num_steps}")
+        alphas = alphas_cumprod.detach().to("cpu", torch.float64)
+        pairs = tuple(ddim_timesteps(int(num_steps), num_timesteps))
+        coefs = tuple(ddim_coefficients(alphas, t, t_prev, float(eta)) for t, t_prev in pairs)
+        return cls(num_timesteps, float(eta), float(snr_scale), pairs, coefs)
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.pairs)
+
+    def step(self, index: int, x_t: torch.Tensor, probs: torch.Tensor,
+             noise: torch.Tensor | None) -> DDIMStepOutput:
+        """Step ``index``: the decoder's class probabilities -> x0 in signal space (clamped), then the update
+        ``x_{t_prev} = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma^2) eps + sigma z`` (DDIM Eq. 12)."""
+        x0 = torch.clamp(labels_to_signal(probs, self.snr_scale), -self.snr_scale, self.snr_scale)
+        return DDIMStepOutput(ddim_step(x_t, x0, self.coefficients[index], noise), x0)
+
+
+@functools.lru_cache(maxsize=64)
+def ddim_schedule(num_steps: int, num_timesteps: int = 1000, eta: float = 0.0,
+                  snr_scale: float = 1.0) -> DDIMSchedule:
+    """The cosine-schedule :class:`DDIMSchedule` for these settings, built once and then shared (frozen)."""
+    return DDIMSchedule.create(num_steps, num_timesteps=num_timesteps, eta=eta, snr_scale=snr_scale)
+
+
+def ddim_sample(denoise: DenoiseFn, schedule: DDIMSchedule, noise: torch.Tensor) -> torch.Tensor:
+    """Run the DDIM loop from pure noise and return class probabilities of shape ``noise.shape[1:]`` (B, C, T).
+
+    Per step: clamp x_t, map to [0, 1], decode, softmax over classes, then :meth:`DDIMSchedule.step`.
+    The last step returns the probabilities themselves. ``noise`` comes from :func:`sample_noise`
+    (shape (num_steps, B, C, T); [0] is x_T, [i] the z of step i).
+    """
+    if noise.dim() != 4 or noise.shape[0] != schedule.num_steps:
+        raise ValueError(f"noise has shape {tuple(noise.shape)}, expected ({schedule.num_steps}, batch, "
+                         f"classes, time)")
     x_t = noise[0]
     probs = None
-    for i, (t, t_prev) in enumerate(ddim_timesteps(num_steps, num_timesteps)):
-        logits = denoise(t, signal_to_unit(x_t, snr_scale))
+    for i, (t, t_prev) in enumerate(schedule.pairs):
+        logits = denoise(t, signal_to_unit(x_t, schedule.snr_scale))
         probs = torch.softmax(logits.float(), dim=1)
         if t_prev < 0:
             break
-        x0 = torch.clamp(labels_to_signal(probs, snr_scale), -snr_scale, snr_scale)
-        coef = ddim_coefficients(alphas_cumprod, t, t_prev, eta)
-        x_t = ddim_step(x_t, x0, coef, noise[i + 1] if i + 1 < num_steps else None)
+        x_t = schedule.step(i, x_t, probs, noise[i + 1]).prev_sample
     assert probs is not None
     return probs
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_LOG_EPS = 1e-6  # the authors' soft validity mask: logits += log(valid + 1e-6)
+LOG_EPS = 1e-6  # the authors' soft validity mask: logits += log(valid + 1e-6)
 
 
 def instance_norm(x: torch.Tensor, eps: float = 1e-5, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -102,7 +102,7 @@ class WindowedAttention(nn.Module):
         bias = self.rel_bias[self.bias_rows].to(logits.dtype)
         logits = (logits + bias.unsqueeze(-1)) / math.sqrt(self.dim)
         inside = self.validity(q, valid)
-        logits = logits + torch.log(inside + _LOG_EPS)
+        logits = logits + torch.log(inside + LOG_EPS)
         weights = torch.softmax(logits, dim=1) * inside
         return (weights.unsqueeze(1) * values).sum(dim=2)
 

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import LossConfig, ModelConfig
-from model.diffusion import (cosine_alphas_cumprod, ddim_sample, labels_to_signal, q_sample, sample_noise,
-                             signal_to_unit, training_timesteps)
-from model.horizon import anticipation_horizon
+from model.diffusion import (cosine_alphas_cumprod, ddim_sample, ddim_schedule, labels_to_signal, q_sample,
+                             sample_noise, signal_to_unit, training_timesteps)
+from model.forecast import EagerBackend, forecast
 from model.layers import DecoderLayer, EncoderLayer, sinusoidal_embedding
 
 
@@ -175,11 +175,13 @@ class ActFusion(nn.Module):
 
         Randomness comes only from ``noise`` (see :func:`model.diffusion.sample_noise`) or ``generator``.
         """
-        steps = steps or self.cfg.ddim_steps
-        eta = self.cfg.ddim_eta if eta is None else eta
+        schedule = ddim_schedule(int(steps or self.cfg.ddim_steps), self.cfg.num_timesteps,
+                                 float(self.cfg.ddim_eta if eta is None else eta), float(self.cfg.snr_scale))
         shape = (condition.shape[0], self.cfg.num_classes, condition.shape[2])
         if noise is None:
-            noise = sample_noise(shape, steps, generator=generator, device=condition.device)
+            noise = sample_noise(shape, schedule.num_steps, generator=generator, device=condition.device)
+        elif tuple(noise.shape) != (schedule.num_steps, *shape):
+            raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {(schedule.num_steps, *shape)}")
         terms = self.decoder.condition_terms(condition)
         previous: list[torch.Tensor] = []  # self-conditioning: the last step's x0 probabilities
 
@@ -190,13 +192,12 @@ class ActFusion(nn.Module):
                 previous[:] = [torch.softmax(logits.float(), dim=1)]
             return logits
 
-        return ddim_sample(denoise, shape, alphas_cumprod=self.alphas_cumprod, num_steps=steps, eta=eta,
-                           snr_scale=self.cfg.snr_scale, noise=noise.to(condition.device, condition.dtype))
+        return ddim_sample(denoise, schedule, noise.to(condition.device, condition.dtype))
 
     @torch.no_grad()
     def segment(self, features: torch.Tensor, *, steps: int | None = None,
                 generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Temporal action segmentation: no mask, full video -> probabilities (B, C, T)."""
+        """Temporal action segmentation of a batch: no mask, full video -> probabilities (B, C, T)."""
         _, condition = self.encode(features)
         return self.sample(condition, steps=steps, generator=generator, noise=noise)
 
@@ -204,21 +205,18 @@ class ActFusion(nn.Module):
     def anticipate(self, observed_features: torch.Tensor, horizon: int | None = None, ratio: float = 4.0,
                    max_horizon: int | None = None, *, steps: int | None = None,
                    generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> Anticipation:
-        """Segment the observed prefix (B, D, N_O) and forecast H future frames.
+        """Segment the observed prefix (1, D, N_O) and forecast H future frames.
 
         H is ``horizon`` when given (ground-truth-length protocol), else ``ceil(ratio * N_O)`` capped at
-        ``max_horizon`` (the deployable r*N^O rule). H mask tokens are appended to the input; the decoder
-        is conditioned on the encoder features of all N_O + H frames.
+        ``max_horizon`` (the deployable r*N^O rule). A thin wrapper over :func:`model.forecast.forecast` with
+        this model as an :class:`~model.forecast.EagerBackend` (on the model's device, in eval mode), so it
+        is the deployed forecast exactly.
         """
-        self._check_features(observed_features)
-        b, d, n_obs = observed_features.shape
-        h = anticipation_horizon(n_obs, ratio=ratio, max_horizon=max_horizon, horizon=horizon)
-        padded = torch.cat([observed_features, observed_features.new_zeros(b, d, h)], dim=2)
-        frame_mask = torch.zeros(b, n_obs + h, dtype=torch.bool, device=observed_features.device)
-        frame_mask[:, :n_obs] = True
-        logits, condition = self.encode(padded, frame_mask)
-        probs = self.sample(condition, steps=steps, generator=generator, noise=noise)
-        return Anticipation(probs[:, :, :n_obs], probs[:, :, n_obs:], logits)
+        backend = EagerBackend(self)
+        out = forecast(backend, observed_features, horizon=horizon, ratio=ratio, max_horizon=max_horizon,
+                       steps=steps, noise=noise, generator=generator)
+        device = backend.device
+        return Anticipation(out.observed_probs.to(device), out.future_probs.to(device), out.encoder_logits.to(device))
 
     # -- helpers -----------------------------------------------------------------------------
     def _check_features(self, features: torch.Tensor) -> None:

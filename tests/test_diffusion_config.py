@@ -1,11 +1,15 @@
 """Schedule, DDIM arithmetic and typed configuration."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from model.config import ConfigError, load_experiment_config, model_config
-from model.diffusion import cosine_alphas_cumprod, ddim_coefficients, ddim_step, ddim_timesteps
+from model.diffusion import (DDIMSchedule, DDIMStepOutput, cosine_alphas_cumprod, ddim_coefficients, ddim_sample,
+                             ddim_schedule, ddim_step, ddim_timesteps, sample_noise)
+from model.runtime import schedule_for
 
 
 def test_cosine_schedule_matches_reported_values() -> None:
@@ -59,3 +63,49 @@ def test_yaml_overrides_and_clear_errors(tmp_path) -> None:
         p.write_text(text)
         with pytest.raises(ConfigError, match=msg):
             load_experiment_config(p)
+
+
+# -- DDIMSchedule ----------------------------------------------------------------------------------
+def test_schedule_holds_the_pairs_and_coefficients_and_is_frozen() -> None:
+    schedule = DDIMSchedule.create(25, num_timesteps=1000, eta=0.5, snr_scale=2.0)
+    abar = cosine_alphas_cumprod(1000)
+    assert schedule.pairs == tuple(ddim_timesteps(25, 1000)) and schedule.num_steps == 25
+    assert schedule.coefficients == tuple(ddim_coefficients(abar, t, tp, 0.5) for t, tp in schedule.pairs)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        schedule.eta = 0.0  # type: ignore[misc]
+    with pytest.raises(ValueError, match=r"ddim steps must be in \[1, 1000\], got 0"):
+        DDIMSchedule.create(0)
+
+
+def test_schedule_is_built_once_per_setting() -> None:
+    cfg = model_config("tiny", num_classes=3)
+    assert schedule_for(cfg) is schedule_for(cfg, cfg.ddim_steps, cfg.ddim_eta)
+    assert schedule_for(cfg, 3) is ddim_schedule(3, cfg.num_timesteps, cfg.ddim_eta, cfg.snr_scale)
+    assert schedule_for(cfg, 3) is not schedule_for(cfg, 4)
+
+
+def test_step_returns_the_previous_sample_and_the_clamped_x0() -> None:
+    schedule = DDIMSchedule.create(4, num_timesteps=100, eta=0.0, snr_scale=1.5)
+    x_t = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(0))
+    probs = torch.softmax(torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(1)), dim=1)
+    out = schedule.step(0, x_t, probs, None)
+    assert isinstance(out, DDIMStepOutput)
+    torch.testing.assert_close(out.pred_x0, (probs * 2 - 1) * 1.5)
+    assert float(out.pred_x0.abs().max()) <= 1.5
+    assert torch.equal(out.prev_sample, ddim_step(x_t, out.pred_x0, schedule.coefficients[0], None))
+
+
+def test_ddim_sample_runs_the_schedule_and_checks_the_noise() -> None:
+    schedule = DDIMSchedule.create(3, num_timesteps=50, eta=1.0)
+    seen: list[int] = []
+
+    def denoise(t: int, x01: torch.Tensor) -> torch.Tensor:
+        seen.append(t)
+        assert float(x01.min()) >= 0 and float(x01.max()) <= 1
+        return torch.zeros_like(x01)
+
+    probs = ddim_sample(denoise, schedule, sample_noise((1, 4, 6), 3, generator=torch.Generator().manual_seed(2)))
+    assert seen == [t for t, _ in schedule.pairs]
+    torch.testing.assert_close(probs, torch.full((1, 4, 6), 0.25))
+    with pytest.raises(ValueError, match="noise has shape"):
+        ddim_sample(denoise, schedule, torch.zeros(2, 1, 4, 6))

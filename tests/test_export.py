@@ -20,8 +20,9 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed to run th
 from model.checkpoint import save_checkpoint  # noqa: E402
 from model.config import config_to_dict, model_config  # noqa: E402
 from model.diffusion import sample_noise  # noqa: E402
-from model.export import (GRAPHS, MANIFEST, EncoderGraph, ExportError, export_onnx, main,  # noqa: E402
-                          read_manifest, sha256_file, term_names)
+from model.export import export_onnx, main  # noqa: E402
+from model.export_manifest import GRAPHS, MANIFEST, ExportError, read_manifest, sha256_file  # noqa: E402
+from model.onnx_graphs import EncoderGraph, term_names  # noqa: E402
 from model.network import ActFusion  # noqa: E402
 from model.runtime import forecast, load_backend  # noqa: E402
 from tests.tensorrt_supported_ops import CONSTANT_INPUTS, SUPPORTED  # noqa: E402

@@ -14,6 +14,10 @@
   The predicted sequence (observed part + forecast) is cut to the video's N raw frames; where it is shorter
   the missing frames are :data:`NO_PREDICTION` and count as wrong.
 
+Every forecast runs :func:`model.runtime.forecast` (the function the node deploys) on a backend: an
+:class:`~model.network.ActFusion` model is run as the torch backend on its own device; any other
+:mod:`model.runtime` backend (e.g. ONNX Runtime over an export) is used as given.
+
 Every DDIM run draws its noise from a generator seeded by ``(seed, video_index, task, offset, alpha)``
 (:func:`noise_generator`; callers pass a per-video key such as the CRC-32 of its name), so results do not
 depend on the order or the set of videos processed.
@@ -31,6 +35,7 @@ from scipy.ndimage import median_filter as _median_filter
 
 from model.horizon import anticipation_horizon
 from model.network import ActFusion
+from model.runtime import Backend, forecast, load_backend
 
 #: Label id of raw frames for which a forecast made no prediction (never equal to a ground-truth id).
 NO_PREDICTION = -1
@@ -76,9 +81,12 @@ def _offsets(sample_rate: int, aggregate: bool, num_frames: int) -> list[int]:
     return list(range(min(sample_rate, num_frames))) if aggregate else [0]
 
 
-def _to_model(model: ActFusion, feats: np.ndarray) -> torch.Tensor:
-    device = next(model.parameters()).device
-    return torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)).unsqueeze(0).to(device)
+def as_backend(model: ActFusion | Backend) -> Backend:
+    """``model`` as a :mod:`model.runtime` backend: an ActFusion model becomes the torch backend on the device
+    of its parameters (in eval mode); a backend is returned as is."""
+    if isinstance(model, ActFusion):
+        return load_backend("torch", model, device=next(model.parameters()).device)
+    return model
 
 
 @dataclass
@@ -91,18 +99,18 @@ class TasPrediction:
 
 
 @torch.no_grad()
-def predict_tas(model: ActFusion, features: np.ndarray, *, video_index: int = 0, seed: int = 0,
+def predict_tas(model: ActFusion | Backend, features: np.ndarray, *, video_index: int = 0, seed: int = 0,
                 steps: int | None = None, median_filter: int = 0, aggregate_offsets: bool = True) -> TasPrediction:
-    """Segment a whole video ``features`` (D, N) (no mask); see the module docstring."""
-    model.eval()
-    sr = model.cfg.sample_rate
+    """Segment a whole video ``features`` (D, N) (no mask, horizon 0); see the module docstring."""
+    backend = as_backend(model)
+    sr = backend.config.sample_rate
     n = int(features.shape[1])
     start = time.perf_counter()
     runs = []
     for off in _offsets(sr, aggregate_offsets, n):
-        x = _to_model(model, features[:, off::sr])
-        probs = model.segment(x, steps=steps, generator=noise_generator(seed, video_index, "tas", off))
-        runs.append(probs[0].float().cpu().numpy())
+        out = forecast(backend, features[:, off::sr], horizon=0, steps=steps,
+                       generator=noise_generator(seed, video_index, "tas", off))
+        runs.append(out.observed_probs.numpy())
     shortest = min(r.shape[1] for r in runs)
     probs = np.mean([r[:, :shortest] for r in runs], axis=0)
     labels = upsample_nearest(postprocess(probs, median_filter), sr, n)
@@ -149,12 +157,12 @@ class LtaPrediction:
 
 
 @torch.no_grad()
-def predict_lta(model: ActFusion, features: np.ndarray, alpha: float, protocol: str, *, video_index: int = 0,
-                seed: int = 0, steps: int | None = None, median_filter: int = 0, ratio: float = 4.0,
-                aggregate_offsets: bool = True) -> LtaPrediction:
+def predict_lta(model: ActFusion | Backend, features: np.ndarray, alpha: float, protocol: str, *,
+                video_index: int = 0, seed: int = 0, steps: int | None = None, median_filter: int = 0,
+                ratio: float = 4.0, aggregate_offsets: bool = True) -> LtaPrediction:
     """Observe the first ``alpha`` of ``features`` (D, N) and forecast under ``protocol`` (``gt``/``rn``)."""
-    model.eval()
-    sr = model.cfg.sample_rate
+    backend = as_backend(model)
+    sr = backend.config.sample_rate
     n = int(features.shape[1])
     layout = lta_layout(n, sr, alpha, protocol, ratio)
     start = time.perf_counter()
@@ -162,9 +170,9 @@ def predict_lta(model: ActFusion, features: np.ndarray, alpha: float, protocol: 
     for off in _offsets(sr, aggregate_offsets, n):
         observed = features[:, off::sr][:, :layout.observed]
         t0 = time.perf_counter()
-        out = model.anticipate(_to_model(model, observed), horizon=layout.horizon, steps=steps,
-                               generator=noise_generator(seed, video_index, protocol, off, alpha))
-        probs = torch.cat([out.observed_probs, out.future_probs], dim=2)[0].float().cpu().numpy()
+        out = forecast(backend, observed, horizon=layout.horizon, steps=steps,
+                       generator=noise_generator(seed, video_index, protocol, off, alpha))
+        probs = torch.cat([out.observed_probs, out.future_probs], dim=1).numpy()
         times.append(time.perf_counter() - t0)
         runs.append(probs)
     shortest = min(r.shape[1] for r in runs)

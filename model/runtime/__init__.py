@@ -1,4 +1,4 @@
-"""Inference backends behind one small interface, and the one forecasting loop they share.
+"""Inference backends behind one small interface, and the one forecast function they share.
 
 >>> backend = load_backend("onnxruntime", "exports/50salads", intra_op_threads=2)
 >>> out = forecast(backend, observed_features, generator=torch.Generator().manual_seed(0))
@@ -15,12 +15,9 @@ from typing import Any, Sequence
 
 import torch
 
-from model.runtime.base import (Backend, BackendError, Forecast, describe, forecast,
-                                step_agreement)
-
-KINDS = ("torch", "onnxruntime", "tensorrt")
-_ALIASES = {"torch": "torch", "pytorch": "torch", "onnxruntime": "onnxruntime", "ort": "onnxruntime",
-            "onnx": "onnxruntime", "tensorrt": "tensorrt", "trt": "tensorrt"}
+from model.backend_names import BACKENDS, canonical_backend
+from model.forecast import Backend, Forecast, forecast, schedule_for
+from model.runtime.base import BackendError, describe, step_agreement
 
 
 def load_backend(kind: str, source: str | Path | Any, *, device: str | torch.device | None = None,
@@ -33,9 +30,9 @@ def load_backend(kind: str, source: str | Path | Any, *, device: str | torch.dev
     ``precision``/``compile``/``cuda_graphs`` (torch), ``intra_op_threads`` (onnxruntime),
     ``engine_dir``/``profile``/``fp16`` (tensorrt).
     """
-    resolved = _ALIASES.get(str(kind).lower())
+    resolved = canonical_backend(kind)
     if resolved is None:
-        raise BackendError(f"unknown backend {kind!r}; choose from {', '.join(KINDS)}")
+        raise BackendError(f"unknown backend {kind!r}; choose from {', '.join(BACKENDS)}")
     if resolved == "torch":
         from model.runtime.torch_backend import load_torch_backend
 
@@ -51,5 +48,5 @@ def load_backend(kind: str, source: str | Path | Any, *, device: str | torch.dev
     return TensorRTBackend(source, device=device or "cuda", **options)
 
 
-__all__ = ["Backend", "BackendError", "Forecast", "KINDS", "describe", "forecast",
-           "load_backend", "step_agreement"]
+__all__ = ["BACKENDS", "Backend", "BackendError", "Forecast", "describe", "forecast", "load_backend",
+           "schedule_for", "step_agreement"]

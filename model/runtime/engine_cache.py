@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -48,6 +48,8 @@ class EngineKey:
     opt_length: int
     max_length: int
     fp16: bool
+    opt_samples: int = 1  # the sample axis (batched denoise step only)
+    max_samples: int = 1
 
     def differences(self, other: "EngineKey") -> list[str]:
         """``field: cached != current`` for every field that differs."""
@@ -63,11 +65,12 @@ class EngineKey:
 
     @classmethod
     def from_dict(cls, data: dict) -> "EngineKey":
-        names = {f.name for f in fields(cls)}
-        missing = sorted(names - set(data))
+        """From a sidecar's key; fields added later with defaults (the sample axis) may be absent."""
+        required = {f.name for f in fields(cls) if f.default is MISSING}
+        missing = sorted(required - set(data))
         if missing:
             raise ValueError(f"engine key lacks {missing}")
-        return cls(**{k: data[k] for k in names})
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)

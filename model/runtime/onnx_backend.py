@@ -1,4 +1,4 @@
-"""ONNX Runtime backend over the graphs written by :mod:`model.export`.
+"""ONNX Runtime backend over the graphs written by ``actfusion-export`` (read through :mod:`model.export_manifest`).
 
 CPUExecutionProvider by default; the CUDA provider when asked for (``device='cuda'``) and installed.
 The DDIM loop runs on CPU torch tensors (a few element-wise ops on (1, C, T)); with the CUDA provider
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from model.config import ConfigError, model_config_from_dict
-from model.export import GRAPHS, ExportError, read_manifest
+from model.export_manifest import BATCH_GRAPH, ExportError, graph_entries, read_manifest
 from model.runtime.base import BackendError
 
 _CPU = "CPUExecutionProvider"
@@ -32,7 +32,8 @@ def _import_ort() -> Any:
 
 
 class OnnxRuntimeBackend:
-    """Three ONNX Runtime sessions: encoder, decoder_condition, denoise_step.
+    """ONNX Runtime sessions: encoder, decoder_condition, denoise_step (one sample) and, where the export
+    has it, denoise_step_batch (K samples of one observation).
 
     ``intra_op_threads``: threads per operator; ``"auto"`` (default) picks 1 for narrow decoders
     (``dec_dim < 64``, e.g. 50salads: its step is ~800 small ops, and handing each to a second thread
@@ -82,13 +83,14 @@ class OnnxRuntimeBackend:
         self.intra_op_threads = intra_op_threads
         self.loop_threads = loop_threads
         self._sessions = {}
-        for name in GRAPHS:
-            path = self.onnx_dir / self.manifest["graphs"][name]["file"]
+        for name, entry in graph_entries(self.manifest).items():
+            path = self.onnx_dir / entry["file"]
             try:
                 self._sessions[name] = ort.InferenceSession(str(path), opts, providers=self.providers)
             except Exception as err:  # onnxruntime raises its own exception types
                 raise BackendError(f"{path}: ONNX Runtime cannot load it: {err}") from None
         self._term_names = [o.name for o in self._sessions["decoder_condition"].get_outputs()]
+        self.batched_samples = BATCH_GRAPH in self._sessions
         self.device = torch.device("cpu")
 
     # -- Backend protocol -----------------------------------------------------------------
@@ -98,7 +100,10 @@ class OnnxRuntimeBackend:
             None, {"features": _numpy(features, np.float32), "frame_mask": _numpy(mask, np.bool_)})
         return torch.from_numpy(logits), torch.from_numpy(condition)
 
-    def prepare(self, condition: torch.Tensor) -> dict[str, Any]:
+    def prepare(self, condition: torch.Tensor, num_samples: int = 1) -> dict[str, Any]:
+        if num_samples > 1 and not self.batched_samples:
+            raise BackendError(f"{self.onnx_dir}: this export's denoise step takes one sample; re-export with "
+                               f"this version of actfusion-export for {num_samples} samples per forecast")
         session = self._sessions["decoder_condition"]
         cond = _numpy(condition, np.float32)
         if not self._cuda:
@@ -111,7 +116,7 @@ class OnnxRuntimeBackend:
         return dict(zip(self._term_names, binding.get_outputs()))
 
     def denoise(self, state: dict[str, Any], t: int, x01: torch.Tensor) -> torch.Tensor:
-        session = self._sessions["denoise_step"]
+        session = self._sessions["denoise_step" if x01.shape[0] == 1 else BATCH_GRAPH]
         timestep = np.array([int(t)], dtype=np.int64)
         x = _numpy(x01, np.float32)
         if not self._cuda:

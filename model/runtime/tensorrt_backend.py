@@ -1,7 +1,8 @@
 """TensorRT backend: engines built from the exported ONNX graphs, run on torch CUDA tensors.
 
 Written against the TensorRT (10.x) Python API: ``trt.Builder`` + ``OnnxParser`` + ``BuilderConfig``
-with one optimization profile over the time axis (min/opt/max length), optional FP16, a timing cache,
+with one optimization profile over the time axis (min/opt/max length) and, for the batched denoise step,
+the sample axis (1/opt/max samples), optional FP16, a timing cache,
 ``build_serialized_network``; ``Runtime.deserialize_cuda_engine``, one execution context per engine,
 ``set_input_shape`` / ``set_tensor_address`` (torch tensors' ``data_ptr``) and ``execute_async_v3`` on
 torch's current CUDA stream, so the DDIM arithmetic that follows in torch is ordered after it.
@@ -16,12 +17,13 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from model.config import ConfigError, model_config_from_dict
-from model.export import GRAPHS, ExportError, read_manifest
+from model.export_manifest import (BATCH_GRAPH, GRAPHS, SAMPLE_AXIS, ExportError, graph_entries, input_axes,
+                                   read_manifest, samples_batched)
 from model.io import atomic_write_bytes
 from model.runtime.base import BackendError
 from model.runtime.engine_cache import EngineKey, EngineMismatchError, ensure_engine
@@ -42,19 +44,32 @@ def import_tensorrt() -> Any:
 
 @dataclass(frozen=True, kw_only=True)
 class LengthProfile:
-    """The optimization profile over the time axis T (frames at the model's feature rate)."""
+    """The optimization profile over the time axis T (frames at the model's feature rate) and the sample
+    axis K of the batched denoise step (``max_samples`` 1: that engine is not built)."""
 
     min_length: int = 1  # the node's first ticks see N_O + H = 1 + ceil(r)
     opt_length: int = 1024
     max_length: int = 8192
+    opt_samples: int = 1
+    max_samples: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_length <= self.opt_length <= self.max_length:
             raise ValueError(f"need 1 <= min_length <= opt_length <= max_length, got "
                              f"{self.min_length}, {self.opt_length}, {self.max_length}")
+        if not 1 <= self.opt_samples <= self.max_samples:
+            raise ValueError(f"need 1 <= opt_samples <= max_samples, got {self.opt_samples}, {self.max_samples}")
 
     def contains(self, length: int) -> bool:
         return self.min_length <= length <= self.max_length
+
+    def shapes(self, dims: Sequence[int], names: Sequence[int | str]) -> list[tuple[int, ...]]:
+        """(min, opt, max) shapes of an input with engine dims ``dims`` (-1: dynamic) whose manifest shape is
+        ``names``: the sample axis gets 1/opt/max samples, every other dynamic axis the lengths."""
+        ranges = {SAMPLE_AXIS: (1, self.opt_samples, self.max_samples)}
+        lengths = (self.min_length, self.opt_length, self.max_length)
+        return [tuple(d if d >= 0 else ranges.get(str(name), lengths)[i] for d, name in zip(dims, names))
+                for i in range(3)]
 
 
 def gpu_identity(device: str | torch.device = "cuda") -> tuple[str, str]:
@@ -76,8 +91,12 @@ def _timing_cache_file(engine_dir: Path, key: EngineKey) -> Path:
 
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: LengthProfile, fp16: bool,
-                 workspace_bytes: int | None = None, timing_cache: str | Path | None = None) -> None:
-    """Parse one ONNX graph, build a serialized engine with ``profile`` over every dynamic axis, write it."""
+                 workspace_bytes: int | None = None, timing_cache: str | Path | None = None,
+                 axes: Mapping[str, Sequence[int | str]] | None = None) -> None:
+    """Parse one ONNX graph, build a serialized engine with ``profile`` over every dynamic axis, write it.
+
+    ``axes``: the manifest's input shapes (:func:`model.export_manifest.input_axes`), naming which dynamic
+    axis is the sample axis; without it every dynamic axis is a time axis."""
     trt = import_tensorrt()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     logger = trt.Logger(trt.Logger.WARNING)
@@ -97,9 +116,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Len
         tensor = network.get_input(i)
         dims = tuple(tensor.shape)
         if any(d < 0 for d in dims):
-            shapes = [tuple(length if d < 0 else d for d in dims)
-                      for length in (profile.min_length, profile.opt_length, profile.max_length)]
-            opt.set_shape(tensor.name, *shapes)
+            names = (axes or {}).get(tensor.name, [-1] * len(dims))
+            opt.set_shape(tensor.name, *profile.shapes(dims, names))
     config.add_optimization_profile(opt)
     cache_bytes = b""
     if timing_cache is not None and Path(timing_cache).is_file():
@@ -127,18 +145,25 @@ def build_engines(onnx_dir: str | Path, engine_dir: str | Path, *, profile: Leng
     gpu_name, capability = gpu_identity(device)
     engine_dir.mkdir(parents=True, exist_ok=True)
     out: dict[str, tuple[Path, str]] = {}
-    for graph in GRAPHS:
-        entry = manifest["graphs"][graph]
+    batch = profile.max_samples > 1
+    if batch and not samples_batched(manifest):
+        raise BackendError(f"{onnx_dir}: this export has no {BATCH_GRAPH} graph (max_samples "
+                           f"{profile.max_samples} asked for); re-export with this version of actfusion-export")
+    for graph in GRAPHS + ((BATCH_GRAPH,) if batch else ()):
+        entry = graph_entries(manifest)[graph]
+        samples = (profile.opt_samples, profile.max_samples) if graph == BATCH_GRAPH else (1, 1)
         key = EngineKey(onnx_sha256=entry["sha256"], tensorrt_version=str(trt.__version__), gpu_name=gpu_name,
                         compute_capability=capability, min_length=profile.min_length,
-                        opt_length=profile.opt_length, max_length=profile.max_length, fp16=fp16)
+                        opt_length=profile.opt_length, max_length=profile.max_length, fp16=fp16,
+                        opt_samples=samples[0], max_samples=samples[1])
         onnx_path = onnx_dir / entry["file"]
         cache_file = _timing_cache_file(engine_dir, key)
 
-        def build(path: Path, onnx_path: Path = onnx_path, cache_file: Path = cache_file) -> None:
+        def build(path: Path, onnx_path: Path = onnx_path, cache_file: Path = cache_file,
+                  axes: Mapping[str, Sequence[int | str]] = input_axes(manifest, graph)) -> None:
             _LOG.info("building TensorRT engine %s from %s", path, onnx_path)
             build_engine(onnx_path, path, profile=profile, fp16=fp16, workspace_bytes=workspace_bytes,
-                         timing_cache=cache_file)
+                         timing_cache=cache_file, axes=axes)
 
         out[graph] = ensure_engine(engine_file(engine_dir, graph, fp16), key, build, force=force,
                                    allow_gpu_change=allow_gpu_change, may_build=build_missing)
@@ -197,7 +222,8 @@ class _Engine:
 
 
 class TensorRTBackend:
-    """Three TensorRT engines (encoder, decoder_condition, denoise_step) from one ONNX export.
+    """TensorRT engines (encoder, decoder_condition, denoise_step; denoise_step_batch when
+    ``profile.max_samples > 1``) from one ONNX export.
 
     Engines live in ``engine_dir`` (default ``<onnx_dir>/tensorrt``) and are (re)built as
     :func:`build_engines` decides; ``build=False`` refuses to build (use ``actfusion-build-engine``).
@@ -244,14 +270,18 @@ class TensorRTBackend:
         out = self._engines["encoder"].run({"features": features, "frame_mask": frame_mask.to(torch.bool)})
         return out["logits"].float(), out["condition"]
 
-    def prepare(self, condition: torch.Tensor) -> dict[str, torch.Tensor]:
+    def prepare(self, condition: torch.Tensor, num_samples: int = 1) -> dict[str, torch.Tensor]:
+        if not 1 <= num_samples <= self.profile.max_samples:
+            raise BackendError(f"{num_samples} samples per forecast, but the engines' profile allows 1 to "
+                               f"{self.profile.max_samples} (build with a larger max_samples)")
         return self._engines["decoder_condition"].run({"condition": condition})
 
     def denoise(self, state: dict[str, torch.Tensor], t: int, x01: torch.Tensor) -> torch.Tensor:
         feeds = dict(state)
         feeds["timestep"] = torch.full((1,), int(t), dtype=torch.int64, device=self.device)
         feeds["x01"] = x01
-        return self._engines["denoise_step"].run(feeds)["logits"].float()
+        engine = self._engines["denoise_step" if x01.shape[0] == 1 else BATCH_GRAPH]
+        return engine.run(feeds)["logits"].float()
 
     def synchronize(self) -> None:
         torch.cuda.synchronize(self.device)
@@ -259,4 +289,5 @@ class TensorRTBackend:
     def details(self) -> dict[str, Any]:
         return {"engine_dir": str(self.engine_dir), "fp16": self.fp16,
                 "profile": [self.profile.min_length, self.profile.opt_length, self.profile.max_length],
+                "samples": [self.profile.opt_samples, self.profile.max_samples],
                 "engines": {g: action for g, (_, action) in self.engines_built.items()}}

@@ -1,9 +1,13 @@
 """Eager PyTorch backend (CPU or CUDA), the reference the exported graphs are tested against.
 
+:meth:`model.network.ActFusion.anticipate`, the evaluation and the node's torch forecaster all run the
+model through this backend and :func:`model.runtime.forecast`. The decoder runs on a batch of K samples
+of one observation; the condition terms (batch 1) broadcast along the batch.
+
 On CUDA only: optional fp16/bf16 autocast, optional ``torch.compile`` of the decoder step (falls back
 to eager, with one warning, if compilation fails) and optional CUDA graphs of the decoder step (one
-captured graph per sequence length, a small LRU; useful once the stream's window is full and T stops
-changing). On CPU these options are refused rather than silently ignored.
+captured graph per sequence length and sample count, a small LRU; useful once the stream's window is
+full and T stops changing). On CPU these options are refused rather than silently ignored.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from model.forecast import EagerBackend
 from model.network import ActFusion
 from model.runtime.base import BackendError, default_class_names
 
@@ -36,8 +41,8 @@ class _CapturedStep:
     out: torch.Tensor
 
 
-class TorchBackend:
-    """Runs :class:`model.network.ActFusion` directly.
+class TorchBackend(EagerBackend):
+    """Runs :class:`model.network.ActFusion` directly: the :class:`~model.forecast.EagerBackend` plus options.
 
     ``precision``: 'fp32' (default), or 'fp16' / 'bf16' autocast (CUDA only). ``compile``: wrap the
     decoder step in ``torch.compile`` (CUDA only). ``cuda_graphs``: capture the decoder step per length
@@ -46,13 +51,10 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model: ActFusion, *, device: str | torch.device = "cpu", precision: str = "fp32",
+    def __init__(self, model: ActFusion, *, device: str | torch.device | None = "cpu", precision: str = "fp32",
                  compile: bool = False, cuda_graphs: bool = False, graph_cache: int = 2,
                  class_names: Sequence[str] | None = None, threads: int | None = None) -> None:
-        self.device = torch.device(device)
-        if model.cfg.self_condition:
-            raise BackendError("this checkpoint was trained with model.self_condition, which the runtime backends "
-                               "do not implement yet; score it with actfusion-eval (ActFusion.sample supports it)")
+        self.device = torch.device(device) if device is not None else model.mask_token.device
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise BackendError(f"device {self.device} requested but torch.cuda.is_available() is False")
         if precision not in _PRECISIONS:
@@ -63,8 +65,7 @@ class TorchBackend:
             raise BackendError(f"{', '.join(wanted)}: CUDA only; got device {self.device} (use fp32 eager on CPU)")
         if threads is not None:
             torch.set_num_threads(int(threads))
-        self.model = model.to(self.device).eval()
-        self.config = model.cfg
+        super().__init__(model, device=self.device)
         self.class_names = default_class_names(self.config, class_names)
         self.precision = precision
         self._dtype = _PRECISIONS[precision]
@@ -79,18 +80,14 @@ class TorchBackend:
 
     # -- Backend protocol -----------------------------------------------------------------
     def encode(self, features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = torch.as_tensor(features).to(self.device, torch.float32)
-        frame_mask = torch.as_tensor(frame_mask)
-        frame_mask = (frame_mask if frame_mask.dtype == torch.bool else frame_mask > 0.5).to(self.device)
-        with torch.inference_mode(), self._autocast():
-            logits, condition = self.model.encode(features, frame_mask)
-        return logits.float(), condition
+        with self._autocast():
+            return super().encode(features, frame_mask)
 
-    def prepare(self, condition: torch.Tensor) -> Terms:
-        with torch.inference_mode(), self._autocast():
-            terms = self.model.decoder.condition_terms(condition)
+    def prepare(self, condition: torch.Tensor, num_samples: int = 1) -> Terms:
+        with self._autocast():
+            terms = super().prepare(condition, num_samples)
         if self._cuda_graphs:
-            return self._load_graph_terms(terms)
+            return self._load_graph_terms(terms, int(num_samples))
         return terms
 
     def denoise(self, state: Terms, t: int, x01: torch.Tensor) -> torch.Tensor:
@@ -99,10 +96,6 @@ class TorchBackend:
         steps = torch.full((x01.shape[0],), int(t), dtype=torch.long, device=self.device)
         with torch.inference_mode(), self._autocast():
             return self._run_step(state, steps, x01.to(self.device)).float()
-
-    def synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
 
     def details(self) -> dict[str, Any]:
         return {"precision": self.precision, "compile": self._compiled, "cuda_graphs": self._cuda_graphs}
@@ -126,12 +119,13 @@ class TorchBackend:
             self._compiled = False
             return self._step(terms, steps, x01)
 
-    def _load_graph_terms(self, terms: Terms) -> Terms:
-        """Copy this tick's terms into the static buffers of the graph for this length (capture if new)."""
-        key = tuple(terms[0][0].shape)
+    def _load_graph_terms(self, terms: Terms, num_samples: int) -> Terms:
+        """Copy this tick's terms into the static buffers of the graph for this length and sample count
+        (capture if new)."""
+        key = (num_samples, *terms[0][0].shape)
         captured = self._graphs.get(key)
         if captured is None:
-            captured = self._capture(terms)
+            captured = self._capture(terms, num_samples)
             self._graphs[key] = captured
             while len(self._graphs) > self._graph_cache:
                 self._graphs.popitem(last=False)
@@ -142,11 +136,11 @@ class TorchBackend:
                 sk.copy_(k)
         return captured.terms
 
-    def _capture(self, terms: Terms) -> _CapturedStep:
+    def _capture(self, terms: Terms, num_samples: int) -> _CapturedStep:
         static_terms = [(q.clone(), k.clone()) for q, k in terms]
-        batch, length = terms[0][0].shape[0], terms[0][0].shape[2]
-        timesteps = torch.zeros(batch, dtype=torch.long, device=self.device)
-        x01 = torch.zeros(batch, self.config.num_classes, length, device=self.device)
+        length = terms[0][0].shape[2]
+        timesteps = torch.zeros(num_samples, dtype=torch.long, device=self.device)
+        x01 = torch.zeros(num_samples, self.config.num_classes, length, device=self.device)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side), torch.inference_mode(), self._autocast():
@@ -159,21 +153,24 @@ class TorchBackend:
         return _CapturedStep(graph, static_terms, timesteps, x01, out)
 
     def _replay(self, state: Terms, t: int, x01: torch.Tensor) -> torch.Tensor:
-        key = tuple(state[0][0].shape)
-        captured = self._graphs[key]
-        if captured.terms is not state:
-            raise BackendError("CUDA-graph state is stale: prepare() was called for another sequence since")
+        captured = self._graphs.get((int(x01.shape[0]), *state[0][0].shape))
+        if captured is None or captured.terms is not state:
+            raise BackendError("CUDA-graph state is stale: prepare() was called for another sequence or sample "
+                               "count since")
         captured.x01.copy_(x01)
         captured.timesteps.fill_(int(t))
         captured.graph.replay()
         return captured.out.float().clone()
 
 
-def load_torch_backend(source: str | Path | ActFusion, *, device: str | torch.device = "cpu",
+def load_torch_backend(source: str | Path | ActFusion, *, device: str | torch.device | None = "cpu",
                        class_names: Sequence[str] | None = None, **options: Any) -> TorchBackend:
-    """A :class:`TorchBackend` from a checkpoint path (our format) or an :class:`ActFusion` instance."""
+    """A :class:`TorchBackend` from a checkpoint path (our format) or an :class:`ActFusion` instance
+    (``device=None``: where the model's parameters are; it is put in eval mode)."""
     if isinstance(source, ActFusion):
         return TorchBackend(source, device=device, class_names=class_names, **options)
+    if device is None:
+        device = "cpu"
     from model.checkpoint import CheckpointError, load_checkpoint
 
     try:
