@@ -279,6 +279,19 @@ def test_self_conditioning_widens_conv_in_feeds_previous_x0_and_is_refused_by_ru
     assert out.dec_logits.shape == (2, 5, 30)
     probs = model.sample(cond, generator=torch.Generator().manual_seed(0))
     assert probs.shape == (2, 5, 30) and torch.allclose(probs.sum(1), torch.ones(2, 30))
+    # The eager forecast path (evaluation) self-conditions exactly like ActFusion.sample.
+    from model.diffusion import sample_noise
+    from model.forecast import EagerBackend, forecast
+    one = feats[:1, :, :12]
+    noise = sample_noise((1, 5, 12 + 20), model.cfg.ddim_steps, generator=torch.Generator().manual_seed(1))
+    fc = forecast(EagerBackend(model), one, horizon=20, noise=noise)
+    padded = torch.cat([one, one.new_zeros(1, one.shape[1], 20)], dim=2)
+    mask = torch.zeros(1, 32, dtype=torch.bool)
+    mask[:, :12] = True
+    _, cond1 = model.encode(padded, mask)
+    direct = model.sample(cond1, noise=noise)
+    assert torch.allclose(torch.cat([fc.observed_probs, fc.future_probs], dim=-1).reshape(direct.shape), direct,
+                          atol=1e-5)
     with pytest.raises(BackendError, match="self_condition"):
         TorchBackend(model)
     with pytest.raises(ExportError, match="self_condition"):

@@ -55,6 +55,9 @@ class TorchBackend(EagerBackend):
                  compile: bool = False, cuda_graphs: bool = False, graph_cache: int = 2,
                  class_names: Sequence[str] | None = None, threads: int | None = None) -> None:
         self.device = torch.device(device) if device is not None else model.mask_token.device
+        if model.cfg.self_condition:
+            raise BackendError("this checkpoint was trained with model.self_condition, which the deployment "
+                               "backends do not implement yet; score it with actfusion-eval (the eager path)")
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise BackendError(f"device {self.device} requested but torch.cuda.is_available() is False")
         if precision not in _PRECISIONS:
