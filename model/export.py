@@ -101,7 +101,7 @@ def verify_against_model(model: ActFusion, out_dir: str | Path, *, length: int, 
            for n in (*GRAPHS, BATCH_GRAPH)}
     o_logits, o_cond = run["encoder"].run(None, {"features": feats.numpy(), "frame_mask": mask.numpy()})
     terms = run["decoder_condition"].run(None, {"condition": cond.numpy()})
-    feed = dict(zip(term_names(cfg.dec_layers), terms))
+    feed = dict(zip(term_names(cfg.dec_layers, input_condition=cfg.dec_input_condition), terms))
     feed.update(timestep=np.array([step], dtype=np.int64), x01=x01.numpy())
     (o_x0_batch,) = run[BATCH_GRAPH].run(None, feed)
     (o_x0,) = run["denoise_step"].run(None, {**feed, "x01": x01[:1].numpy()})

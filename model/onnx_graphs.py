@@ -234,6 +234,11 @@ class ConditionGraph(nn.Module):
         self.register_buffer("w", torch.cat(ws, dim=1))
         self.register_buffer("b", torch.cat(bs).clone())
         self.windows = nn.ModuleList(_Window(layer.attn, layer.conv) for layer in model.decoder.layers)
+        cond_in = model.decoder.cond_in  # model.dec_input_condition: one more term, added to the decoder input
+        self.input_condition = cond_in is not None
+        if cond_in is not None:
+            self.register_buffer("w_cin", _dense(cond_in))
+            self.register_buffer("b_cin", cond_in.bias.detach().clone())
 
     def forward(self, condition: torch.Tensor) -> tuple[torch.Tensor, ...]:
         _require_batch_one(condition, "condition")
@@ -241,6 +246,8 @@ class ConditionGraph(nn.Module):
         out: list[torch.Tensor] = []
         for part, window in zip(qk, self.windows):
             out += [part.unsqueeze(0), window.slot_terms(part).unsqueeze(0)]
+        if self.input_condition:
+            out.append(torch.addmm(self.b_cin, condition[0].t(), self.w_cin).unsqueeze(0))  # (1, T, dec_dim)
         return tuple(out)
 
 
@@ -260,6 +267,7 @@ class DenoiseStepGraph(nn.Module):
         with torch.no_grad():
             table = dec.time_bias(steps)[:, :, 0] + dec.conv_in.bias.detach()  # (S, dec_dim)
         self.batched = batched
+        self.input_condition = dec.cond_in is not None
         self.register_buffer("time_table", table.clone())
         self.register_buffer("w_in", _dense(dec.conv_in))
         self.layers = nn.ModuleList(_DecoderLayer(layer) for layer in dec.layers)
@@ -273,16 +281,20 @@ class DenoiseStepGraph(nn.Module):
         else:
             _require_batch_one(x01, "x01")
             h = _affine(x01[0].t(), self.w_in, self.time_table[timestep])  # (T, dec_dim)
+        if self.input_condition:
+            h = h + terms[-1][0]  # the condition's input term (T, dec_dim), broadcast over the samples
         for i, layer in enumerate(self.layers):
             h = layer(h, terms[2 * i][0], terms[2 * i + 1][0])
         logits = _affine(h, self.w_out, self.b_out)
         return logits.transpose(1, 2) if self.batched else logits.t().unsqueeze(0)
 
 
-def term_names(num_layers: int) -> list[str]:
+def term_names(num_layers: int, *, input_condition: bool = False) -> list[str]:
     """Outputs of ``decoder_condition`` = leading inputs of ``denoise_step``, in order:
-    cond_qk_0, slot_terms_0, cond_qk_1, slot_terms_1, ..."""
-    return [f"{which}_{i}" for i in range(num_layers) for which in ("cond_qk", "slot_terms")]
+    cond_qk_0, slot_terms_0, cond_qk_1, slot_terms_1, ..., then ``cond_in`` (1, T, dec_dim) when the model has
+    ``dec_input_condition``."""
+    names = [f"{which}_{i}" for i in range(num_layers) for which in ("cond_qk", "slot_terms")]
+    return names + ["cond_in"] if input_condition else names
 
 
 @dataclass(frozen=True)
@@ -307,7 +319,7 @@ def graph_specs(model: ActFusion, *, length: int = DEFAULT_LENGTH) -> list[Graph
     mask = torch.ones(1, length, dtype=torch.bool)
     mask[:, length // 2:] = False
     cond = torch.randn(1, cfg.cond_dim, length, generator=gen)
-    names = term_names(cfg.dec_layers)
+    names = term_names(cfg.dec_layers, input_condition=cfg.dec_input_condition)
     with torch.no_grad():
         terms = ConditionGraph(model)(cond)
     x01 = torch.rand(2, cfg.num_classes, length, generator=gen)  # 2 samples: the sample axis is traced as such
