@@ -23,6 +23,7 @@ import torch
 from model.backend_names import BACKENDS, EXPORT_BACKENDS
 from model.checkpoint import load_checkpoint
 from model.config import ModelConfig, model_config
+from model.consensus import frame_marginals
 from model.features.pipeline import FeaturePipeline, checkpoint_pipeline
 from model.network import ActFusion
 from model.runtime import Backend, BackendError, forecast, load_backend, schedule_for
@@ -64,11 +65,13 @@ class ModelForecaster:
 
     def __init__(self, model: ActFusion | None, class_names: Sequence[str], *, steps: int | None = None,
                  seed: int = 0, device: str = "cpu", backend: str = "torch", runtime: Backend | None = None,
-                 backend_options: Mapping[str, Any] | None = None) -> None:
+                 backend_options: Mapping[str, Any] | None = None, num_samples: int = 1) -> None:
         if backend not in BACKENDS:
             raise ForecasterError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ForecasterError(f"seed must be an int >= 0, got {seed!r}")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+            raise ForecasterError(f"num_samples must be an int >= 1, got {num_samples!r}")
         self.device = _check_device(device)
         if runtime is None:
             if backend != "torch":
@@ -93,6 +96,7 @@ class ModelForecaster:
         self.input_dim = cfg.input_dim
         self.steps = self.schedule.num_steps
         self.seed = int(seed)
+        self.num_samples = int(num_samples)
         self.backend = backend
         self.calls = 0
         self._lock = threading.Lock()
@@ -102,7 +106,8 @@ class ModelForecaster:
     def from_checkpoint(cls, path: str | Path, *, device: str = "cpu", steps: int | None = None,
                         seed: int = 0, class_names: Sequence[str] | None = None,
                         expected_config: ModelConfig | None = None,
-                        backend_options: Mapping[str, Any] | None = None) -> "ModelForecaster":
+                        backend_options: Mapping[str, Any] | None = None,
+                        num_samples: int = 1) -> "ModelForecaster":
         """The torch backend over a checkpoint (:func:`model.checkpoint.load_checkpoint`).
 
         ``class_names`` replaces the names stored in the checkpoint (same count required).
@@ -111,14 +116,16 @@ class ModelForecaster:
         """
         ckpt = load_checkpoint(path, expected_config=expected_config)
         forecaster = cls(ckpt.model, list(class_names) if class_names is not None else ckpt.class_names,
-                         steps=steps, seed=seed, device=device, backend_options=backend_options)
+                         steps=steps, seed=seed, device=device, backend_options=backend_options,
+                         num_samples=num_samples)
         forecaster.pipeline = checkpoint_pipeline(ckpt.metadata)
         return forecaster
 
     @classmethod
     def from_export(cls, onnx_dir: str | Path, *, backend: str = "onnxruntime", device: str | None = None,
                     steps: int | None = None, seed: int = 0, class_names: Sequence[str] | None = None,
-                    engine_dir: str | Path | None = None, threads: int | None = None) -> "ModelForecaster":
+                    engine_dir: str | Path | None = None, threads: int | None = None,
+                    num_samples: int = 1) -> "ModelForecaster":
         """The ``onnxruntime`` or ``tensorrt`` backend over an ``actfusion-export`` directory.
 
         ``device``: default cpu (onnxruntime) / cuda (tensorrt). ``engine_dir``: TensorRT engine cache
@@ -140,7 +147,8 @@ class ModelForecaster:
         names = list(class_names) if class_names is not None else list(getattr(runtime, "class_names", []))
         if not names:
             raise ForecasterError(f"{onnx_dir}: the export names no classes; give class_names")
-        return cls(None, names, steps=steps, seed=seed, device=device, backend=backend, runtime=runtime)
+        return cls(None, names, steps=steps, seed=seed, device=device, backend=backend, runtime=runtime,
+                   num_samples=num_samples)
 
     @classmethod
     def random_weights(cls, *, input_dim: int, class_names: Sequence[str] = DEFAULT_RANDOM_CLASSES,
@@ -166,19 +174,33 @@ class ModelForecaster:
         """Frame probabilities ``(C, N_O)`` and ``(C, horizon)`` float32 for ``observed (D, N_O)``.
 
         ``observed`` and ``horizon`` are checked by :func:`model.runtime.forecast` (ValueError).
+        With ``num_samples`` K > 1 one encoder pass feeds K DDIM samples and the probabilities returned are
+        their per-frame consensus (:func:`consensus_probs`), whose argmax is the per-frame mode.
         """
         with self._lock:
             tick = self.calls
             self.calls += 1
             with torch.inference_mode():
                 out = forecast(self.runtime, np.asarray(observed, dtype=np.float32), horizon=int(horizon),
-                               schedule=self.schedule, generator=self.generator(tick))
-        return out.observed_probs.numpy(), out.future_probs.numpy()
+                               schedule=self.schedule, generator=self.generator(tick),
+                               num_samples=self.num_samples if self.num_samples > 1 else None)
+        if self.num_samples == 1:
+            return out.observed_probs.numpy(), out.future_probs.numpy()
+        return consensus_probs(out.observed_probs.numpy()), consensus_probs(out.future_probs.numpy())
 
     def __repr__(self) -> str:
         return (f"ModelForecaster(backend={self.backend!r}, device={str(self.device)!r}, "
                 f"classes={self.num_classes}, input_dim={self.input_dim}, steps={self.steps}, "
                 f"seed={self.seed})")
+
+
+def consensus_probs(samples: np.ndarray) -> np.ndarray:
+    """``(K, C, T)`` sample probabilities -> ``(C, T)`` float32: each frame's vote share over the K samples'
+    argmax labels (:func:`model.consensus.frame_marginals`), ties broken by the mean probability exactly as
+    :func:`model.consensus.per_frame_mode` does; rows sum to 1."""
+    votes = frame_marginals(samples, samples.shape[1]) * samples.shape[0]
+    score = votes + 0.5 * samples.mean(axis=0)
+    return (score / score.sum(axis=0, keepdims=True)).astype(np.float32)
 
 
 def _load(backend: str, source: Any, **options: Any) -> Backend:

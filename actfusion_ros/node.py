@@ -352,10 +352,11 @@ class ActFusionNode(Node):
                     seed=s.seed, device=s.device)
             if s.backend == "torch":
                 return ModelForecaster.from_checkpoint(s.checkpoint, device=s.device, steps=s.ddim_steps,
-                                                       seed=s.seed, class_names=names)
+                                                       seed=s.seed, class_names=names, num_samples=s.num_samples)
             return ModelForecaster.from_export(s.onnx_dir, backend=s.backend, device=s.device,
                                                steps=s.ddim_steps, seed=s.seed, class_names=names,
-                                               engine_dir=s.engine_dir or None, threads=s.num_threads or None)
+                                               engine_dir=s.engine_dir or None, threads=s.num_threads or None,
+                                               num_samples=s.num_samples)
         except (CheckpointError, ForecasterError, ValueError, RuntimeError) as err:
             raise StartupError(f"cannot load the model: {err}") from None
 

@@ -124,6 +124,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("device", "cpu", "Inference device: cpu, cuda or cuda:N."),
     _p("num_threads", 0, "CPU threads of torch / ONNX Runtime inference (0: their default).", 0, 256),
     _p("ddim_steps", 0, "DDIM denoising steps per forecast (0: the checkpoint's value).", 0, 1000),
+    _p("num_samples", 1,
+       "Futures sampled per forecast (one encoder pass, K decoder samples); K > 1 publishes their "
+       "per-frame consensus. Costs about K times the decoder's work on a CPU.", 1, 64),
     _p("seed", 0,
        "Seed of the diffusion noise; each tick draws from a generator seeded with (seed, tick number), "
        "so a replayed stream gives the same forecasts.", 0, 2**31 - 1),
@@ -210,6 +213,7 @@ class NodeSettings:
     device: str
     num_threads: int
     ddim_steps: int | None
+    num_samples: int
     seed: int
     class_names_file: str
     extractor: str
@@ -337,7 +341,7 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
         random_weights=v["random_weights"], backend=v["backend"], onnx_dir=v["onnx_dir"],
         engine_dir=v["engine_dir"],
         device=v["device"], num_threads=v["num_threads"], ddim_steps=v["ddim_steps"] or None,
-        seed=v["seed"], class_names_file=v["class_names_file"], extractor=v["extractor"],
+        num_samples=v["num_samples"], seed=v["seed"], class_names_file=v["class_names_file"], extractor=v["extractor"],
         extractor_kwargs=kwargs, tick_rate_hz=v["tick_rate_hz"],
         diagnostics_period_s=v["diagnostics_period_s"], stream=stream)
 

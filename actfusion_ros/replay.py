@@ -522,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-observed", type=int, default=4)
     ap.add_argument("--steps", type=int, help="DDIM steps (default: the model's)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--num-samples", type=int, default=1,
+                    help="futures sampled per forecast; K > 1 scores their per-frame consensus")
     ap.add_argument("--backend", default="torch", choices=BACKENDS)
     ap.add_argument("--onnx-dir", type=Path, help="actfusion-export directory (onnxruntime / tensorrt)")
     ap.add_argument("--engine-dir", type=Path, help="TensorRT engine cache (default <onnx-dir>/tensorrt)")
@@ -542,12 +544,13 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         if args.backend == "torch":
             forecaster = ModelForecaster.from_checkpoint(args.checkpoint, device=args.device, steps=args.steps,
-                                                         seed=args.seed)
+                                                         seed=args.seed, num_samples=args.num_samples)
         else:
             if not args.onnx_dir:
                 raise ReplayError(f"backend {args.backend} needs --onnx-dir (written by actfusion-export)")
             forecaster = ModelForecaster.from_export(args.onnx_dir, backend=args.backend, device=args.device,
-                                                     steps=args.steps, seed=args.seed, engine_dir=args.engine_dir)
+                                                     steps=args.steps, seed=args.seed, engine_dir=args.engine_dir,
+                                                     num_samples=args.num_samples)
         recorded = getattr(forecaster, "pipeline", None)
         name = args.extractor or (recorded.extractor if recorded else None)
         if not name:

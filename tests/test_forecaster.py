@@ -166,3 +166,28 @@ def test_onnxruntime_backend_matches_torch(tmp_path: Path) -> None:
         ModelForecaster.from_export(tmp_path / "missing", backend="onnxruntime")
     with pytest.raises(ForecasterError, match="not 'torch'"):
         ModelForecaster.from_export(tmp_path / "onnx", backend="torch")
+
+
+def test_num_samples_returns_the_per_frame_consensus_of_k_samples() -> None:
+    """K samples from one encoder pass; the probabilities are vote shares whose argmax is the per-frame mode."""
+    from actfusion_ros.forecaster import consensus_probs
+    from model.consensus import per_frame_mode
+    from model.forecast import forecast
+
+    one = ModelForecaster.random_weights(input_dim=32, weight_seed=3, seed=5)
+    many = ModelForecaster(one.model, one.class_names, seed=5, num_samples=6)
+    observed = np.random.default_rng(0).normal(size=(32, 9)).astype(np.float32)
+    obs_p, fut_p = many(observed, 30)
+    assert obs_p.shape == (one.num_classes, 9) and fut_p.shape == (one.num_classes, 30)
+    np.testing.assert_allclose(fut_p.sum(axis=0), 1.0, atol=1e-5)
+    # The same K samples drawn directly (same tick seed): the consensus' argmax is their per-frame mode.
+    direct = forecast(one.runtime, observed, horizon=30, schedule=one.schedule, generator=many.generator(0),
+                      num_samples=6)
+    samples = direct.future_probs.numpy()
+    np.testing.assert_array_equal(fut_p.argmax(axis=0), per_frame_mode(samples))
+    np.testing.assert_allclose(fut_p, consensus_probs(samples), atol=1e-6)
+    # Votes: a frame where 4 of 6 samples agree gets a share near 4/6.
+    votes = (samples.argmax(axis=1) == fut_p.argmax(axis=0)).sum(axis=0) / 6
+    np.testing.assert_allclose(fut_p.max(axis=0), votes, atol=0.1)
+    with pytest.raises(ForecasterError, match="num_samples"):
+        ModelForecaster(one.model, one.class_names, num_samples=0)
