@@ -25,7 +25,7 @@ from actfusion_ros.stream import WINDOW_POLICIES, StreamConfig
 from model.backend_names import BACKENDS
 
 __all__ = ["BACKENDS", "DEVICE_PATTERN", "NodeSettings", "PARAMETERS", "PARAMETER_NAMES", "ParamSpec",
-           "ParameterError", "QOS_RELIABILITY", "defaults", "markdown_table", "parse_extractor_kwargs",
+           "ParameterError", "QOS_RELIABILITY", "declaration_problem", "defaults", "markdown_table", "parse_extractor_kwargs",
            "read_params_file", "spec", "validate_values"]
 
 QOS_RELIABILITY = ("best_effort", "reliable")
@@ -234,6 +234,18 @@ def parse_extractor_kwargs(text: str) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ValueError(f"must be a mapping with string keys like '{{grid: 4}}', got {text!r}")
     return value
+
+
+def declaration_problem(p: ParamSpec, given: Any, err: BaseException, *, wrong_type: bool,
+                        out_of_range: bool) -> str:
+    """The ``'name: what is wrong'`` line for a parameter that rclpy refused to declare with the value
+    ``given``: of the wrong type, outside its descriptor's range, or refused for another reason ``err``."""
+    if wrong_type:
+        hint = " (write e.g. 2.0 for a double)" if p.type is float and isinstance(given, int) else ""
+        return f"{p.name}: expected {p.type_name}, got {type(given).__name__} {given!r}{hint}"
+    if out_of_range and p.constraints:
+        return f"{p.name}: {given!r} is outside the allowed {p.constraints}"
+    return f"{p.name}: {err}"
 
 
 def _check_type(p: ParamSpec, value: Any) -> str | None:

@@ -88,6 +88,7 @@ from actfusion_ros.buffer import FeatureBuffer
 from actfusion_ros.sampler import (NS_PER_S, FeatureRateSampler, SampleDecision, as_stamp_ns,
                                    period_ns_from_rate)
 from model.features.base import CausalFeatureStream, FeatureExtractor, check_frame
+from model.features.pipeline import FeaturePipeline
 from model.horizon import anticipation_horizon
 from model.labels import segments_from_labels
 
@@ -291,9 +292,17 @@ class Forecaster(Protocol):
 
     ``__call__(observed (D, N_O) float32, horizon) -> (observed_probs (C, N_O), future_probs (C, H))``,
     frame-wise class probabilities for the observed frames and the ``horizon`` future frames.
+
+    The stream calls it and reads ``num_classes``; the builder (:mod:`actfusion_ros.builder`) and replay
+    read ``class_names`` (the model's names, ``num_classes`` of them), ``input_dim`` (the feature size it
+    expects; ``None``: any) and ``pipeline`` (the feature pipeline it was trained on, checked against the
+    deployment's; ``None``: not recorded).
     """
 
     num_classes: int
+    class_names: Sequence[str]
+    input_dim: int | None
+    pipeline: "FeaturePipeline | None"
 
     def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]: ...
 

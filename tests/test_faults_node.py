@@ -50,6 +50,8 @@ class ScriptedForecaster:
     def __init__(self, slow: tuple[int, ...] = (), fail: tuple[int, ...] = (), delay_s: float = 0.25) -> None:
         self.num_classes = 3
         self.class_names = ("idle", "reach", "pour")
+        self.input_dim = None  # any feature size
+        self.pipeline = None
         self.slow, self.fail, self.delay_s = set(slow), set(fail), delay_s
         self.calls = 0
         self.block = False
@@ -179,7 +181,7 @@ def test_camera_stall_stops_forecasts_resume_restarts_them_and_a_long_gap_starts
         wait_for(lambda: r.values().get("resets.gap") == 1, HANG_S, "the episode reset after the long gap")
         p_gap = r.published()
         wait_for(lambda: r.published() > p_gap, HANG_S, "forecasts in the new episode")
-        assert r.node._last_result.episode == 1
+        assert r.node.last_result.episode == 1
         assert r.node._tick_errors.total == 0
 
 
@@ -270,7 +272,7 @@ def test_a_reset_during_a_tick_discards_its_result(ros_context) -> None:
         assert r.published() == published and r.values()["tick_errors"] == 0
         r.send(10)
         wait_for(lambda: r.published() > published, HANG_S, "forecasts of the new episode")
-        assert r.node._last_result.episode == 1
+        assert r.node.last_result.episode == 1
 
 
 def test_sim_clock_and_stamps_jumping_back_restart_the_episode(sim_context) -> None:
@@ -303,7 +305,7 @@ def test_sim_clock_and_stamps_jumping_back_restart_the_episode(sim_context) -> N
             # the 2 s streamed can be real overruns, when a busy machine delays a tick past the next one
             assert v["skipped_ticks"] <= 20 and v["tick_errors"] == 0, v
             assert v.get("stream_skips.stale", 0) == 0, v
-            assert 100 * S < r.node._last_result.stamp_ns < 102 * S
+            assert 100 * S < r.node.last_result.stamp_ns < 102 * S
         finally:
             clock_node.destroy_node()
 
@@ -315,7 +317,7 @@ def test_main_exits_cleanly_when_a_signal_races_the_executor(monkeypatch, shut_d
     context down while ``spin()`` builds its wait set, and ``spin()`` raises RCLError ("the given context
     is not valid") instead of ExternalShutdownException. That is a shutdown (exit 0); the same error with
     the context still up is a real failure and propagates."""
-    import actfusion_ros.node as node_module
+    import actfusion_ros.node_process as node_module
 
     class RacingExecutor(MultiThreadedExecutor):
         def spin(self) -> None:

@@ -43,6 +43,8 @@ class FailingSometimes:
 
     num_classes = 3
     class_names = ("idle", "reach", "pour")
+    input_dim = None  # any feature size
+    pipeline = None
 
     def __init__(self, fail: set[int]) -> None:
         self.fail, self.calls = fail, 0

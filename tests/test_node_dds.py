@@ -12,7 +12,6 @@ import signal
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -34,9 +33,8 @@ if REASON is None:
     from sensor_msgs.msg import Image
     from std_srvs.srv import Trigger
 
-    from actfusion_ros.frames import ImageConversionError, compressed_to_rgb, image_to_rgb
-    from actfusion_ros.node import (ActFusionNode, FrameQueue, KindCounter, StartupError, error_kind,
-                                    load_class_names)
+    from actfusion_ros.builder import StartupError
+    from actfusion_ros.node import ActFusionNode
     from actfusion_ros.ros_messages import (diagnostic_array, duration_from_s, forecast_to_msg,
                                             segment_to_msg, time_from_ns, time_to_ns)
     from actfusion_ros.stream import StreamConfig, StreamingAnticipator, TimedSegment
@@ -52,6 +50,8 @@ class FakeForecaster:
     def __init__(self, num_classes: int = 3, delay_s: float = 0.0) -> None:
         self.num_classes = num_classes
         self.class_names = tuple(f"c{i}" for i in range(num_classes))
+        self.input_dim: int | None = None  # any feature size
+        self.pipeline = None
         self.delay_s = delay_s
         self.calls = 0
         self.in_call = threading.Event()
@@ -142,58 +142,6 @@ def test_diagnostic_array() -> None:
 
 
 # ============================================================================ node helpers
-def test_frame_queue_drops_oldest_and_closes() -> None:
-    q = FrameQueue(2)
-    assert [q.put(i) for i in range(4)] == [False, False, True, True]
-    assert q.dropped == 2 and q.put_count == 4 and len(q) == 2
-    assert q.get() == 2 and q.get() == 3
-    assert q.get(timeout=0.01) is None
-    got: list = []
-    t = threading.Thread(target=lambda: got.append(q.get()))
-    t.start()
-    time.sleep(0.05)
-    q.close()
-    t.join(2)
-    assert not t.is_alive() and got == [None]
-
-
-def test_kind_counter_logs_once_per_kind() -> None:
-    logged: list[str] = []
-    c = KindCounter("bad image", logged.append)
-    for kind in ("encoding", "encoding", "truncated", "encoding"):
-        c.record(kind, ValueError(kind))
-    assert c.counts == {"encoding": 3, "truncated": 1} and c.total == 4
-    assert len(logged) == 2 and "encoding" in logged[0] and "only counted" in logged[0]
-
-
-def _conversion_error(fn, **fields) -> Exception:
-    with pytest.raises(ImageConversionError) as info:
-        fn(SimpleNamespace(**fields))
-    return info.value
-
-
-def test_error_kinds() -> None:
-    good = dict(height=2, width=2, encoding="rgb8", is_bigendian=0, step=6, data=bytes(12))
-    assert error_kind(_conversion_error(image_to_rgb, **{**good, "encoding": "yuv422"})) == "encoding"
-    assert error_kind(_conversion_error(image_to_rgb, **{**good, "data": bytes(5)})) == "truncated"
-    assert error_kind(_conversion_error(image_to_rgb, **{**good, "step": 2})) == "step"
-    assert error_kind(_conversion_error(image_to_rgb, **{**good, "height": 0})) == "empty"
-    assert error_kind(_conversion_error(compressed_to_rgb, format="jpeg", data=b"\xff\xd8\xff" + bytes(10)
-                                        )) == "truncated"
-    assert error_kind(_conversion_error(compressed_to_rgb, format="webp", data=b"x")) == "format"
-    assert error_kind(ValueError("negative time stamp")) == "ValueError"
-
-
-def test_load_class_names(tmp_path: Path) -> None:
-    (tmp_path / "mapping.txt").write_text("1 reach\n0 idle\n2 pour water\n")
-    assert load_class_names(tmp_path / "mapping.txt") == ["idle", "reach", "pour water"]
-    (tmp_path / "names.txt").write_text("idle\nreach\n\npour\n")
-    assert load_class_names(tmp_path / "names.txt") == ["idle", "reach", "pour"]
-    (tmp_path / "dup.txt").write_text("a\na\n")
-    with pytest.raises(ValueError, match="duplicate"):
-        load_class_names(tmp_path / "dup.txt")
-
-
 # ============================================================================ in-process node
 @pytest.fixture()
 def ros_context():

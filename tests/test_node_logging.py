@@ -29,7 +29,7 @@ if REASON is None:
     from sensor_msgs.msg import CompressedImage, Image
 
     from actfusion_ros.frames import compressed_to_rgb, image_to_rgb, rgb_to_jpeg, stamp_to_ns
-    from actfusion_ros.node import error_kind
+    from actfusion_ros.reporting import error_kind
     from tests.test_faults_node import ScriptedForecaster, running
 
 HANG_S = 60.0
