@@ -21,8 +21,8 @@ small pure-Python parser), so a few hundred bytes claiming 8000x8000 cost
 nothing. Every caller (node, bag reading, replay, extraction) goes through
 these two functions.
 
-Time is carried as integer nanoseconds end to end; :func:`stamp_to_ns` and
-:func:`ns_to_stamp_fields` convert from/to ``builtin_interfaces/Time`` fields.
+Time is carried as integer nanoseconds end to end; :mod:`actfusion_ros.time_ns` converts from/to
+``builtin_interfaces/Time`` fields.
 
 Filling messages from :func:`rgb_to_image_fields`: for rclpy assign the
 ``bytes`` as they are (``msg.data = fields['data']``; assigning an ndarray is
@@ -44,18 +44,17 @@ __all__ = [
     "ImageTooLargeError",
     "SUPPORTED_ENCODINGS",
     "SUPPORTED_COMPRESSED_FORMATS",
+    "EncodedImage",
     "image_to_rgb",
     "compressed_to_rgb",
+    "inspect_compressed",
+    "inspect_image",
     "compressed_image_size",
     "check_image_pixels",
-    "stamp_to_ns",
-    "ns_to_stamp_fields",
     "rgb_to_image_fields",
     "rgb_to_jpeg",
 ]
 
-NS_PER_SEC = 1_000_000_000
-_INT32_MAX = 2**31 - 1
 #: Default limit of :func:`image_to_rgb` / :func:`compressed_to_rgb`: 4096 x 4096 pixels (a 16 MP
 #: camera; 48 MiB as RGB).
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
@@ -186,6 +185,26 @@ def check_image_pixels(width: int, height: int, max_pixels: int | None, what: st
         )
 
 
+class EncodedImage:
+    """An image message whose header was checked, decoded only on demand (:meth:`decode`).
+
+    ``shape``: ``(H, W, 3)`` of the RGB frame :meth:`decode` gives (from the header). Built by
+    :func:`inspect_image` / :func:`inspect_compressed`: every problem the header and the data's length
+    and markers show is raised there (cheap); :meth:`decode` can still raise
+    :class:`ImageConversionError` (kind ``corrupt``) for compressed data that does not decode.
+    """
+
+    __slots__ = ("shape", "_decode")
+
+    def __init__(self, shape: tuple[int, int, int], decode: Any) -> None:
+        self.shape = shape
+        self._decode = decode
+
+    def decode(self) -> np.ndarray:
+        """The ``(H, W, 3)`` uint8 RGB frame (a fresh array)."""
+        return self._decode()
+
+
 # --------------------------------------------------------------------------- raw images
 def image_to_rgb(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """Convert a ``sensor_msgs/Image``-like message to an ``(H, W, 3)`` uint8 RGB array.
@@ -203,6 +222,11 @@ def image_to_rgb(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS)
         ImageConversionError: unsupported encoding, zero/negative size,
             ``step`` shorter than a row, or ``data`` shorter than ``step * height``.
     """
+    return inspect_image(msg, max_pixels=max_pixels).decode()
+
+
+def inspect_image(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> EncodedImage:
+    """Every check of :func:`image_to_rgb`, without converting: the conversion is ``.decode()``."""
     encoding = _field(msg, "encoding")
     if not isinstance(encoding, str):
         raise ImageConversionError(f"encoding must be a string, got {type(encoding).__name__}", kind="encoding")
@@ -230,10 +254,15 @@ def image_to_rgb(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS)
         raise ImageConversionError(
             f"image data too short: {buf.size} bytes, need step*height = {step}*{height} = {needed}", kind="truncated"
         )
-    rows = buf[:needed].reshape(height, step)[:, :row_bytes]
+    big = bool(_field(msg, "is_bigendian")) if name == "mono16" else False
+    return EncodedImage((height, width, 3), lambda: _raw_to_rgb(buf, name, height, width, step, big))
 
+
+def _raw_to_rgb(buf: np.ndarray, name: str, height: int, width: int, step: int, big: bool) -> np.ndarray:
+    enc = _ENCODINGS[name]
+    row_bytes = width * enc.channels * enc.bytes_per_channel
+    rows = buf[:step * height].reshape(height, step)[:, :row_bytes]
     if name == "mono16":
-        big = bool(_field(msg, "is_bigendian"))
         grey16 = np.ascontiguousarray(rows).view(">u2" if big else "<u2")
         grey = (grey16 >> 8).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
@@ -366,6 +395,12 @@ def compressed_to_rgb(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PI
         ImageTooLargeError: the header declares more than ``max_pixels`` pixels.
         ImageConversionError: unknown format, empty/corrupt/truncated data.
     """
+    return inspect_compressed(msg, max_pixels=max_pixels).decode()
+
+
+def inspect_compressed(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> EncodedImage:
+    """Every check of :func:`compressed_to_rgb` that needs no decoding (format, markers, header size,
+    ``max_pixels``); the decoding is ``.decode()``."""
     fmt = _field(msg, "format")
     if not isinstance(fmt, str):
         raise ImageConversionError(f"format must be a string, got {type(fmt).__name__}", kind="fields")
@@ -386,6 +421,10 @@ def compressed_to_rgb(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PI
         )
     width, height = compressed_image_size(buf)
     check_image_pixels(width, height, max_pixels, what=f"{codec} image")
+    return EncodedImage((height, width, 3), lambda: _decode_compressed(buf, codec, swap))
+
+
+def _decode_compressed(buf: np.ndarray, codec: str, swap: bool) -> np.ndarray:
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:
@@ -394,52 +433,6 @@ def compressed_to_rgb(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PI
         raise ImageConversionError(f"cannot decode {codec} data ({buf.size} bytes): corrupt stream", kind="corrupt")
     out = bgr[:, :, ::-1] if swap else bgr
     return np.ascontiguousarray(out, dtype=np.uint8)
-
-
-# --------------------------------------------------------------------------- time
-def stamp_to_ns(stamp: Any) -> int:
-    """Convert a ``builtin_interfaces/Time``-like stamp (``sec``, ``nanosec``) to int nanoseconds.
-
-    Objects exposing ``nanoseconds`` (``rclpy.time.Time``) are accepted too.
-
-    Raises:
-        TypeError: no integer ``sec``/``nanosec`` fields.
-        ValueError: negative time, or ``nanosec`` outside ``0..999999999``.
-    """
-    if hasattr(stamp, "nanoseconds") and not hasattr(stamp, "sec"):
-        ns = int(stamp.nanoseconds)
-    else:
-        try:
-            sec = operator.index(stamp.sec)
-            nanosec = operator.index(stamp.nanosec)
-        except AttributeError:
-            raise TypeError(
-                f"expected a stamp with integer 'sec' and 'nanosec', got {type(stamp).__name__}"
-            ) from None
-        if not 0 <= nanosec < NS_PER_SEC:
-            raise ValueError(f"nanosec must be in 0..{NS_PER_SEC - 1}, got {nanosec}")
-        ns = sec * NS_PER_SEC + nanosec
-    if ns < 0:
-        raise ValueError(f"negative time stamp: {ns} ns")
-    return ns
-
-
-def ns_to_stamp_fields(ns: int) -> tuple[int, int]:
-    """Split integer nanoseconds into ``(sec, nanosec)`` for ``builtin_interfaces/Time``.
-
-    Raises:
-        TypeError: ``ns`` is not an integer (floats are rejected on purpose).
-        ValueError: ``ns`` is negative or ``sec`` would overflow int32.
-    """
-    if isinstance(ns, bool):
-        raise TypeError("ns must be an integer, got bool")
-    ns = operator.index(ns)
-    if ns < 0:
-        raise ValueError(f"negative time in nanoseconds: {ns}")
-    sec, nanosec = divmod(ns, NS_PER_SEC)
-    if sec > _INT32_MAX:
-        raise ValueError(f"time {ns} ns overflows builtin_interfaces/Time.sec (int32)")
-    return sec, nanosec
 
 
 # --------------------------------------------------------------------------- building

@@ -2,14 +2,16 @@
 
 Threads and callback groups (a ``MultiThreadedExecutor`` with one thread per group, plus one worker)::
 
-    image subscription  [group "image", mutually exclusive]  convert (actfusion_ros.frames) + enqueue
-    feature worker      [a Python thread]                    queue -> StreamingAnticipator.push_frame
+    image subscription  [group "image", mutually exclusive]  check the header (actfusion_ros.frames) + enqueue
+    feature worker      [a Python thread]                    queue -> StreamingAnticipator.push_encoded
     tick timer          [group "tick", mutually exclusive]   StreamingAnticipator.tick -> publish
     diagnostics, reset  [group "misc", mutually exclusive]   /diagnostics, ~/reset
 
-The image callback never waits for features or inference: it converts the message and puts the frame
-in a bounded queue that drops its oldest frame when full (counted). The feature worker runs the
-extractor for the frames the stream samples. A tick that falls due while the previous tick is still
+The image callback never waits for features or inference: it checks the message's header (stamp,
+size, encoding, data length) and puts the still encoded image in a bounded queue that drops its oldest
+frame when full (counted). The feature worker hands it to the stream, whose sampler decides by stamp;
+only the frames it uses (taken ones, and the extractor's context frames) are decoded, and the extractor
+runs for the taken ones. A tick that falls due while the previous tick is still
 running is skipped and counted (``skipped_ticks``). Bad images are counted per kind and logged once
 per kind; images over ``max_image_pixels`` are refused from their header and frames stamped more than
 ``max_future_s`` ahead of the clock are rejected, both before decoding. The counters obey the sums of
@@ -55,7 +57,7 @@ from std_srvs.srv import Trigger
 from actfusion_ros.builder import build_anticipator
 from actfusion_ros.frame_gaps import MissedFrameEstimator
 from actfusion_ros.frame_queue import FrameQueue
-from actfusion_ros.frames import ImageConversionError, compressed_to_rgb, image_to_rgb, stamp_to_ns
+from actfusion_ros.frames import ImageConversionError, inspect_compressed, inspect_image
 from actfusion_ros.node_diagnostics import NodeDiagnostics, TickStats
 from actfusion_ros.node_params import NodeSettings
 from actfusion_ros.reporting import KindCounter, SafeLog, error_kind
@@ -63,6 +65,7 @@ from actfusion_ros.ros_messages import diagnostic_array, forecast_to_msg, segmen
 from actfusion_ros.ros_params import declare_node_parameters
 from actfusion_ros.stream import Forecaster, ForecastResult
 from actfusion_ros.tick_overruns import TickOverrunCounter
+from actfusion_ros.time_ns import NS_PER_S, seconds_to_ns, stamp_to_ns
 
 try:  # rclpy >= Jazzy: timer callbacks may receive the expected call time
     from rclpy.timer import TimerInfo
@@ -105,9 +108,9 @@ class ActFusionNode(Node):
         self._bad_images = KindCounter("bad image skipped", self._log.warning)
         self._frame_errors = KindCounter("frame rejected by the stream", self._log.warning)
         self._tick_errors = KindCounter("tick failed", self._log.error)
-        self._missed_frames = MissedFrameEstimator(int(round(s.stream.episode_gap_s * 1e9)))
+        self._missed_frames = MissedFrameEstimator(seconds_to_ns(s.stream.episode_gap_s))
         self._images_received = 0
-        self._tick_period_ns = int(round(1e9 / s.tick_rate_hz))
+        self._tick_period_ns = int(round(NS_PER_S / s.tick_rate_hz))
         self._overruns = TickOverrunCounter(self._tick_period_ns)
         self._ticks = TickStats()
         self._diagnostics = NodeDiagnostics(
@@ -128,7 +131,7 @@ class ActFusionNode(Node):
             history=HistoryPolicy.KEEP_LAST, depth=s.qos_depth, durability=DurabilityPolicy.VOLATILE,
             reliability=(ReliabilityPolicy.BEST_EFFORT if s.qos_reliability == "best_effort"
                          else ReliabilityPolicy.RELIABLE))
-        self._convert = functools.partial(compressed_to_rgb if s.compressed else image_to_rgb,
+        self._inspect = functools.partial(inspect_compressed if s.compressed else inspect_image,
                                           max_pixels=s.max_image_pixels)
         self._image_sub = self.create_subscription(
             CompressedImage if s.compressed else Image, s.image_topic, self._on_image, in_qos,
@@ -157,29 +160,29 @@ class ActFusionNode(Node):
 
     # ------------------------------------------------------------------ input
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        """Convert and enqueue; nothing else (never waits for features or inference)."""
+        """Check the header and enqueue; nothing else (never decodes, never waits for features or inference)."""
         self._images_received += 1
         try:
             stamp_ns = stamp_to_ns(msg.header.stamp)
             self._missed_frames.observe(stamp_ns)
             if not self.stream.admit(stamp_ns, self.get_clock().now().nanoseconds):
                 return  # stamped too far ahead of our clock: counted, not decoded
-            rgb = self._convert(msg)
+            image = self._inspect(msg)  # decoded later, only if the sampler uses the frame
         except (ImageConversionError, ValueError, TypeError) as err:
             self._bad_images.record(error_kind(err), err)
             return
-        self._queue.put((stamp_ns, rgb, msg.header.frame_id))
+        self._queue.put((stamp_ns, image, msg.header.frame_id))
 
     def _feature_worker(self) -> None:
-        """Feed queued frames to the stream (the extractor runs here: context for every frame, features
-        for the sampled ones)."""
+        """Feed queued frames to the stream (decoding and the extractor run here, for the frames the
+        sampler uses)."""
         while not self._closing.is_set():
             item = self._queue.get()
             if item is None:
                 continue
-            stamp_ns, rgb, frame_id = item
+            stamp_ns, image, frame_id = item
             try:
-                self.stream.push_frame(stamp_ns, rgb)
+                self.stream.push_encoded(stamp_ns, image)
             except Exception as err:  # noqa: BLE001 - counted and logged once per kind, never fatal
                 if not self._closing.is_set():  # after close() the node may be destroyed: touch nothing
                     self._frame_errors.record(type(err).__name__, err)

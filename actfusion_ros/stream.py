@@ -85,9 +85,9 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from actfusion_ros.buffer import FeatureBuffer
-from actfusion_ros.sampler import (NS_PER_S, FeatureRateSampler, SampleDecision, as_stamp_ns,
-                                   period_ns_from_rate)
-from model.features.base import CausalFeatureStream, FeatureExtractor, check_frame
+from actfusion_ros.time_ns import NS_PER_S, as_stamp_ns, period_ns_from_rate, seconds_to_ns
+from actfusion_ros.sampling import FeatureSampling
+from model.features.base import FeatureExtractor, FrameError, check_frame
 from model.features.pipeline import FeaturePipeline
 from model.horizon import anticipation_horizon
 from model.labels import segments_from_labels
@@ -205,10 +205,6 @@ class StreamConfig:
 
 
 
-def _s_to_ns(seconds: float) -> int:
-    return int(round(seconds * NS_PER_S))
-
-
 @dataclass(frozen=True)
 class TimedSegment:
     """A segment with absolute camera times: ``[start_ns, end_ns)``."""
@@ -307,6 +303,25 @@ class Forecaster(Protocol):
     def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+class EncodedFrame:
+    """A frame known by its shape before it is decoded: ``shape`` ``(H, W, 3)`` and ``decode()`` -> the
+    ``(H, W, 3) uint8`` RGB array (:class:`actfusion_ros.frames.EncodedImage` is one)."""
+
+    __slots__ = ("shape", "decode")
+
+    def __init__(self, shape: Sequence[int], decode: Callable[[], np.ndarray]) -> None:
+        self.shape = tuple(shape)
+        self.decode = decode
+
+
+def _decoded(image: Any) -> np.ndarray:
+    """``image.decode()``, checked to be a frame of the shape it was announced with."""
+    frame = check_frame(image.decode())
+    if tuple(frame.shape) != tuple(image.shape):
+        raise FrameError(f"decoded frame has shape {frame.shape}, its header said {tuple(image.shape)}")
+    return frame
+
+
 def timed_segments(probs: np.ndarray, starts_ns: np.ndarray, period_ns: int,
                    class_names: Sequence[str]) -> tuple[TimedSegment, ...]:
     """Cut frame probabilities ``(C, T)`` into :class:`TimedSegment` s.
@@ -364,14 +379,13 @@ class StreamingAnticipator:
         self.forecaster = forecaster
         self.class_names = names
         self._perf_clock = perf_clock
-        self._stream = CausalFeatureStream(extractor)
-        self._sampler = FeatureRateSampler(
-            config.period_ns,
-            episode_gap_ns=_s_to_ns(config.episode_gap_s),
-            backward_jump_ns=_s_to_ns(config.backward_jump_s))
+        self._sampling = FeatureSampling(extractor, config.period_ns,
+                                         episode_gap_ns=seconds_to_ns(config.episode_gap_s),
+                                         backward_jump_ns=seconds_to_ns(config.backward_jump_s))
+        self._sampler = self._sampling.sampler
         self._buffer = FeatureBuffer(config.window_capacity, int(extractor.dim))
-        self._stale_ns = _s_to_ns(config.stale_after_s)
-        self._max_future_ns = _s_to_ns(config.max_future_s)
+        self._stale_ns = seconds_to_ns(config.stale_after_s)
+        self._max_future_ns = seconds_to_ns(config.max_future_s)
         self._factor = 1
         self._episode = 0
         self._counters = _Counters()
@@ -426,12 +440,11 @@ class StreamingAnticipator:
     def reset(self, reason: str = "manual") -> None:
         """Start a new episode: clear the buffer, the extractor context and the sampler."""
         with self._push_lock, self._state_lock:
-            self._sampler.reset()
+            self._sampling.reset()
             self._new_episode_locked(reason)
 
     def _new_episode_locked(self, reason: str) -> None:
-        # caller holds both the push and the state lock
-        self._stream.reset()
+        # caller holds both the push and the state lock; the sampling engine already cleared the context
         self._buffer.clear()
         self._factor = 1
         self._sampler.set_period(self.config.period_ns)
@@ -468,45 +481,56 @@ class StreamingAnticipator:
         counted as not due).
         """
         stamp = as_stamp_ns(stamp_ns)
-        frame = rgb
         with self._push_lock:
             try:
-                check_frame(frame)
+                check_frame(rgb)
             except ValueError:
                 with self._state_lock:
                     self._counters.invalid_frames += 1
                 raise
             if now_ns is not None and not self.admit(stamp, now_ns):
                 return False
-            with self._state_lock:
-                if self._stream.shape_changed(frame):
-                    # new image size: new episode, and this frame starts the sampler's new grid
-                    self._sampler.reset()
-                    self._new_episode_locked("frame_shape")
-                decision = self._sampler.offer(stamp)
-                if decision.reset_reason is not None:
-                    self._new_episode_locked(decision.reset_reason)
-            if decision.kind == "not_due":
-                # a new camera frame between two feature times: context only (cheap preprocessing)
-                self._stream.observe(frame)
+            return self._offer(stamp, EncodedFrame(rgb.shape, lambda: rgb))
+
+    def push_encoded(self, stamp_ns: int, image: "EncodedFrame", *, now_ns: int | None = None) -> bool:
+        """Like :meth:`push_frame` for a frame not decoded yet: the sampler decides from ``stamp_ns`` and
+        ``image.shape``, and ``image.decode()`` runs only for the frames it uses (taken frames, and
+        not-due frames when the extractor keeps a context). A decoding error is re-raised: counted in
+        ``extract_errors`` for a taken frame (a one-period hole), as not due otherwise."""
+        stamp = as_stamp_ns(stamp_ns)
+        with self._push_lock:
+            if now_ns is not None and not self.admit(stamp, now_ns):
                 return False
-            if not decision.take:
-                return False
-            try:
-                feature = self._stream.push(frame)
-            except Exception:
-                with self._state_lock:
-                    self._counters.extract_errors += 1
-                raise
+            return self._offer(stamp, image)
+
+    def _offer(self, stamp: int, image: "EncodedFrame") -> bool:
+        # caller holds the push lock
+        with self._state_lock:
+            # a new image size, a gap or a backward jump: new episode, this frame starts its grid
+            decision = self._sampling.decide(stamp, image.shape)
+            if decision.reset_reason is not None:
+                self._new_episode_locked(decision.reset_reason)
+        if not self._sampling.needs_pixels(decision):
+            return False
+        if decision.kind == "not_due":
+            # a new camera frame between two feature times: context only (cheap preprocessing)
+            self._sampling.observe(_decoded(image))
+            return False
+        try:
+            feature = self._sampling.feature(_decoded(image))
+        except Exception:
             with self._state_lock:
-                self._buffer.append(stamp, feature)
-                self._counters.frames_accepted += 1
-                if (self.config.window_policy == "downsample" and self._buffer.full
-                        and self._factor < self.config.max_downsample_factor):
-                    self._buffer.decimate()
-                    self._factor *= 2
-                    self._sampler.set_period(self.config.period_ns * self._factor)
-            return True
+                self._counters.extract_errors += 1
+            raise
+        with self._state_lock:
+            self._buffer.append(stamp, feature)
+            self._counters.frames_accepted += 1
+            if (self.config.window_policy == "downsample" and self._buffer.full
+                    and self._factor < self.config.max_downsample_factor):
+                self._buffer.decimate()
+                self._factor *= 2
+                self._sampler.set_period(self.config.period_ns * self._factor)
+        return True
 
     # ------------------------------------------------------------------ output
     def _skip_locked(self, reason: str) -> None:

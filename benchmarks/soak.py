@@ -44,7 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-NS_PER_S = 1_000_000_000
+from actfusion_ros.time_ns import NS_PER_S  # noqa: E402
+
 T0_NS = 1_700_000_000 * NS_PER_S  # camera stamps start here (a realistic epoch time)
 
 

@@ -408,7 +408,9 @@ def test_decompression_bombs_and_oversized_frames_are_refused_from_their_header(
             node._on_image(CompressedImage(format="jpeg", data=bomb))
         assert decoded == [] and node._bad_images.counts == {"too_large": 3}
         node._on_image(CompressedImage(format="jpeg", data=jpeg))
-        assert decoded == [1] and node._queue.put_count == 1
+        assert decoded == [] and node._queue.put_count == 1   # enqueued encoded: the worker decodes it if used
+        stamp_ns, image, _ = node._queue._items[0]
+        assert image.decode().shape == image.shape and decoded == [1]
         assert node.diagnostics_values()[2]["bad_images.too_large"] == 3
     finally:
         node.destroy_node()

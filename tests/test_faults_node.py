@@ -191,14 +191,14 @@ def test_frames_faster_than_the_worker_drop_the_oldest_and_slow_inference_drops_
     with running(ros_context, "overload", fc, queue_size=q) as r:
         base = time.time_ns()
         gate, entered = threading.Event(), threading.Event()
-        real_push = r.node.stream.push_frame
+        real_push = r.node.stream.push_encoded
 
-        def gated_push(stamp_ns: int, rgb: np.ndarray) -> bool:   # the feature worker stuck on frame 0
+        def gated_push(stamp_ns: int, image: Any) -> bool:   # the feature worker stuck on frame 0
             entered.set()
             assert gate.wait(HANG_S)
-            return real_push(stamp_ns, rgb)
+            return real_push(stamp_ns, image)
 
-        r.node.stream.push_frame = gated_push
+        r.node.stream.push_encoded = gated_push
         camera = lambda k: base + k * S // 30  # noqa: E731 - 30 fps stamps
         r.send(1, hz=0, stamp_fn=camera)
         assert entered.wait(HANG_S)
@@ -403,15 +403,15 @@ def test_shutdown_is_ordered_and_bounded_while_the_worker_is_stuck_in_an_extract
     r = Running(ros_context, "stuck", fc)
     node, events = r.node, []
     gate, entered = threading.Event(), threading.Event()
-    real_push = node.stream.push_frame
+    real_push = node.stream.push_encoded
 
-    def stuck_push(stamp_ns: int, rgb: np.ndarray) -> bool:          # a slow extraction in the worker
+    def stuck_push(stamp_ns: int, image: Any) -> bool:          # a slow extraction in the worker
         entered.set()
         assert gate.wait(HANG_S)
         events.append("extraction finished")
-        return real_push(stamp_ns, rgb)
+        return real_push(stamp_ns, image)
 
-    node.stream.push_frame = stuck_push
+    node.stream.push_encoded = stuck_push
     worker, real_join = node._worker, node._worker.join
 
     def spy_join(timeout: float | None = None) -> None:
