@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from actfusion_ros.node_params import NodeSettings
-from actfusion_ros.stream import Forecaster, StreamingAnticipator
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import Forecaster
 from model.labels import load_class_names
 
 __all__ = ["StartupError", "build_anticipator", "build_forecaster"]

@@ -63,7 +63,7 @@ from actfusion_ros.node_params import NodeSettings
 from actfusion_ros.reporting import KindCounter, SafeLog, error_kind
 from actfusion_ros.ros_messages import diagnostic_array, forecast_to_msg, segment_to_msg
 from actfusion_ros.ros_params import declare_node_parameters
-from actfusion_ros.stream import Forecaster, ForecastResult
+from actfusion_ros.stream_types import Forecaster, ForecastResult
 from actfusion_ros.tick_overruns import TickOverrunCounter
 from actfusion_ros.time_ns import NS_PER_S, seconds_to_ns, stamp_to_ns
 

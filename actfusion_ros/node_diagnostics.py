@@ -17,7 +17,8 @@ import numpy as np
 from actfusion_ros.frame_gaps import MissedFrameEstimator
 from actfusion_ros.frame_queue import FrameQueue
 from actfusion_ros.reporting import KindCounter
-from actfusion_ros.stream import ForecastResult, StreamingAnticipator
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import ForecastResult
 from actfusion_ros.tick_overruns import TickOverrunCounter
 
 __all__ = ["NodeDiagnostics", "TickSnapshot", "TickStats"]

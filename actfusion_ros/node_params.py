@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from actfusion_ros.frames import DEFAULT_MAX_IMAGE_PIXELS
-from actfusion_ros.stream import WINDOW_POLICIES, StreamConfig
+from actfusion_ros.stream_types import STREAM_KEYS, WINDOW_POLICIES, StreamConfig
 from model.backend_names import BACKENDS
 
 __all__ = ["BACKENDS", "DEVICE_PATTERN", "NodeSettings", "PARAMETERS", "PARAMETER_NAMES", "ParamSpec",
@@ -174,9 +174,6 @@ PARAMETERS: tuple[ParamSpec, ...] = (
 
 PARAMETER_NAMES: frozenset[str] = frozenset(p.name for p in PARAMETERS)
 _BY_NAME = {p.name: p for p in PARAMETERS}
-_STREAM_KEYS = ("feature_rate_hz", "ratio", "max_horizon_s", "max_window_s", "min_observed_frames",
-                "publish_partial", "stale_after_s", "max_future_s", "episode_gap_s", "backward_jump_s",
-                "window_policy", "max_downsample_factor")
 
 
 def spec(name: str) -> ParamSpec:
@@ -331,7 +328,7 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
     except ValueError as err:
         problems.append(f"extractor_kwargs: {err}")
         kwargs = {}
-    stream_values = {k: v[k] for k in _STREAM_KEYS}
+    stream_values = {k: v[k] for k in STREAM_KEYS}  # the stream parameters are StreamConfig's fields
     if stream_values["max_horizon_s"] < 0:
         stream_values["max_horizon_s"] = None
     stream: StreamConfig | None = None

@@ -41,7 +41,8 @@ import numpy as np
 
 from actfusion_ros.node_params import NodeSettings, read_params_file, validate_values
 from actfusion_ros.replay_series import SERIES_FILES, write_series
-from actfusion_ros.stream import ForecastResult, StreamConfig, StreamingAnticipator
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import ForecastResult, StreamConfig
 from model.backend_names import BACKENDS
 from model.io import atomic_write_text
 from training.baselines import Forecaster, GrammarForecaster, RepeatLast, resample_labels

@@ -195,7 +195,8 @@ def run_core_soak(settings: CoreSoakSettings,
 
 def _core_soak(s: CoreSoakSettings, progress: Callable[[str], None] | None) -> CoreSoakReport:
     from actfusion_ros.forecaster import ModelForecaster
-    from actfusion_ros.stream import StreamConfig, StreamingAnticipator
+    from actfusion_ros.stream import StreamingAnticipator
+    from actfusion_ros.stream_types import StreamConfig
     from actfusion_ros.world import TEA_ACTIONS
     from model.features import build_extractor
 

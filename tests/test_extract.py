@@ -10,7 +10,8 @@ import torch
 
 from actfusion_ros.extract import extract_sampled, main
 from actfusion_ros.sampler import sample_frame_indices
-from actfusion_ros.stream import StreamConfig, StreamingAnticipator
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import StreamConfig
 from model.features import FeatureExtractor, FrameShapeChanged
 from model.features.i3d import I3DRGBExtractor
 from model.features.simple import ColorLayoutExtractor

@@ -37,7 +37,8 @@ if REASON is None:
     from actfusion_ros.node import ActFusionNode
     from actfusion_ros.ros_messages import (diagnostic_array, duration_from_s, forecast_to_msg,
                                             segment_to_msg, time_from_ns, time_to_ns)
-    from actfusion_ros.stream import StreamConfig, StreamingAnticipator, TimedSegment
+    from actfusion_ros.stream import StreamingAnticipator
+    from actfusion_ros.stream_types import StreamConfig, TimedSegment
     from model.features import build_extractor
 
 T0 = 1_700_000_000_123_456_789

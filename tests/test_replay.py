@@ -10,7 +10,7 @@ pytest.importorskip("rosbags", reason="rosbags not installed")
 
 from actfusion_ros.bags import write_bag  # noqa: E402
 from actfusion_ros.replay import GroundTruth, ReplayError, fit_replay_baselines, replay  # noqa: E402
-from actfusion_ros.stream import StreamConfig  # noqa: E402
+from actfusion_ros.stream_types import StreamConfig  # noqa: E402
 from model.features.base import FeatureExtractor  # noqa: E402
 
 NAMES = ("red_thing", "blue_thing")

@@ -6,7 +6,8 @@ import pytest
 
 from actfusion_ros.frames import ImageConversionError, inspect_image
 from actfusion_ros.sampling import FRAME_SHAPE, FeatureSampling
-from actfusion_ros.stream import EncodedFrame, StreamConfig, StreamingAnticipator
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import EncodedFrame, StreamConfig
 from model.features.base import FeatureExtractor
 from tests.test_stream import FPS30, FakeForecaster, TagExtractor, tag
 
