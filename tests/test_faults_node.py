@@ -24,7 +24,7 @@ from tests.ros_helpers import (private_context, Client, NodeProcess, apply_loopb
                                write_params)
 
 REASON = ros_skip_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
 
 if REASON is None:
     import rclpy

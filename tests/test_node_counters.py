@@ -60,6 +60,7 @@ class FailingSometimes:
         return obs, fut
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["bad_input", "tick_errors"])
 def test_counters_add_up_through_bad_input_and_tick_errors(ros_context, monkeypatch, scenario: str) -> None:
     """Every received image and every tick ends in exactly one counter; published counts messages sent.

@@ -284,6 +284,7 @@ def test_node_with_onnxruntime_backend(ros_context, tmp_path: Path) -> None:
 CLASSES = ["idle", "reach", "grasp", "pour"]
 
 
+@pytest.mark.slow
 def test_node_over_dds(tmp_path: Path) -> None:
     """Node subprocess + test client: forecasts, stamps, horizon, labels, bad images, reset, SIGINT."""
     domain = unique_domain_id()
@@ -421,6 +422,7 @@ def test_node_over_dds(tmp_path: Path) -> None:
             client.close()
 
 
+@pytest.mark.slow
 def test_node_follows_sim_time(tmp_path: Path) -> None:
     """use_sim_time: ticks and staleness follow /clock (frames stamped far from the wall clock)."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy

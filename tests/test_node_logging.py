@@ -22,7 +22,7 @@ from tests.ros_helpers import (Client, make_image, private_context, ros_skip_rea
                                unique_domain_id, wait_for)
 
 REASON = ros_skip_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
 
 if REASON is None:
     from rclpy.qos import QoSProfile, ReliabilityPolicy

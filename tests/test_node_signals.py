@@ -17,7 +17,7 @@ import pytest
 from tests.ros_helpers import NodeProcess, ros_skip_reason, unique_domain_id, wait_for, write_params
 
 REASON = ros_skip_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
 
 HANG_S = 60.0   # only a hang fails
 
