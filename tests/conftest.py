@@ -34,6 +34,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             gc.enable()
 
 
+@pytest.fixture()
+def ros_context() -> Generator[Any, None, None]:
+    """A private rclpy context on the loopback profile and a domain of its own (no signal handlers in
+    pytest); skips the test where rclpy or the messages are not importable."""
+    from actfusion_ros.ros_testing import private_context, ros_skip_reason, unique_domain_id
+
+    reason = ros_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with private_context(unique_domain_id()) as ctx:
+        yield ctx
+
+
 @pytest.fixture(scope="session")
 def shared_reference() -> Path:
     path = SHARED / "reference"

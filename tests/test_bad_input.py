@@ -17,13 +17,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.ros_helpers import (private_context, REPO, loopback_env, make_image, ros_skip_reason,
-                               synthetic_frame, unique_domain_id, wait_for, write_params)
+from actfusion_ros.ros_testing import (REPO, loopback_env, make_image, ros_skip_reason, synthetic_frame,
+                                       unique_domain_id, wait_for, write_params)
 
 S = 1_000_000_000
 ROS = ros_skip_reason()
@@ -31,14 +31,6 @@ needs_ros = pytest.mark.skipif(ROS is not None, reason=str(ROS))
 
 
 # ============================================================================ images at the node
-@pytest.fixture()
-def ros_context() -> Iterator[Any]:
-    if ROS is not None:
-        pytest.skip(ROS)
-    with private_context(unique_domain_id()) as ctx:
-        yield ctx
-
-
 class Fixed:
     """Fake model: always class 1 observed, class 2 ahead."""
 

@@ -14,14 +14,13 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
 
-from tests.ros_helpers import (private_context, Client, NodeProcess, apply_loopback_env, make_image,
-                               restore_env, ros_skip_reason, synthetic_frame, unique_domain_id, wait_for,
-                               write_params)
+from actfusion_ros.ros_testing import (apply_loopback_env, make_image, node_session, private_context, restore_env,
+                                       ros_skip_reason, synthetic_frame, unique_domain_id, wait_for)
 
 REASON = ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
@@ -73,13 +72,6 @@ class ScriptedForecaster:
         fut = np.full((3, horizon), 0.1, np.float32)
         fut[2] = 0.8
         return obs, fut
-
-
-@pytest.fixture()
-def ros_context() -> Iterator[Any]:
-    """A private rclpy context on the loopback profile (no signal handlers in pytest)."""
-    with private_context(unique_domain_id()) as ctx:
-        yield ctx
 
 
 @pytest.fixture()
@@ -346,26 +338,16 @@ def test_a_signal_during_a_tick_exits_cleanly(tmp_path: Path, sig: int) -> None:
     """The node's model (tests/slow_forecaster_node.py) stays inside its first call until the context is
     shut down and notes entering and leaving it: the signal, sent once the call has begun, lands inside
     a tick. The node must exit 0 with no traceback and no failed tick; only a hang fails on time."""
-    domain = unique_domain_id()
-    ns = f"/afsig{os.getpid()}{int(sig)}"
     marker = tmp_path / "model_calls.txt"
-    params = write_params(tmp_path / "params.yaml", {
-        "random_weights": True, "tick_rate_hz": 20.0, "feature_rate_hz": 5.0, "max_window_s": 4.0,
-        "max_horizon_s": 4.0, "min_observed_frames": 1, "qos_reliability": "reliable", "qos_depth": 10,
-        "num_threads": 1, "diagnostics_period_s": 0.2})
-    node = NodeProcess(params, tmp_path / "node.log", domain_id=domain, namespace=ns,
-                       remaps=[("image", f"{ns}/camera")], module="tests.slow_forecaster_node",
-                       module_args=[str(marker)])
-    client = None
     stop = threading.Event()
     feeder: threading.Thread | None = None
-    try:
-        client = Client("actfusion_signal_client", domain)
-        pub = client.node.create_publisher(Image, f"{ns}/camera",
-                                           QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        wait_for(lambda: not node.alive() or pub.get_subscription_count() > 0, HANG_S, "the node to match",
-                 details=node.log_tail)
-        assert node.alive(), node.log_tail()
+    with node_session(tmp_path, {
+            "random_weights": True, "tick_rate_hz": 20.0, "feature_rate_hz": 5.0, "max_window_s": 4.0,
+            "max_horizon_s": 4.0, "min_observed_frames": 1, "qos_reliability": "reliable", "qos_depth": 10,
+            "num_threads": 1, "diagnostics_period_s": 0.2}, name=f"afsig{int(sig)}", match_s=HANG_S,
+            module="tests.slow_forecaster_node", module_args=[str(marker)]) as session, \
+            _stopped(stop, lambda: feeder):
+        node, pub = session.node, session.image_pub
 
         def camera() -> None:
             i = 0
@@ -386,13 +368,18 @@ def test_a_signal_during_a_tick_exits_cleanly(tmp_path: Path, sig: int) -> None:
         assert "Traceback" not in log and "tick failed" not in log, node.log_tail()
         # the signal landed inside the tick: the model's call ended because the context was shut down
         assert marker.read_text().splitlines() == ["enter 1", "leave 1 shut_down=True"], marker.read_text()
+
+
+@contextmanager
+def _stopped(stop: threading.Event, thread: Callable[[], threading.Thread | None]) -> Iterator[None]:
+    """On the way out, stop and join the test's thread: none outlives it (see tests/failing_report_shape.py)."""
+    try:
+        yield
     finally:
-        stop.set()                       # no thread of this test outlives it (see tests/failing_report_shape.py)
-        if feeder is not None:
-            feeder.join(HANG_S)
-        node.kill()
-        if client is not None:
-            client.close()
+        stop.set()
+        started = thread()
+        if started is not None:
+            started.join(HANG_S)
 
 def test_shutdown_is_ordered_and_bounded_while_the_worker_is_stuck_in_an_extraction(ros_context, monkeypatch,
                                                                                       capfd) -> None:

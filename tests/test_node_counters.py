@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
 from actfusion_ros.counters import IDENTITIES, identity_violations
-from tests.ros_helpers import (make_image, private_context, ros_skip_reason, synthetic_frame,
-                               unique_domain_id, wait_for)
+from actfusion_ros.ros_testing import (make_image, ros_skip_reason, synthetic_frame, wait_for)
 
 S = 1_000_000_000
 ROS = ros_skip_reason()
@@ -28,14 +27,6 @@ def test_identity_violations_name_the_broken_sum() -> None:
     assert identity_violations({**good, "bad_images.corrupt": 1}) == ["bad_images == sum(bad_images.*): 3 != 4"]
     assert [str(i).split(" ==")[0] for i in IDENTITIES] == [
         "images_received", "bad_images", "frames_received", "ticks", "tick_errors"]
-
-
-@pytest.fixture()
-def ros_context() -> Iterator[Any]:
-    if ROS is not None:
-        pytest.skip(ROS)
-    with private_context(unique_domain_id()) as ctx:
-        yield ctx
 
 
 class FailingSometimes:

@@ -7,7 +7,6 @@ config/fastdds_local.xml), on a pid-derived ROS_DOMAIN_ID and under a unique nam
 from __future__ import annotations
 
 import math
-import os
 import signal
 import threading
 import time
@@ -16,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.ros_helpers import (private_context, Client, NodeProcess, diagnostics_values, make_image,
-                               ros_skip_reason, synthetic_frame, unique_domain_id, wait_for,
-                               write_params)
+from actfusion_ros.ros_testing import (diagnostics_values, make_image, node_session, ros_skip_reason,
+                                       synthetic_frame, wait_for)
 
 REASON = ros_skip_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
@@ -144,13 +142,6 @@ def test_diagnostic_array() -> None:
 
 # ============================================================================ node helpers
 # ============================================================================ in-process node
-@pytest.fixture()
-def ros_context():
-    """A private rclpy context on the loopback profile (no signal handlers in pytest)."""
-    with private_context(unique_domain_id()) as ctx:
-        yield ctx
-
-
 def _params(**values) -> list:
     return [Parameter(k, value=v) for k, v in values.items()]
 
@@ -287,38 +278,21 @@ CLASSES = ["idle", "reach", "grasp", "pour"]
 @pytest.mark.slow
 def test_node_over_dds(tmp_path: Path) -> None:
     """Node subprocess + test client: forecasts, stamps, horizon, labels, bad images, reset, SIGINT."""
-    domain = unique_domain_id()
-    ns = f"/aft{os.getpid()}"
     rate, ratio, max_h_s, min_obs = 10.0, 2.0, 1.0, 3
     (tmp_path / "classes.txt").write_text("".join(f"{i} {n}\n" for i, n in enumerate(CLASSES)))
-    params = write_params(tmp_path / "params.yaml", {
-        "random_weights": True, "class_names_file": str(tmp_path / "classes.txt"),
-        "tick_rate_hz": 10.0, "feature_rate_hz": rate, "ratio": ratio, "max_horizon_s": max_h_s,
-        "min_observed_frames": min_obs, "publish_partial": True, "stale_after_s": 5.0, "episode_gap_s": 5.0,
-        "qos_reliability": "reliable", "qos_depth": 20, "queue_size": 64, "diagnostics_period_s": 0.2,
-        "num_threads": 1})
-    node = NodeProcess(params, tmp_path / "node.log", domain_id=domain, namespace=ns,
-                       remaps=[("image", f"{ns}/camera")])
-    client = None
-    try:
-        client = Client("actfusion_test_client", domain)
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        pub = client.node.create_publisher(Image, f"{ns}/camera",
-                                           QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-        fut_topic, cur_topic = f"{ns}/actfusion/future_actions", f"{ns}/actfusion/current_action"
-        fut_sub = client.subscribe(fut_topic, ActionForecast)
-        client.subscribe(cur_topic, ActionSegment)
-        diag_sub = client.subscribe("/diagnostics", DiagnosticArray)
+    with node_session(tmp_path, {
+            "random_weights": True, "class_names_file": str(tmp_path / "classes.txt"),
+            "tick_rate_hz": 10.0, "feature_rate_hz": rate, "ratio": ratio, "max_horizon_s": max_h_s,
+            "min_observed_frames": min_obs, "publish_partial": True, "stale_after_s": 5.0, "episode_gap_s": 5.0,
+            "qos_reliability": "reliable", "qos_depth": 20, "queue_size": 64, "diagnostics_period_s": 0.2,
+            "num_threads": 1}, name="aft", image_depth=50, current=True) as session:
+        node, client, pub, ns = session.node, session.client, session.image_pub, session.namespace
+        fut_topic, cur_topic = session.future_topic, session.current_topic
         reset = client.node.create_client(Trigger, f"{ns}/actfusion_node/reset")
 
         def log() -> str:
             return node.log_tail()
 
-        wait_for(lambda: not node.alive() or (pub.get_subscription_count() > 0
-                                              and fut_sub.get_publisher_count() > 0
-                                              and diag_sub.get_publisher_count() > 0),
-                 30.0, "the node's subscription and publishers to match", details=log)
-        assert node.alive(), f"node exited with {node.proc.returncode}\n{log()}"
         sent: list[int] = []
         counter = [0]
 
@@ -416,37 +390,22 @@ def test_node_over_dds(tmp_path: Path) -> None:
         flood.join(HANG_S)
         assert rc == 0, f"exit code {rc}\n{log()}"
         assert "Traceback" not in node.log_path.read_text(), log()
-    finally:
-        node.kill()
-        if client is not None:
-            client.close()
 
 
 @pytest.mark.slow
 def test_node_follows_sim_time(tmp_path: Path) -> None:
     """use_sim_time: ticks and staleness follow /clock (frames stamped far from the wall clock)."""
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rosgraph_msgs.msg import Clock
 
-    domain = unique_domain_id()
-    ns = f"/afsim{os.getpid()}"
-    params = write_params(tmp_path / "params.yaml", {
-        "random_weights": True, "tick_rate_hz": 5.0, "feature_rate_hz": 5.0, "min_observed_frames": 2,
-        "qos_reliability": "reliable", "qos_depth": 20, "diagnostics_period_s": 0.2, "num_threads": 1})
-    node = NodeProcess(params, tmp_path / "node.log", domain_id=domain, namespace=ns,
-                       remaps=[("image", f"{ns}/camera")], extra_args=["-p", "use_sim_time:=true"])
-    client = None
-    try:
-        client = Client("actfusion_sim_client", domain)
-        pub = client.node.create_publisher(Image, f"{ns}/camera",
-                                           QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    with node_session(tmp_path, {
+            "random_weights": True, "tick_rate_hz": 5.0, "feature_rate_hz": 5.0, "min_observed_frames": 2,
+            "qos_reliability": "reliable", "qos_depth": 20, "diagnostics_period_s": 0.2, "num_threads": 1},
+            name="afsim", image_depth=50, extra_args=["-p", "use_sim_time:=true"]) as session:
+        node, client, pub, topic = session.node, session.client, session.image_pub, session.future_topic
+        ns = session.namespace
         clock = client.node.create_publisher(Clock, "/clock", 10)
-        topic = f"{ns}/actfusion/future_actions"
-        sub = client.subscribe(topic, ActionForecast)
-        client.subscribe("/diagnostics", DiagnosticArray)
-        wait_for(lambda: not node.alive() or (pub.get_subscription_count() > 0 and sub.get_publisher_count() > 0
-                                              and clock.get_subscription_count() > 0),
-                 30.0, "the node to match", details=node.log_tail)
+        wait_for(lambda: not node.alive() or clock.get_subscription_count() > 0, HANG_S, "the node's /clock",
+                 details=node.log_tail)
         assert node.alive(), node.log_tail()
         sim = 1000 * 10**9  # 1000 s after the epoch: hopelessly stale on the wall clock
         sent = set()
@@ -484,7 +443,3 @@ def test_node_follows_sim_time(tmp_path: Path) -> None:
         assert values.get("stream_skips.stale", "0") == "0", values
         node.signal(signal.SIGTERM)
         assert node.wait(HANG_S) == 0, node.log_tail()
-    finally:
-        node.kill()
-        if client is not None:
-            client.close()

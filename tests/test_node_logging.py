@@ -18,8 +18,8 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from tests.ros_helpers import (Client, make_image, private_context, ros_skip_reason, synthetic_frame,
-                               unique_domain_id, wait_for)
+from actfusion_ros.ros_testing import (Client, make_image, private_context, ros_skip_reason, synthetic_frame,
+                                       unique_domain_id, wait_for)
 
 REASON = ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]

@@ -127,7 +127,7 @@ def test_soak_main_exit_status(monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
     import json
 
     import benchmarks.soak as soak
-    import tests.ros_helpers as ros_helpers
+    import actfusion_ros.ros_testing as ros_helpers
 
     monkeypatch.setattr(ros_helpers, "ros_skip_reason", lambda: "rclpy not importable" if "skip" in case else None)
 
