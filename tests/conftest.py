@@ -35,6 +35,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture()
+def single_torch_thread() -> Generator[None, None, None]:
+    """torch on one intra-op thread for the test (tests/torch_threads.py)."""
+    from tests.torch_threads import one_torch_thread
+
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def single_torch_thread_module() -> Generator[None, None, None]:
+    """torch on one intra-op thread for the whole module (module-scoped fixtures built under it too)."""
+    from tests.torch_threads import one_torch_thread
+
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture()
 def ros_context() -> Generator[Any, None, None]:
     """A private rclpy context on the loopback profile and a domain of its own (no signal handlers in
     pytest); skips the test where rclpy or the messages are not importable."""

@@ -12,9 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -22,6 +20,7 @@ import torch
 import yaml
 
 from model.checkpoint import load_checkpoint
+from tests.torch_threads import one_torch_thread
 from model.config import ConfigError, experiment_config
 from model.masking import IGNORE_INDEX
 from training.batches import CachedVideo, draw_sample, soft_targets
@@ -69,16 +68,6 @@ def write_config(path: Path, model: dict | None = None, loss: dict | None = None
     return path
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Small models run much faster on one intra-op thread; results do not depend on it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
 
 def run(config: Path, data: Path, out: Path, **kw) -> str:
     status, _ = train(TrainOptions(config=config, data_root=data, split=1, out=out, progress=False, **kw))
@@ -115,10 +104,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 # ---------------------------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +121,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def straight(data: Path, config: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2 epochs without interruption (3 training videos, accumulate 2: steps after iterations 2, 3, 5, 6)."""
     out = tmp_path_factory.mktemp("straight") / "run"
-    with one_thread():
+    with one_torch_thread():
         assert run(config, data, out) == "finished"
     return out
 
