@@ -122,7 +122,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "TensorRT engine cache (default: the tensorrt folder inside onnx_dir); engines are built there on "
        "first use."),
     _p("device", "cpu", "Inference device: cpu, cuda or cuda:N."),
-    _p("num_threads", 0, "CPU threads of torch / ONNX Runtime inference (0: their default).", 0, 256),
+    _p("num_threads", 0, "CPU threads of torch (set once for the whole process at start-up, the extractor "
+       "included) and of ONNX Runtime inference (0: their default).", 0, 256),
     _p("ddim_steps", 0, "DDIM denoising steps per forecast (0: the checkpoint's value).", 0, 1000),
     _p("seed", 0,
        "Seed of the diffusion noise; each tick draws from a generator seeded with (seed, tick number), "
