@@ -229,7 +229,9 @@ def inspect_image(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
     """Every check of :func:`image_to_rgb`, without converting: the conversion is ``.decode()``."""
     encoding = _field(msg, "encoding")
     if not isinstance(encoding, str):
-        raise ImageConversionError(f"encoding must be a string, got {type(encoding).__name__}", kind="encoding")
+        raise ImageConversionError(
+            f"encoding must be a string, got {type(encoding).__name__}", kind="encoding"
+        )
     name = _canonical_encoding(encoding)
     if name is None:
         raise ImageConversionError(
@@ -252,7 +254,8 @@ def inspect_image(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
     needed = step * height
     if buf.size < needed:
         raise ImageConversionError(
-            f"image data too short: {buf.size} bytes, need step*height = {step}*{height} = {needed}", kind="truncated"
+            f"image data too short: {buf.size} bytes, need step*height = {step}*{height} = {needed}",
+            kind="truncated",
         )
     big = bool(_field(msg, "is_bigendian")) if name == "mono16" else False
     return EncodedImage((height, width, 3), lambda: _raw_to_rgb(buf, name, height, width, step, big))
@@ -346,20 +349,27 @@ def _jpeg_size(data: bytes | np.ndarray) -> tuple[int, int]:
             width = (view[pos + 5] << 8) | view[pos + 6]
             if width == 0 or height == 0:
                 raise ImageConversionError(
-                    f"cannot decode jpeg data ({n} bytes): frame header gives {width}x{height} (WxH)", kind="corrupt")
+                    f"cannot decode jpeg data ({n} bytes): frame header gives {width}x{height} (WxH)",
+                    kind="corrupt")
             return width, height
         pos += length
-    raise ImageConversionError(f"cannot decode jpeg data ({n} bytes): no readable frame header (SOFn)", kind="corrupt")
+    raise ImageConversionError(
+        f"cannot decode jpeg data ({n} bytes): no readable frame header (SOFn)", kind="corrupt"
+    )
 
 
 def _png_size(data: bytes | np.ndarray) -> tuple[int, int]:
     """``(width, height)`` from the ``IHDR`` chunk, which must follow the PNG signature."""
     head = bytes(np.ascontiguousarray(data[:24], dtype=np.uint8))
     if len(head) < 24 or head[12:16] != b"IHDR":
-        raise ImageConversionError(f"cannot decode png data ({len(data)} bytes): no IHDR chunk after the signature", kind="corrupt")
+        raise ImageConversionError(
+            f"cannot decode png data ({len(data)} bytes): no IHDR chunk after the signature", kind="corrupt"
+        )
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     if width == 0 or height == 0:
-        raise ImageConversionError(f"cannot decode png data: IHDR gives {width}x{height} (WxH)", kind="corrupt")
+        raise ImageConversionError(
+            f"cannot decode png data: IHDR gives {width}x{height} (WxH)", kind="corrupt"
+        )
     return width, height
 
 
@@ -428,9 +438,13 @@ def _decode_compressed(buf: np.ndarray, codec: str, swap: bool) -> np.ndarray:
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:
-        raise ImageConversionError(f"cannot decode {codec} data ({buf.size} bytes): {exc}", kind="corrupt") from None
+        raise ImageConversionError(
+            f"cannot decode {codec} data ({buf.size} bytes): {exc}", kind="corrupt"
+        ) from None
     if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.size == 0:
-        raise ImageConversionError(f"cannot decode {codec} data ({buf.size} bytes): corrupt stream", kind="corrupt")
+        raise ImageConversionError(
+            f"cannot decode {codec} data ({buf.size} bytes): corrupt stream", kind="corrupt"
+        )
     out = bgr[:, :, ::-1] if swap else bgr
     return np.ascontiguousarray(out, dtype=np.uint8)
 

@@ -81,14 +81,13 @@ DIAGNOSTICS_TOPIC = "/diagnostics"
 RESET_SERVICE = "~/reset"
 
 
-# ---------------------------------------------------------------------- the node
 class ActFusionNode(Node):
     """Streaming action segmentation + anticipation node (see the module docstring).
 
     ``forecaster``: use this instead of building one from the parameters (tests, benchmarks);
     ``class_names`` then defaults to ``forecaster.class_names``. Other keyword arguments go to
-    :class:`rclpy.node.Node`. Raises :class:`StartupError` with a readable message when the
-    parameters, model or files are unusable.
+    :class:`rclpy.node.Node`. Raises :class:`actfusion_ros.builder.StartupError` with a readable
+    message when the parameters, model or files are unusable.
     """
 
     def __init__(self, *, forecaster: Forecaster | None = None, class_names: Sequence[str] | None = None,
@@ -97,8 +96,7 @@ class ActFusionNode(Node):
         self._closing = threading.Event()
         self._queue: FrameQueue | None = None
         self._worker: threading.Thread | None = None
-        # every override gets declared as given (public API: get_parameters_by_prefix sees them all), so
-        # unknown ones can be reported; ours are then re-declared with their descriptors
+        # overrides auto-declared: get_parameters_by_prefix (public) sees them all (ros_params re-declares ours)
         super().__init__(node_name, **{**node_kwargs, "automatically_declare_parameters_from_overrides": True})
         self._log = SafeLog(self.get_logger())  # fixed severity per call site; never raises
         self.settings: NodeSettings = declare_node_parameters(self, self._log.warning)
@@ -245,7 +243,7 @@ class ActFusionNode(Node):
         return self._ticks.last_result()
 
     def diagnostics_values(self) -> tuple[str, str, dict[str, Any]]:
-        """``(level, message, values)`` of the current /diagnostics status (:mod:`actfusion_ros.node_diagnostics`)."""
+        """``(level, message, values)`` of the /diagnostics status (:mod:`actfusion_ros.node_diagnostics`)."""
         return self._diagnostics.values()
 
     def _publish_diagnostics(self) -> None:

@@ -25,7 +25,8 @@ from actfusion_ros.stream_types import STREAM_KEYS, WINDOW_POLICIES, StreamConfi
 from model.backend_names import BACKENDS
 
 __all__ = ["BACKENDS", "DEVICE_PATTERN", "NodeSettings", "PARAMETERS", "PARAMETER_NAMES", "ParamSpec",
-           "ParameterError", "QOS_RELIABILITY", "declaration_problem", "defaults", "markdown_table", "parse_extractor_kwargs",
+           "ParameterError", "QOS_RELIABILITY", "declaration_problem", "defaults", "markdown_table",
+           "parse_extractor_kwargs",
            "read_params_file", "spec", "validate_values"]
 
 QOS_RELIABILITY = ("best_effort", "reliable")

@@ -3,7 +3,8 @@
 ``actfusion-replay BAG --params PARAMS.yaml --out DIR`` replays the deployment a node params file describes:
 the pipeline is assembled by :func:`actfusion_ros.builder.build_anticipator`, as ``actfusion_node`` does
 (without ``--params``, the flags stand for the node's parameters, with the extractor and feature rate
-the checkpoint records). The bag's frames drive the same :class:`~actfusion_ros.stream.StreamingAnticipator` the node uses, on
+the checkpoint records). The bag's frames drive the same
+:class:`~actfusion_ros.stream.StreamingAnticipator` the node uses, on
 the bag's own timestamps and as fast as the machine allows (no DDS): ticks happen every ``1/tick_rate``
 seconds of *camera* time. Ground truth comes from a label topic (``std_msgs/String`` change events) or
 a per-frame label file. The report has

@@ -4,7 +4,8 @@
 feature extractor runs in another thread (the node's feature worker) changes that extractor's threads
 too, at random moments. So a process sets it once, when it starts (``num_threads`` of the node,
 ``--threads`` of the command-line tools) through :func:`set_process_threads`, and nothing on the
-forecast path touches it. Tests that need one thread set and restore it themselves.
+forecast path touches it. The ONNX Runtime backend sets its ``loop_threads`` (1) when it is built, unless
+the process chose a count before. Tests that need one thread set and restore it themselves.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The node's ROS-free parts: frame queue, kind counters, class names, tick overruns, tick statistics and diagnostics, error kinds, the builder,
-parameter declaration problems, process threads."""
+"""The node's ROS-free parts: frame queue, kind counters, class names, tick overruns, tick statistics and
+diagnostics, error kinds, the builder, parameter declaration problems, process threads."""
 from __future__ import annotations
 
 import threading
@@ -200,15 +200,18 @@ def test_builder_loads_the_model_the_settings_name() -> None:
     assert stream.forecaster.seed == 3 and stream.forecaster.input_dim == stream.extractor.dim
 
 
-def test_process_threads_are_set_at_start_up_only() -> None:
+def test_process_threads_are_set_at_start_up_only(monkeypatch) -> None:
     import torch
 
-    from model.torch_threads import set_process_threads
+    from model import torch_threads
+    from model.torch_threads import process_threads, set_process_threads
 
+    monkeypatch.setattr(torch_threads, "_chosen", None)  # restored after the test
     before = torch.get_num_threads()
     try:
         assert set_process_threads(None) == before and set_process_threads(0) == before
-        assert set_process_threads(1) == 1 and torch.get_num_threads() == 1
+        assert process_threads() is None
+        assert set_process_threads(1) == 1 and torch.get_num_threads() == 1 and process_threads() == 1
         with pytest.raises(ValueError):
             set_process_threads(-1)
     finally:
