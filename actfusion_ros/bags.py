@@ -38,8 +38,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
-from actfusion_ros.frames import (compressed_to_rgb, image_to_rgb, ns_to_stamp_fields, rgb_to_image_fields,
-                                  rgb_to_jpeg, stamp_to_ns)
+from actfusion_ros.frames import compressed_to_rgb, image_to_rgb, rgb_to_image_fields, rgb_to_jpeg
+from actfusion_ros.time_ns import ns_to_stamp_fields, stamp_to_ns
 
 __all__ = ["BagError", "IMAGE_TYPES", "LABEL_TYPE", "LabelEvent", "TopicInfo", "bag_topics",
            "count_messages", "labels_at", "read_images", "read_labels", "write_bag", "write_mcap_crcs"]

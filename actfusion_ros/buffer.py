@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from actfusion_ros.sampler import as_stamp_ns
+from actfusion_ros.time_ns import as_stamp_ns
 
 
 class FeatureBuffer:

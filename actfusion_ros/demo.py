@@ -118,7 +118,8 @@ def live_core(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any
     """Drive the streaming core in-process (no ROS) at bag pace x100, printing forecasts."""
     from actfusion_ros.bags import read_images
     from actfusion_ros.forecaster import ModelForecaster
-    from actfusion_ros.stream import StreamConfig, StreamingAnticipator
+    from actfusion_ros.stream import StreamingAnticipator
+    from actfusion_ros.stream_types import StreamConfig
     from model.features import build_extractor
 
     forecaster = ModelForecaster.from_checkpoint(checkpoint, num_samples=NUM_SAMPLES)

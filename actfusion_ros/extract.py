@@ -7,11 +7,11 @@ Output under ``--out DIR`` (the layout ``training.data.MsTcnDataset`` reads)::
     mapping.txt              "<id> <name>" per class; an existing file is kept and extended
     stamps/<name>.npy        int64 (T,): the camera stamp (ns) of each feature frame
 
-Features are computed exactly as the live node computes them: the same
-:class:`~actfusion_ros.sampler.FeatureRateSampler` rule picks the frames (by timestamp, =
-``sample_frame_indices``), every frame the sampler accepts as new enters the extractor's context,
-and features come from :meth:`~model.features.base.FeatureExtractor.extract_windows` on the same
-windows (see :func:`extract_sampled`). Timestamps: a video's frame ``i`` is stamped
+Features are computed exactly as the live node computes them: by the same sampling engine
+(:class:`~actfusion_ros.sampling.FeatureSampling`: the sampler picks the frames by timestamp, every
+frame it accepts as new enters the extractor's context), with
+:meth:`~model.features.base.FeatureExtractor.extract_windows` on the same windows, only batched (see
+:func:`extract_sampled`). Timestamps: a video's frame ``i`` is stamped
 ``round(i * 1e9 / fps)`` ns; a bag's frames carry their ``header.stamp``.
 
 Labels (optional): ``--label-topic`` (a ``std_msgs/String`` topic in the bag: the label in force at
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -36,14 +35,14 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from actfusion_ros.bags import BagError, count_messages, labels_at, read_images, read_labels
-from actfusion_ros.sampler import FeatureRateSampler, period_ns_from_rate
+from actfusion_ros.sampling import FRAME_SHAPE, FeatureSampling
+from actfusion_ros.time_ns import NS_PER_S, period_ns_from_rate
 from model.features import FeatureExtractor, FrameShapeChanged, available_extractors, build_extractor
 from model.features.base import check_frame
 from model.features.pipeline import FeaturePipeline, PipelineMismatch, write_dataset_pipeline
 from model.io import atomic_open
 from model.labels import ClassMapping, LabelError
 
-NS_PER_S = 1_000_000_000
 
 
 class ExtractError(ValueError):
@@ -70,19 +69,17 @@ def extract_sampled(frames: Iterable[tuple[int, np.ndarray]], extractor: Feature
     """Features at the feature rate from ``(stamp_ns, rgb)`` frames, as the live stream computes them.
 
     The offline counterpart of ``StreamingAnticipator.push_frame`` over one episode (no gap or
-    backward-jump resets, like ``sample_frame_indices``): frames the sampler accepts (taken or not
-    due) enter a ring of the last ``context_frames`` preprocessed frames; at taken frames the ring is
-    a window whose feature is computed, ``batch_size`` windows per forward pass (default: the
-    extractor's ``batch_size`` attribute, else 8). Duplicate and out-of-order stamps are skipped.
-    Memory stays bounded: only the ring and one batch of windows are held.
+    backward-jump resets, like ``sample_frame_indices``), on the same engine
+    (:class:`~actfusion_ros.sampling.FeatureSampling`): frames the sampler accepts (taken or not due)
+    enter the context ring; at taken frames the ring is a window whose feature is computed,
+    ``batch_size`` windows per forward pass (default: the extractor's ``batch_size`` attribute, else 8).
+    Duplicate and out-of-order stamps are skipped. Memory stays bounded: only the ring and one batch
+    of windows are held.
 
     Raises :class:`~model.features.FrameShapeChanged` if the frame size changes within the input.
     """
-    sampler = FeatureRateSampler(period_ns_from_rate(feature_rate_hz))
-    context = int(extractor.context_frames)
+    sampling = FeatureSampling(extractor, period_ns_from_rate(feature_rate_hz))  # one episode: no resets
     batch = int(batch_size or getattr(extractor, "batch_size", 8) or 8)
-    ring: deque[np.ndarray] = deque(maxlen=context)
-    shape: tuple[int, ...] | None = None
     pending: list[np.ndarray] = []
     chunks: list[np.ndarray] = [np.zeros((0, extractor.dim), np.float32)]
     stamps: list[int] = []
@@ -91,19 +88,15 @@ def extract_sampled(frames: Iterable[tuple[int, np.ndarray]], extractor: Feature
     for n, (stamp, rgb) in enumerate(frames, start=1):
         if on_frame is not None:
             on_frame()
-        decision = sampler.offer(int(stamp))
-        if decision.kind not in ("taken", "not_due"):
-            continue
-        check_frame(rgb)
-        if shape is not None and tuple(rgb.shape) != shape:
+        shape = sampling.frame_shape
+        decision = sampling.decide(int(stamp), check_frame(rgb).shape)
+        if decision.reset_reason == FRAME_SHAPE:
             raise FrameShapeChanged(f"frame {n - 1} (stamp {stamp} ns) has shape {rgb.shape}, earlier "
                                     f"frames {shape}; split the input where the image size changes")
-        shape = tuple(rgb.shape)
-        if not decision.take and context == 1:
-            continue                       # a per-frame extractor never looks at unsampled frames
-        ring.append(extractor.preprocess_frame(rgb))
-        if decision.take:
-            pending.append(np.stack(ring))
+        if decision.kind == "not_due":
+            sampling.observe(rgb)          # context only (a per-frame extractor keeps nothing)
+        elif decision.take:
+            pending.append(sampling.window(rgb))
             stamps.append(int(stamp))
             indices.append(n - 1)
             if len(pending) >= batch:

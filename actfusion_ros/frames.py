@@ -21,8 +21,8 @@ small pure-Python parser), so a few hundred bytes claiming 8000x8000 cost
 nothing. Every caller (node, bag reading, replay, extraction) goes through
 these two functions.
 
-Time is carried as integer nanoseconds end to end; :func:`stamp_to_ns` and
-:func:`ns_to_stamp_fields` convert from/to ``builtin_interfaces/Time`` fields.
+Time is carried as integer nanoseconds end to end; :mod:`actfusion_ros.time_ns` converts from/to
+``builtin_interfaces/Time`` fields.
 
 Filling messages from :func:`rgb_to_image_fields`: for rclpy assign the
 ``bytes`` as they are (``msg.data = fields['data']``; assigning an ndarray is
@@ -38,35 +38,50 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_PIXELS",
+    "ERROR_KINDS",
     "ENCODING_ALIASES",
     "ImageConversionError",
     "ImageTooLargeError",
     "SUPPORTED_ENCODINGS",
     "SUPPORTED_COMPRESSED_FORMATS",
+    "EncodedImage",
     "image_to_rgb",
     "compressed_to_rgb",
+    "inspect_compressed",
+    "inspect_image",
     "compressed_image_size",
     "check_image_pixels",
-    "stamp_to_ns",
-    "ns_to_stamp_fields",
     "rgb_to_image_fields",
     "rgb_to_jpeg",
 ]
 
-NS_PER_SEC = 1_000_000_000
-_INT32_MAX = 2**31 - 1
 #: Default limit of :func:`image_to_rgb` / :func:`compressed_to_rgb`: 4096 x 4096 pixels (a 16 MP
 #: camera; 48 MiB as RGB).
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 
+#: The values of :attr:`ImageConversionError.kind` (the node's ``bad_images.<kind>`` counters).
+ERROR_KINDS: tuple[str, ...] = ("fields", "encoding", "empty", "step", "truncated", "format", "corrupt",
+                                "too_large", "other")
+
+
 class ImageConversionError(ValueError):
     """Raised when an image message cannot be converted (or built).
 
-    ``kind`` is a short, stable name of the problem for counters (``None``: not classified here).
+    ``kind`` (one of :data:`ERROR_KINDS`) is a short, stable name of the problem for counters: a
+    missing or mistyped field (``fields``), an unsupported ``encoding``, an ``empty`` image, a ``step``
+    shorter than a row, ``truncated`` data, an unknown compression ``format``, ``corrupt`` compressed
+    data, an image ``too_large`` to decode, or ``other`` (building messages).
     """
 
-    kind: str | None = None
+    kind: str = "other"
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        if kind is not None:
+            if kind not in ERROR_KINDS:
+                raise ValueError(f"unknown image error kind {kind!r}; known: {ERROR_KINDS}")
+            self.kind = kind
 
 
 class ImageTooLargeError(ImageConversionError):
@@ -115,18 +130,18 @@ def _field(msg: Any, name: str) -> Any:
         return getattr(msg, name)
     except AttributeError:
         raise ImageConversionError(
-            f"message of type {type(msg).__name__} has no '{name}' field"
+            f"message of type {type(msg).__name__} has no '{name}' field", kind="fields"
         ) from None
 
 
 def _as_int(value: Any, name: str) -> int:
     if isinstance(value, bool):
-        raise ImageConversionError(f"{name} must be an integer, got bool")
+        raise ImageConversionError(f"{name} must be an integer, got bool", kind="fields")
     try:
         return operator.index(value)
     except TypeError:
         raise ImageConversionError(
-            f"{name} must be an integer, got {type(value).__name__}"
+            f"{name} must be an integer, got {type(value).__name__}", kind="fields"
         ) from None
 
 
@@ -134,21 +149,21 @@ def _as_bytes_view(data: Any, what: str = "data") -> np.ndarray:
     """Return a flat uint8 view (no copy when possible) of a ``uint8[]`` field."""
     if isinstance(data, np.ndarray):
         if data.dtype != np.uint8:
-            raise ImageConversionError(f"{what} must have dtype uint8, got {data.dtype}")
+            raise ImageConversionError(f"{what} must have dtype uint8, got {data.dtype}", kind="fields")
         return data.reshape(-1)
     if isinstance(data, (list, tuple)):
         arr = np.asarray(data)
         if arr.size == 0:
             return np.zeros(0, np.uint8)
         if arr.ndim != 1 or arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() > 255:
-            raise ImageConversionError(f"{what} must be a sequence of integers in 0..255")
+            raise ImageConversionError(f"{what} must be a sequence of integers in 0..255", kind="fields")
         return arr.astype(np.uint8)
     try:
         # bytes, bytearray, memoryview, array.array('B') (rclpy): zero-copy view.
         return np.frombuffer(data, dtype=np.uint8)
     except (TypeError, ValueError, BufferError):
         raise ImageConversionError(
-            f"{what} must be bytes-like or a uint8 array, got {type(data).__name__}"
+            f"{what} must be bytes-like or a uint8 array, got {type(data).__name__}", kind="fields"
         ) from None
 
 
@@ -170,6 +185,26 @@ def check_image_pixels(width: int, height: int, max_pixels: int | None, what: st
         )
 
 
+class EncodedImage:
+    """An image message whose header was checked, decoded only on demand (:meth:`decode`).
+
+    ``shape``: ``(H, W, 3)`` of the RGB frame :meth:`decode` gives (from the header). Built by
+    :func:`inspect_image` / :func:`inspect_compressed`: every problem the header and the data's length
+    and markers show is raised there (cheap); :meth:`decode` can still raise
+    :class:`ImageConversionError` (kind ``corrupt``) for compressed data that does not decode.
+    """
+
+    __slots__ = ("shape", "_decode")
+
+    def __init__(self, shape: tuple[int, int, int], decode: Any) -> None:
+        self.shape = shape
+        self._decode = decode
+
+    def decode(self) -> np.ndarray:
+        """The ``(H, W, 3)`` uint8 RGB frame (a fresh array)."""
+        return self._decode()
+
+
 # --------------------------------------------------------------------------- raw images
 def image_to_rgb(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """Convert a ``sensor_msgs/Image``-like message to an ``(H, W, 3)`` uint8 RGB array.
@@ -187,37 +222,50 @@ def image_to_rgb(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS)
         ImageConversionError: unsupported encoding, zero/negative size,
             ``step`` shorter than a row, or ``data`` shorter than ``step * height``.
     """
+    return inspect_image(msg, max_pixels=max_pixels).decode()
+
+
+def inspect_image(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> EncodedImage:
+    """Every check of :func:`image_to_rgb`, without converting: the conversion is ``.decode()``."""
     encoding = _field(msg, "encoding")
     if not isinstance(encoding, str):
-        raise ImageConversionError(f"encoding must be a string, got {type(encoding).__name__}")
+        raise ImageConversionError(
+            f"encoding must be a string, got {type(encoding).__name__}", kind="encoding"
+        )
     name = _canonical_encoding(encoding)
     if name is None:
         raise ImageConversionError(
-            f"unsupported image encoding {encoding!r}; supported: {_SUPPORTED_TEXT}"
+            f"unsupported image encoding {encoding!r}; supported: {_SUPPORTED_TEXT}", kind="encoding"
         )
     enc = _ENCODINGS[name]
     height = _as_int(_field(msg, "height"), "height")
     width = _as_int(_field(msg, "width"), "width")
     step = _as_int(_field(msg, "step"), "step")
     if height <= 0 or width <= 0:
-        raise ImageConversionError(f"image must be non-empty, got {width}x{height} (WxH)")
+        raise ImageConversionError(f"image must be non-empty, got {width}x{height} (WxH)", kind="empty")
     check_image_pixels(width, height, max_pixels)
     row_bytes = width * enc.channels * enc.bytes_per_channel
     if step < row_bytes:
         raise ImageConversionError(
             f"step {step} is smaller than width*bytes_per_pixel = {width}*"
-            f"{enc.channels * enc.bytes_per_channel} = {row_bytes} for {encoding!r}"
+            f"{enc.channels * enc.bytes_per_channel} = {row_bytes} for {encoding!r}", kind="step"
         )
     buf = _as_bytes_view(_field(msg, "data"))
     needed = step * height
     if buf.size < needed:
         raise ImageConversionError(
-            f"image data too short: {buf.size} bytes, need step*height = {step}*{height} = {needed}"
+            f"image data too short: {buf.size} bytes, need step*height = {step}*{height} = {needed}",
+            kind="truncated",
         )
-    rows = buf[:needed].reshape(height, step)[:, :row_bytes]
+    big = bool(_field(msg, "is_bigendian")) if name == "mono16" else False
+    return EncodedImage((height, width, 3), lambda: _raw_to_rgb(buf, name, height, width, step, big))
 
+
+def _raw_to_rgb(buf: np.ndarray, name: str, height: int, width: int, step: int, big: bool) -> np.ndarray:
+    enc = _ENCODINGS[name]
+    row_bytes = width * enc.channels * enc.bytes_per_channel
+    rows = buf[:step * height].reshape(height, step)[:, :row_bytes]
     if name == "mono16":
-        big = bool(_field(msg, "is_bigendian"))
         grey16 = np.ascontiguousarray(rows).view(">u2" if big else "<u2")
         grey = (grey16 >> 8).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
@@ -237,7 +285,7 @@ def _parse_format(fmt: str, data: np.ndarray) -> tuple[str, bool]:
     text = fmt.strip().lower()
     if "compresseddepth" in text:
         raise ImageConversionError(
-            f"compressedDepth images are not supported (format {fmt!r})"
+            f"compressedDepth images are not supported (format {fmt!r})", kind="format"
         )
     if ";" in text:
         # image_transport style: "<orig enc>; <codec> compressed <target enc>"
@@ -252,13 +300,13 @@ def _parse_format(fmt: str, data: np.ndarray) -> tuple[str, bool]:
             if head.startswith(magic):
                 return name, True
         raise ImageConversionError(
-            "empty compressed image format and data is neither JPEG nor PNG"
+            "empty compressed image format and data is neither JPEG nor PNG", kind="format"
         )
     if token not in _CODECS:
         raise ImageConversionError(
             f"unknown compression format {fmt!r}; supported: "
             f"{', '.join(SUPPORTED_COMPRESSED_FORMATS)} (optionally image_transport style "
-            f"'rgb8; jpeg compressed bgr8')"
+            f"'rgb8; jpeg compressed bgr8')", kind="format"
         )
     # The encoder stored the bytes it was given as BGR; if the publisher says it
     # compressed rgb(a)8 directly, the decoded "BGR" already is RGB.
@@ -301,20 +349,27 @@ def _jpeg_size(data: bytes | np.ndarray) -> tuple[int, int]:
             width = (view[pos + 5] << 8) | view[pos + 6]
             if width == 0 or height == 0:
                 raise ImageConversionError(
-                    f"cannot decode jpeg data ({n} bytes): frame header gives {width}x{height} (WxH)")
+                    f"cannot decode jpeg data ({n} bytes): frame header gives {width}x{height} (WxH)",
+                    kind="corrupt")
             return width, height
         pos += length
-    raise ImageConversionError(f"cannot decode jpeg data ({n} bytes): no readable frame header (SOFn)")
+    raise ImageConversionError(
+        f"cannot decode jpeg data ({n} bytes): no readable frame header (SOFn)", kind="corrupt"
+    )
 
 
 def _png_size(data: bytes | np.ndarray) -> tuple[int, int]:
     """``(width, height)`` from the ``IHDR`` chunk, which must follow the PNG signature."""
     head = bytes(np.ascontiguousarray(data[:24], dtype=np.uint8))
     if len(head) < 24 or head[12:16] != b"IHDR":
-        raise ImageConversionError(f"cannot decode png data ({len(data)} bytes): no IHDR chunk after the signature")
+        raise ImageConversionError(
+            f"cannot decode png data ({len(data)} bytes): no IHDR chunk after the signature", kind="corrupt"
+        )
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     if width == 0 or height == 0:
-        raise ImageConversionError(f"cannot decode png data: IHDR gives {width}x{height} (WxH)")
+        raise ImageConversionError(
+            f"cannot decode png data: IHDR gives {width}x{height} (WxH)", kind="corrupt"
+        )
     return width, height
 
 
@@ -333,7 +388,7 @@ def compressed_image_size(data: Any) -> tuple[int, int]:
         return _jpeg_size(buf)
     if head.startswith(_CODECS["png"][1]):
         return _png_size(buf)
-    raise ImageConversionError(f"data is not a jpeg or png stream (bad header {head!r})")
+    raise ImageConversionError(f"data is not a jpeg or png stream (bad header {head!r})", kind="corrupt")
 
 
 def compressed_to_rgb(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
@@ -350,80 +405,48 @@ def compressed_to_rgb(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PI
         ImageTooLargeError: the header declares more than ``max_pixels`` pixels.
         ImageConversionError: unknown format, empty/corrupt/truncated data.
     """
+    return inspect_compressed(msg, max_pixels=max_pixels).decode()
+
+
+def inspect_compressed(msg: Any, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> EncodedImage:
+    """Every check of :func:`compressed_to_rgb` that needs no decoding (format, markers, header size,
+    ``max_pixels``); the decoding is ``.decode()``."""
     fmt = _field(msg, "format")
     if not isinstance(fmt, str):
-        raise ImageConversionError(f"format must be a string, got {type(fmt).__name__}")
+        raise ImageConversionError(f"format must be a string, got {type(fmt).__name__}", kind="fields")
     buf = _as_bytes_view(_field(msg, "data"))
     codec, swap = _parse_format(fmt, buf)
     if buf.size == 0:
-        raise ImageConversionError(f"compressed image ({codec}) has no data")
+        raise ImageConversionError(f"compressed image ({codec}) has no data", kind="empty")
     magic = _CODECS[codec][1]
     if buf[: len(magic)].tobytes() != magic:
         raise ImageConversionError(
-            f"data is not a {codec} stream (bad header {buf[:8].tobytes()!r})"
+            f"data is not a {codec} stream (bad header {buf[:8].tobytes()!r})", kind="corrupt"
         )
     tail = buf[-_TAIL_WINDOW:].tobytes()
     end_marker = _JPEG_EOI if codec in ("jpeg", "jpg") else _PNG_IEND
     if end_marker not in tail:
         raise ImageConversionError(
-            f"truncated {codec} data ({buf.size} bytes): no end-of-image marker"
+            f"truncated {codec} data ({buf.size} bytes): no end-of-image marker", kind="truncated"
         )
     width, height = compressed_image_size(buf)
     check_image_pixels(width, height, max_pixels, what=f"{codec} image")
+    return EncodedImage((height, width, 3), lambda: _decode_compressed(buf, codec, swap))
+
+
+def _decode_compressed(buf: np.ndarray, codec: str, swap: bool) -> np.ndarray:
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:
-        raise ImageConversionError(f"cannot decode {codec} data ({buf.size} bytes): {exc}") from None
+        raise ImageConversionError(
+            f"cannot decode {codec} data ({buf.size} bytes): {exc}", kind="corrupt"
+        ) from None
     if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.size == 0:
-        raise ImageConversionError(f"cannot decode {codec} data ({buf.size} bytes): corrupt stream")
+        raise ImageConversionError(
+            f"cannot decode {codec} data ({buf.size} bytes): corrupt stream", kind="corrupt"
+        )
     out = bgr[:, :, ::-1] if swap else bgr
     return np.ascontiguousarray(out, dtype=np.uint8)
-
-
-# --------------------------------------------------------------------------- time
-def stamp_to_ns(stamp: Any) -> int:
-    """Convert a ``builtin_interfaces/Time``-like stamp (``sec``, ``nanosec``) to int nanoseconds.
-
-    Objects exposing ``nanoseconds`` (``rclpy.time.Time``) are accepted too.
-
-    Raises:
-        TypeError: no integer ``sec``/``nanosec`` fields.
-        ValueError: negative time, or ``nanosec`` outside ``0..999999999``.
-    """
-    if hasattr(stamp, "nanoseconds") and not hasattr(stamp, "sec"):
-        ns = int(stamp.nanoseconds)
-    else:
-        try:
-            sec = operator.index(stamp.sec)
-            nanosec = operator.index(stamp.nanosec)
-        except AttributeError:
-            raise TypeError(
-                f"expected a stamp with integer 'sec' and 'nanosec', got {type(stamp).__name__}"
-            ) from None
-        if not 0 <= nanosec < NS_PER_SEC:
-            raise ValueError(f"nanosec must be in 0..{NS_PER_SEC - 1}, got {nanosec}")
-        ns = sec * NS_PER_SEC + nanosec
-    if ns < 0:
-        raise ValueError(f"negative time stamp: {ns} ns")
-    return ns
-
-
-def ns_to_stamp_fields(ns: int) -> tuple[int, int]:
-    """Split integer nanoseconds into ``(sec, nanosec)`` for ``builtin_interfaces/Time``.
-
-    Raises:
-        TypeError: ``ns`` is not an integer (floats are rejected on purpose).
-        ValueError: ``ns`` is negative or ``sec`` would overflow int32.
-    """
-    if isinstance(ns, bool):
-        raise TypeError("ns must be an integer, got bool")
-    ns = operator.index(ns)
-    if ns < 0:
-        raise ValueError(f"negative time in nanoseconds: {ns}")
-    sec, nanosec = divmod(ns, NS_PER_SEC)
-    if sec > _INT32_MAX:
-        raise ValueError(f"time {ns} ns overflows builtin_interfaces/Time.sec (int32)")
-    return sec, nanosec
 
 
 # --------------------------------------------------------------------------- building
@@ -467,7 +490,7 @@ def rgb_to_image_fields(
     name = _canonical_encoding(encoding)
     if name is None:
         raise ImageConversionError(
-            f"unsupported image encoding {encoding!r}; supported: {_SUPPORTED_TEXT}"
+            f"unsupported image encoding {encoding!r}; supported: {_SUPPORTED_TEXT}", kind="encoding"
         )
     # the message keeps the spelling asked for: lower case, except the OpenCV names (8UC3, 8UC1)
     stored = encoding.strip().upper() if encoding.strip().lower() in _LOWER_ALIASES else name

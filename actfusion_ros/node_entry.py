@@ -12,9 +12,9 @@ from actfusion_ros.signals import ShutdownRequest, ShutdownSignal
 def main(args: Sequence[str] | None = None) -> int:
     shutdown = ShutdownRequest().install()
     try:
-        from actfusion_ros import node
+        from actfusion_ros import node_process
 
-        return node.main(args, shutdown=shutdown)
+        return node_process.main(args, shutdown=shutdown)
     except ShutdownSignal:
         return 0
     finally:

@@ -21,11 +21,12 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from actfusion_ros.frames import DEFAULT_MAX_IMAGE_PIXELS
-from actfusion_ros.stream import WINDOW_POLICIES, StreamConfig
+from actfusion_ros.stream_types import STREAM_KEYS, WINDOW_POLICIES, StreamConfig
 from model.backend_names import BACKENDS
 
 __all__ = ["BACKENDS", "DEVICE_PATTERN", "NodeSettings", "PARAMETERS", "PARAMETER_NAMES", "ParamSpec",
-           "ParameterError", "QOS_RELIABILITY", "defaults", "markdown_table", "parse_extractor_kwargs",
+           "ParameterError", "QOS_RELIABILITY", "declaration_problem", "defaults", "markdown_table",
+           "parse_extractor_kwargs",
            "read_params_file", "spec", "validate_values"]
 
 QOS_RELIABILITY = ("best_effort", "reliable")
@@ -122,7 +123,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "TensorRT engine cache (default: the tensorrt folder inside onnx_dir); engines are built there on "
        "first use."),
     _p("device", "cpu", "Inference device: cpu, cuda or cuda:N."),
-    _p("num_threads", 0, "CPU threads of torch / ONNX Runtime inference (0: their default).", 0, 256),
+    _p("num_threads", 0, "CPU threads of torch (set once for the whole process at start-up, the extractor "
+       "included) and of ONNX Runtime inference (0: their default).", 0, 256),
     _p("ddim_steps", 0, "DDIM denoising steps per forecast (0: the checkpoint's value).", 0, 1000),
     _p("num_samples", 1,
        "Futures sampled per forecast (one encoder pass, K decoder samples); K > 1 publishes their "
@@ -177,9 +179,6 @@ PARAMETERS: tuple[ParamSpec, ...] = (
 
 PARAMETER_NAMES: frozenset[str] = frozenset(p.name for p in PARAMETERS)
 _BY_NAME = {p.name: p for p in PARAMETERS}
-_STREAM_KEYS = ("feature_rate_hz", "ratio", "max_horizon_s", "max_window_s", "min_observed_frames",
-                "publish_partial", "stale_after_s", "max_future_s", "episode_gap_s", "backward_jump_s",
-                "window_policy", "max_downsample_factor")
 
 
 def spec(name: str) -> ParamSpec:
@@ -238,6 +237,18 @@ def parse_extractor_kwargs(text: str) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ValueError(f"must be a mapping with string keys like '{{grid: 4}}', got {text!r}")
     return value
+
+
+def declaration_problem(p: ParamSpec, given: Any, err: BaseException, *, wrong_type: bool,
+                        out_of_range: bool) -> str:
+    """The ``'name: what is wrong'`` line for a parameter that rclpy refused to declare with the value
+    ``given``: of the wrong type, outside its descriptor's range, or refused for another reason ``err``."""
+    if wrong_type:
+        hint = " (write e.g. 2.0 for a double)" if p.type is float and isinstance(given, int) else ""
+        return f"{p.name}: expected {p.type_name}, got {type(given).__name__} {given!r}{hint}"
+    if out_of_range and p.constraints:
+        return f"{p.name}: {given!r} is outside the allowed {p.constraints}"
+    return f"{p.name}: {err}"
 
 
 def _check_type(p: ParamSpec, value: Any) -> str | None:
@@ -323,7 +334,7 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
     except ValueError as err:
         problems.append(f"extractor_kwargs: {err}")
         kwargs = {}
-    stream_values = {k: v[k] for k in _STREAM_KEYS}
+    stream_values = {k: v[k] for k in STREAM_KEYS}  # the stream parameters are StreamConfig's fields
     if stream_values["max_horizon_s"] < 0:
         stream_values["max_horizon_s"] = None
     stream: StreamConfig | None = None

@@ -1,6 +1,10 @@
 """``actfusion-replay BAG --checkpoint CKPT --out DIR``: evaluate the whole streaming pipeline on a rosbag.
 
-The bag's frames drive the same :class:`~actfusion_ros.stream.StreamingAnticipator` the node uses, on
+``actfusion-replay BAG --params PARAMS.yaml --out DIR`` replays the deployment a node params file describes:
+the pipeline is assembled by :func:`actfusion_ros.builder.build_anticipator`, as ``actfusion_node`` does
+(without ``--params``, the flags stand for the node's parameters, with the extractor and feature rate
+the checkpoint records). The bag's frames drive the same
+:class:`~actfusion_ros.stream.StreamingAnticipator` the node uses, on
 the bag's own timestamps and as fast as the machine allows (no DDS): ticks happen every ``1/tick_rate``
 seconds of *camera* time. Ground truth comes from a label topic (``std_msgs/String`` change events) or
 a per-frame label file. The report has
@@ -36,8 +40,10 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from actfusion_ros.node_params import NodeSettings, read_params_file, validate_values
 from actfusion_ros.replay_series import SERIES_FILES, write_series
-from actfusion_ros.stream import ForecastResult, StreamConfig, StreamingAnticipator
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import ForecastResult, StreamConfig
 from model.backend_names import BACKENDS
 from model.io import atomic_write_text
 from training.baselines import Forecaster, GrammarForecaster, RepeatLast, resample_labels
@@ -484,7 +490,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ReplayError(f"--feature-rate must be > 0 Hz, got {args.feature_rate}")
     if any(s <= 0 for s in args.lookahead):
         raise ReplayError(f"--lookahead times must be > 0 s, got {args.lookahead}")
-    if args.backend == "torch":
+    if args.params is not None:
+        if not args.params.is_file():
+            raise ReplayError(f"--params {args.params}: no such file")
+    elif args.backend == "torch":
         if not args.checkpoint:
             raise ReplayError("backend torch needs --checkpoint")
         if not args.checkpoint.is_file():
@@ -499,14 +508,66 @@ def check_arguments(args: argparse.Namespace) -> None:
     check_sources(args.bag, args.image_topic, args.label_topic, args.labels)
 
 
+#: Flags that choose the model and the stream; with ``--params`` the params file decides them instead.
+PIPELINE_FLAGS = ("checkpoint", "extractor", "extractor_opt", "feature_rate", "tick_rate", "ratio", "max_horizon_s",
+                  "max_window_s", "min_observed", "steps", "seed", "num_samples", "backend", "onnx_dir", "engine_dir", "device",
+                  "threads")
+#: A bag is replayed as one episode, never stale: the largest gap the node's parameters allow.
+_NEVER_S = 1.0e6
+
+
+def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The node parameters the model and stream flags stand for (the extractor is resolved later)."""
+    values: dict[str, Any] = {
+        "backend": args.backend, "device": args.device, "seed": args.seed, "ddim_steps": args.steps or 0,
+        "num_samples": args.num_samples,
+        "num_threads": args.threads or 0, "tick_rate_hz": args.tick_rate, "ratio": args.ratio,
+        "max_horizon_s": args.max_horizon_s, "max_window_s": args.max_window_s,
+        "min_observed_frames": args.min_observed, "stale_after_s": _NEVER_S, "episode_gap_s": _NEVER_S}
+    if args.backend == "torch":
+        values["checkpoint"] = str(args.checkpoint)
+    else:
+        values["onnx_dir"] = str(args.onnx_dir)
+        values["engine_dir"] = str(args.engine_dir or "")
+    return values
+
+
+def pipeline_settings(args: argparse.Namespace, defaults: Mapping[str, Any]) -> tuple[NodeSettings, Any]:
+    """The node settings of this replay and, when already loaded, its forecaster (else ``None``).
+
+    ``--params``: the node's params file, exactly (no model or stream flag may be given beside it).
+    Otherwise the flags, with the extractor and feature rate the model records unless given.
+    """
+    from actfusion_ros.builder import build_forecaster
+
+    if args.params is not None:
+        given = sorted(f"--{name.replace('_', '-')}" for name in PIPELINE_FLAGS
+                       if getattr(args, name) != defaults[name])
+        if given:
+            raise ReplayError(f"--params {args.params} decides the model and the stream; drop {', '.join(given)}")
+        return validate_values(read_params_file(args.params)), None
+    values = _flag_values(args)
+    forecaster = build_forecaster(validate_values(values), 0, None)
+    recorded = getattr(forecaster, "pipeline", None)
+    name = args.extractor or (recorded.extractor if recorded else None)
+    if not name:
+        raise ReplayError("the checkpoint names no feature extractor: pass --extractor")
+    kwargs = dict(recorded.extractor_kwargs) if recorded and not args.extractor else {}
+    kwargs.update(_parse_kv(args.extractor_opt))
+    rate = args.feature_rate or (recorded.feature_rate_hz if recorded else 2.0)
+    values.update(extractor=name, extractor_kwargs=json.dumps(kwargs), feature_rate_hz=float(rate))
+    return validate_values(values), forecaster
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: 0 on success, 2 (one line on stderr) for any user error."""
-    from actfusion_ros.forecaster import ModelForecaster
-    from model.features import build_extractor
-    from model.features.pipeline import FeaturePipeline, check_pipeline
+    from actfusion_ros.builder import build_anticipator
 
     ap = _OneLineParser(prog="actfusion-replay", description=__doc__.split("\n")[0])
     ap.add_argument("bag", type=Path)
+    ap.add_argument("--params", type=Path,
+                    help="the node's params file (ROS 2 YAML): model, extractor, stream and tick rate exactly as "
+                         "actfusion_node runs them (replaces the model and stream flags below)")
     ap.add_argument("--checkpoint", type=Path, help="our checkpoint (backend torch; also names the pipeline)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--image-topic", default="/camera/image_raw")
@@ -539,35 +600,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         check_arguments(args)
-        if args.threads:
-            import torch
-            torch.set_num_threads(args.threads)
-        if args.backend == "torch":
-            forecaster = ModelForecaster.from_checkpoint(args.checkpoint, device=args.device, steps=args.steps,
-                                                         seed=args.seed, num_samples=args.num_samples)
-        else:
-            if not args.onnx_dir:
-                raise ReplayError(f"backend {args.backend} needs --onnx-dir (written by actfusion-export)")
-            forecaster = ModelForecaster.from_export(args.onnx_dir, backend=args.backend, device=args.device,
-                                                     steps=args.steps, seed=args.seed, engine_dir=args.engine_dir,
-                                                     num_samples=args.num_samples)
-        recorded = getattr(forecaster, "pipeline", None)
-        name = args.extractor or (recorded.extractor if recorded else None)
-        if not name:
-            raise ReplayError("the checkpoint names no feature extractor: pass --extractor")
-        kwargs = dict(recorded.extractor_kwargs) if recorded and not args.extractor else {}
-        kwargs.update(_parse_kv(args.extractor_opt))
-        rate = args.feature_rate or (recorded.feature_rate_hz if recorded else 2.0)
-        check_pipeline(recorded, FeaturePipeline.of(name, rate, kwargs), what=f"checkpoint {args.checkpoint}")
-        config = StreamConfig(feature_rate_hz=float(rate), ratio=args.ratio, max_horizon_s=args.max_horizon_s,
-                              max_window_s=args.max_window_s, min_observed_frames=args.min_observed,
-                              stale_after_s=1e9, episode_gap_s=1e9)
-        grammars = fit_replay_baselines(args.baseline_labels, forecaster.class_names, split=args.baseline_split,
+        settings, forecaster = pipeline_settings(args, {name: ap.get_default(name) for name in PIPELINE_FLAGS})
+        anticipator = build_anticipator(settings, forecaster=forecaster)  # what actfusion_node builds
+        rate = anticipator.config.feature_rate_hz
+        grammars = fit_replay_baselines(args.baseline_labels, anticipator.class_names, split=args.baseline_split,
                                         labels_hz=args.baseline_labels_hz, feature_rate_hz=float(rate)
                                         ) if args.baseline_labels else []
-        report = replay(args.bag, forecaster, build_extractor(name, **kwargs), out=args.out,
+        report = replay(args.bag, anticipator.forecaster, anticipator.extractor, out=args.out,
                         image_topic=args.image_topic, label_topic=args.label_topic, labels_file=args.labels,
-                        config=config, tick_rate_hz=args.tick_rate, lookahead_s=args.lookahead,
+                        config=anticipator.config, tick_rate_hz=settings.tick_rate_hz, lookahead_s=args.lookahead,
                         baselines=grammars)
     except (ValueError, RuntimeError, OSError) as err:
         print(f"actfusion-replay: error: {' '.join(str(err).split())}", file=sys.stderr)

@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import Any, Callable, TextIO
 
-__all__ = ["KindCounter", "SafeLog", "describe"]
+__all__ = ["KindCounter", "SafeLog", "describe", "error_kind"]
 
 
 def describe(err: BaseException | str) -> str:
@@ -23,6 +23,13 @@ def describe(err: BaseException | str) -> str:
         return str(err)
     except Exception:  # noqa: BLE001 - an exception whose __str__ raises must still be reportable
         return f"<{type(err).__name__}>"
+
+
+def error_kind(err: BaseException) -> str:
+    """The counter key of an error: its ``kind`` attribute when it has one (the image conversion errors of
+    :mod:`actfusion_ros.frames`), else the exception's type name (e.g. ``ValueError`` for a bad stamp)."""
+    kind = getattr(err, "kind", None)
+    return kind if isinstance(kind, str) and kind else type(err).__name__
 
 
 class KindCounter:

@@ -15,9 +15,8 @@ from actfusion_msgs.msg import ActionForecast, ActionSegment
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from actfusion_ros.frames import ns_to_stamp_fields
-from actfusion_ros.sampler import NS_PER_S
-from actfusion_ros.stream import ForecastResult, TimedSegment
+from actfusion_ros.time_ns import NS_PER_S, ns_to_stamp_fields
+from actfusion_ros.stream_types import ForecastResult, TimedSegment
 
 __all__ = ["LEVELS", "diagnostic_array", "duration_from_s", "forecast_to_msg", "format_value",
            "segment_to_msg", "time_from_ns", "time_to_ns"]

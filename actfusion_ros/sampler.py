@@ -28,26 +28,7 @@ from typing import Iterable
 
 import numpy as np
 
-NS_PER_S = 1_000_000_000
-
-
-def period_ns_from_rate(rate_hz: float) -> int:
-    """Sampling period in integer nanoseconds: ``round(1e9 / rate_hz)`` (the one conversion)."""
-    if not rate_hz > 0:
-        raise ValueError(f"rate_hz must be > 0, got {rate_hz!r}")
-    period = int(round(NS_PER_S / float(rate_hz)))
-    if period < 1:
-        raise ValueError(f"rate_hz={rate_hz!r} gives a period below 1 ns")
-    return period
-
-
-def as_stamp_ns(stamp_ns: object, name: str = "stamp_ns") -> int:
-    """Check that a timestamp is an integer number of nanoseconds and return it as ``int``."""
-    if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, Integral):
-        raise TypeError(f"{name} must be an integer number of nanoseconds, got {stamp_ns!r} "
-                        f"({type(stamp_ns).__name__})")
-    return int(stamp_ns)
-
+from actfusion_ros.time_ns import as_stamp_ns, period_ns_from_rate
 
 @dataclass(frozen=True)
 class SampleDecision:

@@ -74,251 +74,32 @@ Three locks, always taken in the order push -> state or tick -> state:
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from actfusion_ros.buffer import FeatureBuffer
-from actfusion_ros.sampler import (NS_PER_S, FeatureRateSampler, SampleDecision, as_stamp_ns,
-                                   period_ns_from_rate)
-from model.features.base import CausalFeatureStream, FeatureExtractor, check_frame
+from actfusion_ros.sampling import FeatureSampling
+from actfusion_ros.stream_types import (EncodedFrame, ForecastError, ForecastResult, Forecaster, StreamConfig,
+                                        StreamStats, timed_segments)
+from actfusion_ros.time_ns import NS_PER_S, as_stamp_ns, seconds_to_ns
+from model.features.base import FeatureExtractor, FrameError, check_frame
 from model.horizon import anticipation_horizon
-from model.labels import segments_from_labels
 
-__all__ = ["FeatureBuffer", "FeatureRateSampler", "ForecastError", "ForecastResult", "Forecaster",
-           "SampleDecision", "StreamConfig", "StreamStats", "StreamingAnticipator", "TimedSegment",
-           "WINDOW_POLICIES", "timed_segments"]
-
-WINDOW_POLICIES = ("drop_oldest", "downsample")
+__all__ = ["StreamingAnticipator"]
 
 
-class ForecastError(ValueError):
-    """The forecaster returned arrays of the wrong shape or non-finite values."""
-
-
-def _bad(name: str, value: object, expected: str) -> ValueError:
-    return ValueError(f"StreamConfig.{name} must be {expected}, got {value!r}")
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-@dataclass(frozen=True, kw_only=True)
-class StreamConfig:
-    """Settings of the streaming core (seconds and Hz at the edge; ns inside).
-
-    feature_rate_hz: model feature rate, in (0, 1000].
-    ratio: anticipation ratio r of the r*N^O horizon rule, finite >= 0.
-    max_horizon_s: cap on the anticipated time, >= 0 seconds, or None for no cap.
-    max_window_s: observed window kept, > 0 seconds; must hold >= max(2, min_observed_frames) features.
-    min_observed_frames: features needed before a result is complete (not partial), >= 1.
-    publish_partial: publish flagged partial results during start-up (else ticks return None).
-    stale_after_s: newest frame older than this at tick time -> no result, > 0 seconds.
-    episode_gap_s: a stamp gap larger than this starts a new episode, > 0 seconds.
-    backward_jump_s: a stamp going back by more than this starts a new episode (smaller steps back
-        are out-of-order frames and are ignored), >= 0 seconds.
-    max_future_s: a frame stamped more than this after its arrival time (given to ``admit`` or
-        ``push_frame``) is rejected, > 0 seconds.
-    window_policy: 'drop_oldest' or 'downsample' (see the module docstring).
-    max_downsample_factor: largest rate reduction for 'downsample', a power of two in [1, 1024].
-    """
-
-    feature_rate_hz: float = 2.0
-    ratio: float = 4.0
-    max_horizon_s: float | None = 300.0
-    max_window_s: float = 300.0
-    min_observed_frames: int = 4
-    publish_partial: bool = True
-    stale_after_s: float = 2.0
-    episode_gap_s: float = 5.0
-    backward_jump_s: float = 1.0
-    max_future_s: float = 5.0
-    window_policy: str = "drop_oldest"
-    max_downsample_factor: int = 8
-
-    def __post_init__(self) -> None:
-        r = self.feature_rate_hz
-        if not _is_real(r) or not (0 < r <= 1000) or not math.isfinite(r):
-            raise _bad("feature_rate_hz", r, "a number in (0, 1000] Hz")
-        if not _is_real(self.ratio) or not math.isfinite(self.ratio) or self.ratio < 0:
-            raise _bad("ratio", self.ratio, "a finite number >= 0")
-        mh = self.max_horizon_s
-        if mh is not None and (not _is_real(mh) or not math.isfinite(mh) or mh < 0):
-            raise _bad("max_horizon_s", mh, "None or a finite number >= 0 seconds")
-        for name in ("max_window_s", "stale_after_s", "episode_gap_s", "max_future_s"):
-            v = getattr(self, name)
-            if not _is_real(v) or not math.isfinite(v) or v <= 0:
-                raise _bad(name, v, "a finite number > 0 seconds")
-        bj = self.backward_jump_s
-        if not _is_real(bj) or not math.isfinite(bj) or bj < 0:
-            raise _bad("backward_jump_s", bj, "a finite number >= 0 seconds")
-        m = self.min_observed_frames
-        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
-            raise _bad("min_observed_frames", m, "an int >= 1")
-        if not isinstance(self.publish_partial, (bool, np.bool_)):
-            raise _bad("publish_partial", self.publish_partial, "a bool")
-        if self.window_policy not in WINDOW_POLICIES:
-            raise _bad("window_policy", self.window_policy, f"one of {WINDOW_POLICIES}")
-        f = self.max_downsample_factor
-        if (isinstance(f, bool) or not isinstance(f, (int, np.integer)) or not 1 <= f <= 1024
-                or f & (f - 1)):
-            raise _bad("max_downsample_factor", f, "a power of two in [1, 1024]")
-        need = max(2, int(m))
-        if self.window_capacity < need:
-            raise _bad("max_window_s", self.max_window_s,
-                       f">= {need / r:g} s (room for max(2, min_observed_frames)={need} features "
-                       f"at {r:g} Hz)")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "StreamConfig":
-        """Build from a dict (e.g. ROS parameters); unknown keys raise ``ValueError`` naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown StreamConfig keys {unknown}; known: {sorted(known)}")
-        return cls(**dict(values))
-
-    @property
-    def period_ns(self) -> int:
-        """Feature period at the configured rate, integer ns."""
-        return period_ns_from_rate(self.feature_rate_hz)
-
-    @property
-    def window_capacity(self) -> int:
-        """Buffer size in features: ``ceil(max_window_s * feature_rate_hz)``."""
-        return int(math.ceil(self.max_window_s * self.feature_rate_hz - 1e-9))
-
-    def max_horizon_frames(self, period_ns: int | None = None) -> int | None:
-        """``round(max_horizon_s / period)`` at ``period_ns`` (default: the configured period)."""
-        if self.max_horizon_s is None:
-            return None
-        period = self.period_ns if period_ns is None else period_ns
-        return int(round(self.max_horizon_s * NS_PER_S / period))
-
-
-
-def _s_to_ns(seconds: float) -> int:
-    return int(round(seconds * NS_PER_S))
-
-
-@dataclass(frozen=True)
-class TimedSegment:
-    """A segment with absolute camera times: ``[start_ns, end_ns)``."""
-
-    label: str
-    class_id: int
-    start_ns: int
-    end_ns: int
-    confidence: float
-
-    @property
-    def duration_ns(self) -> int:
-        return self.end_ns - self.start_ns
-
-
-@dataclass(frozen=True, eq=False)
-class ForecastResult:
-    """One tick's output.
-
-    stamp_ns: camera stamp of the LAST feature used (never the wall clock).
-    current: the last observed segment (the action going on at ``stamp_ns``).
-    observed / future: segments with absolute times (see the module docstring for the convention).
-    num_observed / horizon: N^O and the number of future frames asked for.
-    partial: fewer than ``min_observed_frames`` features were available.
-    feature_period_ns: the (effective) period of the features and of each future frame.
-    observed_stamps_ns: (N^O,) int64 stamps of the observed features.
-    observed_probs / future_probs: (C, N^O) and (C, H) float32 frame probabilities.
-    inference_s: time spent in the forecaster (``perf_clock``).
-    latency_s: ``(now_ns - stamp_ns) / 1e9 + inference_s``: data age at the tick plus inference.
-    """
-
-    stamp_ns: int
-    episode: int
-    current: TimedSegment
-    observed: tuple[TimedSegment, ...]
-    future: tuple[TimedSegment, ...]
-    num_observed: int
-    horizon: int
-    partial: bool
-    feature_period_ns: int
-    observed_stamps_ns: np.ndarray
-    observed_probs: np.ndarray
-    future_probs: np.ndarray
-    inference_s: float
-    latency_s: float
-
-
-@dataclass(frozen=True)
-class StreamStats:
-    """Counters of a :class:`StreamingAnticipator` (a consistent snapshot).
-
-    ``frames_received == frames_accepted + frames_not_due + duplicates + out_of_order
-    + invalid_frames + extract_errors + future_frames`` and ``ticks == published + skipped_ticks``.
-    """
-
-    frames_received: int
-    frames_accepted: int
-    frames_not_due: int
-    duplicates: int
-    out_of_order: int
-    invalid_frames: int
-    extract_errors: int
-    future_frames: int
-    resets: int
-    reset_reasons: Mapping[str, int]
-    ticks: int
-    published: int
-    skipped_ticks: int
-    stale_ticks: int
-    skip_reasons: Mapping[str, int]
-    buffer_length: int
-    dropped_features: int
-    episode: int
-    feature_rate_hz: float
-    downsample_factor: int
-
-
-@runtime_checkable
-class Forecaster(Protocol):
-    """The model behind the stream (an adapter around ActFusion; tests use fakes).
-
-    ``__call__(observed (D, N_O) float32, horizon) -> (observed_probs (C, N_O), future_probs (C, H))``,
-    frame-wise class probabilities for the observed frames and the ``horizon`` future frames.
-    """
-
-    num_classes: int
-
-    def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-def timed_segments(probs: np.ndarray, starts_ns: np.ndarray, period_ns: int,
-                   class_names: Sequence[str]) -> tuple[TimedSegment, ...]:
-    """Cut frame probabilities ``(C, T)`` into :class:`TimedSegment` s.
-
-    Frame ``t`` covers ``[starts_ns[t], starts_ns[t+1])``, the last one ``[starts_ns[-1],
-    starts_ns[-1] + period_ns)``: a segment of frames ``[i, j)`` spans ``[starts_ns[i], starts_ns[j])``
-    and ends exactly where the next begins, however irregular the stamps. Labels are the argmax
-    (ties: lowest id); ``confidence`` is the mean max-probability over the segment's frames.
-    """
-    n = probs.shape[1]
-    if n == 0:
-        return ()
-    labels = probs.argmax(axis=0)
-    top = probs.max(axis=0)
-    out = []
-    for seg in segments_from_labels(labels):
-        end_ns = int(starts_ns[seg.end]) if seg.end < n else int(starts_ns[n - 1]) + int(period_ns)
-        out.append(TimedSegment(label=class_names[seg.label], class_id=int(seg.label),
-                                start_ns=int(starts_ns[seg.start]), end_ns=end_ns,
-                                confidence=float(np.mean(top[seg.start:seg.end], dtype=np.float64))))
-    return tuple(out)
+def _decoded(image: Any) -> np.ndarray:
+    """``image.decode()``, checked to be a frame of the shape it was announced with."""
+    frame = check_frame(image.decode())
+    if tuple(frame.shape) != tuple(image.shape):
+        raise FrameError(f"decoded frame has shape {frame.shape}, its header said {tuple(image.shape)}")
+    return frame
 
 
 @dataclass
@@ -355,14 +136,13 @@ class StreamingAnticipator:
         self.forecaster = forecaster
         self.class_names = names
         self._perf_clock = perf_clock
-        self._stream = CausalFeatureStream(extractor)
-        self._sampler = FeatureRateSampler(
-            config.period_ns,
-            episode_gap_ns=_s_to_ns(config.episode_gap_s),
-            backward_jump_ns=_s_to_ns(config.backward_jump_s))
+        self._sampling = FeatureSampling(extractor, config.period_ns,
+                                         episode_gap_ns=seconds_to_ns(config.episode_gap_s),
+                                         backward_jump_ns=seconds_to_ns(config.backward_jump_s))
+        self._sampler = self._sampling.sampler
         self._buffer = FeatureBuffer(config.window_capacity, int(extractor.dim))
-        self._stale_ns = _s_to_ns(config.stale_after_s)
-        self._max_future_ns = _s_to_ns(config.max_future_s)
+        self._stale_ns = seconds_to_ns(config.stale_after_s)
+        self._max_future_ns = seconds_to_ns(config.max_future_s)
         self._factor = 1
         self._episode = 0
         self._counters = _Counters()
@@ -417,12 +197,11 @@ class StreamingAnticipator:
     def reset(self, reason: str = "manual") -> None:
         """Start a new episode: clear the buffer, the extractor context and the sampler."""
         with self._push_lock, self._state_lock:
-            self._sampler.reset()
+            self._sampling.reset()
             self._new_episode_locked(reason)
 
     def _new_episode_locked(self, reason: str) -> None:
-        # caller holds both the push and the state lock
-        self._stream.reset()
+        # caller holds both the push and the state lock; the sampling engine already cleared the context
         self._buffer.clear()
         self._factor = 1
         self._sampler.set_period(self.config.period_ns)
@@ -459,45 +238,56 @@ class StreamingAnticipator:
         counted as not due).
         """
         stamp = as_stamp_ns(stamp_ns)
-        frame = rgb
         with self._push_lock:
             try:
-                check_frame(frame)
+                check_frame(rgb)
             except ValueError:
                 with self._state_lock:
                     self._counters.invalid_frames += 1
                 raise
             if now_ns is not None and not self.admit(stamp, now_ns):
                 return False
-            with self._state_lock:
-                if self._stream.shape_changed(frame):
-                    # new image size: new episode, and this frame starts the sampler's new grid
-                    self._sampler.reset()
-                    self._new_episode_locked("frame_shape")
-                decision = self._sampler.offer(stamp)
-                if decision.reset_reason is not None:
-                    self._new_episode_locked(decision.reset_reason)
-            if decision.kind == "not_due":
-                # a new camera frame between two feature times: context only (cheap preprocessing)
-                self._stream.observe(frame)
+            return self._offer(stamp, EncodedFrame(rgb.shape, lambda: rgb))
+
+    def push_encoded(self, stamp_ns: int, image: EncodedFrame, *, now_ns: int | None = None) -> bool:
+        """Like :meth:`push_frame` for a frame not decoded yet: the sampler decides from ``stamp_ns`` and
+        ``image.shape``, and ``image.decode()`` runs only for the frames it uses (taken frames, and
+        not-due frames when the extractor keeps a context). A decoding error is re-raised: counted in
+        ``extract_errors`` for a taken frame (a one-period hole), as not due otherwise."""
+        stamp = as_stamp_ns(stamp_ns)
+        with self._push_lock:
+            if now_ns is not None and not self.admit(stamp, now_ns):
                 return False
-            if not decision.take:
-                return False
-            try:
-                feature = self._stream.push(frame)
-            except Exception:
-                with self._state_lock:
-                    self._counters.extract_errors += 1
-                raise
+            return self._offer(stamp, image)
+
+    def _offer(self, stamp: int, image: EncodedFrame) -> bool:
+        # caller holds the push lock
+        with self._state_lock:
+            # a new image size, a gap or a backward jump: new episode, this frame starts its grid
+            decision = self._sampling.decide(stamp, image.shape)
+            if decision.reset_reason is not None:
+                self._new_episode_locked(decision.reset_reason)
+        if not self._sampling.needs_pixels(decision):
+            return False
+        if decision.kind == "not_due":
+            # a new camera frame between two feature times: context only (cheap preprocessing)
+            self._sampling.observe(_decoded(image))
+            return False
+        try:
+            feature = self._sampling.feature(_decoded(image))
+        except Exception:
             with self._state_lock:
-                self._buffer.append(stamp, feature)
-                self._counters.frames_accepted += 1
-                if (self.config.window_policy == "downsample" and self._buffer.full
-                        and self._factor < self.config.max_downsample_factor):
-                    self._buffer.decimate()
-                    self._factor *= 2
-                    self._sampler.set_period(self.config.period_ns * self._factor)
-            return True
+                self._counters.extract_errors += 1
+            raise
+        with self._state_lock:
+            self._buffer.append(stamp, feature)
+            self._counters.frames_accepted += 1
+            if (self.config.window_policy == "downsample" and self._buffer.full
+                    and self._factor < self.config.max_downsample_factor):
+                self._buffer.decimate()
+                self._factor *= 2
+                self._sampler.set_period(self.config.period_ns * self._factor)
+        return True
 
     # ------------------------------------------------------------------ output
     def _skip_locked(self, reason: str) -> None:

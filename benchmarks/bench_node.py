@@ -14,7 +14,6 @@ Run: ``.venv/bin/python benchmarks/bench_node.py [--seconds 10] [--tick-rate 10]
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import tempfile
@@ -26,9 +25,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.ros_helpers import (Client, NodeProcess, apply_loopback_env, diagnostics_values,  # noqa: E402
-                               make_image, restore_env, ros_skip_reason, unique_domain_id, wait_for,
-                               write_params)
+from actfusion_ros.ros_testing import (apply_loopback_env, make_image, node_session, restore_env,  # noqa: E402
+                                       ros_skip_reason, unique_domain_id)
 
 
 def stats_ms(values_s: list[float]) -> str:
@@ -91,71 +89,49 @@ def bench_callback(frames: int) -> None:
 
 
 def bench_end_to_end(seconds: float, fps: float, tick_rate: float, feature_rate: float) -> None:
-    from actfusion_msgs.msg import ActionForecast
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    domain = unique_domain_id()
-    ns = f"/bench{os.getpid()}"
     rgb = test_image()
     print(f"2. end to end over loopback DDS: 640x480 rgb8 at {fps:g} fps for {seconds:g} s; "
           f"tick {tick_rate:g} Hz, features {feature_rate:g} Hz, tiny random-weights model")
-    with tempfile.TemporaryDirectory() as tmp:
-        params = write_params(Path(tmp) / "params.yaml", {
+    with tempfile.TemporaryDirectory() as tmp, node_session(Path(tmp), {
             "random_weights": True, "tick_rate_hz": tick_rate, "feature_rate_hz": feature_rate,
-            "min_observed_frames": 1})
-        node = NodeProcess(params, Path(tmp) / "node.log", domain_id=domain, namespace=ns,
-                           remaps=[("image", f"{ns}/camera")])
-        client = None
-        try:
-            client = Client("bench_client", domain)
-            pub = client.node.create_publisher(Image, f"{ns}/camera",
-                                               QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
-            topic = f"{ns}/actfusion/future_actions"
-            sub = client.subscribe(topic, ActionForecast)
-            client.subscribe("/diagnostics", DiagnosticArray)
-            wait_for(lambda: pub.get_subscription_count() > 0 and sub.get_publisher_count() > 0, 60.0,
-                     "the node to match", details=node.log_tail)
-            msg = make_image(Image, rgb, 0)
-            publish_s = []
-            n = int(seconds * fps)
-            start = time.monotonic()
-            for i in range(n):
-                stamp = time.time_ns()
-                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
-                t = time.perf_counter()
-                pub.publish(msg)
-                publish_s.append(time.perf_counter() - t)
-                time.sleep(max(0.0, start + (i + 1) / fps - time.monotonic()))
-            time.sleep(2.0 / tick_rate)
-            got = client.timed_messages(topic)
-            delays = [(recv - (m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)) / 1e9 for recv, m in got]
-            inference = [m.model_latency.sec + m.model_latency.nanosec / 1e9 for _, m in got]
-            print(f"   publish() of a 921 KB Image: {stats_ms(publish_s)}")
-            if delays:
-                n_max = max(m.num_observed_frames for _, m in got)
-                print(f"   forecasts received: {len(got)} (N_observed up to {n_max})")
-                print(f"   stamp -> forecast received: {stats_ms(delays)}")
-                print(f"   model inference (model_latency): {stats_ms(inference)}")
-                print(f"   (waiting for the tick adds up to {1e3 / tick_rate:.0f} ms; the last frame used is "
-                      f"the last *sampled* one, up to {1e3 / feature_rate:.0f} ms before the tick)")
-            else:
-                print("   no forecasts received\n" + node.log_tail())
-            diags = [d for d in (diagnostics_values(a, f"{ns}/actfusion_node") for a in
-                                 client.messages("/diagnostics")) if d]
-            if diags:
-                d = diags[-1]
-                print("   node diagnostics: " + ", ".join(f"{k}={d[k]}" for k in (
-                    "images_received", "frames_dropped", "frames_accepted", "ticks", "published",
-                    "skipped_ticks", "tick_latency_ms_max") if k in d)
-                      + ", " + ", ".join(f"{k}={v}" for k, v in d.items() if k.startswith("stream_skips.")))
-            node.signal(signal.SIGINT)
-            node.wait(15)
-        finally:
-            node.kill()
-            if client is not None:
-                client.close()
+            "min_observed_frames": 1}, name="bench", image_depth=5, reliable=False) as session:
+        node, client, pub, topic = session.node, session.client, session.image_pub, session.future_topic
+        msg = make_image(Image, rgb, 0)
+        publish_s = []
+        n = int(seconds * fps)
+        start = time.monotonic()
+        for i in range(n):
+            stamp = time.time_ns()
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
+            t = time.perf_counter()
+            pub.publish(msg)
+            publish_s.append(time.perf_counter() - t)
+            time.sleep(max(0.0, start + (i + 1) / fps - time.monotonic()))
+        time.sleep(2.0 / tick_rate)
+        got = client.timed_messages(topic)
+        delays = [(recv - (m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)) / 1e9 for recv, m in got]
+        inference = [m.model_latency.sec + m.model_latency.nanosec / 1e9 for _, m in got]
+        print(f"   publish() of a 921 KB Image: {stats_ms(publish_s)}")
+        if delays:
+            n_max = max(m.num_observed_frames for _, m in got)
+            print(f"   forecasts received: {len(got)} (N_observed up to {n_max})")
+            print(f"   stamp -> forecast received: {stats_ms(delays)}")
+            print(f"   model inference (model_latency): {stats_ms(inference)}")
+            print(f"   (waiting for the tick adds up to {1e3 / tick_rate:.0f} ms; the last frame used is "
+                  f"the last *sampled* one, up to {1e3 / feature_rate:.0f} ms before the tick)")
+        else:
+            print("   no forecasts received\n" + node.log_tail())
+        diags = session.diagnostics()
+        if diags:
+            d = diags[-1]
+            print("   node diagnostics: " + ", ".join(f"{k}={d[k]}" for k in (
+                "images_received", "frames_dropped", "frames_accepted", "ticks", "published",
+                "skipped_ticks", "tick_latency_ms_max") if k in d)
+                  + ", " + ", ".join(f"{k}={v}" for k, v in d.items() if k.startswith("stream_skips.")))
+        node.signal(signal.SIGINT)
+        node.wait(15)
 
 
 def main(argv: list[str] | None = None) -> int:

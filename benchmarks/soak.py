@@ -44,7 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-NS_PER_S = 1_000_000_000
+from actfusion_ros.time_ns import NS_PER_S  # noqa: E402
+
 T0_NS = 1_700_000_000 * NS_PER_S  # camera stamps start here (a realistic epoch time)
 
 
@@ -194,7 +195,8 @@ def run_core_soak(settings: CoreSoakSettings,
 
 def _core_soak(s: CoreSoakSettings, progress: Callable[[str], None] | None) -> CoreSoakReport:
     from actfusion_ros.forecaster import ModelForecaster
-    from actfusion_ros.stream import StreamConfig, StreamingAnticipator
+    from actfusion_ros.stream import StreamingAnticipator
+    from actfusion_ros.stream_types import StreamConfig
     from actfusion_ros.world import TEA_ACTIONS
     from model.features import build_extractor
 
@@ -345,100 +347,71 @@ def run_dds_soak(seconds: float, *, fps: float = 30.0, width: int = 64, height: 
                  tick_rate_hz: float = 2.0, feature_rate_hz: float = 2.0, max_window_s: float = 20.0,
                  sample_every_s: float = 5.0, progress: Callable[[str], None] | None = None) -> DdsSoakReport:
     """Publish world frames to ``actfusion_node`` (subprocess, loopback DDS) for ``seconds``; measure it."""
-    from actfusion_msgs.msg import ActionForecast
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from tests.ros_helpers import (Client, NodeProcess, diagnostics_values, make_image, unique_domain_id,
-                                   wait_for, write_params)
+    from actfusion_ros.ros_testing import make_image, node_session
 
     pool = frame_pool(1, width, height, fps)
-    domain = unique_domain_id()
-    ns = f"/soak{os.getpid()}"
-    with tempfile.TemporaryDirectory() as tmp:
-        params = write_params(Path(tmp) / "params.yaml", {
+    with tempfile.TemporaryDirectory() as tmp, node_session(Path(tmp), {
             "random_weights": True, "tick_rate_hz": tick_rate_hz, "feature_rate_hz": feature_rate_hz,
             "max_window_s": max_window_s, "max_horizon_s": max_window_s, "qos_reliability": "reliable",
-            "qos_depth": 10, "diagnostics_period_s": 1.0, "num_threads": 1})
-        node = NodeProcess(params, Path(tmp) / "node.log", domain_id=domain, namespace=ns,
-                           remaps=[("image", f"{ns}/camera")])
-        client = None
+            "qos_depth": 10, "diagnostics_period_s": 1.0, "num_threads": 1}, name="soak", depth=50) as session:
+        node, client, pub, topic = session.node, session.client, session.image_pub, session.future_topic
+        pid = node.proc.pid
+        period = 1.0 / fps
+        sent = 0
+
+        def publish_one() -> None:
+            nonlocal sent
+            pub.publish(make_image(Image, pool[sent % len(pool)], time.time_ns()))
+            sent += 1
+
+        capacity = math.ceil(max_window_s * feature_rate_hz - 1e-9)
+        t = time.monotonic()
+        first: ProcSample | None = None
+        # warm-up: until a forecast over a full window (the model's largest input from then on)
+        while not any(m.num_observed_frames >= capacity for m in client.messages(topic)):
+            publish_one()
+            if first is None and client.messages(topic):
+                first = proc_sample(pid)
+            time.sleep(period)
+            if time.monotonic() - t > max_window_s + 60:
+                raise RuntimeError(f"no full-window forecast within {max_window_s + 60:g} s\n"
+                                   f"{node.log_tail()}")
+        start = proc_sample(pid)
+        warmup_s = time.monotonic() - t
+        samples = [(0.0, start)]
+        t0 = time.monotonic()
+        next_sample = sample_every_s
+        i = 0
+        while (elapsed := time.monotonic() - t0) < seconds:
+            publish_one()
+            i += 1
+            if elapsed >= next_sample:
+                sample = proc_sample(pid)
+                samples.append((elapsed, sample))
+                next_sample += sample_every_s
+                if progress is not None:
+                    progress(f"  {elapsed:5.0f} s: node RSS {sample.rss_mb:6.1f} MB, threads "
+                             f"{sample.threads}, fds {sample.fds}, {len(client.messages(topic))} forecasts")
+            time.sleep(max(0.0, t0 + i * period - time.monotonic()))
+        time.sleep(2.5)  # the last frames through the queue, a tick and a diagnostics period
+        end = proc_sample(pid)
+        samples.append((time.monotonic() - t0, end))
+        diags = session.diagnostics()
+        diag: dict[str, str] = diags[-1] if diags else {}
+        received = len(client.messages(topic))
+        t_sig = time.monotonic()
+        node.signal(signal.SIGINT)
         try:
-            client = Client("soak_client", domain)
-            pub = client.node.create_publisher(Image, f"{ns}/camera",
-                                               QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-            topic = f"{ns}/actfusion/future_actions"
-            sub = client.subscribe(topic, ActionForecast, depth=50)
-            client.subscribe("/diagnostics", DiagnosticArray, depth=50)
-            wait_for(lambda: not node.alive() or (pub.get_subscription_count() > 0
-                                                  and sub.get_publisher_count() > 0),
-                     60.0, "the node to match", details=node.log_tail)
-            if not node.alive():
-                raise RuntimeError(f"node exited with {node.proc.returncode}\n{node.log_tail()}")
-            pid = node.proc.pid
-            period = 1.0 / fps
-            sent = 0
-
-            def publish_one() -> None:
-                nonlocal sent
-                pub.publish(make_image(Image, pool[sent % len(pool)], time.time_ns()))
-                sent += 1
-
-            capacity = math.ceil(max_window_s * feature_rate_hz - 1e-9)
-            t = time.monotonic()
-            first: ProcSample | None = None
-            # warm-up: until a forecast over a full window (the model's largest input from then on)
-            while not any(m.num_observed_frames >= capacity for m in client.messages(topic)):
-                publish_one()
-                if first is None and client.messages(topic):
-                    first = proc_sample(pid)
-                time.sleep(period)
-                if time.monotonic() - t > max_window_s + 60:
-                    raise RuntimeError(f"no full-window forecast within {max_window_s + 60:g} s\n"
-                                       f"{node.log_tail()}")
-            start = proc_sample(pid)
-            warmup_s = time.monotonic() - t
-            samples = [(0.0, start)]
-            t0 = time.monotonic()
-            next_sample = sample_every_s
-            i = 0
-            while (elapsed := time.monotonic() - t0) < seconds:
-                publish_one()
-                i += 1
-                if elapsed >= next_sample:
-                    sample = proc_sample(pid)
-                    samples.append((elapsed, sample))
-                    next_sample += sample_every_s
-                    if progress is not None:
-                        progress(f"  {elapsed:5.0f} s: node RSS {sample.rss_mb:6.1f} MB, threads "
-                                 f"{sample.threads}, fds {sample.fds}, {len(client.messages(topic))} forecasts")
-                time.sleep(max(0.0, t0 + i * period - time.monotonic()))
-            time.sleep(2.5)  # the last frames through the queue, a tick and a diagnostics period
-            end = proc_sample(pid)
-            samples.append((time.monotonic() - t0, end))
-            diag: dict[str, str] = {}
-            for arr in reversed(client.messages("/diagnostics")):
-                values = diagnostics_values(arr, f"{ns}/actfusion_node")
-                if values:
-                    diag = values
-                    break
-            received = len(client.messages(topic))
-            t_sig = time.monotonic()
-            node.signal(signal.SIGINT)
-            try:
-                rc: int | None = node.wait(30.0)
-            except Exception:  # noqa: BLE001 - reported as None
-                rc = None
-            exit_s = time.monotonic() - t_sig
-            return DdsSoakReport(seconds=seconds, fps=fps, sent=sent, received_forecasts=received,
-                                 first=first or start, warmup_s=warmup_s, start=start, end=end, samples=samples,
-                                 diagnostics=diag, exit_code=rc, exit_s=exit_s, window_s=max_window_s,
-                                 log_tail=node.log_tail(1500))
-        finally:
-            node.kill()
-            if client is not None:
-                client.close()
+            rc: int | None = node.wait(30.0)
+        except Exception:  # noqa: BLE001 - reported as None
+            rc = None
+        exit_s = time.monotonic() - t_sig
+        return DdsSoakReport(seconds=seconds, fps=fps, sent=sent, received_forecasts=received,
+                             first=first or start, warmup_s=warmup_s, start=start, end=end, samples=samples,
+                             diagnostics=diag, exit_code=rc, exit_s=exit_s, window_s=max_window_s,
+                             log_tail=node.log_tail(1500))
 
 
 def print_dds_report(r: DdsSoakReport, out: Callable[[str], None] = print) -> None:
@@ -512,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         print_core_report(report)
         results["core"] = asdict(report)
     if args.dds_seconds > 0:
-        from tests.ros_helpers import ros_skip_reason
+        from actfusion_ros.ros_testing import ros_skip_reason
 
         skip_reason = ros_skip_reason()
         if skip_reason:

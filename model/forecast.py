@@ -15,9 +15,8 @@ Nothing here imports the network or :mod:`model.runtime`: both depend on this mo
 """
 from __future__ import annotations
 
-import contextlib
 import time
-from typing import Any, Iterator, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -171,8 +170,8 @@ def forecast(backend: Backend, observed: np.ndarray | torch.Tensor, *, horizon: 
     from ``generator``, drawn on the CPU, so every backend gives the same forecast for the same seed; for
     K = 1 the draw is the one of a single-sample run, and sample k of a batch equals a single run with
     ``noise[:, k:k+1]``. ``timings``: if a dict is given, ``encode_s``, ``prepare_s``, ``sample_s`` and
-    ``total_s`` are stored. A backend with a ``loop_threads`` attribute (ONNX Runtime) gets torch's intra-op
-    threads set to it for the duration of the call (restored after). Returns CPU float32 tensors.
+    ``total_s`` are stored. torch's CPU threads are not touched here (a process sets them once, at start-up:
+    :mod:`model.torch_threads`). Returns CPU float32 tensors.
     """
     if schedule is None:
         schedule = schedule_for(backend.config, steps, eta)
@@ -182,23 +181,9 @@ def forecast(backend: Backend, observed: np.ndarray | torch.Tensor, *, horizon: 
     samples = 1 if num_samples is None else int(num_samples)
     if samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    with _torch_threads(getattr(backend, "loop_threads", None)):
-        return _forecast(backend, observed, horizon=horizon, ratio=ratio, max_horizon=max_horizon,
-                         schedule=schedule, samples=samples, keep_sample_axis=num_samples is not None,
-                         noise=noise, generator=generator, timings=timings)
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    if threads is None or threads == before:
-        yield
-        return
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return _forecast(backend, observed, horizon=horizon, ratio=ratio, max_horizon=max_horizon,
+                     schedule=schedule, samples=samples, keep_sample_axis=num_samples is not None,
+                     noise=noise, generator=generator, timings=timings)
 
 
 def _forecast(backend: Backend, observed: np.ndarray | torch.Tensor, *, horizon: int | None, ratio: float,

@@ -121,6 +121,23 @@ class ClassMapping:
         atomic_write_text(path, "".join(f"{i} {n}\n" for i, n in enumerate(self.names)))
 
 
+def load_class_names(path: str | Path) -> list[str]:
+    """Class names from an MS-TCN ``mapping.txt`` (``<id> <name>``) or a one-name-per-line file.
+
+    Raises ``OSError`` for an unreadable file and ``ValueError`` (:class:`LabelError` for a malformed
+    mapping) for an empty file or duplicate names.
+    """
+    path = Path(path).expanduser()
+    lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError(f"{path}: no class names")
+    if all(len(ln.split(maxsplit=1)) == 2 and ln.split()[0].isdigit() for ln in lines):
+        return list(ClassMapping.from_file(path).names)
+    if len(set(lines)) != len(lines):
+        raise ValueError(f"{path}: duplicate class names")
+    return lines
+
+
 def read_label_file(path: str | Path, mapping: ClassMapping) -> np.ndarray:
     """Read a ``groundTruth/<video>.txt`` (one class name per line) as int64 ids."""
     path = Path(path)

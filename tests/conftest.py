@@ -34,6 +34,37 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             gc.enable()
 
 
+@pytest.fixture()
+def single_torch_thread() -> Generator[None, None, None]:
+    """torch on one intra-op thread for the test (tests/torch_threads.py)."""
+    from tests.torch_threads import one_torch_thread
+
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def single_torch_thread_module() -> Generator[None, None, None]:
+    """torch on one intra-op thread for the whole module (module-scoped fixtures built under it too)."""
+    from tests.torch_threads import one_torch_thread
+
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture()
+def ros_context() -> Generator[Any, None, None]:
+    """A private rclpy context on the loopback profile and a domain of its own (no signal handlers in
+    pytest); skips the test where rclpy or the messages are not importable."""
+    from actfusion_ros.ros_testing import private_context, ros_skip_reason, unique_domain_id
+
+    reason = ros_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with private_context(unique_domain_id()) as ctx:
+        yield ctx
+
+
 @pytest.fixture(scope="session")
 def shared_reference() -> Path:
     path = SHARED / "reference"

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tests.test_train import loss_rows, one_thread, write_config
+from tests.test_train import loss_rows, write_config
+from tests.torch_threads import one_torch_thread
 from training.make_dataset import make_dataset
 from training.trainer import LOSS_TERMS, Trainer, TrainOptions
 
@@ -57,7 +58,7 @@ def record_reference_step(root: Path, **training: object) -> dict:
         if iteration == 2:
             trainer.stop.requested = True
 
-    with one_thread():
+    with one_torch_thread():
         trainer = Trainer(TrainOptions(config=config, data_root=data, split=1, out=root / "run", progress=False,
                                        on_iteration=capture))
         trainer.run()

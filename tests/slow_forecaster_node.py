@@ -21,6 +21,7 @@ class ContextBoundForecaster:
 
     num_classes = 3
     class_names = ("idle", "reach", "pour")
+    pipeline = None
 
     def __init__(self, marker: Path, input_dim: int, limit_s: float = 60.0) -> None:
         self.marker, self.input_dim, self.limit_s = marker, input_dim, limit_s
@@ -46,12 +47,12 @@ class ContextBoundForecaster:
 
 def main(argv: Sequence[str]) -> int:
     marker = Path(argv[0])
-    from actfusion_ros import node, node_entry
+    from actfusion_ros import builder, node_entry
 
     def build(s: Any, input_dim: int, names: Any) -> ContextBoundForecaster:
         return ContextBoundForecaster(marker, input_dim)
 
-    node.ActFusionNode._build_forecaster = staticmethod(build)  # type: ignore[method-assign]
+    builder.build_forecaster = build  # type: ignore[assignment]
     return node_entry.main(list(argv[1:]))
 
 

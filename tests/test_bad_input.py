@@ -17,13 +17,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.ros_helpers import (private_context, REPO, loopback_env, make_image, ros_skip_reason,
-                               synthetic_frame, unique_domain_id, wait_for, write_params)
+from actfusion_ros.ros_testing import (REPO, loopback_env, make_image, ros_skip_reason, synthetic_frame,
+                                       unique_domain_id, wait_for, write_params)
 
 S = 1_000_000_000
 ROS = ros_skip_reason()
@@ -31,19 +31,13 @@ needs_ros = pytest.mark.skipif(ROS is not None, reason=str(ROS))
 
 
 # ============================================================================ images at the node
-@pytest.fixture()
-def ros_context() -> Iterator[Any]:
-    if ROS is not None:
-        pytest.skip(ROS)
-    with private_context(unique_domain_id()) as ctx:
-        yield ctx
-
-
 class Fixed:
     """Fake model: always class 1 observed, class 2 ahead."""
 
     num_classes = 3
     class_names = ("idle", "reach", "pour")
+    input_dim = None  # any feature size
+    pipeline = None
 
     def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
         obs = np.full((3, observed.shape[1]), 0.1, np.float32)
@@ -113,7 +107,7 @@ def test_malformed_raw_images_are_counted_per_kind_and_skipped(ros_context, capf
             "bad_images.encoding": 3, "bad_images.empty": 2, "bad_images.step": 1, "bad_images.truncated": 1,
             "bad_images.ValueError": 1}
         assert v["images_received"] == k[0] and v["frames_rejected"] == 0 and level == "ok"
-        assert node._last_result.observed_stamps_ns.size <= 10   # the new episode holds only 32x24 frames
+        assert node.last_result.observed_stamps_ns.size <= 10   # the new episode holds only 32x24 frames
     finally:
         executor.shutdown(timeout_sec=5.0)
         node.destroy_node()
@@ -220,7 +214,8 @@ def test_the_node_refuses_class_names_that_do_not_fit_the_checkpoint(ros_context
                                                                      tmp_path: Path) -> None:
     from rclpy.parameter import Parameter
 
-    from actfusion_ros.node import ActFusionNode, StartupError
+    from actfusion_ros.builder import StartupError
+    from actfusion_ros.node import ActFusionNode
 
     names = tmp_path / "names.txt"
     names.write_text("a\nb\nc\nd\ne\n")
@@ -405,7 +400,9 @@ def test_decompression_bombs_and_oversized_frames_are_refused_from_their_header(
             node._on_image(CompressedImage(format="jpeg", data=bomb))
         assert decoded == [] and node._bad_images.counts == {"too_large": 3}
         node._on_image(CompressedImage(format="jpeg", data=jpeg))
-        assert decoded == [1] and node._queue.put_count == 1
+        assert decoded == [] and node._queue.put_count == 1   # enqueued encoded: the worker decodes it if used
+        stamp_ns, image, _ = node._queue._items[0]
+        assert image.decode().shape == image.shape and decoded == [1]
         assert node.diagnostics_values()[2]["bad_images.too_large"] == 3
     finally:
         node.destroy_node()
@@ -438,12 +435,12 @@ def test_frames_stamped_far_ahead_of_the_clock_are_rejected_and_reported(ros_con
         wait_for(lambda: node.stream.stats.future_frames == 5, 60.0, "the five frames a day ahead")
         level, message, v = node.diagnostics_values()
         assert level == "warn" and "5 frame(s) stamped more than max_future_s = 3 s ahead" in message, message
-        assert v["future_frames"] == 5 and v["frames_accepted"] == 0 and node._last_result is None
+        assert v["future_frames"] == 5 and v["frames_accepted"] == 0 and node.last_result is None
         for k in range(5):
             node._on_image(make_image(Image, synthetic_frame(k), time.time_ns()))
             time.sleep(1 / 30)
-        wait_for(lambda: node._last_result is not None, 60.0, "a forecast from frames stamped now")
-        assert node._last_result.stamp_ns < time.time_ns() + 3 * S       # never a forecast from the future
+        wait_for(lambda: node.last_result is not None, 60.0, "a forecast from frames stamped now")
+        assert node.last_result.stamp_ns < time.time_ns() + 3 * S       # never a forecast from the future
         level, message, v = node.diagnostics_values()
         assert level == "ok" and v["future_frames"] == 5, (level, message)
     finally:

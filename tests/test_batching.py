@@ -14,16 +14,12 @@ from model.losses import actfusion_loss
 from model.masking import IGNORE_INDEX
 from model.network import ActFusion, training_outputs
 from tests.record_step_reference import OUT as REFERENCE, record_reference_step
-from tests.test_train import one_thread
 from training.batches import TrainingSample, collate
 
 LENGTHS = (37, 20, 50)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _model(**overrides) -> ActFusion:

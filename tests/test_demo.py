@@ -10,6 +10,7 @@ pytest.importorskip("rosbags", reason="rosbags not installed")
 from actfusion_ros.demo import main, ros_available  # noqa: E402
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dds", [False, True], ids=["core", "dds"])
 def test_demo_runs_end_to_end(tmp_path, capsys, dds: bool) -> None:
     if dds and not ros_available():

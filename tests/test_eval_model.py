@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -20,16 +19,14 @@ from training.inference import NO_PREDICTION, lta_layout, postprocess, predict_l
 from training.metrics import moc_scores
 from training.scoring import ALPHAS, BETAS
 
-from tests.test_train import TEST_VIDEOS, build_dataset, one_thread, run, write_config
+from tests.test_train import TEST_VIDEOS, build_dataset, run, write_config
+from tests.torch_threads import one_torch_thread
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LTA_DIRS = [f"lta_{p}_a{a:g}" for p in ("gt", "rn") for a in ALPHAS]
 
 
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +40,7 @@ def checkpoint(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("run")
     cfg = write_config(root / "c.yaml", epochs=2, accumulate=1, eval_every=100, checkpoint_every=100,
                        validation_fraction=0.0, median_filter=5)
-    with one_thread():
+    with one_torch_thread():
         assert run(cfg, data, root / "run") == "finished"
     return root / "run" / "last.pt"
 
@@ -51,7 +48,7 @@ def checkpoint(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def evaluated(checkpoint: Path, data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("eval") / "out"
-    with one_thread():
+    with one_torch_thread():
         rc = eval_main(["--checkpoint", str(checkpoint), "--data-root", str(data), "--split", "1", "--out", str(out),
                         "--steps", "4", "--seed", "3", "--max-plots", "1"])
     assert rc == 0

@@ -5,10 +5,8 @@ weights; every comparison then runs at other lengths through the same files.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ onnx = pytest.importorskip("onnx", reason="the onnx package is needed to export 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed to run the exported graphs")
 
 from model.checkpoint import save_checkpoint  # noqa: E402
+from tests.torch_threads import one_torch_thread  # noqa: E402
 from model.config import config_to_dict, model_config  # noqa: E402
 from model.diffusion import sample_noise  # noqa: E402
 from model.export import export_onnx, main  # noqa: E402
@@ -32,21 +31,7 @@ PRESETS = {"50salads": 19, "breakfast": 48}
 EXPORT_LENGTH = 64
 
 
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Eager torch on one thread: on a shared 2-core machine, 2 OpenMP threads spin at every barrier."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_torch_thread_module")
 
 
 def _model(preset: str) -> ActFusion:

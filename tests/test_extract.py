@@ -6,11 +6,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from actfusion_ros.extract import extract_sampled, main
 from actfusion_ros.sampler import sample_frame_indices
-from actfusion_ros.stream import StreamConfig, StreamingAnticipator
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import StreamConfig
 from model.features import FeatureExtractor, FrameShapeChanged
 from model.features.i3d import I3DRGBExtractor
 from model.features.simple import ColorLayoutExtractor
@@ -23,13 +23,7 @@ S = 1_000_000_000
 MS = 1_000_000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread (see tests/test_features_i3d.py); restored after the module."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_torch_thread_module")
 
 
 class _NoForecast:

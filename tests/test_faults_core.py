@@ -20,7 +20,8 @@ import pytest
 import torch
 import yaml
 
-from actfusion_ros.stream import StreamConfig, StreamingAnticipator
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import StreamConfig
 from actfusion_ros.world import ActivityWorld
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.config import model_config

@@ -14,17 +14,16 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
 
-from tests.ros_helpers import (private_context, Client, NodeProcess, apply_loopback_env, make_image,
-                               restore_env, ros_skip_reason, synthetic_frame, unique_domain_id, wait_for,
-                               write_params)
+from actfusion_ros.ros_testing import (apply_loopback_env, make_image, node_session, private_context, restore_env,
+                                       ros_skip_reason, synthetic_frame, unique_domain_id, wait_for)
 
 REASON = ros_skip_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
 
 if REASON is None:
     import rclpy
@@ -50,6 +49,8 @@ class ScriptedForecaster:
     def __init__(self, slow: tuple[int, ...] = (), fail: tuple[int, ...] = (), delay_s: float = 0.25) -> None:
         self.num_classes = 3
         self.class_names = ("idle", "reach", "pour")
+        self.input_dim = None  # any feature size
+        self.pipeline = None
         self.slow, self.fail, self.delay_s = set(slow), set(fail), delay_s
         self.calls = 0
         self.block = False
@@ -71,13 +72,6 @@ class ScriptedForecaster:
         fut = np.full((3, horizon), 0.1, np.float32)
         fut[2] = 0.8
         return obs, fut
-
-
-@pytest.fixture()
-def ros_context() -> Iterator[Any]:
-    """A private rclpy context on the loopback profile (no signal handlers in pytest)."""
-    with private_context(unique_domain_id()) as ctx:
-        yield ctx
 
 
 @pytest.fixture()
@@ -179,7 +173,7 @@ def test_camera_stall_stops_forecasts_resume_restarts_them_and_a_long_gap_starts
         wait_for(lambda: r.values().get("resets.gap") == 1, HANG_S, "the episode reset after the long gap")
         p_gap = r.published()
         wait_for(lambda: r.published() > p_gap, HANG_S, "forecasts in the new episode")
-        assert r.node._last_result.episode == 1
+        assert r.node.last_result.episode == 1
         assert r.node._tick_errors.total == 0
 
 
@@ -189,14 +183,14 @@ def test_frames_faster_than_the_worker_drop_the_oldest_and_slow_inference_drops_
     with running(ros_context, "overload", fc, queue_size=q) as r:
         base = time.time_ns()
         gate, entered = threading.Event(), threading.Event()
-        real_push = r.node.stream.push_frame
+        real_push = r.node.stream.push_encoded
 
-        def gated_push(stamp_ns: int, rgb: np.ndarray) -> bool:   # the feature worker stuck on frame 0
+        def gated_push(stamp_ns: int, image: Any) -> bool:   # the feature worker stuck on frame 0
             entered.set()
             assert gate.wait(HANG_S)
-            return real_push(stamp_ns, rgb)
+            return real_push(stamp_ns, image)
 
-        r.node.stream.push_frame = gated_push
+        r.node.stream.push_encoded = gated_push
         camera = lambda k: base + k * S // 30  # noqa: E731 - 30 fps stamps
         r.send(1, hz=0, stamp_fn=camera)
         assert entered.wait(HANG_S)
@@ -270,7 +264,7 @@ def test_a_reset_during_a_tick_discards_its_result(ros_context) -> None:
         assert r.published() == published and r.values()["tick_errors"] == 0
         r.send(10)
         wait_for(lambda: r.published() > published, HANG_S, "forecasts of the new episode")
-        assert r.node._last_result.episode == 1
+        assert r.node.last_result.episode == 1
 
 
 def test_sim_clock_and_stamps_jumping_back_restart_the_episode(sim_context) -> None:
@@ -303,7 +297,7 @@ def test_sim_clock_and_stamps_jumping_back_restart_the_episode(sim_context) -> N
             # the 2 s streamed can be real overruns, when a busy machine delays a tick past the next one
             assert v["skipped_ticks"] <= 20 and v["tick_errors"] == 0, v
             assert v.get("stream_skips.stale", 0) == 0, v
-            assert 100 * S < r.node._last_result.stamp_ns < 102 * S
+            assert 100 * S < r.node.last_result.stamp_ns < 102 * S
         finally:
             clock_node.destroy_node()
 
@@ -315,7 +309,7 @@ def test_main_exits_cleanly_when_a_signal_races_the_executor(monkeypatch, shut_d
     context down while ``spin()`` builds its wait set, and ``spin()`` raises RCLError ("the given context
     is not valid") instead of ExternalShutdownException. That is a shutdown (exit 0); the same error with
     the context still up is a real failure and propagates."""
-    import actfusion_ros.node as node_module
+    import actfusion_ros.node_process as node_module
 
     class RacingExecutor(MultiThreadedExecutor):
         def spin(self) -> None:
@@ -344,26 +338,16 @@ def test_a_signal_during_a_tick_exits_cleanly(tmp_path: Path, sig: int) -> None:
     """The node's model (tests/slow_forecaster_node.py) stays inside its first call until the context is
     shut down and notes entering and leaving it: the signal, sent once the call has begun, lands inside
     a tick. The node must exit 0 with no traceback and no failed tick; only a hang fails on time."""
-    domain = unique_domain_id()
-    ns = f"/afsig{os.getpid()}{int(sig)}"
     marker = tmp_path / "model_calls.txt"
-    params = write_params(tmp_path / "params.yaml", {
-        "random_weights": True, "tick_rate_hz": 20.0, "feature_rate_hz": 5.0, "max_window_s": 4.0,
-        "max_horizon_s": 4.0, "min_observed_frames": 1, "qos_reliability": "reliable", "qos_depth": 10,
-        "num_threads": 1, "diagnostics_period_s": 0.2})
-    node = NodeProcess(params, tmp_path / "node.log", domain_id=domain, namespace=ns,
-                       remaps=[("image", f"{ns}/camera")], module="tests.slow_forecaster_node",
-                       module_args=[str(marker)])
-    client = None
     stop = threading.Event()
     feeder: threading.Thread | None = None
-    try:
-        client = Client("actfusion_signal_client", domain)
-        pub = client.node.create_publisher(Image, f"{ns}/camera",
-                                           QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        wait_for(lambda: not node.alive() or pub.get_subscription_count() > 0, HANG_S, "the node to match",
-                 details=node.log_tail)
-        assert node.alive(), node.log_tail()
+    with node_session(tmp_path, {
+            "random_weights": True, "tick_rate_hz": 20.0, "feature_rate_hz": 5.0, "max_window_s": 4.0,
+            "max_horizon_s": 4.0, "min_observed_frames": 1, "qos_reliability": "reliable", "qos_depth": 10,
+            "num_threads": 1, "diagnostics_period_s": 0.2}, name=f"afsig{int(sig)}", match_s=HANG_S,
+            module="tests.slow_forecaster_node", module_args=[str(marker)]) as session, \
+            _stopped(stop, lambda: feeder):
+        node, pub = session.node, session.image_pub
 
         def camera() -> None:
             i = 0
@@ -384,13 +368,18 @@ def test_a_signal_during_a_tick_exits_cleanly(tmp_path: Path, sig: int) -> None:
         assert "Traceback" not in log and "tick failed" not in log, node.log_tail()
         # the signal landed inside the tick: the model's call ended because the context was shut down
         assert marker.read_text().splitlines() == ["enter 1", "leave 1 shut_down=True"], marker.read_text()
+
+
+@contextmanager
+def _stopped(stop: threading.Event, thread: Callable[[], threading.Thread | None]) -> Iterator[None]:
+    """On the way out, stop and join the test's thread: none outlives it (see tests/failing_report_shape.py)."""
+    try:
+        yield
     finally:
-        stop.set()                       # no thread of this test outlives it (see tests/failing_report_shape.py)
-        if feeder is not None:
-            feeder.join(HANG_S)
-        node.kill()
-        if client is not None:
-            client.close()
+        stop.set()
+        started = thread()
+        if started is not None:
+            started.join(HANG_S)
 
 def test_shutdown_is_ordered_and_bounded_while_the_worker_is_stuck_in_an_extraction(ros_context, monkeypatch,
                                                                                       capfd) -> None:
@@ -401,15 +390,15 @@ def test_shutdown_is_ordered_and_bounded_while_the_worker_is_stuck_in_an_extract
     r = Running(ros_context, "stuck", fc)
     node, events = r.node, []
     gate, entered = threading.Event(), threading.Event()
-    real_push = node.stream.push_frame
+    real_push = node.stream.push_encoded
 
-    def stuck_push(stamp_ns: int, rgb: np.ndarray) -> bool:          # a slow extraction in the worker
+    def stuck_push(stamp_ns: int, image: Any) -> bool:          # a slow extraction in the worker
         entered.set()
         assert gate.wait(HANG_S)
         events.append("extraction finished")
-        return real_push(stamp_ns, rgb)
+        return real_push(stamp_ns, image)
 
-    node.stream.push_frame = stuck_push
+    node.stream.push_encoded = stuck_push
     worker, real_join = node._worker, node._worker.join
 
     def spy_join(timeout: float | None = None) -> None:

@@ -17,14 +17,7 @@ CLIP = 8
 SIZE = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP threads competing with other
-    processes slow tiny convolutions down tenfold. Restored after the module."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_torch_thread_module")
 
 
 @pytest.fixture(scope="module")

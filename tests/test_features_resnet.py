@@ -15,13 +15,7 @@ from model.features.resnet import ResNet18Extractor, ResNet50Extractor, ResNetEx
 SIZE = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread (see tests/test_features_i3d.py); restored after the module."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_torch_thread_module")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from actfusion_ros.forecaster import BACKENDS, ForecasterError, ModelForecaster, tick_seed
-from actfusion_ros.stream import Forecaster, StreamConfig, StreamingAnticipator
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import Forecaster, StreamConfig
 from model.checkpoint import save_checkpoint
 from model.features import build_extractor
 

@@ -20,11 +20,10 @@ from actfusion_ros.frames import (
     compressed_image_size,
     compressed_to_rgb,
     image_to_rgb,
-    ns_to_stamp_fields,
     rgb_to_image_fields,
     rgb_to_jpeg,
-    stamp_to_ns,
 )
+from actfusion_ros.time_ns import ns_to_stamp_fields, stamp_to_ns
 
 try:  # real rclpy messages (PyPI ROS 2 wheels); optional
     from builtin_interfaces.msg import Time as RclpyTime

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from actfusion_ros.stream import StreamConfig, StreamingAnticipator, timed_segments
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import StreamConfig, timed_segments
 from model.features.base import FeatureExtractor
 from model.labels import ClassMapping, Segment, labels_from_segments, segments_from_labels
 

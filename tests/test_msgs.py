@@ -47,14 +47,9 @@ def _alternative_times(i: int) -> tuple[int, int, int]:
     return (T0 + (4 + i) * 10**9 + 5, T0 + (3 + i) * 10**9, T0 + (6 + i) * 10**9 + 999_999_999)
 
 
-def make_rclpy_forecast() -> Any:
-    from builtin_interfaces.msg import Duration, Time
-    from std_msgs.msg import Header
-
-    def seg(i: int, s: int, e: int) -> Any:
-        return ActionSegment(start=_time(Time, s), end=_time(Time, e), **_segment_kwargs(i))
-
-    return ActionForecast(
+def _forecast_fields(seg: Any, Header: Any, Time: Any, Duration: Any) -> dict[str, Any]:
+    """The fields of the reference ActionForecast, built with one library's message classes."""
+    return dict(
         header=Header(stamp=_time(Time, T0 + 3_000_000_000), frame_id="camera"),
         current=seg(2, T0 + 1_000_000_000, T0 + 3_000_000_000),
         observed=[seg(1, T0, T0 + 1_000_000_000), seg(2, T0 + 1_000_000_000, T0 + 3_000_000_000)],
@@ -66,6 +61,16 @@ def make_rclpy_forecast() -> Any:
         model_latency=Duration(sec=0, nanosec=12_345_678),
         partial=True,
     )
+
+
+def make_rclpy_forecast() -> Any:
+    from builtin_interfaces.msg import Duration, Time
+    from std_msgs.msg import Header
+
+    def seg(i: int, s: int, e: int) -> Any:
+        return ActionSegment(start=_time(Time, s), end=_time(Time, e), **_segment_kwargs(i))
+
+    return ActionForecast(**_forecast_fields(seg, Header, Time, Duration))
 
 
 def make_rclpy_sampled_forecast() -> Any:
@@ -194,16 +199,7 @@ def make_rosbags_forecast(ts: Any, sampled: bool = False) -> Any:
         return Alternative(expected_start=start, start_lower=low, start_upper=high, **_alternative_kwargs(i))
 
     return Forecast(
-        header=Header(stamp=_time(Time, T0 + 3_000_000_000), frame_id="camera"),
-        current=seg(2, T0 + 1_000_000_000, T0 + 3_000_000_000),
-        observed=[seg(1, T0, T0 + 1_000_000_000), seg(2, T0 + 1_000_000_000, T0 + 3_000_000_000)],
-        future=[seg(3, T0 + 3_000_000_000, T0 + 4_500_000_000),
-                seg(4, T0 + 4_500_000_000, T0 + 9_000_000_001)],
-        num_observed_frames=45,
-        horizon_frames=90,
-        feature_rate_hz=15.0,
-        model_latency=Duration(sec=0, nanosec=12_345_678),
-        partial=True,
+        **_forecast_fields(seg, Header, Time, Duration),
         next_actions=[alt(0), alt(4)] if sampled else [],
         num_samples=8 if sampled else 0,
     )

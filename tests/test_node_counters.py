@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
 from actfusion_ros.counters import IDENTITIES, identity_violations
-from tests.ros_helpers import (make_image, private_context, ros_skip_reason, synthetic_frame,
-                               unique_domain_id, wait_for)
+from actfusion_ros.ros_testing import (make_image, ros_skip_reason, synthetic_frame, wait_for)
 
 S = 1_000_000_000
 ROS = ros_skip_reason()
@@ -30,19 +29,13 @@ def test_identity_violations_name_the_broken_sum() -> None:
         "images_received", "bad_images", "frames_received", "ticks", "tick_errors"]
 
 
-@pytest.fixture()
-def ros_context() -> Iterator[Any]:
-    if ROS is not None:
-        pytest.skip(ROS)
-    with private_context(unique_domain_id()) as ctx:
-        yield ctx
-
-
 class FailingSometimes:
     """Fake model raising on the scripted calls."""
 
     num_classes = 3
     class_names = ("idle", "reach", "pour")
+    input_dim = None  # any feature size
+    pipeline = None
 
     def __init__(self, fail: set[int]) -> None:
         self.fail, self.calls = fail, 0
@@ -58,6 +51,7 @@ class FailingSometimes:
         return obs, fut
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["bad_input", "tick_errors"])
 def test_counters_add_up_through_bad_input_and_tick_errors(ros_context, monkeypatch, scenario: str) -> None:
     """Every received image and every tick ends in exactly one counter; published counts messages sent.

@@ -7,19 +7,16 @@ config/fastdds_local.xml), on a pid-derived ROS_DOMAIN_ID and under a unique nam
 from __future__ import annotations
 
 import math
-import os
 import signal
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from tests.ros_helpers import (private_context, Client, NodeProcess, diagnostics_values, make_image,
-                               ros_skip_reason, synthetic_frame, unique_domain_id, wait_for,
-                               write_params)
+from actfusion_ros.ros_testing import (diagnostics_values, make_image, node_session, ros_skip_reason,
+                                       synthetic_frame, wait_for)
 
 REASON = ros_skip_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
@@ -34,12 +31,12 @@ if REASON is None:
     from sensor_msgs.msg import Image
     from std_srvs.srv import Trigger
 
-    from actfusion_ros.frames import ImageConversionError, compressed_to_rgb, image_to_rgb
-    from actfusion_ros.node import (ActFusionNode, FrameQueue, KindCounter, StartupError, error_kind,
-                                    load_class_names)
+    from actfusion_ros.builder import StartupError
+    from actfusion_ros.node import ActFusionNode
     from actfusion_ros.ros_messages import (diagnostic_array, duration_from_s, forecast_to_msg,
                                             segment_to_msg, time_from_ns, time_to_ns)
-    from actfusion_ros.stream import StreamConfig, StreamingAnticipator, TimedSegment
+    from actfusion_ros.stream import StreamingAnticipator
+    from actfusion_ros.stream_types import StreamConfig, TimedSegment
     from model.features import build_extractor
 
 T0 = 1_700_000_000_123_456_789
@@ -52,6 +49,8 @@ class FakeForecaster:
     def __init__(self, num_classes: int = 3, delay_s: float = 0.0) -> None:
         self.num_classes = num_classes
         self.class_names = tuple(f"c{i}" for i in range(num_classes))
+        self.input_dim: int | None = None  # any feature size
+        self.pipeline = None
         self.delay_s = delay_s
         self.calls = 0
         self.in_call = threading.Event()
@@ -142,66 +141,7 @@ def test_diagnostic_array() -> None:
 
 
 # ============================================================================ node helpers
-def test_frame_queue_drops_oldest_and_closes() -> None:
-    q = FrameQueue(2)
-    assert [q.put(i) for i in range(4)] == [False, False, True, True]
-    assert q.dropped == 2 and q.put_count == 4 and len(q) == 2
-    assert q.get() == 2 and q.get() == 3
-    assert q.get(timeout=0.01) is None
-    got: list = []
-    t = threading.Thread(target=lambda: got.append(q.get()))
-    t.start()
-    time.sleep(0.05)
-    q.close()
-    t.join(2)
-    assert not t.is_alive() and got == [None]
-
-
-def test_kind_counter_logs_once_per_kind() -> None:
-    logged: list[str] = []
-    c = KindCounter("bad image", logged.append)
-    for kind in ("encoding", "encoding", "truncated", "encoding"):
-        c.record(kind, ValueError(kind))
-    assert c.counts == {"encoding": 3, "truncated": 1} and c.total == 4
-    assert len(logged) == 2 and "encoding" in logged[0] and "only counted" in logged[0]
-
-
-def _conversion_error(fn, **fields) -> Exception:
-    with pytest.raises(ImageConversionError) as info:
-        fn(SimpleNamespace(**fields))
-    return info.value
-
-
-def test_error_kinds() -> None:
-    good = dict(height=2, width=2, encoding="rgb8", is_bigendian=0, step=6, data=bytes(12))
-    assert error_kind(_conversion_error(image_to_rgb, **{**good, "encoding": "yuv422"})) == "encoding"
-    assert error_kind(_conversion_error(image_to_rgb, **{**good, "data": bytes(5)})) == "truncated"
-    assert error_kind(_conversion_error(image_to_rgb, **{**good, "step": 2})) == "step"
-    assert error_kind(_conversion_error(image_to_rgb, **{**good, "height": 0})) == "empty"
-    assert error_kind(_conversion_error(compressed_to_rgb, format="jpeg", data=b"\xff\xd8\xff" + bytes(10)
-                                        )) == "truncated"
-    assert error_kind(_conversion_error(compressed_to_rgb, format="webp", data=b"x")) == "format"
-    assert error_kind(ValueError("negative time stamp")) == "ValueError"
-
-
-def test_load_class_names(tmp_path: Path) -> None:
-    (tmp_path / "mapping.txt").write_text("1 reach\n0 idle\n2 pour water\n")
-    assert load_class_names(tmp_path / "mapping.txt") == ["idle", "reach", "pour water"]
-    (tmp_path / "names.txt").write_text("idle\nreach\n\npour\n")
-    assert load_class_names(tmp_path / "names.txt") == ["idle", "reach", "pour"]
-    (tmp_path / "dup.txt").write_text("a\na\n")
-    with pytest.raises(ValueError, match="duplicate"):
-        load_class_names(tmp_path / "dup.txt")
-
-
 # ============================================================================ in-process node
-@pytest.fixture()
-def ros_context():
-    """A private rclpy context on the loopback profile (no signal handlers in pytest)."""
-    with private_context(unique_domain_id()) as ctx:
-        yield ctx
-
-
 def _params(**values) -> list:
     return [Parameter(k, value=v) for k, v in values.items()]
 
@@ -335,40 +275,24 @@ def test_node_with_onnxruntime_backend(ros_context, tmp_path: Path) -> None:
 CLASSES = ["idle", "reach", "grasp", "pour"]
 
 
+@pytest.mark.slow
 def test_node_over_dds(tmp_path: Path) -> None:
     """Node subprocess + test client: forecasts, stamps, horizon, labels, bad images, reset, SIGINT."""
-    domain = unique_domain_id()
-    ns = f"/aft{os.getpid()}"
     rate, ratio, max_h_s, min_obs = 10.0, 2.0, 1.0, 3
     (tmp_path / "classes.txt").write_text("".join(f"{i} {n}\n" for i, n in enumerate(CLASSES)))
-    params = write_params(tmp_path / "params.yaml", {
-        "random_weights": True, "class_names_file": str(tmp_path / "classes.txt"),
-        "tick_rate_hz": 10.0, "feature_rate_hz": rate, "ratio": ratio, "max_horizon_s": max_h_s,
-        "min_observed_frames": min_obs, "publish_partial": True, "stale_after_s": 5.0, "episode_gap_s": 5.0,
-        "qos_reliability": "reliable", "qos_depth": 20, "queue_size": 64, "diagnostics_period_s": 0.2,
-        "num_threads": 1})
-    node = NodeProcess(params, tmp_path / "node.log", domain_id=domain, namespace=ns,
-                       remaps=[("image", f"{ns}/camera")])
-    client = None
-    try:
-        client = Client("actfusion_test_client", domain)
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        pub = client.node.create_publisher(Image, f"{ns}/camera",
-                                           QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-        fut_topic, cur_topic = f"{ns}/actfusion/future_actions", f"{ns}/actfusion/current_action"
-        fut_sub = client.subscribe(fut_topic, ActionForecast)
-        client.subscribe(cur_topic, ActionSegment)
-        diag_sub = client.subscribe("/diagnostics", DiagnosticArray)
+    with node_session(tmp_path, {
+            "random_weights": True, "class_names_file": str(tmp_path / "classes.txt"),
+            "tick_rate_hz": 10.0, "feature_rate_hz": rate, "ratio": ratio, "max_horizon_s": max_h_s,
+            "min_observed_frames": min_obs, "publish_partial": True, "stale_after_s": 5.0, "episode_gap_s": 5.0,
+            "qos_reliability": "reliable", "qos_depth": 20, "queue_size": 64, "diagnostics_period_s": 0.2,
+            "num_threads": 1}, name="aft", image_depth=50, current=True) as session:
+        node, client, pub, ns = session.node, session.client, session.image_pub, session.namespace
+        fut_topic, cur_topic = session.future_topic, session.current_topic
         reset = client.node.create_client(Trigger, f"{ns}/actfusion_node/reset")
 
         def log() -> str:
             return node.log_tail()
 
-        wait_for(lambda: not node.alive() or (pub.get_subscription_count() > 0
-                                              and fut_sub.get_publisher_count() > 0
-                                              and diag_sub.get_publisher_count() > 0),
-                 30.0, "the node's subscription and publishers to match", details=log)
-        assert node.alive(), f"node exited with {node.proc.returncode}\n{log()}"
         sent: list[int] = []
         counter = [0]
 
@@ -466,36 +390,22 @@ def test_node_over_dds(tmp_path: Path) -> None:
         flood.join(HANG_S)
         assert rc == 0, f"exit code {rc}\n{log()}"
         assert "Traceback" not in node.log_path.read_text(), log()
-    finally:
-        node.kill()
-        if client is not None:
-            client.close()
 
 
+@pytest.mark.slow
 def test_node_follows_sim_time(tmp_path: Path) -> None:
     """use_sim_time: ticks and staleness follow /clock (frames stamped far from the wall clock)."""
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rosgraph_msgs.msg import Clock
 
-    domain = unique_domain_id()
-    ns = f"/afsim{os.getpid()}"
-    params = write_params(tmp_path / "params.yaml", {
-        "random_weights": True, "tick_rate_hz": 5.0, "feature_rate_hz": 5.0, "min_observed_frames": 2,
-        "qos_reliability": "reliable", "qos_depth": 20, "diagnostics_period_s": 0.2, "num_threads": 1})
-    node = NodeProcess(params, tmp_path / "node.log", domain_id=domain, namespace=ns,
-                       remaps=[("image", f"{ns}/camera")], extra_args=["-p", "use_sim_time:=true"])
-    client = None
-    try:
-        client = Client("actfusion_sim_client", domain)
-        pub = client.node.create_publisher(Image, f"{ns}/camera",
-                                           QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    with node_session(tmp_path, {
+            "random_weights": True, "tick_rate_hz": 5.0, "feature_rate_hz": 5.0, "min_observed_frames": 2,
+            "qos_reliability": "reliable", "qos_depth": 20, "diagnostics_period_s": 0.2, "num_threads": 1},
+            name="afsim", image_depth=50, extra_args=["-p", "use_sim_time:=true"]) as session:
+        node, client, pub, topic = session.node, session.client, session.image_pub, session.future_topic
+        ns = session.namespace
         clock = client.node.create_publisher(Clock, "/clock", 10)
-        topic = f"{ns}/actfusion/future_actions"
-        sub = client.subscribe(topic, ActionForecast)
-        client.subscribe("/diagnostics", DiagnosticArray)
-        wait_for(lambda: not node.alive() or (pub.get_subscription_count() > 0 and sub.get_publisher_count() > 0
-                                              and clock.get_subscription_count() > 0),
-                 30.0, "the node to match", details=node.log_tail)
+        wait_for(lambda: not node.alive() or clock.get_subscription_count() > 0, HANG_S, "the node's /clock",
+                 details=node.log_tail)
         assert node.alive(), node.log_tail()
         sim = 1000 * 10**9  # 1000 s after the epoch: hopelessly stale on the wall clock
         sent = set()
@@ -533,7 +443,3 @@ def test_node_follows_sim_time(tmp_path: Path) -> None:
         assert values.get("stream_skips.stale", "0") == "0", values
         node.signal(signal.SIGTERM)
         assert node.wait(HANG_S) == 0, node.log_tail()
-    finally:
-        node.kill()
-        if client is not None:
-            client.close()

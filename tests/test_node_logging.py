@@ -18,18 +18,19 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from tests.ros_helpers import (Client, make_image, private_context, ros_skip_reason, synthetic_frame,
-                               unique_domain_id, wait_for)
+from actfusion_ros.ros_testing import (Client, make_image, private_context, ros_skip_reason, synthetic_frame,
+                                       unique_domain_id, wait_for)
 
 REASON = ros_skip_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
 
 if REASON is None:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CompressedImage, Image
 
-    from actfusion_ros.frames import compressed_to_rgb, image_to_rgb, rgb_to_jpeg, stamp_to_ns
-    from actfusion_ros.node import error_kind
+    from actfusion_ros.frames import compressed_to_rgb, image_to_rgb, rgb_to_jpeg
+    from actfusion_ros.time_ns import stamp_to_ns
+    from actfusion_ros.reporting import error_kind
     from tests.test_faults_node import ScriptedForecaster, running
 
 HANG_S = 60.0
@@ -113,15 +114,15 @@ def test_every_rejection_interleaved_with_failing_ticks_and_extraction_keeps_the
             pub = client.node.create_publisher(CompressedImage if compressed else Image, topic,
                                                QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
             wait_for(lambda: pub.get_subscription_count() > 0, HANG_S, "the node's image subscription")
-            push, push_faults = r.node.stream.push_frame, {}                 # stamp -> exception to raise
+            push, push_faults = r.node.stream.push_encoded, {}                 # stamp -> exception to raise
 
-            def faulty_push(stamp_ns: int, rgb: np.ndarray) -> bool:         # the feature worker's thread
+            def faulty_push(stamp_ns: int, image: Any) -> bool:         # the feature worker's thread
                 err = push_faults.pop(stamp_ns, None)
                 if err is not None:
                     raise err
-                return push(stamp_ns, rgb)
+                return push(stamp_ns, image)
 
-            r.node.stream.push_frame = faulty_push
+            r.node.stream.push_encoded = faulty_push
             sent = [0]
 
             def good(n: int, fault: BaseException | None = None) -> None:

@@ -9,7 +9,7 @@ import pytest
 from actfusion_ros.node_params import (PARAMETER_NAMES, PARAMETERS, NodeSettings, ParameterError,
                                        defaults, markdown_table, parse_extractor_kwargs, read_params_file,
                                        spec, validate_values)
-from actfusion_ros.stream import StreamConfig
+from actfusion_ros.stream_types import StreamConfig
 
 REPO = Path(__file__).resolve().parents[1]
 OK = {"random_weights": True}
@@ -160,3 +160,18 @@ def test_docs_table_is_current() -> None:
     doc = (REPO / "docs" / "node.md").read_text()
     assert markdown_table() in doc, "docs/node.md: regenerate the table with " \
         "python -c 'from actfusion_ros.node_params import markdown_table; print(markdown_table())'"
+
+
+def test_the_stream_parameters_are_the_stream_config_fields() -> None:
+    from dataclasses import fields
+
+    from actfusion_ros.node_params import PARAMETER_NAMES, validate_values
+    from actfusion_ros.stream_types import STREAM_KEYS, StreamConfig
+
+    assert STREAM_KEYS == tuple(f.name for f in fields(StreamConfig))
+    assert set(STREAM_KEYS) <= PARAMETER_NAMES
+    values = {"random_weights": True, "extractor": "color_layout", "ratio": 1.5, "max_downsample_factor": 4,
+              "window_policy": "downsample", "backward_jump_s": 0.5}
+    stream = validate_values(values, check_files=False).stream
+    assert (stream.ratio, stream.max_downsample_factor, stream.window_policy, stream.backward_jump_s) == \
+        (1.5, 4, "downsample", 0.5)

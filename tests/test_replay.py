@@ -10,7 +10,7 @@ pytest.importorskip("rosbags", reason="rosbags not installed")
 
 from actfusion_ros.bags import write_bag  # noqa: E402
 from actfusion_ros.replay import GroundTruth, ReplayError, fit_replay_baselines, replay  # noqa: E402
-from actfusion_ros.stream import StreamConfig  # noqa: E402
+from actfusion_ros.stream_types import StreamConfig  # noqa: E402
 from model.features.base import FeatureExtractor  # noqa: E402
 
 NAMES = ("red_thing", "blue_thing")
@@ -283,3 +283,52 @@ def test_cli_user_error_as_a_subprocess_has_no_traceback(tmp_path) -> None:
                           "--out", str(tmp_path / "f" / "out"), "--labels", str(tmp_path / "missing")],
                          capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+
+
+# ------------------------------------------------------------------ --params: the node's deployment, exactly
+def _params_file(tmp_path: Path, **overrides) -> Path:
+    import yaml
+
+    from model.checkpoint import save_checkpoint
+    from model.config import model_config
+    from model.features import build_extractor
+    from model.network import ActFusion
+
+    dim = build_extractor("color_layout").dim
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, ActFusion(model_config("tiny", num_classes=2, input_dim=dim)), list(NAMES))
+    params = {"checkpoint": str(ckpt), "extractor": "color_layout", "feature_rate_hz": 4.0, "ratio": 1.0,
+              "tick_rate_hz": 1.0, "min_observed_frames": 2, "max_window_s": 20.0, "seed": 5, "ddim_steps": 2,
+              "stale_after_s": 100.0, **overrides}
+    path = tmp_path / "node.yaml"
+    path.write_text(yaml.safe_dump({"actfusion_node": {"ros__parameters": params}}))
+    return path
+
+
+def test_cli_params_file_replays_the_node_deployment(tmp_path) -> None:
+    import json
+    from dataclasses import asdict
+
+    from actfusion_ros.builder import build_anticipator
+    from actfusion_ros.node_params import read_params_file, validate_values
+    from actfusion_ros.replay import main
+
+    params = _params_file(tmp_path)
+    bag = write_bag(tmp_path / "bag", images=list(_frames()), labels=[(0, "red_thing"),
+                                                                       (int(BOUNDARY_S * 1e9), "blue_thing")])
+    assert main([str(bag), "--params", str(params), "--out", str(tmp_path / "out"),
+                 "--label-topic", "/action/label"]) == 0
+    settings = json.loads((tmp_path / "out" / "replay.json").read_text())["settings"]
+    node = build_anticipator(validate_values(read_params_file(params)))   # what actfusion_node would run
+    assert settings["stream"] == json.loads(json.dumps(asdict(node.config)))
+    assert settings["tick_rate_hz"] == 1.0 and settings["stream"]["feature_rate_hz"] == 4.0
+
+
+def test_cli_params_file_refuses_model_and_stream_flags(tmp_path, capsys) -> None:
+    from actfusion_ros.replay import main
+
+    bag = write_bag(tmp_path / "bag", images=list(_frames())[:4], labels=[(0, "red_thing")])
+    rc = main([str(bag), "--params", str(_params_file(tmp_path)), "--ratio", "2", "--out", str(tmp_path / "o"),
+               "--label-topic", "/action/label"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "decides the model and the stream; drop --ratio" in err, err

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -22,12 +21,7 @@ from model.runtime.engine_cache import (EngineKey, EngineMismatchError, ensure_e
 CLASSES = ["idle", "reach", "grasp", "move", "place", "release"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_torch_thread_module")
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ def test_proc_sample_reads_this_process() -> None:
     assert s.rss_kb > 10_000 and s.peak_rss_kb >= s.rss_kb and s.threads >= 1 and s.fds >= 3
 
 
+@pytest.mark.slow
 def test_every_frame_is_accounted_for(report: CoreSoakReport) -> None:
     st = report.stats
     total = int(SETTINGS.minutes * 60 * SETTINGS.fps)
@@ -58,6 +59,7 @@ def test_every_frame_is_accounted_for(report: CoreSoakReport) -> None:
     assert report.expected_stalls == 2
 
 
+@pytest.mark.slow
 def test_stalls_give_stale_ticks_and_new_episodes(report: CoreSoakReport) -> None:
     st = report.stats
     assert st["reset_reasons"] == {"gap": report.expected_stalls}
@@ -69,6 +71,7 @@ def test_stalls_give_stale_ticks_and_new_episodes(report: CoreSoakReport) -> Non
     assert sum(b.ticks for b in report.buckets) == st["published"]
 
 
+@pytest.mark.slow
 def test_buffer_stays_bounded(report: CoreSoakReport) -> None:
     st = report.stats
     capacity = math.ceil(SETTINGS.max_window_s * SETTINGS.feature_rate_hz)
@@ -78,6 +81,7 @@ def test_buffer_stays_bounded(report: CoreSoakReport) -> None:
     assert st["dropped_features"] > 0                    # the bound was exercised
 
 
+@pytest.mark.slow
 def test_no_growth_of_memory_threads_or_file_descriptors(report: CoreSoakReport) -> None:
     warm, end = report.warm, report.end
     assert warm is not end, "the warm-up sample must be taken before the end"
@@ -123,7 +127,7 @@ def test_soak_main_exit_status(monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
     import json
 
     import benchmarks.soak as soak
-    import tests.ros_helpers as ros_helpers
+    import actfusion_ros.ros_testing as ros_helpers
 
     monkeypatch.setattr(ros_helpers, "ros_skip_reason", lambda: "rclpy not importable" if "skip" in case else None)
 

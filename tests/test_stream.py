@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actfusion_ros.buffer import FeatureBuffer
-from actfusion_ros.sampler import FeatureRateSampler, period_ns_from_rate, sample_frame_indices
-from actfusion_ros.stream import (ForecastError, StreamConfig, StreamingAnticipator, TimedSegment,
-                                  timed_segments)
+from actfusion_ros.sampler import FeatureRateSampler, sample_frame_indices
+from actfusion_ros.time_ns import period_ns_from_rate
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import ForecastError, StreamConfig, TimedSegment, timed_segments
 from model.features.base import FeatureExtractor, FrameError
 from model.features.simple import ColorLayoutExtractor
 from model.horizon import anticipation_horizon

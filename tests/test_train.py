@@ -12,9 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -22,6 +20,7 @@ import torch
 import yaml
 
 from model.checkpoint import load_checkpoint
+from tests.torch_threads import one_torch_thread
 from model.config import ConfigError, experiment_config
 from model.masking import IGNORE_INDEX
 from training.batches import CachedVideo, draw_sample, soft_targets
@@ -69,16 +68,6 @@ def write_config(path: Path, model: dict | None = None, loss: dict | None = None
     return path
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Small models run much faster on one intra-op thread; results do not depend on it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
 
 def run(config: Path, data: Path, out: Path, **kw) -> str:
     status, _ = train(TrainOptions(config=config, data_root=data, split=1, out=out, progress=False, **kw))
@@ -115,10 +104,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 # ---------------------------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +121,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def straight(data: Path, config: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2 epochs without interruption (3 training videos, accumulate 2: steps after iterations 2, 3, 5, 6)."""
     out = tmp_path_factory.mktemp("straight") / "run"
-    with one_thread():
+    with one_torch_thread():
         assert run(config, data, out) == "finished"
     return out
 
@@ -273,11 +259,15 @@ def test_shipped_configs_load(data: Path):
     facts = data_facts(MsTcnDataset(data, 1, "train"))
     configs = Path(__file__).resolve().parents[1] / "training" / "configs"
     got = {p.stem: resolve_config(p, facts) for p in sorted(configs.glob("*.yaml"))}
-    assert set(got) == {"50salads", "breakfast", "gtea", "tiny", "50salads_onehot"}
+    assert set(got) == {"50salads", "breakfast", "gtea", "tiny", "50salads_onehot", "cpu_hour", "demo"}
     assert (got["50salads"].training.lr, got["50salads"].training.accumulate, got["50salads"].model.sample_rate) == (5e-4, 4, 8)
     assert (got["breakfast"].training.lr, got["breakfast"].loss.soft_label_sigma, got["breakfast"].model.enc_dim) == (1e-4, 4.0, 256)
     assert (got["gtea"].training.weight_decay, got["gtea"].model.cond_layers) == (1e-6, (7, 9))
     assert all("ant_ratio" in c.masking.types for c in got.values())
+    for name in ("cpu_hour", "demo"):  # the CPU-budget recipe: batched, EMA, cosine LR, unweighted CE
+        c = got[name]
+        assert (c.training.batch_size, c.training.lr_schedule, c.loss.class_weighting) == (4, "cosine", False)
+        assert c.model.dec_input_condition and c.loss.dec_timesteps_per_video == 4 and c.training.ema_decay > 0
 
 
 # ---------------------------------------------------------------------------------------------- parts

@@ -20,16 +20,13 @@ from model.network import ActFusion, training_outputs
 from model.runtime.base import BackendError
 from model.runtime.torch_backend import TorchBackend
 from tests.record_step_reference import write_toy_dataset
-from tests.test_train import loss_rows, one_thread, state_of, write_config, _read_csv
+from tests.test_train import loss_rows, state_of, write_config, _read_csv
 from training.schedule import WeightAverage, budget_total_steps, lr_factor
 from training.train import main as train_main
 from training.trainer import BUDGET_TIMING_STEPS, Trainer, TrainOptions, train
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")

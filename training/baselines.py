@@ -53,7 +53,7 @@ from typing import Iterable, Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from model.consensus import NO_CHANGE
-from model.labels import segments_from_labels
+from model.labels import Segment, segments_from_labels
 from training.inference import NO_PREDICTION, PROTOCOLS, lta_layout, upsample_nearest
 
 #: Pseudo-labels of the grammar: before the first segment and after the last one (never class ids).
@@ -86,6 +86,16 @@ def _check_inputs(observed_labels: np.ndarray, horizon: int) -> np.ndarray:
     if int(horizon) < 0:
         raise ValueError(f"horizon must be >= 0, got {horizon}")
     return obs.astype(np.int64, copy=False)
+
+
+def _observed_segments(observed_labels: np.ndarray, horizon: int,
+                       video_length: int | None) -> tuple[list[Segment], bool, float]:
+    """``(segments of the observed labels, relative protocol?, frames per unit)`` (checked inputs)."""
+    obs = _check_inputs(observed_labels, horizon)
+    relative = video_length is not None
+    if relative and int(video_length) < obs.size:
+        raise ValueError(f"video_length {video_length} is shorter than the {obs.size} observed frames")
+    return segments_from_labels(obs), relative, float(video_length) if relative else 1.0
 
 
 @dataclass(frozen=True)
@@ -224,12 +234,7 @@ class GrammarForecaster:
     def plan(self, observed_labels: np.ndarray, horizon: int, *,
              video_length: int | None = None) -> list[tuple[int, float]]:
         """The forecast as ``(label, duration in frames)`` segments from the first future frame."""
-        obs = _check_inputs(observed_labels, horizon)
-        relative = video_length is not None
-        if relative and int(video_length) < obs.size:
-            raise ValueError(f"video_length {video_length} is shorter than the {obs.size} observed frames")
-        unit = float(video_length) if relative else 1.0
-        segments = segments_from_labels(obs)
+        segments, relative, unit = _observed_segments(observed_labels, horizon, video_length)
         current = segments[-1]
         history = [START] + [s.label for s in segments]
         plan = [(current.label, self.mean_residual(current.label, current.length / unit, relative=relative) * unit)]
@@ -258,12 +263,7 @@ class GrammarForecaster:
         a current segment outlasting the horizon both count as :data:`model.consensus.NO_CHANGE`.
         Durations and ``H`` are in the units of the protocol (fractions of ``video_length`` when given).
         """
-        obs = _check_inputs(observed_labels, horizon)
-        relative = video_length is not None
-        if relative and int(video_length) < obs.size:
-            raise ValueError(f"video_length {video_length} is shorter than the {obs.size} observed frames")
-        unit = float(video_length) if relative else 1.0
-        segments = segments_from_labels(obs)
+        segments, relative, unit = _observed_segments(observed_labels, horizon, video_length)
         current = segments[-1]
         durations = self.class_durations(current.label).values(relative)
         elapsed, reach = current.length / unit, (current.length + int(horizon)) / unit

@@ -298,24 +298,38 @@ class CausalFeatureStream:
         self.frames_observed += 1
 
     def push(self, frame_rgb: np.ndarray) -> np.ndarray:
-        """Add one ``(H, W, 3) uint8`` RGB frame; return its feature ``(dim,) float32``.
+        """Add one ``(H, W, 3) uint8`` RGB frame; return its feature ``(dim,) float32`` (batch 1).
 
         The context is only updated when extraction succeeds, so a failing frame leaves the stream
         as it was. A frame whose shape differs from the held context raises
         :class:`FrameShapeChanged` (call :meth:`reset` to start over at the new size).
         """
-        frame = self._check(frame_rgb)
-        # preprocess_frame returns a fresh array: the caller may reuse its image buffer.
-        prepared = self.extractor.preprocess_frame(frame)
-        window = np.stack(self._context_with(prepared))
+        frame, prepared, window = self._window(frame_rgb)
         feature = self.extractor.extract_windows([window])
         if feature.shape != (1, self.extractor.dim):
             raise FeatureError(f"{self.extractor!r}.extract_windows returned shape {feature.shape}, "
                                f"expected (1, {self.extractor.dim})")
+        self._commit(frame, prepared)
+        return feature[0]
+
+    def window(self, frame_rgb: np.ndarray) -> np.ndarray:
+        """Add one sampled frame and return its window (its context and itself, preprocessed, oldest
+        first) for a batched :meth:`FeatureExtractor.extract_windows` (batch N); the context is
+        updated at once. ``extract_windows([window(f)])[0]`` equals ``push(f)``."""
+        frame, prepared, window = self._window(frame_rgb)
+        self._commit(frame, prepared)
+        return window
+
+    def _window(self, frame_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        frame = self._check(frame_rgb)
+        # preprocess_frame returns a fresh array: the caller may reuse its image buffer.
+        prepared = self.extractor.preprocess_frame(frame)
+        return frame, prepared, np.stack(self._context_with(prepared))
+
+    def _commit(self, frame: np.ndarray, prepared: np.ndarray) -> None:
         self._ring.append(prepared)
         self._shape = tuple(frame.shape)
         self.frames_pushed += 1
-        return feature[0]
 
     def _context_with(self, prepared: np.ndarray) -> Sequence[np.ndarray]:
         keep = self.context_frames - 1

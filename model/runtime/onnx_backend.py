@@ -17,6 +17,7 @@ import torch
 from model.config import ConfigError, model_config_from_dict
 from model.export_manifest import BATCH_GRAPH, ExportError, graph_entries, read_manifest
 from model.runtime.base import BackendError
+from model.torch_threads import process_threads, set_process_threads
 
 _CPU = "CPUExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
@@ -42,9 +43,10 @@ class OnnxRuntimeBackend:
     shared machine). ``spinning``: let idle pool threads busy-wait between ops
     (off by default: on a CPU shared with the camera driver, the feature extractor and torch's own
     OpenMP threads, spinning threads starved the others and doubled the tick). ``loop_threads``: torch
-    intra-op threads while :func:`model.runtime.forecast` runs the DDIM arithmetic for this backend (1:
-    the (1, C, T) element-wise ops gain nothing from OpenMP, whose spinning workers slowed ORT down;
-    None leaves torch's setting alone). ``verify_hashes``: refuse graph files that differ from the manifest.
+    intra-op threads of this process for the DDIM arithmetic :func:`model.runtime.forecast` runs around the
+    graphs (1: the (1, C, T) element-wise ops gain nothing from OpenMP, whose spinning workers slowed ORT
+    down; None leaves torch's setting alone), set here at construction unless the process already chose a
+    count at start-up (:mod:`model.torch_threads`: never per forecast). ``verify_hashes``: refuse graph files that differ from the manifest.
     """
 
     name = "onnxruntime"
@@ -82,6 +84,8 @@ class OnnxRuntimeBackend:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.intra_op_threads = intra_op_threads
         self.loop_threads = loop_threads
+        if process_threads() is None:  # the process chose no count at start-up (e.g. the node's num_threads)
+            set_process_threads(loop_threads)
         self._sessions = {}
         for name, entry in graph_entries(self.manifest).items():
             path = self.onnx_dir / entry["file"]

@@ -23,6 +23,7 @@ import torch
 from model.forecast import EagerBackend
 from model.network import ActFusion
 from model.runtime.base import BackendError, default_class_names
+from model.torch_threads import set_process_threads
 
 _LOG = logging.getLogger(__name__)
 _PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -66,8 +67,7 @@ class TorchBackend(EagerBackend):
                                         ("compile=True", compile), ("cuda_graphs=True", cuda_graphs)) if on]
         if wanted and self.device.type != "cuda":
             raise BackendError(f"{', '.join(wanted)}: CUDA only; got device {self.device} (use fp32 eager on CPU)")
-        if threads is not None:
-            torch.set_num_threads(int(threads))
+        set_process_threads(threads)  # start-up: never per forecast (model.torch_threads)
         super().__init__(model, device=self.device)
         self.class_names = default_class_names(self.config, class_names)
         self.precision = precision

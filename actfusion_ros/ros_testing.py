@@ -1,4 +1,4 @@
-"""Helpers for tests (and benchmarks) that talk to actfusion_node over real, loopback-only DDS.
+"""Harness for the tests and benchmarks that talk to actfusion_node over real, loopback-only DDS (ROS glue).
 
 * :func:`ros_skip_reason`: why ROS tests cannot run here (``None`` when they can).
 * :func:`loopback_env`: the environment of ``scripts/ros_env.sh`` with a given ``ROS_DOMAIN_ID``.
@@ -6,6 +6,11 @@
   namespace and remaps; output goes to a log file whose tail is put into failure messages.
 * :class:`Client`: an rclpy node in its own context, spun in a background thread, recording what it
   receives (thread-safe lists) and publishing images.
+* :func:`node_session`: the one harness: a node process on its own domain and namespace, a client with
+  an image publisher and subscriptions to the forecasts and /diagnostics, matched before it is handed over.
+
+Lives in the package (not in ``tests/``) so that ``benchmarks/`` and ``tests/`` both use it without
+importing each other.
 """
 from __future__ import annotations
 
@@ -16,8 +21,9 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -255,3 +261,68 @@ def diagnostics_values(array_msg: Any, name_contains: str) -> dict[str, str] | N
         if name_contains in status.name:
             return {kv.key: kv.value for kv in status.values}
     return None
+
+
+@dataclass
+class NodeSession:
+    """What :func:`node_session` hands over: the node process, the client and the topics it uses."""
+
+    node: NodeProcess
+    client: Client
+    namespace: str
+    image_pub: Any
+    future_topic: str
+    current_topic: str
+    future_sub: Any
+    diagnostics_sub: Any
+
+    def diagnostics(self) -> list[dict[str, str]]:
+        """The node's /diagnostics values received so far, oldest first."""
+        found = (diagnostics_values(a, f"{self.namespace}/actfusion_node") for a in
+                 self.client.messages("/diagnostics"))
+        return [d for d in found if d]
+
+
+@contextmanager
+def node_session(workdir: Path, params: dict[str, Any], *, name: str, image_depth: int = 10,
+                 reliable: bool = True, depth: int = 200, current: bool = False, match_s: float = 60.0,
+                 extra_args: Iterable[str] = (), module: str = "actfusion_ros.node",
+                 module_args: Iterable[str] = ()) -> Iterator[NodeSession]:
+    """Start ``actfusion_node`` with ``params`` (written to ``workdir/params.yaml``, log in
+    ``workdir/node.log``) on a fresh domain under the namespace ``/<name><pid>``, its ``image`` input
+    remapped to ``<ns>/camera``; connect a client publishing images there (``image_depth``, reliable or
+    best effort) and subscribed (``depth``) to the forecasts, /diagnostics and, with ``current``, the
+    current action; wait until they match (``RuntimeError`` with the node's log if it exits first).
+    On the way out the client is closed and the process killed if still running."""
+    from actfusion_msgs.msg import ActionForecast, ActionSegment
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    domain = unique_domain_id()
+    ns = f"/{name}{os.getpid()}"
+    node = NodeProcess(write_params(workdir / "params.yaml", params), workdir / "node.log", domain_id=domain,
+                       namespace=ns, remaps=[("image", f"{ns}/camera")], extra_args=extra_args, module=module,
+                       module_args=module_args)
+    client = None
+    try:
+        client = Client(f"{name}_client", domain)
+        reliability = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+        pub = client.node.create_publisher(Image, f"{ns}/camera",
+                                           QoSProfile(depth=image_depth, reliability=reliability))
+        future_topic, current_topic = f"{ns}/actfusion/future_actions", f"{ns}/actfusion/current_action"
+        future_sub = client.subscribe(future_topic, ActionForecast, depth)
+        if current:
+            client.subscribe(current_topic, ActionSegment, depth)
+        diag_sub = client.subscribe("/diagnostics", DiagnosticArray, depth)
+        wait_for(lambda: not node.alive() or (pub.get_subscription_count() > 0
+                                              and future_sub.get_publisher_count() > 0
+                                              and diag_sub.get_publisher_count() > 0),
+                 match_s, "the node's subscription and publishers to match", details=node.log_tail)
+        if not node.alive():
+            raise RuntimeError(f"the node exited with {node.proc.returncode} before matching\n{node.log_tail()}")
+        yield NodeSession(node, client, ns, pub, future_topic, current_topic, future_sub, diag_sub)
+    finally:
+        node.kill()
+        if client is not None:
+            client.close()
