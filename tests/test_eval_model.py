@@ -343,3 +343,31 @@ def test_sampling_options_are_checked():
     with pytest.raises(SystemExit):
         eval_main(["--checkpoint", "x", "--data-root", "y", "--split", "1", "--out", "z", "--consensus", "vote"])
     assert eval_main(["--checkpoint", "x", "--data-root", "y", "--split", "1", "--out", "z", "--num-samples", "0"]) == 2
+
+
+def test_bench_consensus_on_a_tiny_checkpoint(checkpoint: Path, data: Path, tmp_path: Path):
+    """benchmarks/bench_consensus.py: its largest K equals actfusion-eval --num-samples K (same seed, same code)."""
+    from benchmarks.bench_consensus import main as bench_main
+
+    out = tmp_path / "bench"
+    assert bench_main(["--checkpoint", str(checkpoint), "--data-root", str(data), "--samples", "1", "3",
+                       "--consensus", "mode", "medoid", "--steps", "2", "--single-offset", "--seed", "3",
+                       "--out", str(out)]) == 0
+    bench = json.loads((out / "consensus.json").read_text())
+    rows = bench["runs"]["2"]["moc"]
+    assert [(r["consensus"], r["k"]) for r in rows] == [("mode", 1), ("mode", 3), ("medoid", 3)]
+    evaluated_k3 = tmp_path / "eval_k3"
+    assert eval_main(["--checkpoint", str(checkpoint), "--data-root", str(data), "--split", "1", "--out",
+                      str(evaluated_k3), "--steps", "2", "--single-offset", "--max-plots", "0", "--num-samples", "3",
+                      "--consensus", "medoid", "--seed", "3"]) == 0
+    results = json.loads((evaluated_k3 / "results.json").read_text())
+    assert rows[2]["lta_mean"] == pytest.approx(results["lta_mean"])
+    k3 = bench["runs"]["2"]["next_action"][1]
+    assert k3["k"] == 3
+    for protocol in ("gt", "rn"):
+        want = {k: v for k, v in results["next_action"][protocol].items() if k != "current_correct"}
+        assert k3[protocol] == want  # the same events and prob_metrics code: the same numbers
+    assert bench["baselines"] == results["baseline_next_action"]
+    md = (out / "consensus.md").read_text()
+    assert "| 2 | medoid | 3 |" in md and "| - | grammar order1 | - |" in md
+    assert (out / "reliability.png").read_bytes()[:8] == PNG_SIGNATURE

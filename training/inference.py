@@ -142,6 +142,16 @@ def upsample_nearest(ids: np.ndarray, sample_rate: int, num_frames: int) -> np.n
     return ids[index]
 
 
+def lta_raw_labels(ids: np.ndarray, sample_rate: int, num_frames: int) -> np.ndarray:
+    """Sampled-rate ids of an LTA forecast (observed + future) -> ``num_frames`` raw-rate ids, upsampled
+    where they reach and :data:`NO_PREDICTION` after."""
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    covered = min(int(num_frames), ids.size * int(sample_rate))
+    labels = np.full(int(num_frames), NO_PREDICTION, dtype=np.int64)
+    labels[:covered] = upsample_nearest(ids, sample_rate, covered)
+    return labels
+
+
 def _offsets(sample_rate: int, aggregate: bool, num_frames: int) -> list[int]:
     return list(range(min(sample_rate, num_frames))) if aggregate else [0]
 
@@ -255,10 +265,7 @@ def predict_lta(model: ActFusion | Backend, features: np.ndarray, alpha: float, 
         runs.append(probs)
     shortest = min(r.shape[2] for r in runs)
     samples = filtered_probs(np.mean([r[:, :, :shortest] for r in runs], axis=0), median_filter)
-    ids = consensus_ids(samples, consensus)
-    covered = min(n, ids.size * sr)
-    labels = np.full(n, NO_PREDICTION, dtype=np.int64)
-    labels[:covered] = upsample_nearest(ids, sr, covered)
+    labels = lta_raw_labels(consensus_ids(samples, consensus), sr, n)
     return LtaPrediction(labels, layout, min(n, layout.observed * sr), time.perf_counter() - start, times,
                          sample_rate=sr, sample_probs=samples.astype(np.float32), consensus=consensus,
                          next_action=sample_next_action(samples, min(layout.observed, shortest), layout.horizon))
