@@ -326,8 +326,9 @@ def next_action_lines(next_action: Mapping[str, Any]) -> list[str]:
     if scores:
         lines += ["| ticks | current right % | top-1 % | top-3 % | Brier | ECE top | ECE stated |",
                   "|---|---|---|---|---|---|---|",
-                  f"| {scores['count']} | {scores['current_correct']:.1f} | {scores['top1']:.1f} | {scores['top3']:.1f} | "
-                  f"{scores['brier']:.3f} | {scores['ece_top']:.3f} | {scores['ece_stated']:.3f} |", ""]
+                  f"| {scores['count']} | {scores['current_correct']:.1f} | {scores['top1']:.1f} | "
+                  f"{scores['top3']:.1f} | {scores['brier']:.3f} | {scores['ece_top']:.3f} | "
+                  f"{scores['ece_stated']:.3f} |", ""]
     lines += ["At the forecasts drawn on the timeline (times: camera seconds from the first frame):", "",
               "| tick | now | next (probability @ expected start (10-90%)) | no change | truth next |",
               "|---|---|---|---|---|"]

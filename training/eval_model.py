@@ -145,8 +145,9 @@ def next_action_report_lines(metrics: dict[str, Any]) -> list[str]:
     lines += ["", "Current action right (model): "
               + ", ".join(f"{PROTOCOL_NAMES.get(p, p)} {s['current_correct']:.1f} %" for p, s in model.items())]
     for protocol, s in model.items():
-        lines += ["", f"Reliability of the model's stated next-action probabilities, {PROTOCOL_NAMES.get(protocol, protocol)}:",
-                  "", "| stated in | pairs | mean stated | observed |", "|---|---|---|---|"]
+        name = PROTOCOL_NAMES.get(protocol, protocol)
+        lines += ["", f"Reliability of the model's stated next-action probabilities, {name}:", "",
+                  "| stated in | pairs | mean stated | observed |", "|---|---|---|---|"]
         for b in s["reliability"]["bins"]:
             if b["count"]:
                 lines.append(f"| [{b['lower']:.1f}, {b['upper']:.1f}) | {b['count']} | {b['mean_stated']:.3f} | "
