@@ -8,14 +8,17 @@
 For every test video, protocol (GT length, r*N^O) and alpha, one LTA run per DDIM step setting draws the
 largest K of ``--samples`` futures at once (:func:`training.inference.predict_lta`, the path of
 ``actfusion-eval --num-samples``); K = k uses the first k of them (K = 1: the first sample alone, a
-single-sample forecast; the largest K equals ``actfusion-eval --num-samples K`` with the same seed). Per K
-and consensus (:func:`training.inference.consensus_ids`) the MoC of the consensus forecast
-(:func:`training.scoring.moc_tables`, mean over alphas and betas = the ``lta_mean`` of ``actfusion-eval``);
-per K the next-action distribution of the k samples (:func:`training.inference.sample_next_action`) scored
-by :func:`training.prob_metrics.next_action_summary` (top-1, top-3, Brier, ECE) on the events of :func:`training.prob_metrics.lta_next_action_case`, beside
-the label-only baselines' distributions (:mod:`training.baselines`, fitted on the training split's labels)
-on the same events. Writes ``consensus.md`` (the tables), ``consensus.json`` and
-``reliability.png`` (stated probabilities of the largest K, r*N^O, first steps setting) under ``--out``.
+single-sample forecast; the largest K equals ``actfusion-eval --num-samples K`` with the same seed).
+
+* Per K and consensus (:func:`training.inference.consensus_ids`): the MoC of the consensus forecast
+  (:func:`training.scoring.moc_tables`; the mean over alphas and betas is ``actfusion-eval``'s ``lta_mean``).
+* Per K: the next-action distribution of the k samples (:func:`training.inference.sample_next_action`),
+  scored by :func:`training.prob_metrics.next_action_summary` (top-1, top-3, Brier, ECE) on the events of
+  :func:`training.prob_metrics.lta_next_action_case`, beside the label-only baselines' own distributions
+  (:mod:`training.baselines`, fitted on the training split's labels) on the same events.
+
+Writes ``consensus.md`` (the tables), ``consensus.json`` and ``reliability.png`` (stated probabilities of
+the largest K, r*N^O, first steps setting) under ``--out``.
 """
 from __future__ import annotations
 
