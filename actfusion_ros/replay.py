@@ -404,12 +404,15 @@ def timeline_rows(records: Sequence[TickRecord], truth: GroundTruth, *, max_fore
 
 
 def timeline_png(path: Path, records: Sequence[TickRecord], truth: GroundTruth, class_names: Sequence[str],
-                 *, max_forecasts: int = 5, title: str | None = None) -> None:
+                 *, max_forecasts: int = 5, title: str | None = None,
+                 forecast_notes: Sequence[str] | None = None) -> None:
     """Ground truth, the live current action and a few ticks' forecasts on one time axis (seconds).
 
     The second row shows what was published live: from each tick's stamp to the next one, the current
     action of that tick (not the final observation's re-segmentation). A dashed line marks the end of
     the recording (the last frame); ``title`` goes above the plot (e.g. :func:`headline`).
+    ``forecast_notes``: one text per drawn forecast (e.g. its next-action distribution, from
+    :func:`next_action_report`), written over that forecast's bar from its tick on.
     """
     import matplotlib
 
@@ -430,6 +433,7 @@ def timeline_png(path: Path, records: Sequence[TickRecord], truth: GroundTruth, 
                 ax.barh(y, width / 1e9, left=(start - t0) / 1e9, height=0.8, color=cmap(lab), linewidth=0)
     for rec in chosen:
         ax.axvline((rec.stamp_ns - t0) / 1e9, color="k", lw=0.6, ls=":")
+    _note_forecasts(ax, len(rows) - len(chosen), [(r.stamp_ns - t0) / 1e9 for r in chosen], forecast_notes)
     ax.axvline((end_ns - t0) / 1e9, color="k", lw=1.2, ls="--")
     ax.annotate("end of recording", xy=((end_ns - t0) / 1e9, 0), xycoords=("data", "axes fraction"),
                 xytext=(-3, 3), textcoords="offset points", ha="right", va="bottom", fontsize=8)
@@ -446,6 +450,14 @@ def timeline_png(path: Path, records: Sequence[TickRecord], truth: GroundTruth, 
     with atomic_open(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=100, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
+
+
+def _note_forecasts(ax: Any, first_row: int, tick_s: Sequence[float], notes: Sequence[str] | None) -> None:
+    """Write ``notes[i]`` on forecast row ``first_row + i``, starting at its tick; "-" notes are skipped."""
+    for i, (x, note) in enumerate(zip(tick_s, notes or ())):
+        if note and note != "-":
+            ax.text(x, first_row + i, f" next: {note}", va="center", ha="left", fontsize=7,
+                    bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0, "pad": 1})
 
 
 def check_out_dir(out: Path) -> None:
@@ -553,7 +565,8 @@ def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic
         next_action=next_action_report(records, truth, class_names))
     write_report(report, out, class_names)
     write_series(out, records, final_record(records), truth, names, class_names)
-    timeline_png(out / "timeline.png", records, truth, class_names, title=headline(report))
+    timeline_png(out / "timeline.png", records, truth, class_names, title=headline(report),
+                 forecast_notes=[t["next"] for t in report.next_action.get("ticks", ())])
     return report
 
 

@@ -309,8 +309,9 @@ def test_replay_report_states_and_scores_the_next_action(tmp_path) -> None:
     assert {t["truth_next"] for t in ticks} <= {"blue_thing", "no change"}
 
 
-def test_next_action_hook_takes_k_samples_per_tick() -> None:
-    from actfusion_ros.replay import (TickRecord, next_action_lines, next_action_report, tick_next_actions)
+def test_next_action_hook_takes_k_samples_per_tick(tmp_path) -> None:
+    from actfusion_ros.replay import (TickRecord, next_action_lines, next_action_report, tick_next_actions,
+                                      timeline_png)
 
     period = 500_000_000
     rec = TickRecord(stamp_ns=2 * period, observed_stamps_ns=np.arange(3) * period,
@@ -329,6 +330,9 @@ def test_next_action_hook_takes_k_samples_per_tick() -> None:
     assert tick["next"] == "blue_thing 75% @ 2.7s (2.5-2.9)" and tick["truth_next"] == "blue_thing"
     assert any("| 1.0 s | red_thing | blue_thing 75% @ 2.7s (2.5-2.9) | 25% | blue_thing |" == ln
                for ln in next_action_lines(report))
+    timeline_png(tmp_path / "plain.png", [rec], truth, NAMES)
+    timeline_png(tmp_path / "noted.png", [rec], truth, NAMES, forecast_notes=[tick["next"]])
+    assert (tmp_path / "noted.png").read_bytes() != (tmp_path / "plain.png").read_bytes()  # the note is drawn
     with pytest.raises(ValueError, match="future frames"):
         tick_next_actions([rec], 2, [samples[:, :4]])
     with pytest.raises(ValueError, match="2 sample arrays for 1 ticks"):
