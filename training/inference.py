@@ -94,6 +94,11 @@ def check_sampling(num_samples: int, consensus: str) -> None:
     """Raise ``ValueError`` unless ``num_samples >= 1`` and ``consensus`` is one of :data:`CONSENSUS_CHOICES`."""
     if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
         raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+    check_consensus(consensus)
+
+
+def check_consensus(consensus: str) -> None:
+    """Raise ``ValueError`` unless ``consensus`` is one of :data:`CONSENSUS_CHOICES`."""
     if consensus not in CONSENSUS_CHOICES:
         raise ValueError(f"unknown consensus {consensus!r}; choose from {CONSENSUS_CHOICES}")
 
@@ -105,7 +110,7 @@ def consensus_ids(sample_probs: np.ndarray, consensus: str = "mode") -> np.ndarr
     mode ties go to the higher mean probability); ``"mean"``: the argmax of the samples' mean probabilities.
     One sample gives its own argmax under every consensus.
     """
-    check_sampling(1, consensus)
+    check_consensus(consensus)
     probs = np.asarray(sample_probs, dtype=np.float64)
     if probs.ndim != 3:
         raise ValueError(f"sample probabilities must be (samples, classes, time), got shape {probs.shape}")
