@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
+from actfusion_ros.next_actions import TimedAlternative, format_next_actions
 from actfusion_ros.ros_domain import domain_id
 from actfusion_ros.world import ActivityWorld, Episode
 from model.labels import segments_from_labels
@@ -105,13 +106,30 @@ def write_episode_bag(world: ActivityWorld, episode: Episode, path: Path) -> Pat
 
 
 def describe(current: tuple[str, float], future: Sequence[tuple[str, float, float]], t0_ns: int,
-             stamp_ns: int, truth: str) -> str:
-    """One console line: now, what comes next, and the truth for comparison."""
-    if future and future[0][0] == current[0]:
-        future = future[1:]  # the current action continuing is not news
-    nxt = ", ".join(f"{lab} @ {(start - t0_ns) / 1e9:.1f}s" for lab, start, _ in future[:3]) or "-"
+             stamp_ns: int, truth: str, next_actions: Sequence[TimedAlternative] = ()) -> str:
+    """One console line: now, what comes next, and the truth for comparison.
+
+    "next" is the next-action distribution when the forecast carries one (``next_actions``, e.g.
+    ``add_sugar 70% @ 12.8s (12.1-13.6), stir 20% @ 14.0s``), else the first future segments' starts.
+    """
+    if next_actions:
+        nxt = format_next_actions(next_actions, t0_ns)
+    else:
+        if future and future[0][0] == current[0]:
+            future = future[1:]  # the current action continuing is not news
+        nxt = ", ".join(f"{lab} @ {(start - t0_ns) / 1e9:.1f}s" for lab, start, _ in future[:3]) or "-"
     return (f"[t={(stamp_ns - t0_ns) / 1e9:5.1f}s] now: {current[0]:<11} ({current[1]:.2f})  "
             f"next: {nxt:<60} | truth now: {truth}")
+
+
+def _time_ns(stamp: Any) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def message_next_actions(msg: Any) -> tuple[TimedAlternative, ...]:
+    """The ``next_actions`` of an ``ActionForecast`` message (empty when it has none, or an older build)."""
+    return tuple(TimedAlternative(a.label, float(a.probability), _time_ns(a.expected_start), _time_ns(a.start_lower),
+                                  _time_ns(a.start_upper)) for a in getattr(msg, "next_actions", ()))
 
 
 def live_core(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any) -> int:
@@ -190,8 +208,9 @@ def live_dds(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any,
                 t0 = stamp - int(msg.num_observed_frames * 1e9 / feature_rate_hz) if t0 is None else t0
                 if msg.partial:
                     continue
-                fut = [(s.label, s.start.sec * 1_000_000_000 + s.start.nanosec, 0) for s in msg.future]
-                _say(describe((msg.current.label, msg.current.confidence), fut, 0, stamp, truth_at(stamp)))
+                fut = [(s.label, _time_ns(s.start), 0) for s in msg.future]
+                _say(describe((msg.current.label, msg.current.confidence), fut, 0, stamp, truth_at(stamp),
+                              message_next_actions(msg)))
                 shown += 1
             if player.poll() is not None and not received:
                 executor.spin_once(timeout_sec=1.0)

@@ -17,6 +17,11 @@ a per-frame label file. The report has
   (online-segmented) labels over the same future frames: "repeat the last observed action" always, and the
   segment grammars of order 1 and 2 when training labels are given (``--baseline-labels``; durations in
   feature frames, the r*N^O protocol, since a stream's length is unknown);
+* the next action after the current one (:mod:`model.consensus`): every tick's next-action distribution
+  scored against what really followed (top-1/top-3, Brier, ECE, reliability; :mod:`training.prob_metrics`),
+  and the distributions of the ticks drawn on the timeline, e.g. ``stir 70% @ 12.8s (12.1-13.6)``. The
+  streaming core gives one forecast per tick today, so each distribution is that one sample's (K = 1);
+  :func:`tick_next_actions` takes per-tick sample arrays for when a forecaster provides K samples;
 * per-stage latency (p50/p95): image decoding, per-frame push (features at sampled frames), forecast;
 * a timeline PNG: ground truth, the live current action published at each tick, and the forecasts of
   several ticks, titled with the headline metrics;
@@ -41,10 +46,13 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from actfusion_ros.node_params import NodeSettings, read_params_file, validate_values
+from actfusion_ros.next_actions import format_next_actions, timed_alternatives
 from actfusion_ros.replay_series import SERIES_FILES, write_series
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import ForecastResult, StreamConfig
 from model.backend_names import BACKENDS
+from model.consensus import (FutureSamples, NextActionDistribution, next_action_distribution, next_action_outcome,
+                             outcome_vector)
 from model.io import atomic_write_text
 from training.baselines import Forecaster, GrammarForecaster, RepeatLast, resample_labels
 from training.metrics import MocCounts, tas_metrics
@@ -109,6 +117,7 @@ class ReplayReport:
     latency_ms: dict[str, dict[str, float]]
     stream_stats: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    next_action: dict[str, Any] = field(default_factory=dict)  # next_action_report()
 
 
 def _percentiles(values: Sequence[float]) -> dict[str, float]:
@@ -227,6 +236,114 @@ def _anticipation_score(records: Sequence[TickRecord], truth: GroundTruth, looka
                              {k: n for k, (_, n) in hits.items()})
 
 
+def tick_next_actions(records: Sequence[TickRecord], num_classes: int,
+                      samples: Sequence[np.ndarray] | None = None) -> list[NextActionDistribution]:
+    """Each tick's distribution of the action after its current one (the last observed label).
+
+    ``samples[i]``: tick ``i``'s K sampled futures over its ``H`` future frames, as probabilities
+    ``(K, C, H)`` or labels ``(K, H)`` (:class:`model.consensus.FutureSamples`); default (``None``): the
+    tick's one published forecast as a single sample. This is the hook for forecasters that provide K samples.
+    """
+    if samples is not None and len(samples) != len(records):
+        raise ValueError(f"{len(samples)} sample arrays for {len(records)} ticks")
+    out = []
+    for i, rec in enumerate(records):
+        futures = rec.future_labels[None, :] if samples is None else samples[i]
+        k_samples = FutureSamples.of(futures, num_classes)
+        if k_samples.horizon != rec.future_labels.shape[0]:
+            raise ValueError(f"tick {i}: samples cover {k_samples.horizon} future frames, the forecast "
+                             f"{rec.future_labels.shape[0]}")
+        out.append(next_action_distribution(k_samples, int(rec.observed_labels[-1])))
+    return out
+
+
+def tick_next_action_truth(rec: TickRecord, truth: GroundTruth) -> tuple[int, int] | None:
+    """``(current, outcome)`` of the ground truth at a tick: the label at its stamp and the first different
+    label over its future frames up to the end of the recording (else :data:`~model.consensus.NO_CHANGE`);
+    ``None`` when the label at the stamp is unknown."""
+    current = int(truth.at(np.asarray([rec.stamp_ns]))[0])
+    if current < 0:
+        return None
+    future = truth.at(rec.future_times_ns())
+    unknown = np.flatnonzero(future < 0)
+    known = future[:unknown[0]] if unknown.size else future
+    return current, next_action_outcome(known, current)
+
+
+def score_tick_next_actions(records: Sequence[TickRecord], distributions: Sequence[NextActionDistribution],
+                            truth: GroundTruth, num_classes: int, *, num_bins: int = 10) -> dict[str, Any] | None:
+    """Next-action scores of the ticks (:func:`training.prob_metrics.next_action_summary`) against what
+    followed (:func:`tick_next_action_truth`), plus ``current_correct`` (percent of ticks whose current
+    action was the truth's); ``None`` when no tick has a known current label."""
+    from training.prob_metrics import next_action_summary, outcome_index
+
+    probs, outcomes, current_ok = [], [], []
+    for rec, dist in zip(records, distributions):
+        answer = tick_next_action_truth(rec, truth)
+        if answer is None:
+            continue
+        probs.append(outcome_vector(dist.as_mapping(), num_classes))
+        outcomes.append(outcome_index(answer[1], num_classes))
+        current_ok.append(dist.current == answer[0])
+    if not probs:
+        return None
+    summary = next_action_summary(np.stack(probs), np.asarray(outcomes, dtype=np.int64), num_bins=num_bins)
+    return {**summary, "current_correct": 100.0 * float(np.mean(current_ok))}
+
+
+def next_action_report(records: Sequence[TickRecord], truth: GroundTruth, class_names: Sequence[str], *,
+                       samples: Sequence[np.ndarray] | None = None, max_forecasts: int = 5) -> dict[str, Any]:
+    """``ReplayReport.next_action``: the scores over the complete ticks and, for the ticks the timeline draws
+    (:func:`timeline_rows`), the stated distribution beside what really came next."""
+    complete = [r for r in records if not r.partial] or list(records)
+    chosen_samples = None
+    if samples is not None:
+        by_tick = dict(zip((id(r) for r in records), samples))
+        chosen_samples = [by_tick[id(r)] for r in complete]
+    dists = tick_next_actions(complete, len(class_names), chosen_samples)
+    t0 = int(truth.stamps_ns[0])
+    _, drawn = timeline_rows(records, truth, max_forecasts=max_forecasts)
+    of_tick = {id(r): d for r, d in zip(complete, dists)}
+    ticks = []
+    for rec in drawn:
+        dist = of_tick.get(id(rec)) or tick_next_actions([rec], len(class_names))[0]
+        answer = tick_next_action_truth(rec, truth)
+        ticks.append({"t_s": (rec.stamp_ns - t0) / 1e9, "current": class_names[dist.current],
+                      "next": format_next_actions(timed_alternatives(dist, class_names, rec.future_start_ns,
+                                                                     rec.period_ns), t0),
+                      "no_change": dist.no_change, "truth_next": _outcome_name(answer, class_names)})
+    return {"num_samples": dists[0].num_samples if dists else 0,
+            "scores": score_tick_next_actions(complete, dists, truth, len(class_names)), "ticks": ticks}
+
+
+def _outcome_name(answer: tuple[int, int] | None, class_names: Sequence[str]) -> str:
+    if answer is None:
+        return "?"
+    return "no change" if answer[1] < 0 else class_names[answer[1]]
+
+
+def next_action_lines(next_action: Mapping[str, Any]) -> list[str]:
+    """The replay report's next-action section (markdown) from :func:`next_action_report`'s dictionary."""
+    if not next_action:
+        return []
+    k = next_action["num_samples"]
+    lines = ["", f"## Next action after the current one ({k} sampled future{'s' if k != 1 else ''} per tick)", ""]
+    scores = next_action.get("scores")
+    if scores:
+        lines += ["| ticks | current right % | top-1 % | top-3 % | Brier | ECE top | ECE stated |",
+                  "|---|---|---|---|---|---|---|",
+                  f"| {scores['count']} | {scores['current_correct']:.1f} | {scores['top1']:.1f} | "
+                  f"{scores['top3']:.1f} | {scores['brier']:.3f} | {scores['ece_top']:.3f} | "
+                  f"{scores['ece_stated']:.3f} |", ""]
+    lines += ["At the forecasts drawn on the timeline (times: camera seconds from the first frame):", "",
+              "| tick | now | next (probability @ expected start (10-90%)) | no change | truth next |",
+              "|---|---|---|---|---|"]
+    for t in next_action["ticks"]:
+        lines.append(f"| {t['t_s']:.1f} s | {t['current']} | {t['next']} | {100 * t['no_change']:.0f}% | "
+                     f"{t['truth_next']} |")
+    return lines
+
+
 def write_report(report: ReplayReport, out: Path, class_names: Sequence[str]) -> None:
     """``replay.json`` and ``replay.md`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -246,6 +363,7 @@ def write_report(report: ReplayReport, out: Path, class_names: Sequence[str]) ->
         lines.append(f"| {name.replace('_', ' ')} | {sc.moc:.1f} | {accs} |")
     lines += ["", "Forecasts scored per look-ahead: "
               + ", ".join(f"{k}: {n}" for k, n in model.lookahead_counts.items()) + "."]
+    lines += next_action_lines(report.next_action)
     lines += ["", "## Latency per stage (ms)", "", "| stage | p50 | p95 | n |", "|---|---|---|---|"]
     for stage, p in report.latency_ms.items():
         lines.append(f"| {stage} | {p['p50']:.2f} | {p['p95']:.2f} | {p['n']} |")
@@ -292,12 +410,15 @@ def timeline_rows(records: Sequence[TickRecord], truth: GroundTruth, *, max_fore
 
 
 def timeline_png(path: Path, records: Sequence[TickRecord], truth: GroundTruth, class_names: Sequence[str],
-                 *, max_forecasts: int = 5, title: str | None = None) -> None:
+                 *, max_forecasts: int = 5, title: str | None = None,
+                 forecast_notes: Sequence[str] | None = None) -> None:
     """Ground truth, the live current action and a few ticks' forecasts on one time axis (seconds).
 
     The second row shows what was published live: from each tick's stamp to the next one, the current
     action of that tick (not the final observation's re-segmentation). A dashed line marks the end of
     the recording (the last frame); ``title`` goes above the plot (e.g. :func:`headline`).
+    ``forecast_notes``: one text per drawn forecast (e.g. its next-action distribution, from
+    :func:`next_action_report`), written over that forecast's bar from its tick on.
     """
     import matplotlib
 
@@ -318,6 +439,7 @@ def timeline_png(path: Path, records: Sequence[TickRecord], truth: GroundTruth, 
                 ax.barh(y, width / 1e9, left=(start - t0) / 1e9, height=0.8, color=cmap(lab), linewidth=0)
     for rec in chosen:
         ax.axvline((rec.stamp_ns - t0) / 1e9, color="k", lw=0.6, ls=":")
+    _note_forecasts(ax, len(rows) - len(chosen), [(r.stamp_ns - t0) / 1e9 for r in chosen], forecast_notes)
     ax.axvline((end_ns - t0) / 1e9, color="k", lw=1.2, ls="--")
     ax.annotate("end of recording", xy=((end_ns - t0) / 1e9, 0), xycoords=("data", "axes fraction"),
                 xytext=(-3, 3), textcoords="offset points", ha="right", va="bottom", fontsize=8)
@@ -334,6 +456,14 @@ def timeline_png(path: Path, records: Sequence[TickRecord], truth: GroundTruth, 
     with atomic_open(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=100, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
+
+
+def _note_forecasts(ax: Any, first_row: int, tick_s: Sequence[float], notes: Sequence[str] | None) -> None:
+    """Write ``notes[i]`` on forecast row ``first_row + i``, starting at its tick; "-" notes are skipped."""
+    for i, (x, note) in enumerate(zip(tick_s, notes or ())):
+        if note and note != "-":
+            ax.text(x, first_row + i, f" next: {note}", va="center", ha="left", fontsize=7,
+                    bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0, "pad": 1})
 
 
 def check_out_dir(out: Path) -> None:
@@ -437,10 +567,12 @@ def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic
                       for f in fields(stats)},
         settings={"stream": asdict(config), "tick_rate_hz": tick_rate_hz, "image_topic": image_topic,
                   "messages_on_topic": count_messages(bag, image_topic),
-                  "baselines": [RepeatLast().name, *(b.name for b in baselines)]})
+                  "baselines": [RepeatLast().name, *(b.name for b in baselines)]},
+        next_action=next_action_report(records, truth, class_names))
     write_report(report, out, class_names)
     write_series(out, records, final_record(records), truth, names, class_names)
-    timeline_png(out / "timeline.png", records, truth, class_names, title=headline(report))
+    timeline_png(out / "timeline.png", records, truth, class_names, title=headline(report),
+                 forecast_notes=[t["next"] for t in report.next_action.get("ticks", ())])
     return report
 
 

@@ -3,6 +3,8 @@
     python benchmarks/bench_backends.py [--quick] [--presets 50salads breakfast] [--lengths 256 1024 2048]
                                         [--threads 2] [--ort-threads auto 1 2] [--repeats 3] [--steps 25]
                                         [--agreement] [--checkpoint CKPT --features a.npy b.npy ...]
+    python benchmarks/bench_backends.py --sampling [--presets 50salads] [--sampling-length 1024]
+                                        [--samples 1 4 8 16] [--step-grid 25 10 5] [--threads 1] [--ort-threads 1]
 
 A tick is one :func:`model.runtime.forecast`: the r*N^O input (N_O = T/5 observed frames, T - N_O mask
 tokens), one encoder pass, the decoder condition terms once, ``--steps`` DDIM steps with the shared loop.
@@ -13,7 +15,12 @@ the fastest of the timed ticks, the median is the one to quote on an otherwise i
 weights unless ``--checkpoint``. ``--quick``: T in {256, 1024}, one timed run each. ``--agreement``:
 for steps in {1, 2, 5, 10, 25}, tick latency and frame agreement of the N-step forecast with the 25-step
 one (:func:`model.runtime.step_agreement`); meaningful with a trained checkpoint and real features, a
-mechanics check with random weights. The CPU may be shared: the load
+mechanics check with random weights. ``--sampling`` (issue 13) instead times K sampled futures per tick
+(one encoder pass, the decoder on a batch of K, :func:`model.runtime.forecast` ``num_samples=K``) for every K
+of ``--samples`` and DDIM steps of ``--step-grid`` at T = ``--sampling-length`` on eager torch (CPU) and ONNX
+Runtime (CPU, one row per ``--ort-threads``); "x one sample" is the tick over the K = 1 tick of the same
+backend and steps (the issue's target: K = 8 at most 3x at 25 steps, ORT, T = 1024). The MoC side of the
+K x steps curve is ``benchmarks/bench_consensus.py``. The CPU may be shared: the load
 average is printed; compare rows of one run.
 """
 from __future__ import annotations
@@ -83,13 +90,14 @@ def export_for(model: ActFusion, work: Path, preset: str) -> Path | None:
 
 
 def tick_stats(backend: Backend, obs: torch.Tensor, horizon: int | None, *, steps: int,
-               repeats: int) -> dict[str, float]:
-    """Median total / encode / prepare / sampling time of ``repeats`` ticks after one warm-up (+ best total)."""
+               repeats: int, num_samples: int | None = None) -> dict[str, float]:
+    """Median total / encode / prepare / sampling time of ``repeats`` ticks after one warm-up (+ best total);
+    ``num_samples``: K sampled futures per tick (default: one, as the node today)."""
     runs: list[dict[str, float]] = []
     for i in range(repeats + 1):
         timings: dict[str, float] = {}
         forecast(backend, obs, horizon=horizon, steps=steps, generator=torch.Generator().manual_seed(i),
-                 timings=timings)
+                 num_samples=num_samples, timings=timings)
         if i:
             runs.append(timings)
     out = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -116,6 +124,32 @@ def latency_table(args: argparse.Namespace, work: Path) -> None:
                       f"{s['encode_s']:.3f} | "
                       f"{s['prepare_s']:.3f} | {1000 * s['sample_s'] / args.steps:.1f} | "
                       f"{s['total_s'] / base:.2f}x |", flush=True)
+
+
+def sampling_table(args: argparse.Namespace, work: Path) -> None:
+    """K sampled futures x DDIM steps: tick latency and its ratio to one sample (see the module docstring)."""
+    print("| preset | T | backend | K | DDIM steps | tick median (s) | best (s) | per step (ms) | tick x K=1 "
+          "| per step x K=1 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    length = args.sampling_length
+    for preset in args.presets:
+        model = random_model(preset)
+        backends = make_backends(model, export_for(model, work, preset), threads=args.threads,
+                                 ort_threads=args.ort_threads)
+        n_obs = max(1, round(length / 5))
+        obs = torch.randn(1, model.cfg.input_dim, n_obs, generator=torch.Generator().manual_seed(length))
+        for name, backend in backends.items():
+            if "cuda" in name or name == "tensorrt":
+                continue  # the question is the CPU cost of batching K samples
+            for steps in args.step_grid:
+                one: dict[str, float] | None = None
+                for k in args.samples:
+                    s = tick_stats(backend, obs, length - n_obs, steps=steps, repeats=args.repeats, num_samples=k)
+                    one = s if k == 1 else one
+                    ratios = (f"{s['total_s'] / one['total_s']:.2f}x | {s['sample_s'] / one['sample_s']:.2f}x"
+                              if one else "- | -")
+                    print(f"| {preset} | {length} | {name} | {k} | {steps} | {s['total_s']:.3f} | {s['best_s']:.3f} | "
+                          f"{1000 * s['sample_s'] / steps:.1f} | {ratios} |", flush=True)
 
 
 def agreement_table(args: argparse.Namespace, work: Path) -> None:
@@ -167,17 +201,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--checkpoint", help="trained checkpoint for the agreement table (else random weights)")
     p.add_argument("--features", nargs="*", default=[], help="(D, N) .npy feature files for --agreement")
     p.add_argument("--work", type=Path, default=None, help="where to export the graphs (default: temp dir)")
+    p.add_argument("--sampling", action="store_true",
+                   help="only the K samples x DDIM steps cost table (issue 13) instead of the latency table")
+    p.add_argument("--samples", type=int, nargs="+", default=[1, 4, 8, 16], help="K values of --sampling "
+                   "(list 1 first for the ratio column)")
+    p.add_argument("--step-grid", type=int, nargs="+", default=[25, 10, 5], help="DDIM steps of --sampling")
+    p.add_argument("--sampling-length", type=int, default=1024, help="T of --sampling (default 1024)")
     args = p.parse_args(argv)
+    if any(k < 1 for k in args.samples) or any(s < 1 for s in args.step_grid):
+        p.error("--samples and --step-grid values must be >= 1")
     if args.quick:
         args.lengths, args.repeats = [256, 1024], 1
     torch.set_num_threads(args.threads)
     print(f"# bench_backends: torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, "
-          f"CUDA {'yes' if torch.cuda.is_available() else 'no'}, {args.steps} DDIM steps, "
-          f"load average {os.getloadavg()[0]:.2f} before")
+          f"CUDA {'yes' if torch.cuda.is_available() else 'no'}, "
+          + (f"K {args.samples} x DDIM steps {args.step_grid}, " if args.sampling else f"{args.steps} DDIM steps, ")
+          + f"load average {os.getloadavg()[0]:.2f} before")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        latency_table(args, work)
+        if args.sampling:
+            sampling_table(args, work)
+        else:
+            latency_table(args, work)
         if args.agreement:
             agreement_table(args, work)
     print(f"# load average {os.getloadavg()[0]:.2f} after; {time.perf_counter() - start:.0f} s in all")

@@ -32,3 +32,42 @@ def test_demo_runs_end_to_end(tmp_path, capsys, dds: bool) -> None:
     if not dds:  # a second run reuses the trained model
         assert main(args) == 0
         assert "using the trained model" in capsys.readouterr().out
+
+
+def test_demo_line_shows_the_next_action_distribution() -> None:
+    from types import SimpleNamespace
+
+    from actfusion_ros.demo import describe, message_next_actions
+
+    def t(ns: int) -> SimpleNamespace:
+        return SimpleNamespace(sec=ns // 10**9, nanosec=ns % 10**9)
+
+    t0 = 5 * 10**9
+    msg = SimpleNamespace(next_actions=[
+        SimpleNamespace(label="add_sugar", probability=0.7, expected_start=t(t0 + 12_800_000_000),
+                        start_lower=t(t0 + 12_100_000_000), start_upper=t(t0 + 13_600_000_000)),
+        SimpleNamespace(label="stir", probability=0.2, expected_start=t(t0 + 14 * 10**9),
+                        start_lower=t(t0 + 14 * 10**9), start_upper=t(t0 + 14 * 10**9))])
+    line = describe(("pour", 0.9), [("pour", t0, 0), ("stir", t0 + 10**9, 0)], t0, t0 + 10**10, "pour",
+                    message_next_actions(msg))
+    assert "next: add_sugar 70% @ 12.8s (12.1-13.6), stir 20% @ 14.0s " in line and "now: pour" in line
+    # without next_actions (a one-sample node, an older message build): the future segments as before
+    plain = describe(("pour", 0.9), [("pour", t0, 0), ("stir", t0 + 10**9, 0)], t0, t0 + 10**10, "pour",
+                     message_next_actions(SimpleNamespace()))
+    assert "next: stir @ 1.0s " in plain
+
+
+def test_demo_reads_next_actions_from_the_real_message() -> None:
+    msgs = pytest.importorskip("actfusion_msgs.msg", reason="actfusion_msgs not built")
+    if not hasattr(msgs, "ActionAlternative"):
+        pytest.fail("actfusion_msgs was built before ActionAlternative.msg; rerun scripts/build_msgs.sh")
+    from builtin_interfaces.msg import Time
+
+    from actfusion_ros.demo import message_next_actions
+    from actfusion_ros.next_actions import TimedAlternative
+
+    alt = msgs.ActionAlternative(label="stir", class_id=3, probability=0.25, expected_start=Time(sec=2, nanosec=5),
+                                 start_lower=Time(sec=1), start_upper=Time(sec=3))
+    assert message_next_actions(msgs.ActionForecast(next_actions=[alt])) == (
+        TimedAlternative("stir", 0.25, 2_000_000_005, 1_000_000_000, 3_000_000_000),)
+    assert message_next_actions(msgs.ActionForecast()) == ()

@@ -218,3 +218,153 @@ def test_uncovered_forecast_frames_count_as_wrong():
     assert tas.labels.shape == (101,) and tas.probs.shape == (3, 51)
     again = predict_tas(model, feats, steps=2, aggregate_offsets=False)
     assert np.array_equal(tas.labels, again.labels)  # seeded noise: same answer
+
+
+# ---------------------------------------------------------------------------------------------- K sampled futures
+
+
+def _tiny_lta_model() -> ActFusion:
+    cfg = experiment_config("tiny", {"model": {"num_classes": 3, "input_dim": 4, "ddim_steps": 3, "sample_rate": 2}})
+    torch.manual_seed(0)
+    return ActFusion(cfg.model).eval()
+
+
+def test_lta_with_one_sample_is_the_single_forecast_of_before():
+    """K = 1 under every consensus = one forecast per offset, averaged, median-filtered, argmax (the old path)."""
+    from model.runtime import forecast
+    from training.inference import CONSENSUS_CHOICES, as_backend, noise_generator
+
+    model = _tiny_lta_model()
+    feats = np.random.default_rng(1).standard_normal((4, 61)).astype(np.float32)
+    layout = lta_layout(61, 2, 0.3, "rn")
+    runs = []
+    for off in (0, 1):
+        out = forecast(as_backend(model), feats[:, off::2][:, :layout.observed], horizon=layout.horizon, steps=3,
+                       generator=noise_generator(5, 7, "rn", off, 0.3))
+        runs.append(torch.cat([out.observed_probs, out.future_probs], dim=1).numpy())
+    shortest = min(r.shape[1] for r in runs)
+    ids = postprocess(np.mean([r[:, :shortest] for r in runs], axis=0), 3)
+    before = np.full(61, NO_PREDICTION)
+    before[:min(61, ids.size * 2)] = upsample_nearest(ids, 2, min(61, ids.size * 2))
+    for consensus in CONSENSUS_CHOICES:
+        pred = predict_lta(model, feats, 0.3, "rn", seed=5, video_index=7, steps=3, median_filter=3,
+                           consensus=consensus)
+        assert np.array_equal(pred.labels, before), consensus
+        assert pred.num_samples == 1 and pred.next_action.num_samples == 1
+        assert len(pred.next_action.alternatives) + pred.next_action.no_change_count == 1  # one sample: one outcome
+
+
+def test_lta_consensus_of_k_samples_is_seeded_and_reduces_the_samples():
+    from model.consensus import next_action_distribution
+    from training.inference import consensus_ids
+
+    model = _tiny_lta_model()
+    feats = np.random.default_rng(2).standard_normal((4, 61)).astype(np.float32)
+    common = dict(seed=5, video_index=7, steps=3, num_samples=6)
+    preds = {c: predict_lta(model, feats, 0.3, "gt", consensus=c, **common) for c in ("mode", "medoid", "mean")}
+    again = predict_lta(model, feats, 0.3, "gt", consensus="mode", **common)
+    other = predict_lta(model, feats, 0.3, "gt", consensus="mode", **{**common, "seed": 6})
+    mode = preds["mode"]
+    assert mode.sample_probs.shape == (6, 3, mode.layout.total) and mode.num_samples == 6
+    assert np.array_equal(mode.labels, again.labels) and np.array_equal(mode.sample_probs, again.sample_probs)
+    assert not np.array_equal(mode.sample_probs, other.sample_probs)  # the seed drives the samples
+    labels = mode.sample_probs.argmax(axis=1)
+    assert len({tuple(row) for row in labels}) > 1  # the samples differ (a random model, 6 draws)
+    for consensus, pred in preds.items():  # the same samples under each consensus, reduced by consensus_ids
+        assert np.array_equal(pred.sample_probs, mode.sample_probs)
+        ids = consensus_ids(pred.sample_probs, consensus)
+        covered = min(61, ids.size * 2)
+        assert np.array_equal(pred.labels[:covered], upsample_nearest(ids, 2, covered)), consensus
+    medoid = consensus_ids(mode.sample_probs, "medoid")
+    assert any(np.array_equal(medoid, row) for row in labels)  # the medoid is one of the samples
+    obs = mode.layout.observed
+    votes = np.stack([np.bincount(labels[:, t], minlength=3) for t in range(labels.shape[1])])
+    assert (votes[np.arange(labels.shape[1]), consensus_ids(mode.sample_probs, "mode")] == votes.max(axis=1)).all()
+    expected = next_action_distribution(labels[:, obs:], mode.next_action.current, 3)
+    assert mode.next_action == expected and mode.next_action.num_samples == 6
+
+
+def test_eval_scores_the_next_action_of_k_samples(evaluated: Path, checkpoint: Path, data: Path, tmp_path: Path):
+    from training.baselines import fit_baselines
+    from training.data import MsTcnDataset, read_split_labels
+    from training.prob_metrics import score_forecaster_next_actions, next_action_summary
+    from training.scoring import ScoringOptions, model_next_action_events, score_model
+
+    one = json.loads((evaluated / "results.json").read_text())  # the default: one sample per forecast
+    assert one["num_samples"] == 1 and one["consensus"] == "mode"
+    assert set(one["next_action"]) == {"gt", "rn"} and (evaluated / "plots" / "reliability.png").is_file()
+
+    out = tmp_path / "k4"
+    assert eval_main(["--checkpoint", str(checkpoint), "--data-root", str(data), "--split", "1", "--out", str(out),
+                      "--steps", "2", "--single-offset", "--max-plots", "0", "--num-samples", "4",
+                      "--consensus", "medoid", "--seed", "3"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_samples"] == 4 and results["consensus"] == "medoid"
+    for protocol in ("gt", "rn"):
+        s = results["next_action"][protocol]
+        assert {"count", "top1", "top3", "brier", "ece_top", "ece_stated", "reliability", "current_correct"} <= set(s)
+        assert s["count"] == 2 * len(ALPHAS) and s["reliability"]["mode"] == "stated"
+    # The same numbers from the same prob_metrics code on a rerun of the same forecasts.
+    ckpt = load_checkpoint(checkpoint)
+    options = ScoringOptions(steps=2, seed=3, aggregate_offsets=False, median_filter=5, num_samples=4,
+                             consensus="medoid")
+    run_ = score_model(ckpt.model, list(MsTcnDataset(data, 1, "test")), ckpt.class_names, options)
+    for protocol, (probs, truth, _) in model_next_action_events(run_.videos, len(ckpt.class_names), options).items():
+        assert probs.shape == (2 * len(ALPHAS), len(ckpt.class_names) + 1)
+        assert json.loads(json.dumps(next_action_summary(probs, truth))) == {
+            k: v for k, v in results["next_action"][protocol].items() if k != "current_correct"}
+        assert results["lta"][protocol] == run_.metrics["lta"][protocol]
+    # The baselines' next-action scores are those of the existing scorer on the same events.
+    mapping = MsTcnDataset(data, 1, "test").mapping
+    train = read_split_labels(data, 1, "train", mapping)
+    videos = [(v.name, v.labels) for v in run_.videos]
+    for f in fit_baselines(train.values(), 3):
+        expected = score_forecaster_next_actions(f, videos, mapping.num_classes, 3)
+        for protocol, s in expected.items():
+            got = results["baseline_next_action"][f.name][protocol]
+            assert got["top1"] == pytest.approx(s.topk[1]) and got["brier"] == pytest.approx(s.brier)
+            assert got["ece_top"] == pytest.approx(s.reliability.ece)
+    md = (out / "results.md").read_text()
+    assert "## Next action after the current one (4 sampled futures" in md and "| grammar order1 |" in md
+    assert "Reliability of the model's stated next-action probabilities" in md
+    assert (out / "plots" / "reliability.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_sampling_options_are_checked():
+    from training.scoring import ScoringOptions
+
+    with pytest.raises(ValueError, match="num_samples"):
+        ScoringOptions(num_samples=0)
+    with pytest.raises(ValueError, match="consensus"):
+        ScoringOptions(consensus="vote")
+    with pytest.raises(SystemExit):
+        eval_main(["--checkpoint", "x", "--data-root", "y", "--split", "1", "--out", "z", "--consensus", "vote"])
+    assert eval_main(["--checkpoint", "x", "--data-root", "y", "--split", "1", "--out", "z", "--num-samples", "0"]) == 2
+
+
+def test_bench_consensus_on_a_tiny_checkpoint(checkpoint: Path, data: Path, tmp_path: Path):
+    """benchmarks/bench_consensus.py: its largest K equals actfusion-eval --num-samples K (same seed, same code)."""
+    from benchmarks.bench_consensus import main as bench_main
+
+    out = tmp_path / "bench"
+    assert bench_main(["--checkpoint", str(checkpoint), "--data-root", str(data), "--samples", "1", "3",
+                       "--consensus", "mode", "medoid", "--steps", "2", "--single-offset", "--seed", "3",
+                       "--out", str(out)]) == 0
+    bench = json.loads((out / "consensus.json").read_text())
+    rows = bench["runs"]["2"]["moc"]
+    assert [(r["consensus"], r["k"]) for r in rows] == [("mode", 1), ("mode", 3), ("medoid", 3)]
+    evaluated_k3 = tmp_path / "eval_k3"
+    assert eval_main(["--checkpoint", str(checkpoint), "--data-root", str(data), "--split", "1", "--out",
+                      str(evaluated_k3), "--steps", "2", "--single-offset", "--max-plots", "0", "--num-samples", "3",
+                      "--consensus", "medoid", "--seed", "3"]) == 0
+    results = json.loads((evaluated_k3 / "results.json").read_text())
+    assert rows[2]["lta_mean"] == pytest.approx(results["lta_mean"])
+    k3 = bench["runs"]["2"]["next_action"][1]
+    assert k3["k"] == 3
+    for protocol in ("gt", "rn"):
+        want = {k: v for k, v in results["next_action"][protocol].items() if k != "current_correct"}
+        assert k3[protocol] == want  # the same events and prob_metrics code: the same numbers
+    assert bench["baselines"] == results["baseline_next_action"]
+    md = (out / "consensus.md").read_text()
+    assert "| 2 | medoid | 3 |" in md and "| - | grammar order1 | - |" in md
+    assert (out / "reliability.png").read_bytes()[:8] == PNG_SIGNATURE

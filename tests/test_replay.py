@@ -332,3 +332,57 @@ def test_cli_params_file_refuses_model_and_stream_flags(tmp_path, capsys) -> Non
                "--label-topic", "/action/label"])
     err = capsys.readouterr().err
     assert rc == 2 and "decides the model and the stream; drop --ratio" in err, err
+
+
+# ------------------------------------------------------------------ the next action after the current one
+
+
+def test_replay_report_states_and_scores_the_next_action(tmp_path) -> None:
+    from actfusion_ros.replay_series import read_series
+
+    report = _replay(tmp_path)  # "nothing changes": every tick states {no change: 1}
+    records, _ = read_series(tmp_path / "out", NAMES)
+    complete = [r for r in records if not r.partial]
+    # red until 6 s, then blue to the end: a tick before 6 s sees blue come within its horizon (4x its
+    # observation reaches past 6 s for every tick >= 1 s), a tick from 6 s on sees no change.
+    after = sum(r.stamp_ns >= BOUNDARY_S * 1e9 for r in complete)
+    scores = report.next_action["scores"]
+    assert report.next_action["num_samples"] == 1 and scores["count"] == len(complete)
+    assert scores["top1"] == pytest.approx(100.0 * after / len(complete))
+    assert scores["brier"] == pytest.approx(2.0 * (1 - after / len(complete)))
+    assert scores["current_correct"] == 100.0
+    md = (tmp_path / "out" / "replay.md").read_text()
+    assert "## Next action after the current one (1 sampled future per tick)" in md
+    ticks = report.next_action["ticks"]
+    assert ticks and all(t["next"] == "-" and t["no_change"] == 1.0 for t in ticks)
+    assert {t["truth_next"] for t in ticks} <= {"blue_thing", "no change"}
+
+
+def test_next_action_hook_takes_k_samples_per_tick(tmp_path) -> None:
+    from actfusion_ros.replay import (TickRecord, next_action_lines, next_action_report, tick_next_actions,
+                                      timeline_png)
+
+    period = 500_000_000
+    rec = TickRecord(stamp_ns=2 * period, observed_stamps_ns=np.arange(3) * period,
+                     observed_labels=np.zeros(3, np.int64), future_start_ns=3 * period, period_ns=period,
+                     future_labels=np.zeros(6, np.int64), partial=False, inference_s=0.01)
+    truth = GroundTruth(np.arange(12) * period, np.array([0] * 5 + [1] * 7))  # blue from frame 5 = future frame 2
+    samples = np.array([[0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1], [0] * 6])  # (K=4, H=6)
+    (dist,) = tick_next_actions([rec], 2, [samples])
+    assert dist.num_samples == 4 and dist.probability_of(1) == 0.75 and dist.no_change == 0.25
+    report = next_action_report([rec], truth, NAMES, samples=[samples])
+    scores = report["scores"]
+    assert report["num_samples"] == 4 and scores["count"] == 1 and scores["top1"] == 100.0
+    assert scores["brier"] == pytest.approx(0.25 ** 2 + 0.25 ** 2)  # p(blue) 0.75, p(no change) 0.25
+    (tick,) = report["ticks"]
+    # blue starts at future frame 2, 2, 3: mean 2.33 -> 3 * 0.5 s + 1.17 s = 2.67 s; 10-90%: 2.5 s - 2.9 s
+    assert tick["next"] == "blue_thing 75% @ 2.7s (2.5-2.9)" and tick["truth_next"] == "blue_thing"
+    assert any("| 1.0 s | red_thing | blue_thing 75% @ 2.7s (2.5-2.9) | 25% | blue_thing |" == ln
+               for ln in next_action_lines(report))
+    timeline_png(tmp_path / "plain.png", [rec], truth, NAMES)
+    timeline_png(tmp_path / "noted.png", [rec], truth, NAMES, forecast_notes=[tick["next"]])
+    assert (tmp_path / "noted.png").read_bytes() != (tmp_path / "plain.png").read_bytes()  # the note is drawn
+    with pytest.raises(ValueError, match="future frames"):
+        tick_next_actions([rec], 2, [samples[:, :4]])
+    with pytest.raises(ValueError, match="2 sample arrays for 1 ticks"):
+        tick_next_actions([rec], 2, [samples, samples])

@@ -54,7 +54,7 @@ import numpy as np
 
 from model.consensus import NO_CHANGE
 from model.labels import Segment, segments_from_labels
-from training.inference import NO_PREDICTION, PROTOCOLS, lta_layout, upsample_nearest
+from training.inference import PROTOCOLS, lta_layout, lta_raw_labels
 
 #: Pseudo-labels of the grammar: before the first segment and after the last one (never class ids).
 START = -10
@@ -329,7 +329,8 @@ def baseline_lta_labels(forecaster: Forecaster, gt: np.ndarray, sample_rate: int
 
     The ground truth up to the last observed raw frame; after it the forecast, made at the sampled rate
     from the labels of the sampled observed frames (offset 0: raw frames 0, sr, 2sr, ...) over the same
-    ``layout.horizon`` and upsampled the same way; :data:`NO_PREDICTION` where the forecast does not reach.
+    ``layout.horizon`` and upsampled the same way; :data:`training.inference.NO_PREDICTION` where the
+    forecast does not reach.
     """
     gt = np.asarray(gt, dtype=np.int64)
     n = gt.size
@@ -337,11 +338,8 @@ def baseline_lta_labels(forecaster: Forecaster, gt: np.ndarray, sample_rate: int
     sampled = gt[::sample_rate][:layout.observed]
     future = forecaster.forecast(sampled, layout.horizon,
                                  video_length=layout.full_len if protocol == "gt" else None)
-    ids = np.concatenate([sampled, future])
-    covered = min(n, ids.size * sample_rate)
+    out = lta_raw_labels(np.concatenate([sampled, future]), sample_rate, n)
     observed = min(n, layout.observed * sample_rate)
-    out = np.full(n, NO_PREDICTION, dtype=np.int64)
-    out[:covered] = upsample_nearest(ids, sample_rate, covered)
     out[:observed] = gt[:observed]
     return out
 

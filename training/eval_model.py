@@ -2,7 +2,7 @@
 
     actfusion-eval --checkpoint RUN/best.pt --data-root DATA --split 1 --out EVAL [--steps 25] [--seed 0]
                    [--no-lta] [--no-baselines] [--median-filter K] [--single-offset] [--max-videos N]
-                   [--max-plots N] [--exact-f1]
+                   [--max-plots N] [--exact-f1] [--num-samples K] [--consensus mode|medoid|mean]
 
 Writes, under ``--out``:
 
@@ -17,6 +17,12 @@ Writes, under ``--out``:
   scored by the same code, in ``results.json`` (``baselines``, and ``best_per_cell``: who has the highest
   MoC in each protocol/alpha/beta cell, the model included) and ``results.md``; their prediction files in
   ``baselines/<name>/lta_*/``.
+* With LTA, the next-action scores of the model's K sampled futures per forecast (``--num-samples``, default
+  1; the LTA files and MoC hold their ``--consensus``): top-1/top-3 accuracy, Brier score, ECE and the
+  reliability table of the stated probabilities (:func:`training.prob_metrics.next_action_summary`), per
+  protocol, in ``results.json`` (``next_action``) and ``results.md``, beside the baselines' own
+  next-action distributions (``baseline_next_action``) scored by the same code on the same events;
+  ``plots/reliability.png`` is the model's reliability diagram (r*N^O protocol when it was run).
 
 The metrics are those of :mod:`training.metrics`, so they equal ``python -m training.evaluate`` run on the
 written files (``tas``; ``lta --observed A --predicted 0.1 0.2 0.3 0.5``). F1 uses the reference ``eval.py``
@@ -38,8 +44,9 @@ from model.io import atomic_write_text
 from training.cli import apply_threads
 from training.baselines import BaselineRun, best_per_cell, fit_baselines, score_baselines
 from training.data import DatasetError, MsTcnDataset, read_split_labels
-from training.inference import PROTOCOLS, frame_labels_to_names
-from training.plots import TimelineRow, plot_timeline
+from training.inference import CONSENSUS_CHOICES, PROTOCOLS, frame_labels_to_names
+from training.plots import TimelineRow, plot_reliability, plot_timeline
+from training.prob_metrics import ReliabilityBin, ReliabilityTable, forecaster_next_action_events, next_action_summary
 from training.scoring import ScoredRun, ScoringOptions, VideoPredictions, lta_key, score_model
 
 #: Written for raw frames a forecast does not cover (never a class name of the datasets).
@@ -120,17 +127,54 @@ def baseline_report_lines(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def next_action_report_lines(metrics: dict[str, Any]) -> list[str]:
+    """Markdown: next-action scores of the model and the baselines, and the model's reliability tables."""
+    model = metrics.get("next_action") or {}
+    if not model:
+        return []
+    rows = [("model", model)] + list((metrics.get("baseline_next_action") or {}).items())
+    lines = ["", f"## Next action after the current one ({metrics.get('num_samples', 1)} sampled futures per "
+             "forecast; see training/prob_metrics.py)", "",
+             "| who | protocol | events | top-1 % | top-3 % | Brier | ECE top | ECE stated |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, per_protocol in rows:
+        for protocol, s in per_protocol.items():
+            lines.append(f"| {name.replace('_', ' ')} | {PROTOCOL_NAMES.get(protocol, protocol)} | {s['count']} | "
+                         f"{s['top1']:.1f} | {s['top3']:.1f} | {s['brier']:.3f} | {s['ece_top']:.3f} | "
+                         f"{s['ece_stated']:.3f} |")
+    lines += ["", "Current action right (model): "
+              + ", ".join(f"{PROTOCOL_NAMES.get(p, p)} {s['current_correct']:.1f} %" for p, s in model.items())]
+    for protocol, s in model.items():
+        name = PROTOCOL_NAMES.get(protocol, protocol)
+        lines += ["", f"Reliability of the model's stated next-action probabilities, {name}:", "",
+                  "| stated in | pairs | mean stated | observed |", "|---|---|---|---|"]
+        for b in s["reliability"]["bins"]:
+            if b["count"]:
+                lines.append(f"| [{b['lower']:.1f}, {b['upper']:.1f}) | {b['count']} | {b['mean_stated']:.3f} | "
+                             f"{b['observed']:.3f} |")
+    return lines
+
+
+def reliability_from_dict(table: dict[str, Any]) -> ReliabilityTable:
+    """The :class:`~training.prob_metrics.ReliabilityTable` of its ``to_dict`` form (as in ``results.json``)."""
+    return ReliabilityTable(tuple(ReliabilityBin(**b) for b in table["bins"]), int(table["count"]),
+                            float(table["ece"]), str(table.get("mode", "")))
+
+
 def markdown_report(metrics: dict[str, Any], info: dict[str, Any]) -> str:
     """Markdown tables of TAS metrics, MoC per protocol/alpha/beta, the baselines and the latencies."""
     tas = metrics["tas"]
     lines = [f"# ActFusion evaluation: {info['checkpoint']}", "",
              f"split {info['split']}, {metrics['videos']} videos, {info['steps']} DDIM steps, seed {info['seed']}, "
-             f"median filter {info['median_filter'] or 'off'}, offsets {info['offsets']}", "",
+             f"median filter {info['median_filter'] or 'off'}, offsets {info['offsets']}, "
+             f"LTA: {info.get('num_samples', 1)} sample(s) per forecast, consensus {info.get('consensus', 'mode')}",
+             "",
              "| Acc | Edit | F1@10 | F1@25 | F1@50 | TAS score |", "|---|---|---|---|---|---|",
              "| " + " | ".join(f"{tas[k]:.2f}" for k in ("acc", "edit", "f1@10", "f1@25", "f1@50", "score")) + " |"]
     if metrics["lta"]:
         lines += ["", "MoC (%), frames [int(aN), int((a+b)N)) at the raw rate:", "", *moc_table_lines(metrics["lta"])]
         lines += baseline_report_lines(metrics)
+        lines += next_action_report_lines(metrics)
     lines += ["", "| latency | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in metrics["latency_s"].items()]
     return "\n".join(lines) + "\n"
@@ -148,7 +192,8 @@ def run_evaluation(checkpoint: Path, data_root: Path, split: int, out: Path, *, 
                    seed: int = 0, lta: bool = True, median_filter: int | None = None,
                    aggregate_offsets: bool = True, max_videos: int | None = None, max_plots: int = 10,
                    device: str = "cpu", background: Sequence[str] = ("background",),
-                   exact_f1: bool = False, baselines: bool = True) -> dict[str, Any]:
+                   exact_f1: bool = False, baselines: bool = True, num_samples: int = 1,
+                   consensus: str = "mode") -> dict[str, Any]:
     """Everything the CLI does; returns the results dictionary also written to ``results.json``.
 
     ``exact_f1`` scores F1 with the exact last-segment end instead of the reference ``eval.py``'s ``N-1``.
@@ -164,7 +209,7 @@ def run_evaluation(checkpoint: Path, data_root: Path, split: int, out: Path, *, 
     filt = default_median_filter(ckpt.metadata) if median_filter is None else int(median_filter)
     options = ScoringOptions(steps=steps, seed=seed, median_filter=filt, aggregate_offsets=aggregate_offsets,
                              protocols=PROTOCOLS if lta else (), background=tuple(background),
-                             exact_f1=exact_f1)
+                             exact_f1=exact_f1, num_samples=num_samples, consensus=consensus)
     records = list(dataset)
     for rec in records:
         if rec.features.shape[0] != ckpt.config.input_dim:
@@ -179,7 +224,8 @@ def run_evaluation(checkpoint: Path, data_root: Path, split: int, out: Path, *, 
             "offsets": "all" if aggregate_offsets else "first", "sample_rate": ckpt.config.sample_rate,
             "alphas": list(options.alphas), "betas": list(options.betas), "ratio": options.ratio,
             "background": list(background), "missing_name": MISSING_NAME, "device": device,
-            "f1_segment_ends": "exact" if exact_f1 else "reference",
+            "f1_segment_ends": "exact" if exact_f1 else "reference", "num_samples": num_samples,
+            "consensus": consensus,
             "videos_list": [v.name for v in run.videos]}
     results = {**info, **run.metrics}
     if lta and baselines:
@@ -188,6 +234,11 @@ def run_evaluation(checkpoint: Path, data_root: Path, split: int, out: Path, *, 
     atomic_write_text(out / "results.md", markdown_report(results, info))
     for video in run.videos[:max(0, max_plots)]:
         plot_video(out / "plots" / f"{video.name}.png", video, ckpt.class_names)
+    if results.get("next_action"):
+        protocol = "rn" if "rn" in results["next_action"] else next(iter(results["next_action"]))
+        plot_reliability(out / "plots" / "reliability.png",
+                         reliability_from_dict(results["next_action"][protocol]["reliability"]),
+                         f"next action, {PROTOCOL_NAMES.get(protocol, protocol)}, {num_samples} sample(s)")
     return results
 
 
@@ -195,17 +246,24 @@ def evaluate_baselines(out: Path, run: ScoredRun, dataset: MsTcnDataset, sample_
                        options: ScoringOptions) -> dict[str, Any]:
     """Fit the baselines on the training split's labels, score them on the model's videos, write their files.
 
-    Returns the ``baselines``, ``best_per_cell`` and ``baseline_fit`` entries of ``results.json``.
+    Returns the ``baselines``, ``best_per_cell``, ``baseline_next_action`` (each baseline's next-action
+    distributions scored like the model's) and ``baseline_fit`` entries of ``results.json``.
     """
     train = read_split_labels(dataset.root, dataset.split, "train", mapping=dataset.mapping)
     if not train:
         raise DatasetError(f"{dataset.root}: training split {dataset.split} lists no videos to fit the baselines on")
-    scored = score_baselines(fit_baselines(train.values(), sample_rate), [(v.name, v.labels) for v in run.videos],
-                             sample_rate, protocols=options.protocols, alphas=options.alphas, betas=options.betas,
-                             ratio=options.ratio)
+    forecasters = fit_baselines(train.values(), sample_rate)
+    videos = [(v.name, v.labels) for v in run.videos]
+    scored = score_baselines(forecasters, videos, sample_rate, protocols=options.protocols, alphas=options.alphas,
+                             betas=options.betas, ratio=options.ratio)
     write_baseline_predictions(out / "baselines", scored, dataset.mapping.names)
     tables = {"model": run.metrics["lta"], **{n: m["lta"] for n, m in scored.metrics.items()}}
-    return {"baselines": scored.metrics, "best_per_cell": best_per_cell(tables),
+    next_action = {f.name: {protocol: next_action_summary(probs, truth, num_bins=options.reliability_bins)
+                            for protocol, (probs, truth) in forecaster_next_action_events(
+                                f, videos, dataset.num_classes, sample_rate, protocols=options.protocols,
+                                alphas=options.alphas, ratio=options.ratio).items()}
+                   for f in forecasters}
+    return {"baselines": scored.metrics, "best_per_cell": best_per_cell(tables), "baseline_next_action": next_action,
             "baseline_fit": {"train_split": dataset.split, "train_videos": len(train), "sample_rate": sample_rate}}
 
 
@@ -234,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classes dropped from Edit/F1 segments (default: background)")
     p.add_argument("--exact-f1", action="store_true",
                    help="F1 with the exact last-segment end N (default: the reference eval.py's N-1)")
+    p.add_argument("--num-samples", type=int, default=1, metavar="K",
+                   help="sampled futures per LTA forecast, from one encoder pass (default 1)")
+    p.add_argument("--consensus", choices=CONSENSUS_CHOICES, default="mode",
+                   help="how the K samples become the scored LTA forecast: per-frame mode, the medoid sample, "
+                        "or the argmax of the mean probabilities (default mode; all equal for K=1)")
     return p
 
 
@@ -245,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.steps is not None and args.steps < 1:
         print("error: --steps must be >= 1", file=sys.stderr)
         return 2
+    if args.num_samples < 1:
+        print("error: --num-samples must be >= 1", file=sys.stderr)
+        return 2
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"error: --device {args.device} but CUDA is not available", file=sys.stderr)
         return 2
@@ -253,7 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  seed=args.seed, lta=not args.no_lta, median_filter=args.median_filter,
                                  aggregate_offsets=not args.single_offset, max_videos=args.max_videos,
                                  max_plots=args.max_plots, device=args.device, background=args.background,
-                                 exact_f1=args.exact_f1, baselines=not args.no_baselines)
+                                 exact_f1=args.exact_f1, baselines=not args.no_baselines,
+                                 num_samples=args.num_samples, consensus=args.consensus)
     except (CheckpointError, DatasetError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -177,6 +177,16 @@ def score_next_actions(probs: np.ndarray, truth: Sequence[int] | np.ndarray, *, 
                             reliability_table(stated, happened, num_bins, mode))
 
 
+def next_action_summary(probs: np.ndarray, truth: Sequence[int] | np.ndarray, *, ks: Sequence[int] = (1, 3),
+                        num_bins: int = 10) -> dict:
+    """The eval-report form of :func:`score_next_actions`: ``count``, ``top{k}``, ``brier``, ``ece_top`` (ECE
+    of the top-label probabilities), ``ece_stated`` and ``reliability`` (the table of every stated
+    probability > 0, :data:`RELIABILITY_MODES` ``"stated"``)."""
+    stated = score_next_actions(probs, truth, ks=ks, num_bins=num_bins, mode="stated")
+    top = reliability_table(*reliability_pairs(probs, truth, "top"), num_bins=num_bins, mode="top")
+    return {**stated.to_dict(), "ece_top": top.ece, "ece_stated": stated.reliability.ece}
+
+
 # ---------------------------------------------------------------------------------------------- offline events
 
 
@@ -222,11 +232,12 @@ def lta_next_action_case(gt: np.ndarray, sample_rate: int, alpha: float, protoco
                           next_action_outcome(future, current))
 
 
-def score_forecaster_next_actions(forecaster: NextActionForecaster, videos: Sequence[tuple[str, np.ndarray]],
+def forecaster_next_action_events(forecaster: NextActionForecaster, videos: Sequence[tuple[str, np.ndarray]],
                                   num_classes: int, sample_rate: int, *, protocols: Sequence[str] = PROTOCOLS,
-                                  alphas: Sequence[float] = (0.2, 0.3), ratio: float = 4.0, num_bins: int = 10,
-                                  mode: str = "top") -> dict[str, NextActionScores]:
-    """``{protocol: scores}`` of ``forecaster`` over every ``(name, raw-rate gt)`` video and every alpha."""
+                                  alphas: Sequence[float] = (0.2, 0.3), ratio: float = 4.0
+                                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{protocol: (probs (N, C + 1), truth (N,))}``: the events of every ``(name, raw-rate gt)`` video and
+    alpha (:func:`lta_next_action_case`) with ``forecaster``'s stated distributions."""
     out = {}
     for protocol in protocols:
         probs, truth = [], []
@@ -237,6 +248,16 @@ def score_forecaster_next_actions(forecaster: NextActionForecaster, videos: Sequ
                                                            video_length=case.video_length)
                 probs.append(outcome_vector(dist, num_classes))
                 truth.append(outcome_index(case.truth, num_classes))
-        out[protocol] = score_next_actions(np.stack(probs), np.asarray(truth, dtype=np.int64), num_bins=num_bins,
-                                           mode=mode)
+        out[protocol] = (np.stack(probs), np.asarray(truth, dtype=np.int64))
     return out
+
+
+def score_forecaster_next_actions(forecaster: NextActionForecaster, videos: Sequence[tuple[str, np.ndarray]],
+                                  num_classes: int, sample_rate: int, *, protocols: Sequence[str] = PROTOCOLS,
+                                  alphas: Sequence[float] = (0.2, 0.3), ratio: float = 4.0, num_bins: int = 10,
+                                  mode: str = "top") -> dict[str, NextActionScores]:
+    """``{protocol: scores}`` of ``forecaster`` over every ``(name, raw-rate gt)`` video and every alpha."""
+    events = forecaster_next_action_events(forecaster, videos, num_classes, sample_rate, protocols=protocols,
+                                           alphas=alphas, ratio=ratio)
+    return {protocol: score_next_actions(probs, truth, num_bins=num_bins, mode=mode)
+            for protocol, (probs, truth) in events.items()}

@@ -1,7 +1,8 @@
 """Run a model over videos (TAS and LTA under both horizon protocols) and score it with training.metrics.
 
 Used by ``actfusion-eval`` and by the trainer's model selection on the validation videos. All metric
-arithmetic is :mod:`training.metrics`; this module only predicts and collects.
+arithmetic is :mod:`training.metrics` (MoC, TAS) and :mod:`training.prob_metrics` (next-action scores of the
+K sampled forecasts); this module only predicts and collects.
 """
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import numpy as np
 
 from model.network import ActFusion
 from training.data import VideoRecord
-from training.inference import (PROTOCOLS, LtaPrediction, TasPrediction, predict_lta, predict_tas)
+from model.consensus import outcome_vector
+from training.inference import (PROTOCOLS, LtaPrediction, TasPrediction, check_sampling, predict_lta,
+                                predict_tas)
 from training.metrics import moc_scores, summary_score, tas_metrics
+from training.prob_metrics import lta_next_action_case, next_action_summary, outcome_index
 
 ALPHAS: tuple[float, ...] = (0.2, 0.3)
 BETAS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5)
@@ -34,11 +38,17 @@ class ScoringOptions:
     ratio: float = 4.0
     background: tuple[str, ...] = ("background",)
     exact_f1: bool = False  # F1 with the exact last-segment end (default: the reference eval.py's N-1)
+    num_samples: int = 1  # K sampled futures per LTA forecast (training.inference)
+    consensus: str = "mode"  # how the K samples become the scored forecast (training.inference.consensus_ids)
+    reliability_bins: int = 10
 
     def __post_init__(self) -> None:
         bad = [p for p in self.protocols if p not in PROTOCOLS]
         if bad:
             raise ValueError(f"unknown LTA protocol(s) {bad}; choose from {PROTOCOLS}")
+        check_sampling(self.num_samples, self.consensus)
+        if self.reliability_bins < 1:
+            raise ValueError(f"reliability_bins must be >= 1, got {self.reliability_bins}")
 
 
 @dataclass
@@ -77,7 +87,8 @@ def predict_video(model: ActFusion, video: VideoRecord, options: ScoringOptions)
     for protocol in options.protocols:
         for alpha in options.alphas:
             out.lta[(protocol, alpha)] = predict_lta(model, video.features, alpha, protocol, ratio=options.ratio,
-                                                     **common)
+                                                     num_samples=options.num_samples,
+                                                     consensus=options.consensus, **common)
     return out
 
 
@@ -111,9 +122,44 @@ def moc_tables(pairs_of: Callable[[str, float], Sequence[tuple[np.ndarray, np.nd
     return lta, means
 
 
+def model_next_action_events(videos: Sequence[VideoPredictions], num_classes: int, options: ScoringOptions
+                             ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``{protocol: (probs (N, C + 1), truth (N,), current correct (N,) bool)}`` of the model's forecasts.
+
+    One event per video and alpha, as :func:`training.prob_metrics.lta_next_action_case` (and so the
+    baselines) place it; the stated distribution is the K-sample one of each forecast
+    (:attr:`training.inference.LtaPrediction.next_action`). "Current correct": the model's current action
+    (its segmentation of the last observed frame) is the ground truth's.
+    """
+    out = {}
+    for protocol in options.protocols:
+        probs, truth, current = [], [], []
+        for v in videos:
+            for alpha in options.alphas:
+                pred = v.lta[(protocol, alpha)]
+                case = lta_next_action_case(v.labels, pred.sample_rate, alpha, protocol, options.ratio)
+                probs.append(outcome_vector(pred.next_action.as_mapping(), num_classes))
+                truth.append(outcome_index(case.truth, num_classes))
+                current.append(pred.next_action.current == case.current)
+        out[protocol] = (np.stack(probs), np.asarray(truth, dtype=np.int64), np.asarray(current, dtype=bool))
+    return out
+
+
+def next_action_metrics(videos: Sequence[VideoPredictions], num_classes: int, options: ScoringOptions
+                        ) -> dict[str, dict]:
+    """``{protocol: summary}`` (:func:`training.prob_metrics.next_action_summary`) of the model's next-action
+    distributions, plus ``current_correct`` (percent of events whose current action the model got right)."""
+    out = {}
+    for protocol, (probs, truth, current) in model_next_action_events(videos, num_classes, options).items():
+        out[protocol] = {**next_action_summary(probs, truth, num_bins=options.reliability_bins),
+                         "current_correct": float(current.mean() * 100.0)}
+    return out
+
+
 def score_predictions(videos: Sequence[VideoPredictions], class_names: Sequence[str],
                       options: ScoringOptions) -> dict:
-    """Metrics of the predictions: TAS (acc, edit, f1@k, score), MoC per protocol/alpha/beta, latencies.
+    """Metrics of the predictions: TAS (acc, edit, f1@k, score), MoC per protocol/alpha/beta, latencies,
+    and with LTA ``next_action[protocol]`` (:func:`next_action_metrics`).
 
     ``lta_mean[protocol]`` is the mean of its MoC values (the authors' LTA score), ``combined`` the mean of
     the TAS score and ``lta_mean['gt']`` (the authors' selection criterion) when LTA was run.
@@ -128,6 +174,8 @@ def score_predictions(videos: Sequence[VideoPredictions], class_names: Sequence[
     metrics["lta"], metrics["lta_mean"] = moc_tables(
         lambda protocol, alpha: [(v.lta[(protocol, alpha)].labels, v.labels) for v in videos],
         options.protocols, options.alphas, options.betas)
+    if options.protocols:
+        metrics["next_action"] = next_action_metrics(videos, len(class_names), options)
     for protocol in options.protocols:
         forecasts = [s for v in videos for a in options.alphas for s in v.lta[(protocol, a)].forecast_seconds]
         latency[f"lta_{protocol}_per_forecast"] = float(np.mean(forecasts))
