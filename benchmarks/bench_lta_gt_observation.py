@@ -1,9 +1,10 @@
 """LTA with ground-truth observations on real MS-TCN labels: model vs the label-only baselines.
 
-    python benchmarks/bench_lta_gt_observation.py [--source ../shared/data/50salads] [--split 1] [--epochs 20]
-                                                  [--config training/configs/50salads_onehot.yaml]
-                                                  [--steps-sweep 25 10 5 2] [--seeds 0 1 2] [--threads 1]
-                                                  [--work DIR] [--baselines-only] [--sample-rate SR]
+    python benchmarks/bench_lta_gt_observation.py [--source ../shared/data/50salads] [--split 1]
+                                                  [--config training/configs/cpu_hour.yaml] [--sample-rate SR]
+                                                  [--time-budget MIN | --epochs N] [--checkpoint CKPT]
+                                                  [--steps-sweep 25 10 5 2] [--seeds 0 1 2] [--num-samples K]
+                                                  [--threads 1] [--work DIR] [--baselines-only]
 
 Features are the one-hot ground-truth labels (``training.make_dataset --kind onehot``), so observing means
 knowing the true actions so far and the task is pure forecasting. A small model is trained on the training
@@ -17,6 +18,9 @@ scored by the same ``training.metrics.moc_scores`` (and their prediction files a
 eta = 1 from noise), so its MoC is averaged over ``--seeds``. ``--steps-sweep`` re-evaluates the same
 checkpoint with fewer DDIM steps (accuracy vs forecast latency). ``--baselines-only`` trains nothing and
 reads only ``groundTruth/`` of ``--source`` (sample rate: ``--sample-rate``, else the config's).
+``--time-budget MIN`` trains for MIN minutes of wall-clock (``actfusion-train --time-budget``);
+``--checkpoint`` scores an already trained model instead of training; ``--sample-rate`` also overrides the
+config's ``model.sample_rate`` for training; ``--num-samples K`` scores the per-frame consensus of K samples.
 """
 from __future__ import annotations
 
@@ -84,6 +88,34 @@ def print_cell_tables(tables: dict[str, dict[str, Table]]) -> None:
               f"{len(PROTOCOLS) * len(ALPHAS) * len(BETAS)} |")
 
 
+def config_with_sample_rate(config: Path, sample_rate: int | None, work: Path) -> Path:
+    """``config`` itself, or a copy under ``work`` with ``model.sample_rate`` replaced."""
+    if sample_rate is None:
+        return config
+    import yaml
+
+    values = yaml.safe_load(config.read_text())
+    values.setdefault("model", {})["sample_rate"] = int(sample_rate)
+    out = work / f"{config.stem}_sr{sample_rate}.yaml"
+    out.write_text(yaml.safe_dump(values, sort_keys=False))
+    return out
+
+
+def training_facts(checkpoint: Path) -> str:
+    """How the checkpoint was trained, from its metadata: steps, epochs, batch size, wall-clock, budget."""
+    from model.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(checkpoint).metadata
+    exp = meta.get("experiment", {}).get("training", {})
+    parts = [f"{meta.get(k)} {k}" for k in ("epoch", "step") if meta.get(k) is not None]
+    parts.append(f"batch {exp.get('batch_size', 1)}")
+    if meta.get("train_seconds") is not None:
+        parts.append(f"{float(meta['train_seconds']) / 60:.1f} min of training")
+    if meta.get("time_budget_minutes") is not None:
+        parts.append(f"budget {meta['time_budget_minutes']:g} min (stopped on it: {meta.get('stopped_on_budget')})")
+    return ", ".join(parts)
+
+
 def mean_tables(tables: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, float]]:
     """Element-wise mean of ``{alpha: {beta: MoC}}`` tables (one per noise seed)."""
     return {a: {b: float(np.mean([t[a][b] for t in tables])) for b in tables[0][a]} for a in tables[0]}
@@ -92,9 +124,12 @@ def mean_tables(tables: list[dict[str, dict[str, float | None]]]) -> dict[str, d
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "50salads")
-    p.add_argument("--config", type=Path, default=REPO / "training" / "configs" / "50salads_onehot.yaml")
+    p.add_argument("--config", type=Path, default=REPO / "training" / "configs" / "cpu_hour.yaml")
     p.add_argument("--split", type=int, default=1)
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the config's)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MIN", help="training wall-clock budget")
+    p.add_argument("--checkpoint", type=Path, default=None, help="score this checkpoint; train nothing")
+    p.add_argument("--num-samples", type=int, default=1, help="futures per forecast (their consensus is scored)")
     p.add_argument("--steps-sweep", type=int, nargs="+", default=[25, 10, 5, 2],
                    help="DDIM steps to evaluate (the first is the headline)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
@@ -104,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines-only", action="store_true",
                    help="no model: score the label-only baselines on --source's labels alone (seconds)")
     p.add_argument("--sample-rate", type=int, default=None,
-                   help="with --baselines-only: the sample rate to forecast at (default: the config's)")
+                   help="sample rate to train and forecast at (default: the config's)")
     return p
 
 
@@ -126,18 +161,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         make_dataset(args.source, data, "onehot")
     run_dir = work / f"split{args.split}"
     t0 = time.perf_counter()
-    status, _ = train(TrainOptions(config=args.config, data_root=data, split=args.split, out=run_dir,
-                                   epochs=args.epochs, progress=False,
-                                   resume=(run_dir / "trainer_state.pt").exists()))
+    if args.checkpoint:
+        ckpt, status = args.checkpoint, "given"
+    else:
+        status, _ = train(TrainOptions(config=config_with_sample_rate(args.config, args.sample_rate, work),
+                                       data_root=data, split=args.split, out=run_dir, epochs=args.epochs,
+                                       time_budget_minutes=args.time_budget, progress=False,
+                                       resume=(run_dir / "trainer_state.pt").exists()))
+        ckpt = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
     train_s = time.perf_counter() - t0
-    ckpt = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
+    trained = training_facts(ckpt)
     sweep: dict[int, list[dict]] = {}
     for steps in args.steps_sweep:
         sweep[steps] = []
         for seed in args.seeds:
             first = steps == args.steps_sweep[0] and seed == args.seeds[0]
             res = run_evaluation(ckpt, data, args.split, work / f"eval_steps{steps}_seed{seed}", steps=steps,
-                                 seed=seed, aggregate_offsets=False, max_plots=3 if first else 0)
+                                 seed=seed, aggregate_offsets=False, max_plots=3 if first else 0,
+                                 num_samples=args.num_samples)
             sweep[steps].append(res)
             print(json.dumps({"steps": steps, "seed": seed, "tas_acc": res["tas"]["acc"], "lta_mean": res["lta_mean"],
                               "latency_s": res["latency_s"]}), flush=True)
@@ -145,9 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sr = head[0]["sample_rate"]
     base = baselines(data, args.split, sr, work / "baselines")
     print(f"\n{args.source.name} split {args.split}, one-hot ground-truth observation, {head[0]['videos']} test "
-          f"videos, trained {args.epochs} epochs in {train_s:.0f} s ({status}, {ckpt.name}); "
-          f"{args.steps_sweep[0]} DDIM steps, offset 0, median filter {head[0]['median_filter']}; "
-          f"model MoC = mean over noise seeds {args.seeds} (the baselines are deterministic)")
+          f"videos; model {ckpt} ({status}): {trained}; "
+          f"{args.steps_sweep[0]} DDIM steps, {args.num_samples} sample(s) per forecast, offset 0, median filter "
+          f"{head[0]['median_filter']}; model MoC = mean over noise seeds {args.seeds} (the baselines are "
+          f"deterministic); this invocation took {train_s:.0f} s to train")
     model_table = {p: mean_tables([r["lta"][p] for r in head]) for p in PROTOCOLS}
     print_cell_tables({"model": model_table, **base})
     base_mean = {name: {p: float(np.mean([v for t in tb[p].values() for v in t.values()])) for p in PROTOCOLS}
