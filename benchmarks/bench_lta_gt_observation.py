@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=float, default=None, metavar="MIN", help="training wall-clock budget")
     p.add_argument("--checkpoint", type=Path, default=None, help="score this checkpoint; train nothing")
     p.add_argument("--num-samples", type=int, default=1, help="futures per forecast (their consensus is scored)")
+    p.add_argument("--device", default="cpu", help="training and evaluation device (cpu, cuda)")
     p.add_argument("--steps-sweep", type=int, nargs="+", default=[25, 10, 5, 2],
                    help="DDIM steps to evaluate (the first is the headline)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
@@ -166,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         status, _ = train(TrainOptions(config=config_with_sample_rate(args.config, args.sample_rate, work),
                                        data_root=data, split=args.split, out=run_dir, epochs=args.epochs,
-                                       time_budget_minutes=args.time_budget, progress=False,
+                                       time_budget_minutes=args.time_budget, progress=False, device=args.device,
                                        resume=(run_dir / "trainer_state.pt").exists()))
         ckpt = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
     train_s = time.perf_counter() - t0
@@ -178,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             first = steps == args.steps_sweep[0] and seed == args.seeds[0]
             res = run_evaluation(ckpt, data, args.split, work / f"eval_steps{steps}_seed{seed}", steps=steps,
                                  seed=seed, aggregate_offsets=False, max_plots=3 if first else 0,
-                                 num_samples=args.num_samples)
+                                 num_samples=args.num_samples, device=args.device)
             sweep[steps].append(res)
             print(json.dumps({"steps": steps, "seed": seed, "tas_acc": res["tas"]["acc"], "lta_mean": res["lta_mean"],
                               "latency_s": res["latency_s"]}), flush=True)
