@@ -129,7 +129,7 @@ def _time_ns(stamp: Any) -> int:
 def message_next_actions(msg: Any) -> tuple[TimedAlternative, ...]:
     """The ``next_actions`` of an ``ActionForecast`` message (empty when it has none, or an older build)."""
     return tuple(TimedAlternative(a.label, float(a.probability), _time_ns(a.expected_start), _time_ns(a.start_lower),
-                                  _time_ns(a.start_upper)) for a in getattr(msg, "next_actions", ()))
+                                  _time_ns(a.start_upper), int(a.class_id)) for a in getattr(msg, "next_actions", ()))
 
 
 def live_core(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any) -> int:
@@ -154,7 +154,8 @@ def live_core(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any
             r = core.tick(stamp)
             if r is not None and not r.partial:
                 fut = [(s.label, s.start_ns, s.end_ns) for s in r.future]
-                _say(describe((r.current.label, r.current.confidence), fut, t0, r.stamp_ns, truth_at(r.stamp_ns)))
+                _say(describe((r.current.label, r.current.confidence), fut, t0, r.stamp_ns, truth_at(r.stamp_ns),
+                              r.next_actions))
                 shown += 1
     return shown
 
