@@ -193,3 +193,23 @@ def test_num_samples_returns_the_per_frame_consensus_of_k_samples() -> None:
     np.testing.assert_allclose(fut_p.max(axis=0), votes, atol=0.1)
     with pytest.raises(ForecasterError, match="num_samples"):
         ModelForecaster(one.model, one.class_names, num_samples=0)
+
+
+def test_num_samples_hands_back_the_k_samples_of_the_tick() -> None:
+    """K > 1: the call returns the K futures it drew (the tick's seed), beside their consensus."""
+    from actfusion_ros.forecaster import consensus_probs
+    from actfusion_ros.stream_types import ForecastOutput
+    from model.forecast import forecast
+
+    one = ModelForecaster.random_weights(input_dim=32, weight_seed=3, seed=5)
+    many = ModelForecaster(one.model, one.class_names, seed=5, num_samples=4)
+    observed = np.random.default_rng(0).normal(size=(32, 9)).astype(np.float32)
+    many(observed, 5)                                   # tick 0
+    out = many(observed, 12)                            # tick 1: its own generator
+    assert isinstance(out, ForecastOutput) and out.future_samples.shape == (4, one.num_classes, 12)
+    assert out.future_samples.dtype == np.float32
+    direct = forecast(one.runtime, observed, horizon=12, schedule=one.schedule, generator=many.generator(1),
+                      num_samples=4).future_probs.numpy()
+    np.testing.assert_array_equal(out.future_samples, direct)
+    np.testing.assert_array_equal(out.future_probs, consensus_probs(direct))
+    assert one(observed, 12).future_samples is None     # K = 1: the forecast is the one sample
