@@ -129,7 +129,15 @@ def _time_ns(stamp: Any) -> int:
 def message_next_actions(msg: Any) -> tuple[TimedAlternative, ...]:
     """The ``next_actions`` of an ``ActionForecast`` message (empty when it has none, or an older build)."""
     return tuple(TimedAlternative(a.label, float(a.probability), _time_ns(a.expected_start), _time_ns(a.start_lower),
-                                  _time_ns(a.start_upper), int(a.class_id)) for a in getattr(msg, "next_actions", ()))
+                                  _time_ns(a.start_upper)) for a in getattr(msg, "next_actions", ()))
+
+
+def result_line(result: Any, t0_ns: int, truth: str) -> str:
+    """:func:`describe` of a stream result (:class:`~actfusion_ros.stream_types.ForecastResult`): its current
+    action, its next-action distribution (``next_actions``) and its future segments."""
+    future = [(s.label, s.start_ns, s.end_ns) for s in result.future]
+    return describe((result.current.label, result.current.confidence), future, t0_ns, result.stamp_ns, truth,
+                    result.next_actions)
 
 
 def live_core(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any) -> int:
@@ -153,9 +161,7 @@ def live_core(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any
             next_tick += 1_000_000_000
             r = core.tick(stamp)
             if r is not None and not r.partial:
-                fut = [(s.label, s.start_ns, s.end_ns) for s in r.future]
-                _say(describe((r.current.label, r.current.confidence), fut, t0, r.stamp_ns, truth_at(r.stamp_ns),
-                              r.next_actions))
+                _say(result_line(r, t0, truth_at(r.stamp_ns)))
                 shown += 1
     return shown
 
