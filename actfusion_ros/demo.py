@@ -132,6 +132,14 @@ def message_next_actions(msg: Any) -> tuple[TimedAlternative, ...]:
                                   _time_ns(a.start_upper)) for a in getattr(msg, "next_actions", ()))
 
 
+def result_line(result: Any, t0_ns: int, truth: str) -> str:
+    """:func:`describe` of a stream result (:class:`~actfusion_ros.stream_types.ForecastResult`): its current
+    action, its next-action distribution (``next_actions``) and its future segments."""
+    future = [(s.label, s.start_ns, s.end_ns) for s in result.future]
+    return describe((result.current.label, result.current.confidence), future, t0_ns, result.stamp_ns, truth,
+                    result.next_actions)
+
+
 def live_core(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any) -> int:
     """Drive the streaming core in-process (no ROS) at bag pace x100, printing forecasts."""
     from actfusion_ros.bags import read_images
@@ -153,8 +161,7 @@ def live_core(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any
             next_tick += 1_000_000_000
             r = core.tick(stamp)
             if r is not None and not r.partial:
-                fut = [(s.label, s.start_ns, s.end_ns) for s in r.future]
-                _say(describe((r.current.label, r.current.confidence), fut, t0, r.stamp_ns, truth_at(r.stamp_ns)))
+                _say(result_line(r, t0, truth_at(r.stamp_ns)))
                 shown += 1
     return shown
 

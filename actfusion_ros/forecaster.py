@@ -1,7 +1,8 @@
 """ActFusion behind the stream's :class:`~actfusion_ros.stream.Forecaster` protocol.
 
 :class:`ModelForecaster` turns ``(observed (D, N_O) float32, horizon)`` into frame probabilities
-``(C, N_O)`` and ``(C, H)`` by calling :func:`model.runtime.forecast`, the one forecast function that
+``(C, N_O)`` and ``(C, H)`` (and, with ``num_samples`` K > 1, the K sampled futures ``(K, C, H)``: a
+:class:`~actfusion_ros.stream_types.ForecastOutput`) by calling :func:`model.runtime.forecast`, the one forecast function that
 evaluation and replay also use, on a :mod:`model.runtime` backend: ``torch`` (an ActFusion model; fp16
 autocast, ``torch.compile`` and CUDA graphs through ``backend_options``), ``onnxruntime`` or ``tensorrt``
 (an ``actfusion-export`` directory). The stream applies the r*N^O rule and its cap; the forecaster passes
@@ -27,6 +28,8 @@ from model.consensus import frame_marginals
 from model.features.pipeline import FeaturePipeline, checkpoint_pipeline
 from model.network import ActFusion
 from model.runtime import Backend, BackendError, forecast, load_backend, schedule_for
+
+from actfusion_ros.stream_types import ForecastOutput
 
 __all__ = ["BACKENDS", "ForecasterError", "ModelForecaster", "tick_seed"]
 
@@ -170,12 +173,14 @@ class ModelForecaster:
         """The CPU generator of tick ``tick`` (noise is drawn on the CPU for every device)."""
         return torch.Generator().manual_seed(tick_seed(self.seed, tick))
 
-    def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, observed: np.ndarray, horizon: int) -> ForecastOutput:
         """Frame probabilities ``(C, N_O)`` and ``(C, horizon)`` float32 for ``observed (D, N_O)``.
 
         ``observed`` and ``horizon`` are checked by :func:`model.runtime.forecast` (ValueError).
-        With ``num_samples`` K > 1 one encoder pass feeds K DDIM samples and the probabilities returned are
-        their per-frame consensus (:func:`consensus_probs`), whose argmax is the per-frame mode.
+        With ``num_samples`` K > 1 one encoder pass feeds K DDIM samples: the probabilities returned are
+        their per-frame consensus (:func:`consensus_probs`), whose argmax is the per-frame mode, and
+        ``future_samples`` holds the K futures ``(K, C, horizon)`` float32 (``None`` for K = 1). Each call
+        returns its own arrays, so concurrent readers never see another tick's samples.
         """
         with self._lock:
             tick = self.calls
@@ -185,8 +190,10 @@ class ModelForecaster:
                                schedule=self.schedule, generator=self.generator(tick),
                                num_samples=self.num_samples if self.num_samples > 1 else None)
         if self.num_samples == 1:
-            return out.observed_probs.numpy(), out.future_probs.numpy()
-        return consensus_probs(out.observed_probs.numpy()), consensus_probs(out.future_probs.numpy())
+            return ForecastOutput(out.observed_probs.numpy(), out.future_probs.numpy(), None)
+        future_samples = out.future_probs.numpy().astype(np.float32, copy=False)
+        return ForecastOutput(consensus_probs(out.observed_probs.numpy()), consensus_probs(future_samples),
+                              future_samples)
 
     def __repr__(self) -> str:
         return (f"ModelForecaster(backend={self.backend!r}, device={str(self.device)!r}, "

@@ -17,13 +17,15 @@ from model.consensus import NextActionDistribution
 
 @dataclass(frozen=True)
 class TimedAlternative:
-    """One possible next action: its label, probability and start (expected, 10% and 90%) in camera ns."""
+    """One possible next action: its label, probability and start (expected, 10% and 90%) in camera ns, and
+    its class id (-1: not known, e.g. read back from text)."""
 
     label: str
     probability: float
     start_ns: int
     low_ns: int
     high_ns: int
+    class_id: int = -1
 
 
 def timed_alternatives(distribution: NextActionDistribution, class_names: Sequence[str], future_start_ns: int,
@@ -33,7 +35,8 @@ def timed_alternatives(distribution: NextActionDistribution, class_names: Sequen
         return int(future_start_ns) + int(round(float(frame) * int(period_ns)))
 
     return tuple(TimedAlternative(class_names[a.class_id] if 0 <= a.class_id < len(class_names) else str(a.class_id),
-                                  float(a.probability), at(a.expected_start), at(a.start_low), at(a.start_high))
+                                  float(a.probability), at(a.expected_start), at(a.start_low), at(a.start_high),
+                                  int(a.class_id))
                  for a in distribution.alternatives)
 
 

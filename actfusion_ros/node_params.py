@@ -128,7 +128,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("ddim_steps", 0, "DDIM denoising steps per forecast (0: the checkpoint's value).", 0, 1000),
     _p("num_samples", 1,
        "Futures sampled per forecast (one encoder pass, K decoder samples); K > 1 publishes their "
-       "per-frame consensus. Costs about K times the decoder's work on a CPU.", 1, 64),
+       "per-frame consensus and the distribution of the next action over them (ActionForecast.next_actions). "
+       "Costs about K times the decoder's work on a CPU.", 1, 64),
     _p("seed", 0,
        "Seed of the diffusion noise; each tick draws from a generator seeded with (seed, tick number), "
        "so a replayed stream gives the same forecasts.", 0, 2**31 - 1),

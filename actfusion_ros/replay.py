@@ -19,9 +19,9 @@ a per-frame label file. The report has
   feature frames, the r*N^O protocol, since a stream's length is unknown);
 * the next action after the current one (:mod:`model.consensus`): every tick's next-action distribution
   scored against what really followed (top-1/top-3, Brier, ECE, reliability; :mod:`training.prob_metrics`),
-  and the distributions of the ticks drawn on the timeline, e.g. ``stir 70% @ 12.8s (12.1-13.6)``. The
-  streaming core gives one forecast per tick today, so each distribution is that one sample's (K = 1);
-  :func:`tick_next_actions` takes per-tick sample arrays for when a forecaster provides K samples;
+  and the distributions of the ticks drawn on the timeline, e.g. ``stir 70% @ 12.8s (12.1-13.6)``. Each
+  tick keeps its K sampled futures (``--num-samples``; :attr:`TickRecord.future_sample_labels`), so the
+  distribution is the K samples' (for K = 1 the one forecast's, probability 1);
 * per-stage latency (p50/p95): image decoding, per-frame push (features at sampled frames), forecast;
 * a timeline PNG: ground truth, the live current action published at each tick, and the forecasts of
   several ticks, titled with the headline metrics;
@@ -80,7 +80,11 @@ class GroundTruth:
 
 @dataclass
 class TickRecord:
-    """One published forecast, reduced to what the report needs."""
+    """One published forecast, reduced to what the report needs.
+
+    ``future_sample_labels``: the labels ``(K, H)`` of the tick's K sampled futures (each sample's argmax,
+    what the next-action distribution counts), ``None`` when the forecast was one sample.
+    """
 
     stamp_ns: int
     observed_stamps_ns: np.ndarray
@@ -90,13 +94,19 @@ class TickRecord:
     future_labels: np.ndarray
     partial: bool
     inference_s: float
+    future_sample_labels: np.ndarray | None = None
 
     @classmethod
     def from_result(cls, r: ForecastResult) -> "TickRecord":
+        samples = None if r.future_samples is None else np.asarray(r.future_samples).argmax(axis=1)
         return cls(r.stamp_ns, np.asarray(r.observed_stamps_ns), r.observed_probs.argmax(0),
                    int(r.stamp_ns) + int(r.feature_period_ns), int(r.feature_period_ns),
                    r.future_probs.argmax(0) if r.future_probs.shape[-1] else np.zeros(0, np.int64),
-                   bool(r.partial), float(r.inference_s))
+                   bool(r.partial), float(r.inference_s), samples)
+
+    def sampled_futures(self) -> np.ndarray:
+        """The tick's sampled futures as labels ``(K, H)``: the K samples, or the one forecast (K = 1)."""
+        return self.future_labels[None, :] if self.future_sample_labels is None else self.future_sample_labels
 
     def future_times_ns(self) -> np.ndarray:
         return self.future_start_ns + self.period_ns * np.arange(self.future_labels.shape[0], dtype=np.int64)
@@ -306,7 +316,8 @@ def next_action_report(records: Sequence[TickRecord], truth: GroundTruth, class_
     of_tick = {id(r): d for r, d in zip(complete, dists)}
     ticks = []
     for rec in drawn:
-        dist = of_tick.get(id(rec)) or tick_next_actions([rec], len(class_names))[0]
+        dist = of_tick.get(id(rec)) or tick_next_actions(
+            [rec], len(class_names), None if samples is None else [by_tick[id(rec)]])[0]
         answer = tick_next_action_truth(rec, truth)
         ticks.append({"t_s": (rec.stamp_ns - t0) / 1e9, "current": class_names[dist.current],
                       "next": format_next_actions(timed_alternatives(dist, class_names, rec.future_start_ns,
@@ -568,7 +579,8 @@ def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic
         settings={"stream": asdict(config), "tick_rate_hz": tick_rate_hz, "image_topic": image_topic,
                   "messages_on_topic": count_messages(bag, image_topic),
                   "baselines": [RepeatLast().name, *(b.name for b in baselines)]},
-        next_action=next_action_report(records, truth, class_names))
+        next_action=next_action_report(records, truth, class_names,
+                                       samples=[r.sampled_futures() for r in records]))
     write_report(report, out, class_names)
     write_series(out, records, final_record(records), truth, names, class_names)
     timeline_png(out / "timeline.png", records, truth, class_names, title=headline(report),

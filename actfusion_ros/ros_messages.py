@@ -4,6 +4,8 @@
   ``header.stamp`` = the camera stamp of the last feature used (never the clock's ``now``).
 * :func:`segment_to_msg`: :class:`~actfusion_ros.stream.TimedSegment` -> ``actfusion_msgs/ActionSegment``;
   times are copied exactly (``[start, end)``, see the stream's segment-time convention).
+* :func:`alternative_to_msg`: :class:`~actfusion_ros.next_actions.TimedAlternative` ->
+  ``actfusion_msgs/ActionAlternative`` (one possible next action, its probability and start interval).
 * :func:`diagnostic_array`: one ``diagnostic_msgs/DiagnosticStatus`` with key/value pairs.
 """
 from __future__ import annotations
@@ -11,14 +13,15 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from actfusion_msgs.msg import ActionForecast, ActionSegment
+from actfusion_msgs.msg import ActionAlternative, ActionForecast, ActionSegment
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from actfusion_ros.next_actions import TimedAlternative
 from actfusion_ros.time_ns import NS_PER_S, ns_to_stamp_fields
 from actfusion_ros.stream_types import ForecastResult, TimedSegment
 
-__all__ = ["LEVELS", "diagnostic_array", "duration_from_s", "forecast_to_msg", "format_value",
+__all__ = ["LEVELS", "alternative_to_msg", "diagnostic_array", "duration_from_s", "forecast_to_msg", "format_value",
            "segment_to_msg", "time_from_ns", "time_to_ns"]
 
 LEVELS = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN, "error": DiagnosticStatus.ERROR,
@@ -50,6 +53,13 @@ def segment_to_msg(seg: TimedSegment) -> ActionSegment:
                          end=time_from_ns(seg.end_ns), confidence=float(seg.confidence))
 
 
+def alternative_to_msg(alt: TimedAlternative) -> ActionAlternative:
+    """One possible next action -> ``ActionAlternative`` (label, class id, probability, exact start times)."""
+    return ActionAlternative(label=alt.label, class_id=int(alt.class_id), probability=float(alt.probability),
+                             expected_start=time_from_ns(alt.start_ns), start_lower=time_from_ns(alt.low_ns),
+                             start_upper=time_from_ns(alt.high_ns))
+
+
 def forecast_to_msg(result: ForecastResult, frame_id: str = "") -> ActionForecast:
     """A tick's result -> ``ActionForecast`` stamped with the camera time of the last feature used."""
     msg = ActionForecast()
@@ -63,6 +73,8 @@ def forecast_to_msg(result: ForecastResult, frame_id: str = "") -> ActionForecas
     msg.feature_rate_hz = float(NS_PER_S / result.feature_period_ns)
     msg.model_latency = duration_from_s(result.inference_s)
     msg.partial = bool(result.partial)
+    msg.next_actions = [alternative_to_msg(a) for a in result.next_actions]
+    msg.num_samples = int(result.num_samples)
     return msg
 
 

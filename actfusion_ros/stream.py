@@ -28,6 +28,11 @@ Conventions
   first future segment starts where the last observed one ends. ``confidence`` = mean over the
   segment's frames of the max class probability. Segments are cut by
   :func:`model.labels.segments_from_labels` on the argmax labels.
+* **K samples.** A forecaster that samples K futures returns them with its (consensus) probabilities
+  (:class:`~actfusion_ros.stream_types.ForecastOutput`); the result keeps them (``future_samples``) and
+  states the next action after ``current`` over them (``next_actions``:
+  :func:`model.consensus.next_action_distribution`, future frame ``f`` at camera time
+  ``s_last + (f+1) P``). A one-sample forecast is the sample: its next action has probability 1.
 * **Horizon.** ``anticipation_horizon(N_O, ratio=ratio, max_horizon=round(max_horizon_s / P))``,
   always at the current (effective) feature period.
 * **Start-up.** With no features a tick returns ``None`` (reason ``'no_data'``). While fewer than
@@ -84,10 +89,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from actfusion_ros.buffer import FeatureBuffer
+from actfusion_ros.next_actions import TimedAlternative, timed_alternatives
 from actfusion_ros.sampling import FeatureSampling
 from actfusion_ros.stream_types import (EncodedFrame, ForecastError, ForecastResult, Forecaster, StreamConfig,
                                         StreamStats, timed_segments)
 from actfusion_ros.time_ns import NS_PER_S, as_stamp_ns, seconds_to_ns
+from model.consensus import next_action_distribution
 from model.features.base import FeatureExtractor, FrameError, check_frame
 from model.horizon import anticipation_horizon
 
@@ -341,26 +348,50 @@ class StreamingAnticipator:
         cfg = self.config
         horizon = anticipation_horizon(n, ratio=cfg.ratio, max_horizon=cfg.max_horizon_frames(period))
         t0 = self._perf_clock()
-        obs_probs, fut_probs = self._checked_forecast(features, horizon)
+        obs_probs, fut_probs, samples = self._checked_forecast(features, horizon)
         inference_s = float(self._perf_clock() - t0)
         last = int(stamps[-1])
         observed = timed_segments(obs_probs, stamps, period, self.class_names)
         future_starts = last + period * np.arange(1, horizon + 1, dtype=np.int64)
         future = timed_segments(fut_probs, future_starts, period, self.class_names)
+        current = observed[-1]
         return ForecastResult(
-            stamp_ns=last, episode=episode, current=observed[-1], observed=observed, future=future,
+            stamp_ns=last, episode=episode, current=current, observed=observed, future=future,
             num_observed=n, horizon=horizon, partial=partial, feature_period_ns=period,
             observed_stamps_ns=stamps, observed_probs=obs_probs, future_probs=fut_probs,
-            inference_s=inference_s, latency_s=(now - last) / NS_PER_S + inference_s)
+            inference_s=inference_s, latency_s=(now - last) / NS_PER_S + inference_s,
+            future_samples=samples, num_samples=1 if samples is None else int(samples.shape[0]),
+            next_actions=self._next_actions(fut_probs if samples is None else samples, current.class_id,
+                                            last + period, period))
 
-    def _checked_forecast(self, features: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    def _next_actions(self, samples: np.ndarray, current: int, future_start_ns: int,
+                      period_ns: int) -> tuple[TimedAlternative, ...]:
+        """The next action after ``current`` over ``samples`` ((K, C, H), or one sample (C, H)) in camera time."""
+        futures = samples[None] if samples.ndim == 2 else samples
+        labels = futures.argmax(axis=1)  # (K, H): each sample's labels (the votes the distribution counts)
+        dist = next_action_distribution(labels, current, len(self.class_names))
+        return timed_alternatives(dist, self.class_names, future_start_ns, period_ns)
+
+    def _checked_forecast(self, features: np.ndarray,
+                          horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The forecaster's ``(observed (C, N), future (C, H), samples (K, C, H) or None)``, checked."""
         c, n = len(self.class_names), features.shape[1]
-        obs, fut = self.forecaster(features, horizon)
-        obs = np.asarray(obs, dtype=np.float32)
-        fut = np.asarray(fut, dtype=np.float32)
+        out = tuple(self.forecaster(features, horizon))
+        if len(out) not in (2, 3):
+            raise ForecastError(f"forecaster returned {len(out)} values, expected (observed, future) or "
+                                "(observed, future, future_samples)")
+        obs = np.asarray(out[0], dtype=np.float32)
+        fut = np.asarray(out[1], dtype=np.float32)
         if obs.shape != (c, n) or fut.shape != (c, horizon):
             raise ForecastError(f"forecaster returned shapes {obs.shape} and {fut.shape}, expected "
                                 f"({c}, {n}) and ({c}, {horizon})")
         if not (np.isfinite(obs).all() and np.isfinite(fut).all()):
             raise ForecastError("forecaster returned non-finite probabilities")
-        return obs, fut
+        samples = None if len(out) == 2 or out[2] is None else np.asarray(out[2], dtype=np.float32)
+        if samples is not None:
+            if samples.ndim != 3 or samples.shape[0] < 1 or samples.shape[1:] != (c, horizon):
+                raise ForecastError(f"forecaster returned future samples of shape {samples.shape}, expected "
+                                    f"(K, {c}, {horizon}) with K >= 1")
+            if not np.isfinite(samples).all():
+                raise ForecastError("forecaster returned non-finite sample probabilities")
+        return obs, fut, samples

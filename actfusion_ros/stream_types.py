@@ -3,7 +3,8 @@
 * :class:`StreamConfig`: the typed, validated settings of :class:`~actfusion_ros.stream.StreamingAnticipator`
   (the node's stream parameters are its fields: :data:`STREAM_KEYS`);
 * :class:`EncodedFrame`: a frame known by its shape before it is decoded;
-* :class:`Forecaster`: the protocol of the model behind the stream;
+* :class:`Forecaster`: the protocol of the model behind the stream, and :class:`ForecastOutput`, what it
+  returns when it samples K futures;
 * :class:`TimedSegment`, :class:`ForecastResult`, :class:`StreamStats`: what a tick and the counters give,
   and :func:`timed_segments`, which cuts frame probabilities into timed segments (the segment-time
   convention of :mod:`actfusion_ros.stream`).
@@ -12,15 +13,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from actfusion_ros.next_actions import TimedAlternative
 from actfusion_ros.time_ns import NS_PER_S, period_ns_from_rate
 from model.features.pipeline import FeaturePipeline
 from model.labels import segments_from_labels
 
-__all__ = ["EncodedFrame", "ForecastError", "ForecastResult", "Forecaster", "STREAM_KEYS", "StreamConfig",
+__all__ = ["EncodedFrame", "ForecastError", "ForecastOutput", "ForecastResult", "Forecaster", "STREAM_KEYS", "StreamConfig",
            "StreamStats", "TimedSegment", "WINDOW_POLICIES", "timed_segments"]
 
 WINDOW_POLICIES = ("drop_oldest", "downsample")
@@ -158,9 +160,16 @@ class ForecastResult:
     partial: fewer than ``min_observed_frames`` features were available.
     feature_period_ns: the (effective) period of the features and of each future frame.
     observed_stamps_ns: (N^O,) int64 stamps of the observed features.
-    observed_probs / future_probs: (C, N^O) and (C, H) float32 frame probabilities.
+    observed_probs / future_probs: (C, N^O) and (C, H) float32 frame probabilities (for K > 1 samples:
+        the forecaster's per-frame consensus of them).
     inference_s: time spent in the forecaster (``perf_clock``).
     latency_s: ``(now_ns - stamp_ns) / 1e9 + inference_s``: data age at the tick plus inference.
+    future_samples: (K, C, H) float32 probabilities of the K sampled futures, or ``None`` for one sample.
+    num_samples: K, the number of sampled futures behind this result (1: ``future_probs`` is the one).
+    next_actions: the distribution of the action after ``current`` over the K samples, most probable first,
+        in camera time (:func:`actfusion_ros.next_actions.timed_alternatives`); for K = 1 the one sample's
+        next action with probability 1. Empty when no sample leaves the current action within the horizon
+        (the missing probability is "the current action lasts beyond the horizon").
     """
 
     stamp_ns: int
@@ -177,6 +186,9 @@ class ForecastResult:
     future_probs: np.ndarray
     inference_s: float
     latency_s: float
+    future_samples: np.ndarray | None = None
+    num_samples: int = 1
+    next_actions: tuple[TimedAlternative, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -209,12 +221,27 @@ class StreamStats:
     downsample_factor: int
 
 
+class ForecastOutput(NamedTuple):
+    """A forecaster's answer that carries K sampled futures.
+
+    ``observed_probs (C, N_O)`` and ``future_probs (C, H)``: the frame probabilities the stream segments
+    (for K > 1 the per-frame consensus of the samples); ``future_samples``: ``(K, C, H)`` probabilities of
+    the K sampled futures, ``None`` when the forecast is one sample (then ``future_probs`` is it).
+    """
+
+    observed_probs: np.ndarray
+    future_probs: np.ndarray
+    future_samples: np.ndarray | None = None
+
+
 @runtime_checkable
 class Forecaster(Protocol):
     """The model behind the stream (an adapter around ActFusion; tests use fakes).
 
-    ``__call__(observed (D, N_O) float32, horizon) -> (observed_probs (C, N_O), future_probs (C, H))``,
-    frame-wise class probabilities for the observed frames and the ``horizon`` future frames.
+    ``__call__(observed (D, N_O) float32, horizon)`` returns frame-wise class probabilities for the observed
+    frames and the ``horizon`` future frames: the pair ``(observed_probs (C, N_O), future_probs (C, H))``
+    (one sampled future) or a :class:`ForecastOutput`, which adds the K sampled futures
+    ``future_samples (K, C, H)`` (or ``None``).
 
     The stream calls it and reads ``num_classes``; the builder (:mod:`actfusion_ros.builder`) and replay
     read ``class_names`` (the model's names, ``num_classes`` of them), ``input_dim`` (the feature size it
@@ -227,7 +254,7 @@ class Forecaster(Protocol):
     input_dim: int | None
     pipeline: FeaturePipeline | None
 
-    def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def __call__(self, observed: np.ndarray, horizon: int) -> ForecastOutput | tuple[np.ndarray, np.ndarray]: ...
 
 
 class EncodedFrame:

@@ -71,7 +71,7 @@ def compute_forecasts(onnx_dir: Path | None) -> dict[str, Any]:
         forecasters["onnxruntime"] = ModelForecaster.from_export(onnx_dir, seed=5, threads=1)
     for name, fc in forecasters.items():
         for tick, (n, h) in enumerate(((6, 12), (11, 0), (11, 7))):
-            obs, fut = fc(observation(model, n), h)
+            obs, fut, _ = fc(observation(model, n), h)
             out[f"forecaster/{name}/tick{tick}"] = [_round(obs), _round(fut)]
     video = observation(model, 23)
     for seed in SEEDS:

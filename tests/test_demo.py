@@ -71,3 +71,25 @@ def test_demo_reads_next_actions_from_the_real_message() -> None:
     assert message_next_actions(msgs.ActionForecast(next_actions=[alt])) == (
         TimedAlternative("stir", 0.25, 2_000_000_005, 1_000_000_000, 3_000_000_000),)
     assert message_next_actions(msgs.ActionForecast()) == ()
+
+
+def test_demo_core_line_shows_the_stream_results_next_actions() -> None:
+    """live_core prints each stream result with its next-action distribution (result_line)."""
+    import numpy as np
+
+    from actfusion_ros.demo import result_line
+    from actfusion_ros.next_actions import TimedAlternative
+    from actfusion_ros.stream_types import ForecastResult, TimedSegment
+
+    s = 10**9
+    now = TimedSegment("pour", 0, 0, 3 * s, 0.9)
+    later = TimedSegment("stir", 1, 3 * s, 9 * s, 0.6)
+    result = ForecastResult(
+        stamp_ns=2 * s, episode=1, current=now, observed=(now,), future=(later,), num_observed=3, horizon=6,
+        partial=False, feature_period_ns=s, observed_stamps_ns=np.arange(3) * s,
+        observed_probs=np.ones((2, 3), np.float32), future_probs=np.ones((2, 6), np.float32), inference_s=0.0,
+        latency_s=0.0, future_samples=np.ones((4, 2, 6), np.float32), num_samples=4,
+        next_actions=(TimedAlternative("stir", 0.75, 4 * s, 3 * s, 5 * s, 1),))
+    line = result_line(result, 0, "pour")
+    assert "now: pour" in line and "next: stir 75% @ 4.0s (3.0-5.0) " in line
+    assert "next: stir @ 3.0s " in result_line(ForecastResult(**{**result.__dict__, "next_actions": ()}), 0, "pour")

@@ -34,7 +34,8 @@ def test_protocol_and_shapes() -> None:
     assert fc.num_classes == 3 and fc.class_names == NAMES and fc.input_dim == DIM
     assert fc.steps == fc.config.ddim_steps and fc.backend == "torch"
     for n, h in ((1, 4), (7, 28), (5, 0)):
-        obs, fut = fc(features(n), h)
+        obs, fut, samples = fc(features(n), h)
+        assert samples is None  # K = 1: the one sample is the forecast
         assert obs.shape == (3, n) and fut.shape == (3, h)
         assert obs.dtype == np.float32 and fut.dtype == np.float32
         assert np.isfinite(obs).all() and np.isfinite(fut).all()
@@ -47,7 +48,7 @@ def test_reproducible_per_tick_noise() -> None:
     x = features(6)
     runs_a = [a(x, 12) for _ in range(3)]
     runs_b = [b(x, 12) for _ in range(3)]
-    for (oa, fa), (ob, fb) in zip(runs_a, runs_b):
+    for (oa, fa, _), (ob, fb, _) in zip(runs_a, runs_b):
         np.testing.assert_array_equal(oa, ob)
         np.testing.assert_array_equal(fa, fb)
     # the ticks draw different noise, and another seed gives other noise
@@ -97,7 +98,7 @@ def test_checkpoint_roundtrip(tmp_path: Path) -> None:
     fc = ModelForecaster.from_checkpoint(tmp_path / "m.pt", seed=3)
     assert fc.class_names == NAMES and fc.input_dim == DIM
     x = features(5)
-    for (o1, f1), (o2, f2) in zip([ref(x, 10), ref(x, 3)], [fc(x, 10), fc(x, 3)]):
+    for (o1, f1, _), (o2, f2, _) in zip([ref(x, 10), ref(x, 3)], [fc(x, 10), fc(x, 3)]):
         np.testing.assert_allclose(o1, o2, rtol=0, atol=1e-6)
         np.testing.assert_allclose(f1, f2, rtol=0, atol=1e-6)
 
@@ -157,7 +158,7 @@ def test_onnxruntime_backend_matches_torch(tmp_path: Path) -> None:
     assert isinstance(fc, Forecaster) and fc.model is None
     x = features(9)
     for h in (20, 0, 5):
-        (o1, f1), (o2, f2) = ref(x, h), fc(x, h)
+        (o1, f1, _), (o2, f2, _) = ref(x, h), fc(x, h)
         assert o2.shape == (3, 9) and f2.shape == (3, h) and o2.dtype == np.float32
         np.testing.assert_allclose(o2, o1, rtol=0, atol=2e-4)
         np.testing.assert_allclose(f2, f1, rtol=0, atol=2e-4)
@@ -178,7 +179,7 @@ def test_num_samples_returns_the_per_frame_consensus_of_k_samples() -> None:
     one = ModelForecaster.random_weights(input_dim=32, weight_seed=3, seed=5)
     many = ModelForecaster(one.model, one.class_names, seed=5, num_samples=6)
     observed = np.random.default_rng(0).normal(size=(32, 9)).astype(np.float32)
-    obs_p, fut_p = many(observed, 30)
+    obs_p, fut_p, _ = many(observed, 30)
     assert obs_p.shape == (one.num_classes, 9) and fut_p.shape == (one.num_classes, 30)
     np.testing.assert_allclose(fut_p.sum(axis=0), 1.0, atol=1e-5)
     # The same K samples drawn directly (same tick seed): the consensus' argmax is their per-frame mode.
@@ -192,3 +193,23 @@ def test_num_samples_returns_the_per_frame_consensus_of_k_samples() -> None:
     np.testing.assert_allclose(fut_p.max(axis=0), votes, atol=0.1)
     with pytest.raises(ForecasterError, match="num_samples"):
         ModelForecaster(one.model, one.class_names, num_samples=0)
+
+
+def test_num_samples_hands_back_the_k_samples_of_the_tick() -> None:
+    """K > 1: the call returns the K futures it drew (the tick's seed), beside their consensus."""
+    from actfusion_ros.forecaster import consensus_probs
+    from actfusion_ros.stream_types import ForecastOutput
+    from model.forecast import forecast
+
+    one = ModelForecaster.random_weights(input_dim=32, weight_seed=3, seed=5)
+    many = ModelForecaster(one.model, one.class_names, seed=5, num_samples=4)
+    observed = np.random.default_rng(0).normal(size=(32, 9)).astype(np.float32)
+    many(observed, 5)                                   # tick 0
+    out = many(observed, 12)                            # tick 1: its own generator
+    assert isinstance(out, ForecastOutput) and out.future_samples.shape == (4, one.num_classes, 12)
+    assert out.future_samples.dtype == np.float32
+    direct = forecast(one.runtime, observed, horizon=12, schedule=one.schedule, generator=many.generator(1),
+                      num_samples=4).future_probs.numpy()
+    np.testing.assert_array_equal(out.future_samples, direct)
+    np.testing.assert_array_equal(out.future_probs, consensus_probs(direct))
+    assert one(observed, 12).future_samples is None     # K = 1: the forecast is the one sample

@@ -271,3 +271,51 @@ def test_rosbags_type_hash_matches_generated(typestore: Any) -> None:
         full = f"actfusion_msgs/msg/{name}"
         assert full in hashes, f"{full} is not in {desc.name}; rerun scripts/build_msgs.sh"
         assert typestore.hash_rihs01(full) == hashes[full]
+
+
+# --------------------------------------------------------------------------- from a stream result
+def test_stream_result_with_k_samples_round_trips_through_the_message() -> None:
+    """forecast_to_msg fills next_actions and num_samples from a K-sample stream result, exactly."""
+    import numpy as np
+
+    from actfusion_ros.ros_messages import forecast_to_msg, time_to_ns
+    from actfusion_ros.stream import StreamingAnticipator
+    from actfusion_ros.stream_types import ForecastOutput, StreamConfig
+    from model.features.base import FeatureExtractor
+
+    class Constant(FeatureExtractor):
+        dim = 1
+
+        def _compute(self, frames: np.ndarray) -> np.ndarray:
+            return np.zeros((len(frames), 1), np.float32)
+
+    def sampling(observed: np.ndarray, horizon: int) -> ForecastOutput:
+        # current "idle"; "reach" from future frame 1 in 2 samples, "pour" from frame 3 in 1, no change in 1
+        labels = np.zeros((4, horizon), int)
+        labels[0, 1:] = labels[1, 1:] = 1
+        labels[2, 3:] = 2
+        samples = np.eye(3, dtype=np.float32)[labels].transpose(0, 2, 1)   # (K, C, H) one-hot
+        obs = np.zeros((3, observed.shape[1]), np.float32)
+        obs[0] = 1.0
+        return ForecastOutput(obs, samples.mean(axis=0), samples)
+
+    sampling.num_classes = 3
+    period = 500_000_000
+    cfg = StreamConfig(feature_rate_hz=2.0, ratio=2.0, max_horizon_s=None, min_observed_frames=2, stale_after_s=1e6)
+    stream = StreamingAnticipator(cfg, Constant(), sampling, ["idle", "reach", "pour"])
+    for i in range(4):
+        stream.push_frame(T0 + i * period, np.zeros((2, 2, 3), np.uint8))
+    result = stream.tick(T0 + 4 * period)
+    msg = forecast_to_msg(result, "camera")
+    back = serialization.deserialize_message(serialization.serialize_message(msg), ActionForecast)
+    assert list(back.next_actions) == list(msg.next_actions) and back.num_samples == 4
+    first_future = T0 + 4 * period
+    assert [(a.label, a.class_id, a.probability) for a in back.next_actions] == [("reach", 1, 0.5),
+                                                                                  ("pour", 2, 0.25)]
+    reach, pour = back.next_actions
+    assert [time_to_ns(t) for t in (reach.expected_start, reach.start_lower, reach.start_upper)] == \
+        [first_future + period] * 3
+    assert time_to_ns(pour.expected_start) == first_future + 3 * period
+    for a, alt in zip(back.next_actions, result.next_actions):
+        assert (time_to_ns(a.expected_start), time_to_ns(a.start_lower), time_to_ns(a.start_upper)) == \
+            (alt.start_ns, alt.low_ns, alt.high_ns)

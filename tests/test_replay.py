@@ -386,3 +386,23 @@ def test_next_action_hook_takes_k_samples_per_tick(tmp_path) -> None:
         tick_next_actions([rec], 2, [samples[:, :4]])
     with pytest.raises(ValueError, match="2 sample arrays for 1 ticks"):
         tick_next_actions([rec], 2, [samples, samples])
+
+
+class FourSamples(RepeatLast):
+    """The observation as RepeatLast; K = 4 sampled futures: 3 switch to the other class at once, 1 does not."""
+
+    def __call__(self, observed: np.ndarray, horizon: int):
+        from actfusion_ros.stream_types import ForecastOutput
+
+        obs, fut = super().__call__(observed, horizon)
+        switched = np.repeat(1.0 - obs[:, -1:], horizon, axis=1)
+        samples = np.stack([switched, switched, switched, fut]).astype(np.float32)
+        return ForecastOutput(obs, fut, samples)
+
+
+def test_replay_scores_the_k_samples_of_each_tick(tmp_path) -> None:
+    report = _replay(tmp_path, FourSamples())
+    assert report.next_action["num_samples"] == 4
+    ticks = report.next_action["ticks"]
+    assert ticks and all(t["no_change"] == 0.25 and " 75% @ " in t["next"] for t in ticks)
+    assert "(4 sampled futures per tick)" in (tmp_path / "out" / "replay.md").read_text()

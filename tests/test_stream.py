@@ -626,3 +626,71 @@ def test_admit_judges_the_stamp_before_anything_is_decoded() -> None:
     assert ant.admit(T0 + S, T0) and not ant.admit(T0 + S + 1, T0) and ant.admit(T0 + 86_400 * S, 0)
     st_ = ant.stats
     assert st_.future_frames == 1 == st_.frames_received and st_.frames_accepted == 0
+
+
+# --------------------------------------------------------------------------- K sampled futures
+class SamplingForecaster(FakeForecaster):
+    """Observed: class 0 throughout; future: K hand-made samples, ``(class, start frame)`` each (None: no
+    change), returned as a ForecastOutput with their per-frame mean as the probabilities."""
+
+    def __init__(self, changes, samples_shape=None) -> None:
+        super().__init__(num_classes=3)
+        self.changes = changes
+        self.samples_shape = samples_shape
+
+    def __call__(self, observed: np.ndarray, horizon: int):
+        from actfusion_ros.stream_types import ForecastOutput
+
+        labels = np.zeros((len(self.changes), horizon), int)
+        for k, change in enumerate(self.changes):
+            if change is not None:
+                labels[k, change[1]:] = change[0]
+        samples = np.stack([self._probs(row, horizon) for row in labels])
+        future = samples.mean(axis=0)
+        if self.samples_shape is not None:
+            samples = np.zeros(self.samples_shape, np.float32)
+        return ForecastOutput(self._probs(None, observed.shape[1]), future, samples)
+
+
+def _sampled_tick(forecaster) -> "object":
+    cfg = StreamConfig(feature_rate_hz=2.0, ratio=2.0, max_horizon_s=None, min_observed_frames=2,
+                       stale_after_s=1e6)
+    ant = make(cfg, forecaster)
+    push_all(ant, [k * S // 2 for k in range(4)])   # 4 features at 2 Hz -> horizon 8
+    return ant, ant.tick(2 * S)
+
+
+def test_k_samples_reach_the_result_with_their_next_action_distribution() -> None:
+    """b follows the current a in 3 of 4 samples (future frames 2, 2, 4), c in one (frame 1)."""
+    fc = SamplingForecaster([(1, 2), (1, 2), (1, 4), (2, 1)])
+    _, result = _sampled_tick(fc)
+    assert result is not None and result.horizon == 8 and result.current.label == "a"
+    assert result.num_samples == 4 and result.future_samples.shape == (4, 3, 8)
+    assert result.future_samples.dtype == np.float32
+    first_future = result.stamp_ns + S // 2          # future frame f starts at first_future + f * P
+    b, c = result.next_actions
+    assert (b.label, b.class_id, c.label, c.class_id) == ("b", 1, "c", 2)
+    assert (b.probability, c.probability) == (0.75, 0.25)
+    assert b.start_ns == first_future + round(8 / 3 * S / 2)               # mean of 2, 2, 4 frames
+    assert (b.low_ns, b.high_ns) == (first_future + S, first_future + round(3.6 * S / 2))  # 10%, 90%
+    assert c.start_ns == c.low_ns == c.high_ns == first_future + S // 2
+
+
+def test_one_sample_states_its_next_action_with_probability_one() -> None:
+    fc = FakeForecaster(observed_labels=np.zeros(100, int), future_labels=[0, 0, 0, 2, 2, 1, 1, 1])
+    _, result = _sampled_tick(fc)
+    assert result.num_samples == 1 and result.future_samples is None
+    (alt,) = result.next_actions
+    start = result.stamp_ns + S // 2 + 3 * S // 2   # future frame 3
+    assert (alt.label, alt.class_id, alt.probability) == ("c", 2, 1.0)
+    assert alt.start_ns == alt.low_ns == alt.high_ns == start == result.future[1].start_ns
+    _, unchanged = _sampled_tick(FakeForecaster())     # class 0 throughout: no next action
+    assert unchanged.next_actions == () and unchanged.num_samples == 1
+
+
+def test_bad_future_samples_are_a_forecast_error() -> None:
+    ant, _ = _sampled_tick(FakeForecaster())
+    ant.forecaster = SamplingForecaster([None], samples_shape=(2, 3, 5))
+    with pytest.raises(ForecastError, match=r"future samples of shape \(2, 3, 5\), expected \(K, 3, 8\)"):
+        ant.tick(2 * S)
+    assert ant.stats.skip_reasons["forecast_error"] == 1
