@@ -400,5 +400,6 @@ def test_tensorrt_profile_shapes_name_the_sample_axis() -> None:
 def test_forecaster_output_is_numpy_float32(tiny: ActFusion) -> None:
     from actfusion_ros.forecaster import ModelForecaster
 
-    obs, fut = ModelForecaster(tiny, CLASSES)(np.zeros((tiny.cfg.input_dim, 3), np.float32), 5)
+    obs, fut, samples = ModelForecaster(tiny, CLASSES)(np.zeros((tiny.cfg.input_dim, 3), np.float32), 5)
+    assert samples is None  # one sample: no sample array
     assert obs.dtype == fut.dtype == np.float32 and obs.shape == (len(CLASSES), 3) and fut.shape == (len(CLASSES), 5)
