@@ -40,6 +40,8 @@ DEMO_CONFIG = REPO / "training" / "configs" / "demo.yaml"
 #: Futures sampled per forecast: on 24 unseen episodes their per-frame consensus beat one sample (MoC 57.1 vs
 #: 55.8, acc @ 5 s 48.2 vs 43.7: ``benchmarks/bench_demo_episodes.py --num-samples 8`` vs ``--num-samples 1``).
 NUM_SAMPLES = 8
+#: After the bag has been played, how long the live part keeps listening for forecasts still in flight.
+DRAIN_S = 5.0
 IMAGE_TOPIC = "/camera/image_raw/compressed"
 LABEL_TOPIC = "/action/label"
 
@@ -220,7 +222,11 @@ def live_dds(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any,
                               message_next_actions(msg)))
                 shown += 1
             if player.poll() is not None and not received:
-                executor.spin_once(timeout_sec=1.0)
+                # The bag is played out; forecasts the node computed from its last frames may still be on
+                # their way (a loaded machine): wait until none has come for DRAIN_S.
+                quiet_until = time.monotonic() + DRAIN_S
+                while not received and time.monotonic() < quiet_until:
+                    executor.spin_once(timeout_sec=0.1)
                 if not received:
                     break
             if node.poll() is not None:

@@ -16,7 +16,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys, dds: bool) -> None:
     if dds and not ros_available():
         pytest.skip("rclpy / actfusion_msgs not importable (run scripts/build_msgs.sh .venv)")
     work = tmp_path / "demo"
-    args = ["--work", str(work), "--episodes", "6", "--epochs", "2", "--rate", "4"] + ([] if dds else ["--no-dds"])
+    args = ["--work", str(work), "--episodes", "6", "--epochs", "2", "--rate", "2"] + ([] if dds else ["--no-dds"])
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "now:" in out and "truth now:" in out
