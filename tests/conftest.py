@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gc
 import json
+import signal
 from pathlib import Path
 from typing import Any, Generator
 
@@ -32,6 +33,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     finally:
         if enabled:
             gc.enable()
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers() -> Generator[None, None, None]:
+    """Tests that run the node's ``main()`` in-process (rclpy.init installs its own handlers, the node its
+    shutdown handlers) must not leave the pytest process with other SIGINT / SIGTERM handlers: a later test
+    (e.g. the trainer's Ctrl-C tests) relies on the defaults."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in before.items():
+        if signal.getsignal(sig) is not handler and handler is not None:
+            signal.signal(sig, handler)
 
 
 @pytest.fixture()
