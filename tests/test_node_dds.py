@@ -417,13 +417,16 @@ def test_node_follows_sim_time(tmp_path: Path) -> None:
             pub.publish(make_image(Image, synthetic_frame(i), sim))
             sent.add(sim)
             time.sleep(1 / 30)
-        for _ in range(30):  # 1 more s of sim time without images (< stale_after_s): the worker may lag at start
-            sim += 33_333_333
+        # Then up to 1.5 more s of sim time without images (< stale_after_s = 2 s), advanced slowly (10 ms per
+        # 1/30 s of real time, i.e. up to 5 s of real time) until 3 forecasts came: on a loaded machine the
+        # feature worker may lag the stream by seconds, and ticks only happen while /clock advances.
+        last_frame = sim
+        while len(client.messages(topic)) < 3 and sim - last_frame < 1_500_000_000:
+            sim += 10_000_000
             tick = Clock()
             tick.clock.sec, tick.clock.nanosec = divmod(sim, 10**9)
             clock.publish(tick)
             time.sleep(1 / 30)
-        # 3 s of sim time = 15 due ticks; a busy 2-core machine can make a few of them overrun
         wait_for(lambda: len(client.messages(topic)) >= 3, HANG_S, "forecasts on sim time", details=node.log_tail)
         stamps = [time_to_ns(m.header.stamp) for m in client.messages(topic)]
         assert set(stamps) <= sent and stamps == sorted(stamps)
@@ -437,9 +440,9 @@ def test_node_follows_sim_time(tmp_path: Path) -> None:
             if values:
                 break
         assert values is not None
-        # the jump of /clock to 1000 s is not an overrun: it would count its ~5000 due times, while only the 15
-        # due times of the 3 s streamed can be real overruns (inference spikes past 200 ms on a busy machine)
-        assert int(values["skipped_ticks"]) <= 15, values
+        # the jump of /clock to 1000 s is not an overrun: it would count its ~5000 due times, while only the
+        # at most 18 due times of the <= 3.5 s streamed can be real overruns (inference spikes on a busy machine)
+        assert int(values["skipped_ticks"]) <= 18, values
         assert values.get("stream_skips.stale", "0") == "0", values
         node.signal(signal.SIGTERM)
         assert node.wait(HANG_S) == 0, node.log_tail()
