@@ -100,6 +100,8 @@ def barrier(ctx: DistContext) -> None:
 
 
 def shutdown(ctx: DistContext) -> None:
-    """Destroy the process group this module created."""
+    """Destroy the process group this module created, once every rank got here: a rank that tears its
+    gloo pairs down while another still writes its checkpoints aborts ("terminate called ...", exit -6)."""
     if ctx.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
