@@ -408,31 +408,36 @@ def test_node_follows_sim_time(tmp_path: Path) -> None:
                  details=node.log_tail)
         assert node.alive(), node.log_tail()
         sim = 1000 * 10**9  # 1000 s after the epoch: hopelessly stale on the wall clock
-        sent = set()
-        for i in range(60):  # 2 s of sim time at 30 Hz, in real time
+        start, sent = sim, set()
+        # Stream frames and /clock together (30 Hz of sim time, in real time) until 3 forecasts came. Ticks only
+        # happen while /clock advances and frames keep the stream fresh, so on a loaded machine, where the first
+        # extraction and inference can lag by seconds, the stream simply runs longer; only a hang fails.
+        deadline = time.monotonic() + HANG_S
+        i = 0
+        while len(client.messages(topic)) < 3:
+            assert time.monotonic() < deadline, f"no forecasts on sim time after {HANG_S:g} s\n{node.log_tail()}"
+            assert node.alive(), node.log_tail()
             sim += 33_333_333
             tick = Clock()
             tick.clock.sec, tick.clock.nanosec = divmod(sim, 10**9)
             clock.publish(tick)
             pub.publish(make_image(Image, synthetic_frame(i), sim))
             sent.add(sim)
+            i += 1
             time.sleep(1 / 30)
-        # Then up to 1.5 more s of sim time without images (< stale_after_s = 2 s), advanced slowly (10 ms per
-        # 1/30 s of real time, i.e. up to 5 s of real time) until 3 forecasts came: on a loaded machine the
-        # feature worker may lag the stream by seconds, and ticks only happen while /clock advances.
-        last_frame = sim
-        while len(client.messages(topic)) < 3 and sim - last_frame < 1_500_000_000:
-            sim += 10_000_000
-            tick = Clock()
-            tick.clock.sec, tick.clock.nanosec = divmod(sim, 10**9)
-            clock.publish(tick)
-            time.sleep(1 / 30)
-        wait_for(lambda: len(client.messages(topic)) >= 3, HANG_S, "forecasts on sim time", details=node.log_tail)
+        streamed_s = (sim - start) / 1e9
         stamps = [time_to_ns(m.header.stamp) for m in client.messages(topic)]
         assert set(stamps) <= sent and stamps == sorted(stamps)
-        time.sleep(0.5)
-        n = len(client.messages(topic))
-        time.sleep(1.0)  # /clock stopped: no more ticks
+        # /clock stopped: no more ticks. A tick already running when it stopped may still publish, so wait until
+        # the count has been still for 2 s (bounded), then it must stay still (at 5 Hz, 2 s would add ~10).
+        n, still_since = len(client.messages(topic)), time.monotonic()
+        hang = time.monotonic() + HANG_S
+        while time.monotonic() - still_since < 2.0:
+            assert time.monotonic() < hang, "forecasts kept coming after /clock stopped"
+            if len(client.messages(topic)) != n:
+                n, still_since = len(client.messages(topic)), time.monotonic()
+            time.sleep(0.05)
+        time.sleep(2.0)
         assert len(client.messages(topic)) == n
         values = None
         for arr in reversed(client.messages("/diagnostics")):
@@ -441,8 +446,8 @@ def test_node_follows_sim_time(tmp_path: Path) -> None:
                 break
         assert values is not None
         # the jump of /clock to 1000 s is not an overrun: it would count its ~5000 due times, while only the
-        # at most 18 due times of the <= 3.5 s streamed can be real overruns (inference spikes on a busy machine)
-        assert int(values["skipped_ticks"]) <= 18, values
+        # 5 Hz due times of the sim time streamed can be real overruns (inference spikes on a busy machine)
+        assert int(values["skipped_ticks"]) <= 5 * streamed_s + 2, (values, streamed_s)
         assert values.get("stream_skips.stale", "0") == "0", values
         node.signal(signal.SIGTERM)
         assert node.wait(HANG_S) == 0, node.log_tail()
