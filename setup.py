@@ -11,9 +11,14 @@ setup(
     description="Real-time temporal action segmentation and long-term anticipation for ROS 2 (ActFusion)",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["actfusion_ros", "actfusion_ros.*", "model", "model.*", "training",
-                                    "training.*"]),
-    package_data={"training": ["configs/*.yaml"]},
+    # One import name per directory, all prefixed: the repository keeps model/ and training/, installed (and
+    # imported) as actfusion_model and actfusion_training, so nothing named `model` or `training` lands in a
+    # robot's site-packages next to other packages (README, "Import names").
+    packages=find_packages(include=["actfusion_ros", "actfusion_ros.*"]) + [
+        f"actfusion_{pkg}" + name[len(pkg):]
+        for pkg in ("model", "training") for name in find_packages(include=[pkg, f"{pkg}.*"])],
+    package_dir={"actfusion_model": "model", "actfusion_training": "training"},
+    package_data={"actfusion_training": ["configs/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -44,11 +49,11 @@ setup(
     entry_points={
         "console_scripts": [
             "actfusion-demo = actfusion_ros.demo:main",
-            "actfusion-convert = model.official:main",
-            "actfusion-export = model.export:main",
-            "actfusion-build-engine = model.build_engine:main",
-            "actfusion-train = training.train:main",
-            "actfusion-eval = training.eval_model:main",
+            "actfusion-convert = actfusion_model.official:main",
+            "actfusion-export = actfusion_model.export:main",
+            "actfusion-build-engine = actfusion_model.build_engine:main",
+            "actfusion-train = actfusion_training.train:main",
+            "actfusion-eval = actfusion_training.eval_model:main",
             "actfusion_node = actfusion_ros.node_entry:main",
             "actfusion-replay = actfusion_ros.replay:main",
             "actfusion-play = actfusion_ros.play:main",

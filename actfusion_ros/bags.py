@@ -279,7 +279,7 @@ def write_mcap_crcs(path: str | Path) -> int:
     Footer's ``summary_crc`` covers the summary section and the Footer up to that field. The file is
     rewritten atomically (same size).
     """
-    from model.io import atomic_write_bytes
+    from actfusion_model.io import atomic_write_bytes
 
     path = Path(path)
     data = bytearray(path.read_bytes())

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 from actfusion_ros.node_params import NodeSettings
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import Forecaster
-from model.labels import load_class_names
+from actfusion_model.labels import load_class_names
 
 __all__ = ["StartupError", "build_anticipator", "build_forecaster"]
 
@@ -28,11 +28,11 @@ def build_anticipator(settings: NodeSettings, *, forecaster: Forecaster | None =
 
     ``forecaster``: use this one instead of loading the model (tests, benchmarks); ``class_names`` then
     default to ``forecaster.class_names``. ``log`` receives progress lines ("loading the model").
-    torch's CPU threads are set here, once per process (``num_threads``; :mod:`model.torch_threads`).
+    torch's CPU threads are set here, once per process (``num_threads``; :mod:`actfusion_model.torch_threads`).
     """
-    from model.features import build_extractor
-    from model.features.pipeline import FeaturePipeline, PipelineMismatch, check_pipeline
-    from model.torch_threads import set_process_threads
+    from actfusion_model.features import build_extractor
+    from actfusion_model.features.pipeline import FeaturePipeline, PipelineMismatch, check_pipeline
+    from actfusion_model.torch_threads import set_process_threads
 
     s = settings
     set_process_threads(s.num_threads or None)
@@ -74,7 +74,7 @@ def build_anticipator(settings: NodeSettings, *, forecaster: Forecaster | None =
 def build_forecaster(settings: NodeSettings, input_dim: int, class_names: Sequence[str] | None) -> Forecaster:
     """The :class:`~actfusion_ros.forecaster.ModelForecaster` the settings name (backend, files, seed)."""
     from actfusion_ros.forecaster import DEFAULT_RANDOM_CLASSES, ForecasterError, ModelForecaster
-    from model.checkpoint import CheckpointError
+    from actfusion_model.checkpoint import CheckpointError
 
     s = settings
     try:

@@ -4,7 +4,7 @@
    an action grammar) provides training episodes and one unseen test episode.
 2. Features come from the same causal extractor and feature-rate sampling the node uses
    (:func:`actfusion_ros.extract.extract_sampled`), written as an MS-TCN dataset.
-3. A tiny ActFusion is trained on them on the CPU (:mod:`training.trainer`, the tiny config).
+3. A tiny ActFusion is trained on them on the CPU (:mod:`actfusion_training.trainer`, the tiny config).
 4. The unseen episode is written to a rosbag2 (JPEG frames + a ground-truth label topic).
 5. Live: ``actfusion_node`` runs as its own process over real DDS (loopback only) while
    ``actfusion-play`` publishes the bag; the demo prints every forecast as it arrives. Without rclpy
@@ -31,7 +31,7 @@ import yaml
 from actfusion_ros.next_actions import TimedAlternative, format_next_actions
 from actfusion_ros.ros_domain import domain_id
 from actfusion_ros.world import ActivityWorld, Episode
-from model.labels import segments_from_labels
+from actfusion_model.labels import segments_from_labels
 
 REPO = Path(__file__).resolve().parents[1]
 EXTRACTOR = "color_layout"
@@ -54,10 +54,10 @@ def build_dataset(world: ActivityWorld, seeds: Sequence[int], root: Path, featur
                   *, test_count: int = 2) -> None:
     """Write an MS-TCN dataset (features at the feature rate, one label per feature frame)."""
     from actfusion_ros.extract import extract_sampled
-    from model.features import build_extractor
-    from model.features.pipeline import FeaturePipeline, write_dataset_pipeline
-    from model.io import atomic_write_text
-    from model.labels import ClassMapping
+    from actfusion_model.features import build_extractor
+    from actfusion_model.features.pipeline import FeaturePipeline, write_dataset_pipeline
+    from actfusion_model.io import atomic_write_text
+    from actfusion_model.labels import ClassMapping
 
     extractor = build_extractor(EXTRACTOR, **EXTRACTOR_KWARGS)
     names = []
@@ -81,8 +81,8 @@ def build_dataset(world: ActivityWorld, seeds: Sequence[int], root: Path, featur
 def train_model(root: Path, run: Path, out: Path, *, minutes: float, epochs: int | None = None) -> Path:
     """Train :data:`DEMO_CONFIG` on ``root`` for ``minutes`` of wall-clock (or ``epochs``, whichever ends
     first); copy the selected checkpoint (with its pipeline record) to ``out``."""
-    from model.io import atomic_write_bytes
-    from training.trainer import TrainOptions, train
+    from actfusion_model.io import atomic_write_bytes
+    from actfusion_training.trainer import TrainOptions, train
 
     _, run_dir = train(TrainOptions(config=DEMO_CONFIG, data_root=root, split=1, out=run, epochs=epochs,
                                     time_budget_minutes=minutes, progress=False))
@@ -148,7 +148,7 @@ def live_core(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any
     from actfusion_ros.forecaster import ModelForecaster
     from actfusion_ros.stream import StreamingAnticipator
     from actfusion_ros.stream_types import StreamConfig
-    from model.features import build_extractor
+    from actfusion_model.features import build_extractor
 
     forecaster = ModelForecaster.from_checkpoint(checkpoint, num_samples=NUM_SAMPLES)
     core = StreamingAnticipator(StreamConfig(feature_rate_hz=feature_rate_hz, max_horizon_s=60.0),

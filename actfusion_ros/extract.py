@@ -1,6 +1,6 @@
 """``actfusion-extract``: MS-TCN-layout feature files from videos or rosbags, with the node's own code.
 
-Output under ``--out DIR`` (the layout ``training.data.MsTcnDataset`` reads)::
+Output under ``--out DIR`` (the layout ``actfusion_training.data.MsTcnDataset`` reads)::
 
     features/<name>.npy      float32 (D, T): one column per feature frame (at --feature-rate)
     groundTruth/<name>.txt   one label per feature frame (only when labels are given)
@@ -10,7 +10,7 @@ Output under ``--out DIR`` (the layout ``training.data.MsTcnDataset`` reads)::
 Features are computed exactly as the live node computes them: by the same sampling engine
 (:class:`~actfusion_ros.sampling.FeatureSampling`: the sampler picks the frames by timestamp, every
 frame it accepts as new enters the extractor's context), with
-:meth:`~model.features.base.FeatureExtractor.extract_windows` on the same windows, only batched (see
+:meth:`~actfusion_model.features.base.FeatureExtractor.extract_windows` on the same windows, only batched (see
 :func:`extract_sampled`). Timestamps: a video's frame ``i`` is stamped
 ``round(i * 1e9 / fps)`` ns; a bag's frames carry their ``header.stamp``.
 
@@ -37,11 +37,11 @@ import numpy as np
 from actfusion_ros.bags import BagError, count_messages, labels_at, read_images, read_labels
 from actfusion_ros.sampling import FRAME_SHAPE, FeatureSampling
 from actfusion_ros.time_ns import NS_PER_S, period_ns_from_rate
-from model.features import FeatureExtractor, FrameShapeChanged, available_extractors, build_extractor
-from model.features.base import check_frame
-from model.features.pipeline import FeaturePipeline, PipelineMismatch, write_dataset_pipeline
-from model.io import atomic_open
-from model.labels import ClassMapping, LabelError
+from actfusion_model.features import FeatureExtractor, FrameShapeChanged, available_extractors, build_extractor
+from actfusion_model.features.base import check_frame
+from actfusion_model.features.pipeline import FeaturePipeline, PipelineMismatch, write_dataset_pipeline
+from actfusion_model.io import atomic_open
+from actfusion_model.labels import ClassMapping, LabelError
 
 
 
@@ -76,7 +76,7 @@ def extract_sampled(frames: Iterable[tuple[int, np.ndarray]], extractor: Feature
     Duplicate and out-of-order stamps are skipped. Memory stays bounded: only the ring and one batch
     of windows are held.
 
-    Raises :class:`~model.features.FrameShapeChanged` if the frame size changes within the input.
+    Raises :class:`~actfusion_model.features.FrameShapeChanged` if the frame size changes within the input.
     """
     sampling = FeatureSampling(extractor, period_ns_from_rate(feature_rate_hz))  # one episode: no resets
     batch = int(batch_size or getattr(extractor, "batch_size", 8) or 8)

@@ -2,8 +2,8 @@
 
 :class:`ModelForecaster` turns ``(observed (D, N_O) float32, horizon)`` into frame probabilities
 ``(C, N_O)`` and ``(C, H)`` (and, with ``num_samples`` K > 1, the K sampled futures ``(K, C, H)``: a
-:class:`~actfusion_ros.stream_types.ForecastOutput`) by calling :func:`model.runtime.forecast`, the one forecast function that
-evaluation and replay also use, on a :mod:`model.runtime` backend: ``torch`` (an ActFusion model; fp16
+:class:`~actfusion_ros.stream_types.ForecastOutput`) by calling :func:`actfusion_model.runtime.forecast`, the one forecast function that
+evaluation and replay also use, on a :mod:`actfusion_model.runtime` backend: ``torch`` (an ActFusion model; fp16
 autocast, ``torch.compile`` and CUDA graphs through ``backend_options``), ``onnxruntime`` or ``tensorrt``
 (an ``actfusion-export`` directory). The stream applies the r*N^O rule and its cap; the forecaster passes
 the resulting horizon on, and the forecast function checks it and the features once.
@@ -21,13 +21,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from model.backend_names import BACKENDS, EXPORT_BACKENDS
-from model.checkpoint import load_checkpoint
-from model.config import ModelConfig, model_config
-from model.consensus import frame_marginals
-from model.features.pipeline import FeaturePipeline, checkpoint_pipeline
-from model.network import ActFusion
-from model.runtime import Backend, BackendError, forecast, load_backend, schedule_for
+from actfusion_model.backend_names import BACKENDS, EXPORT_BACKENDS
+from actfusion_model.checkpoint import load_checkpoint
+from actfusion_model.config import ModelConfig, model_config
+from actfusion_model.consensus import frame_marginals
+from actfusion_model.features.pipeline import FeaturePipeline, checkpoint_pipeline
+from actfusion_model.network import ActFusion
+from actfusion_model.runtime import Backend, BackendError, forecast, load_backend, schedule_for
 
 from actfusion_ros.stream_types import ForecastOutput
 
@@ -57,7 +57,7 @@ def _check_device(device: str) -> torch.device:
 
 
 class ModelForecaster:
-    """Forecaster protocol implementation over a :mod:`model.runtime` backend (see the module docstring).
+    """Forecaster protocol implementation over a :mod:`actfusion_model.runtime` backend (see the module docstring).
 
     Build it with :meth:`from_checkpoint` (torch), :meth:`from_export` (onnxruntime, tensorrt) or
     :meth:`random_weights`; or directly from an ActFusion ``model`` (torch) or a ready ``runtime`` backend.
@@ -78,7 +78,7 @@ class ModelForecaster:
         self.device = _check_device(device)
         if runtime is None:
             if backend != "torch":
-                raise ForecasterError(f"backend {backend!r} needs a model.runtime backend")
+                raise ForecasterError(f"backend {backend!r} needs an actfusion_model.runtime backend")
             if model is None:
                 raise ForecasterError("backend 'torch' needs an ActFusion model")
             runtime = _load(backend, model, device=self.device, **dict(backend_options or {}))
@@ -111,10 +111,10 @@ class ModelForecaster:
                         expected_config: ModelConfig | None = None,
                         backend_options: Mapping[str, Any] | None = None,
                         num_samples: int = 1) -> "ModelForecaster":
-        """The torch backend over a checkpoint (:func:`model.checkpoint.load_checkpoint`).
+        """The torch backend over a checkpoint (:func:`actfusion_model.checkpoint.load_checkpoint`).
 
         ``class_names`` replaces the names stored in the checkpoint (same count required).
-        ``backend_options`` go to :class:`model.runtime.torch_backend.TorchBackend` (``precision``,
+        ``backend_options`` go to :class:`actfusion_model.runtime.torch_backend.TorchBackend` (``precision``,
         ``compile``, ``cuda_graphs``: CUDA only).
         """
         ckpt = load_checkpoint(path, expected_config=expected_config)
@@ -176,7 +176,7 @@ class ModelForecaster:
     def __call__(self, observed: np.ndarray, horizon: int) -> ForecastOutput:
         """Frame probabilities ``(C, N_O)`` and ``(C, horizon)`` float32 for ``observed (D, N_O)``.
 
-        ``observed`` and ``horizon`` are checked by :func:`model.runtime.forecast` (ValueError).
+        ``observed`` and ``horizon`` are checked by :func:`actfusion_model.runtime.forecast` (ValueError).
         With ``num_samples`` K > 1 one encoder pass feeds K DDIM samples: the probabilities returned are
         their per-frame consensus (:func:`consensus_probs`), whose argmax is the per-frame mode, and
         ``future_samples`` holds the K futures ``(K, C, horizon)`` float32 (``None`` for K = 1). Each call
@@ -203,8 +203,8 @@ class ModelForecaster:
 
 def consensus_probs(samples: np.ndarray) -> np.ndarray:
     """``(K, C, T)`` sample probabilities -> ``(C, T)`` float32: each frame's vote share over the K samples'
-    argmax labels (:func:`model.consensus.frame_marginals`), ties broken by the mean probability exactly as
-    :func:`model.consensus.per_frame_mode` does; rows sum to 1."""
+    argmax labels (:func:`actfusion_model.consensus.frame_marginals`), ties broken by the mean probability exactly as
+    :func:`actfusion_model.consensus.per_frame_mode` does; rows sum to 1."""
     votes = frame_marginals(samples, samples.shape[1]) * samples.shape[0]
     score = votes + 0.5 * samples.mean(axis=0)
     return (score / score.sum(axis=0, keepdims=True)).astype(np.float32)

@@ -1,6 +1,6 @@
 """Next-action distributions on the camera time line, and in words (ROS-free).
 
-:func:`model.consensus.next_action_distribution` states, over K sampled futures, which action follows the
+:func:`actfusion_model.consensus.next_action_distribution` states, over K sampled futures, which action follows the
 current one and at which *future frame* it starts. A stream places future frame ``f`` at
 ``future_start_ns + f * period_ns`` (``future_start_ns``: one feature period after the tick's stamp, where
 the first future segment begins), so :func:`timed_alternatives` turns the frames into camera times, and
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from model.consensus import NextActionDistribution
+from actfusion_model.consensus import NextActionDistribution
 
 
 @dataclass(frozen=True)

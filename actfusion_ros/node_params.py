@@ -22,7 +22,7 @@ import yaml
 
 from actfusion_ros.frames import DEFAULT_MAX_IMAGE_PIXELS
 from actfusion_ros.stream_types import STREAM_KEYS, WINDOW_POLICIES, StreamConfig
-from model.backend_names import BACKENDS
+from actfusion_model.backend_names import BACKENDS
 
 __all__ = ["BACKENDS", "DEVICE_PATTERN", "NodeSettings", "PARAMETERS", "PARAMETER_NAMES", "ParamSpec",
            "ParameterError", "QOS_RELIABILITY", "declaration_problem", "defaults", "markdown_table",
@@ -137,7 +137,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "Optional class names: an MS-TCN mapping.txt (an 'id name' pair per line) or one name per line. "
        "Default: the names stored in the checkpoint."),
     # --- features
-    _p("extractor", "color_layout", "Name of the causal frame-feature extractor (model.features)."),
+    _p("extractor", "color_layout", "Name of the causal frame-feature extractor (actfusion_model.features)."),
     _p("extractor_kwargs", "{}",
        "Keyword arguments of the extractor as a YAML/JSON mapping string, e.g. '{grid: 4, bins: 8}'."),
     _p("feature_rate_hz", float(_S.feature_rate_hz),
@@ -282,7 +282,7 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
     """Check a complete or partial set of parameter values (missing ones take their defaults).
 
     ``check_files``: also require ``checkpoint`` / ``class_names_file`` / ``engine_dir`` to exist.
-    ``available_extractors``: names ``extractor`` may take (default: ``model.features``' registry).
+    ``available_extractors``: names ``extractor`` may take (default: ``actfusion_model.features``' registry).
     Raises :class:`ParameterError` listing every problem found.
     """
     problems: list[str] = []
@@ -326,7 +326,7 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
         if v["onnx_dir"] and v["backend"] != "torch" and not Path(v["onnx_dir"]).expanduser().is_dir():
             problems.append(f"onnx_dir: directory not found: {v['onnx_dir']}")
     if available_extractors is None:
-        from model.features import available_extractors as _available
+        from actfusion_model.features import available_extractors as _available
         available_extractors = _available()
     if v["extractor"] not in available_extractors:
         problems.append(f"extractor: unknown {v['extractor']!r}; available: {', '.join(available_extractors)}")

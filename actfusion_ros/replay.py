@@ -10,15 +10,15 @@ seconds of *camera* time. Ground truth comes from a label topic (``std_msgs/Stri
 a per-frame label file. The report has
 
 * TAS metrics of the final observation (its online segmentation against the labels at the feature
-  stamps), from :mod:`training.metrics`;
+  stamps), from :mod:`actfusion_training.metrics`;
 * anticipation metrics of every tick's forecast against what really happened next: MoC (pooled per
   ground-truth class) over the whole forecast window and accuracy at fixed look-ahead times; the same for
-  the label-only baselines of :mod:`training.baselines` made at each tick from the tick's observed
+  the label-only baselines of :mod:`actfusion_training.baselines` made at each tick from the tick's observed
   (online-segmented) labels over the same future frames: "repeat the last observed action" always, and the
   segment grammars of order 1 and 2 when training labels are given (``--baseline-labels``; durations in
   feature frames, the r*N^O protocol, since a stream's length is unknown);
-* the next action after the current one (:mod:`model.consensus`): every tick's next-action distribution
-  scored against what really followed (top-1/top-3, Brier, ECE, reliability; :mod:`training.prob_metrics`),
+* the next action after the current one (:mod:`actfusion_model.consensus`): every tick's next-action distribution
+  scored against what really followed (top-1/top-3, Brier, ECE, reliability; :mod:`actfusion_training.prob_metrics`),
   and the distributions of the ticks drawn on the timeline, e.g. ``stir 70% @ 12.8s (12.1-13.6)``. Each
   tick keeps its K sampled futures (``--num-samples``; :attr:`TickRecord.future_sample_labels`), so the
   distribution is the K samples' (for K = 1 the one forecast's, probability 1);
@@ -50,12 +50,12 @@ from actfusion_ros.next_actions import format_next_actions, timed_alternatives
 from actfusion_ros.replay_series import SERIES_FILES, write_series
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import ForecastResult, StreamConfig
-from model.backend_names import BACKENDS
-from model.consensus import (FutureSamples, NextActionDistribution, next_action_distribution, next_action_outcome,
+from actfusion_model.backend_names import BACKENDS
+from actfusion_model.consensus import (FutureSamples, NextActionDistribution, next_action_distribution, next_action_outcome,
                              outcome_vector)
-from model.io import atomic_write_text
-from training.baselines import Forecaster, GrammarForecaster, RepeatLast, resample_labels
-from training.metrics import MocCounts, tas_metrics
+from actfusion_model.io import atomic_write_text
+from actfusion_training.baselines import Forecaster, GrammarForecaster, RepeatLast, resample_labels
+from actfusion_training.metrics import MocCounts, tas_metrics
 
 DEFAULT_LOOKAHEAD_S = (1.0, 2.0, 5.0, 10.0)
 
@@ -202,10 +202,10 @@ def _baseline_future(forecaster: Forecaster) -> Any:
 def fit_replay_baselines(paths: Sequence[Path], class_names: Sequence[str], *, split: int = 1,
                          labels_hz: float | None = None, feature_rate_hz: float,
                          orders: Sequence[int] = (1, 2)) -> list[GrammarForecaster]:
-    """Segment grammars fitted on training labels (:func:`training.data.read_label_sequences`) at the
+    """Segment grammars fitted on training labels (:func:`actfusion_training.data.read_label_sequences`) at the
     stream's feature rate: labels are one per feature frame (as ``actfusion-extract`` writes them) unless
     ``labels_hz`` gives their rate, then they are resampled to ``feature_rate_hz``."""
-    from training.data import read_label_sequences
+    from actfusion_training.data import read_label_sequences
 
     try:
         seqs = read_label_sequences(paths, class_names, split=split)
@@ -251,7 +251,7 @@ def tick_next_actions(records: Sequence[TickRecord], num_classes: int,
     """Each tick's distribution of the action after its current one (the last observed label).
 
     ``samples[i]``: tick ``i``'s K sampled futures over its ``H`` future frames, as probabilities
-    ``(K, C, H)`` or labels ``(K, H)`` (:class:`model.consensus.FutureSamples`); default (``None``): the
+    ``(K, C, H)`` or labels ``(K, H)`` (:class:`actfusion_model.consensus.FutureSamples`); default (``None``): the
     tick's one published forecast as a single sample. This is the hook for forecasters that provide K samples.
     """
     if samples is not None and len(samples) != len(records):
@@ -269,7 +269,7 @@ def tick_next_actions(records: Sequence[TickRecord], num_classes: int,
 
 def tick_next_action_truth(rec: TickRecord, truth: GroundTruth) -> tuple[int, int] | None:
     """``(current, outcome)`` of the ground truth at a tick: the label at its stamp and the first different
-    label over its future frames up to the end of the recording (else :data:`~model.consensus.NO_CHANGE`);
+    label over its future frames up to the end of the recording (else :data:`~actfusion_model.consensus.NO_CHANGE`);
     ``None`` when the label at the stamp is unknown."""
     current = int(truth.at(np.asarray([rec.stamp_ns]))[0])
     if current < 0:
@@ -282,10 +282,10 @@ def tick_next_action_truth(rec: TickRecord, truth: GroundTruth) -> tuple[int, in
 
 def score_tick_next_actions(records: Sequence[TickRecord], distributions: Sequence[NextActionDistribution],
                             truth: GroundTruth, num_classes: int, *, num_bins: int = 10) -> dict[str, Any] | None:
-    """Next-action scores of the ticks (:func:`training.prob_metrics.next_action_summary`) against what
+    """Next-action scores of the ticks (:func:`actfusion_training.prob_metrics.next_action_summary`) against what
     followed (:func:`tick_next_action_truth`), plus ``current_correct`` (percent of ticks whose current
     action was the truth's); ``None`` when no tick has a known current label."""
-    from training.prob_metrics import next_action_summary, outcome_index
+    from actfusion_training.prob_metrics import next_action_summary, outcome_index
 
     probs, outcomes, current_ok = [], [], []
     for rec, dist in zip(records, distributions):
@@ -437,7 +437,7 @@ def timeline_png(path: Path, records: Sequence[TickRecord], truth: GroundTruth, 
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from model.io import atomic_open
+    from actfusion_model.io import atomic_open
 
     t0 = int(truth.stamps_ns[0])
     end_ns = int(truth.stamps_ns[-1])

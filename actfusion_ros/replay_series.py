@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from model.io import atomic_write_text
-from model.labels import segments_from_labels
+from actfusion_model.io import atomic_write_text
+from actfusion_model.labels import segments_from_labels
 
 if TYPE_CHECKING:
     from actfusion_ros.replay import GroundTruth, TickRecord

@@ -1,7 +1,7 @@
 """The one sampling engine: frame stamp -> keep/skip decision -> the extractor's context window.
 
 :class:`FeatureSampling` pairs the :class:`~actfusion_ros.sampler.FeatureRateSampler` (which frames
-become features, by stamp) with the :class:`~model.features.base.CausalFeatureStream` (the ring of
+become features, by stamp) with the :class:`~actfusion_model.features.base.CausalFeatureStream` (the ring of
 camera frames that makes a feature's context). The live stream
 (:class:`~actfusion_ros.stream.StreamingAnticipator`, batch 1) and the offline feature files
 (:func:`actfusion_ros.extract.extract_sampled`, batch N) both run it, so offline features equal the live
@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from actfusion_ros.sampler import FeatureRateSampler, SampleDecision
-from model.features.base import CausalFeatureStream, FeatureExtractor
+from actfusion_model.features.base import CausalFeatureStream, FeatureExtractor
 
 __all__ = ["FRAME_SHAPE", "FeatureSampling"]
 

@@ -27,11 +27,11 @@ Conventions
   in between. Future frame ``k`` (0-based) covers ``[s_last + (k+1) P, s_last + (k+2) P)``, so the
   first future segment starts where the last observed one ends. ``confidence`` = mean over the
   segment's frames of the max class probability. Segments are cut by
-  :func:`model.labels.segments_from_labels` on the argmax labels.
+  :func:`actfusion_model.labels.segments_from_labels` on the argmax labels.
 * **K samples.** A forecaster that samples K futures returns them with its (consensus) probabilities
   (:class:`~actfusion_ros.stream_types.ForecastOutput`); the result keeps them (``future_samples``) and
   states the next action after ``current`` over them (``next_actions``:
-  :func:`model.consensus.next_action_distribution`, future frame ``f`` at camera time
+  :func:`actfusion_model.consensus.next_action_distribution`, future frame ``f`` at camera time
   ``s_last + (f+1) P``). A one-sample forecast is the sample: its next action has probability 1.
 * **Horizon.** ``anticipation_horizon(N_O, ratio=ratio, max_horizon=round(max_horizon_s / P))``,
   always at the current (effective) feature period.
@@ -94,9 +94,9 @@ from actfusion_ros.sampling import FeatureSampling
 from actfusion_ros.stream_types import (EncodedFrame, ForecastError, ForecastResult, Forecaster, StreamConfig,
                                         StreamStats, timed_segments)
 from actfusion_ros.time_ns import NS_PER_S, as_stamp_ns, seconds_to_ns
-from model.consensus import next_action_distribution
-from model.features.base import FeatureExtractor, FrameError, check_frame
-from model.horizon import anticipation_horizon
+from actfusion_model.consensus import next_action_distribution
+from actfusion_model.features.base import FeatureExtractor, FrameError, check_frame
+from actfusion_model.horizon import anticipation_horizon
 
 __all__ = ["StreamingAnticipator"]
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from actfusion_ros.next_actions import TimedAlternative
 from actfusion_ros.time_ns import NS_PER_S, period_ns_from_rate
-from model.features.pipeline import FeaturePipeline
-from model.labels import segments_from_labels
+from actfusion_model.features.pipeline import FeaturePipeline
+from actfusion_model.labels import segments_from_labels
 
 __all__ = ["EncodedFrame", "ForecastError", "ForecastOutput", "ForecastResult", "Forecaster", "STREAM_KEYS", "StreamConfig",
            "StreamStats", "TimedSegment", "WINDOW_POLICIES", "timed_segments"]

@@ -6,7 +6,7 @@
     python benchmarks/bench_backends.py --sampling [--presets 50salads] [--sampling-length 1024]
                                         [--samples 1 4 8 16] [--step-grid 25 10 5] [--threads 1] [--ort-threads 1]
 
-A tick is one :func:`model.runtime.forecast`: the r*N^O input (N_O = T/5 observed frames, T - N_O mask
+A tick is one :func:`actfusion_model.runtime.forecast`: the r*N^O input (N_O = T/5 observed frames, T - N_O mask
 tokens), one encoder pass, the decoder condition terms once, ``--steps`` DDIM steps with the shared loop.
 Every available backend is timed in the same process (eager torch on CPU with ``--threads`` is the
 baseline of the ratio column; ONNX Runtime on CPU, one row per ``--ort-threads`` setting; on a CUDA
@@ -14,9 +14,9 @@ machine also torch CUDA fp32/fp16, ONNX Runtime's CUDA provider and TensorRT whe
 the fastest of the timed ticks, the median is the one to quote on an otherwise idle machine. Random
 weights unless ``--checkpoint``. ``--quick``: T in {256, 1024}, one timed run each. ``--agreement``:
 for steps in {1, 2, 5, 10, 25}, tick latency and frame agreement of the N-step forecast with the 25-step
-one (:func:`model.runtime.step_agreement`); meaningful with a trained checkpoint and real features, a
+one (:func:`actfusion_model.runtime.step_agreement`); meaningful with a trained checkpoint and real features, a
 mechanics check with random weights. ``--sampling`` (issue 13) instead times K sampled futures per tick
-(one encoder pass, the decoder on a batch of K, :func:`model.runtime.forecast` ``num_samples=K``) for every K
+(one encoder pass, the decoder on a batch of K, :func:`actfusion_model.runtime.forecast` ``num_samples=K``) for every K
 of ``--samples`` and DDIM steps of ``--step-grid`` at T = ``--sampling-length`` on eager torch (CPU) and ONNX
 Runtime (CPU, one row per ``--ort-threads``); "x one sample" is the tick over the K = 1 tick of the same
 backend and steps (the issue's target: K = 8 at most 3x at 25 steps, ORT, T = 1024). The MoC side of the
@@ -40,9 +40,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from model.config import model_config  # noqa: E402
-from model.network import ActFusion  # noqa: E402
-from model.runtime import Backend, BackendError, forecast, load_backend, step_agreement  # noqa: E402
+from actfusion_model.config import model_config  # noqa: E402
+from actfusion_model.network import ActFusion  # noqa: E402
+from actfusion_model.runtime import Backend, BackendError, forecast, load_backend, step_agreement  # noqa: E402
 
 CLASSES = {"50salads": 19, "breakfast": 48}
 
@@ -79,7 +79,7 @@ def make_backends(model: ActFusion, onnx_dir: Path | None, *, threads: int,
 
 def export_for(model: ActFusion, work: Path, preset: str) -> Path | None:
     try:
-        from model.export import export_onnx
+        from actfusion_model.export import export_onnx
 
         out = work / preset
         export_onnx(model, out, verify_length=None)
@@ -159,7 +159,7 @@ def agreement_table(args: argparse.Namespace, work: Path) -> None:
     print("|---|---|---|---|---|---|")
     for preset in presets:
         if args.checkpoint:
-            from model.checkpoint import load_checkpoint
+            from actfusion_model.checkpoint import load_checkpoint
 
             model = load_checkpoint(args.checkpoint).model
         else:

@@ -6,16 +6,16 @@
                                          [--out DIR] [--threads 1]
 
 For every test video, protocol (GT length, r*N^O) and alpha, one LTA run per DDIM step setting draws the
-largest K of ``--samples`` futures at once (:func:`training.inference.predict_lta`, the path of
+largest K of ``--samples`` futures at once (:func:`actfusion_training.inference.predict_lta`, the path of
 ``actfusion-eval --num-samples``); K = k uses the first k of them (K = 1: the first sample alone, a
 single-sample forecast; the largest K equals ``actfusion-eval --num-samples K`` with the same seed).
 
-* Per K and consensus (:func:`training.inference.consensus_ids`): the MoC of the consensus forecast
-  (:func:`training.scoring.moc_tables`; the mean over alphas and betas is ``actfusion-eval``'s ``lta_mean``).
-* Per K: the next-action distribution of the k samples (:func:`training.inference.sample_next_action`),
-  scored by :func:`training.prob_metrics.next_action_summary` (top-1, top-3, Brier, ECE) on the events of
-  :func:`training.prob_metrics.lta_next_action_case`, beside the label-only baselines' own distributions
-  (:mod:`training.baselines`, fitted on the training split's labels) on the same events.
+* Per K and consensus (:func:`actfusion_training.inference.consensus_ids`): the MoC of the consensus forecast
+  (:func:`actfusion_training.scoring.moc_tables`; the mean over alphas and betas is ``actfusion-eval``'s ``lta_mean``).
+* Per K: the next-action distribution of the k samples (:func:`actfusion_training.inference.sample_next_action`),
+  scored by :func:`actfusion_training.prob_metrics.next_action_summary` (top-1, top-3, Brier, ECE) on the events of
+  :func:`actfusion_training.prob_metrics.lta_next_action_case`, beside the label-only baselines' own distributions
+  (:mod:`actfusion_training.baselines`, fitted on the training split's labels) on the same events.
 
 Writes ``consensus.md`` (the tables), ``consensus.json`` and ``reliability.png`` (stated probabilities of
 the largest K, r*N^O, first steps setting) under ``--out``.
@@ -36,18 +36,18 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from model.checkpoint import load_checkpoint  # noqa: E402
-from model.consensus import outcome_vector  # noqa: E402
-from model.io import atomic_write_text  # noqa: E402
-from training.baselines import fit_baselines  # noqa: E402
-from training.data import MsTcnDataset, read_split_labels  # noqa: E402
-from training.eval_model import PROTOCOL_NAMES, default_median_filter, reliability_from_dict  # noqa: E402
-from training.inference import (CONSENSUS_CHOICES, PROTOCOLS, LtaPrediction, consensus_ids,  # noqa: E402
+from actfusion_model.checkpoint import load_checkpoint  # noqa: E402
+from actfusion_model.consensus import outcome_vector  # noqa: E402
+from actfusion_model.io import atomic_write_text  # noqa: E402
+from actfusion_training.baselines import fit_baselines  # noqa: E402
+from actfusion_training.data import MsTcnDataset, read_split_labels  # noqa: E402
+from actfusion_training.eval_model import PROTOCOL_NAMES, default_median_filter, reliability_from_dict  # noqa: E402
+from actfusion_training.inference import (CONSENSUS_CHOICES, PROTOCOLS, LtaPrediction, consensus_ids,  # noqa: E402
                                 lta_raw_labels, predict_lta, sample_next_action)
-from training.plots import plot_reliability  # noqa: E402
-from training.prob_metrics import (forecaster_next_action_events, lta_next_action_case,  # noqa: E402
+from actfusion_training.plots import plot_reliability  # noqa: E402
+from actfusion_training.prob_metrics import (forecaster_next_action_events, lta_next_action_case,  # noqa: E402
                                    next_action_summary, outcome_index)
-from training.scoring import BETAS, moc_tables, video_key  # noqa: E402
+from actfusion_training.scoring import BETAS, moc_tables, video_key  # noqa: E402
 
 #: One video's forecasts: ``{(protocol, alpha): prediction with the largest K samples}``.
 Cells = dict[tuple[str, float], LtaPrediction]

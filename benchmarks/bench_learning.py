@@ -3,7 +3,7 @@
     python benchmarks/bench_learning.py [--source ../shared/data/gtea] [--config training/configs/tiny.yaml]
                                         [--splits 1 2 3 4] [--epochs 20] [--threads 1] [--work DIR]
 
-For every split: ``training.make_dataset`` features (synthetic: class prototypes + noise, jittered boundaries,
+For every split: ``actfusion_training.make_dataset`` features (synthetic: class prototypes + noise, jittered boundaries,
 ambiguous stretches; written once to ``--work``), ``actfusion-train`` on the training split (validation
 carved from it), ``actfusion-eval`` of ``best.pt`` on the test split (TAS only unless ``--lta``). Prints one
 line per split and the mean, as JSON lines and a markdown table. Not a timed test: a few minutes on 2 cores.
@@ -24,9 +24,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from training.eval_model import run_evaluation  # noqa: E402
-from training.make_dataset import make_dataset  # noqa: E402
-from training.trainer import TrainOptions, train  # noqa: E402
+from actfusion_training.eval_model import run_evaluation  # noqa: E402
+from actfusion_training.make_dataset import make_dataset  # noqa: E402
+from actfusion_training.trainer import TrainOptions, train  # noqa: E402
 
 KEYS = ("acc", "edit", "f1@10", "f1@25", "f1@50")
 

@@ -6,15 +6,15 @@
                                                   [--steps-sweep 25 10 5 2] [--seeds 0 1 2] [--num-samples K]
                                                   [--threads 1] [--work DIR] [--baselines-only]
 
-Features are the one-hot ground-truth labels (``training.make_dataset --kind onehot``), so observing means
+Features are the one-hot ground-truth labels (``actfusion_training.make_dataset --kind onehot``), so observing means
 knowing the true actions so far and the task is pure forecasting. A small model is trained on the training
 split (validation carved from it), then evaluated on the test split with ``actfusion-eval`` (offset 0 only)
 under both horizon protocols: the literature's ground-truth length and the deployable r*N^O rule (r = 4).
-The baselines (:mod:`training.baselines`: "repeat the last observed action" and segment grammars of order 1
+The baselines (:mod:`actfusion_training.baselines`: "repeat the last observed action" and segment grammars of order 1
 and 2 fitted on the training split's labels) predict the ground truth up to the last observed frame and
 forecast after it, over exactly the frames the model's forecast covers, at the model's sample rate; they are
-scored by the same ``training.metrics.moc_scores`` (and their prediction files are written under
-``WORK/baselines/``, for ``python -m training.evaluate``). The model's forecasts are stochastic (DDIM with
+scored by the same ``actfusion_training.metrics.moc_scores`` (and their prediction files are written under
+``WORK/baselines/``, for ``python -m actfusion_training.evaluate``). The model's forecasts are stochastic (DDIM with
 eta = 1 from noise), so its MoC is averaged over ``--seeds``. ``--steps-sweep`` re-evaluates the same
 checkpoint with fewer DDIM steps (accuracy vs forecast latency). ``--baselines-only`` trains nothing and
 reads only ``groundTruth/`` of ``--source`` (sample rate: ``--sample-rate``, else the config's).
@@ -38,15 +38,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from model.config import load_experiment_config  # noqa: E402
-from model.labels import ClassMapping  # noqa: E402
-from training.baselines import fit_baselines, score_baselines  # noqa: E402
-from training.data import read_split_labels  # noqa: E402
-from training.eval_model import run_evaluation, write_baseline_predictions  # noqa: E402
-from training.inference import PROTOCOLS  # noqa: E402
-from training.make_dataset import make_dataset  # noqa: E402
-from training.scoring import ALPHAS, BETAS  # noqa: E402
-from training.trainer import TrainOptions, train  # noqa: E402
+from actfusion_model.config import load_experiment_config  # noqa: E402
+from actfusion_model.labels import ClassMapping  # noqa: E402
+from actfusion_training.baselines import fit_baselines, score_baselines  # noqa: E402
+from actfusion_training.data import read_split_labels  # noqa: E402
+from actfusion_training.eval_model import run_evaluation, write_baseline_predictions  # noqa: E402
+from actfusion_training.inference import PROTOCOLS  # noqa: E402
+from actfusion_training.make_dataset import make_dataset  # noqa: E402
+from actfusion_training.scoring import ALPHAS, BETAS  # noqa: E402
+from actfusion_training.trainer import TrainOptions, train  # noqa: E402
 
 PROTOCOL_NAMES = {"gt": "GT length", "rn": "r*N^O, r=4"}
 
@@ -103,7 +103,7 @@ def config_with_sample_rate(config: Path, sample_rate: int | None, work: Path) -
 
 def training_facts(checkpoint: Path) -> str:
     """How the checkpoint was trained, from its metadata: steps, epochs, batch size, wall-clock, budget."""
-    from model.checkpoint import load_checkpoint
+    from actfusion_model.checkpoint import load_checkpoint
 
     meta = load_checkpoint(checkpoint).metadata
     exp = meta.get("experiment", {}).get("training", {})

@@ -26,9 +26,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from model.config import model_config  # noqa: E402
-from model.diffusion import sample_noise  # noqa: E402
-from model.network import ActFusion  # noqa: E402
+from actfusion_model.config import model_config  # noqa: E402
+from actfusion_model.diffusion import sample_noise  # noqa: E402
+from actfusion_model.network import ActFusion  # noqa: E402
 
 CLASSES = {"50salads": 19, "breakfast": 48}
 # official_architecture.md sec. 7: (encoder pass, decoder step (isolated), full LTA (25 steps)), seconds.

@@ -5,14 +5,14 @@
                                            [--alphas 0.2 0.3] [--bins 10] [--work DIR]
 
 The question (issue 13): after the current action, which action comes next within the horizon, or none?
-Events sit where the LTA forecast goes (:func:`training.prob_metrics.lta_next_action_case`: observed = the
+Events sit where the LTA forecast goes (:func:`actfusion_training.prob_metrics.lta_next_action_case`: observed = the
 ground truth's first ``alpha`` at the sampled rate, offset 0; truth = the first different label within the
 horizon of each protocol, else "no change"), one per test video and alpha. The baselines of
-:mod:`training.baselines` are fitted on the training split's labels (``groundTruth/`` only, sampled the same
-way) and state their next-action distributions; they are scored by :mod:`training.prob_metrics`: top-1 and
+:mod:`actfusion_training.baselines` are fitted on the training split's labels (``groundTruth/`` only, sampled the same
+way) and state their next-action distributions; they are scored by :mod:`actfusion_training.prob_metrics`: top-1 and
 top-3 accuracy, Brier score, ECE of the top-label and of all stated probabilities, and a reliability diagram
 PNG of the stated probabilities per forecaster and protocol under ``WORK/``. No model yet: the model's
-K-sample distribution (:func:`model.consensus.next_action_distribution`) plugs into the same scores.
+K-sample distribution (:func:`actfusion_model.consensus.next_action_distribution`) plugs into the same scores.
 """
 from __future__ import annotations
 
@@ -26,14 +26,14 @@ from typing import Sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from model.config import load_experiment_config  # noqa: E402
-from model.consensus import NO_CHANGE  # noqa: E402
-from model.labels import ClassMapping  # noqa: E402
-from training.baselines import fit_baselines  # noqa: E402
-from training.data import read_split_labels  # noqa: E402
-from training.inference import PROTOCOLS  # noqa: E402
-from training.plots import plot_reliability  # noqa: E402
-from training.prob_metrics import lta_next_action_case, score_forecaster_next_actions  # noqa: E402
+from actfusion_model.config import load_experiment_config  # noqa: E402
+from actfusion_model.consensus import NO_CHANGE  # noqa: E402
+from actfusion_model.labels import ClassMapping  # noqa: E402
+from actfusion_training.baselines import fit_baselines  # noqa: E402
+from actfusion_training.data import read_split_labels  # noqa: E402
+from actfusion_training.inference import PROTOCOLS  # noqa: E402
+from actfusion_training.plots import plot_reliability  # noqa: E402
+from actfusion_training.prob_metrics import lta_next_action_case, score_forecaster_next_actions  # noqa: E402
 
 PROTOCOL_NAMES = {"gt": "GT length", "rn": "r*N^O, r=4"}
 

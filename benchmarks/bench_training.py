@@ -4,9 +4,9 @@
                                         [--batch-sizes 1 4 16] [--seconds 60] [--threads 2] [--split 1]
 
 ``--data`` is an MS-TCN dataset, e.g. the 50 Salads one-hot features made with
-``python -m training.make_dataset --kind onehot --source ../shared/data/50salads --out /tmp/h5data``
+``python -m actfusion_training.make_dataset --kind onehot --source ../shared/data/50salads --out /tmp/h5data``
 (written there when missing and ``--source`` is given). For each batch size B the config is run with
-``training.batch_size: B`` through :class:`training.trainer.Trainer`; after 2 warm-up iterations the loop is
+``training.batch_size: B`` through :class:`actfusion_training.trainer.Trainer`; after 2 warm-up iterations the loop is
 timed for about ``--seconds`` (then stopped the way Ctrl-C stops it). frames/s counts the videos' own frames
 at the model's sample rate (padding excluded). Prints one JSON line per batch size and a markdown table.
 Not a timed test: the figures depend on the machine and its load.
@@ -27,8 +27,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from training.make_dataset import make_dataset  # noqa: E402
-from training.trainer import Trainer, TrainOptions  # noqa: E402
+from actfusion_training.make_dataset import make_dataset  # noqa: E402
+from actfusion_training.trainer import Trainer, TrainOptions  # noqa: E402
 
 WARMUP_ITERATIONS = 2
 

@@ -28,10 +28,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from model.config import model_config  # noqa: E402
-from model.diffusion import sample_noise  # noqa: E402
-from model.network import ActFusion  # noqa: E402
-from model.runtime import Backend, forecast, load_backend  # noqa: E402
+from actfusion_model.config import model_config  # noqa: E402
+from actfusion_model.diffusion import sample_noise  # noqa: E402
+from actfusion_model.network import ActFusion  # noqa: E402
+from actfusion_model.runtime import Backend, forecast, load_backend  # noqa: E402
 
 CLASSES = {"50salads": 19, "breakfast": 48}
 
@@ -61,7 +61,7 @@ def gpu_backends(model: ActFusion, onnx_dir: Path | None, work: Path, *, max_len
     if compile_step:
         makers.append(("torch-cuda-compile", lambda: load_backend("torch", gpu_model, device="cuda", compile=True)))
     if onnx_dir is not None:
-        from model.runtime.tensorrt_backend import LengthProfile
+        from actfusion_model.runtime.tensorrt_backend import LengthProfile
 
         profile = LengthProfile(min_length=16, opt_length=1024, max_length=max_length)
         makers.append(("onnxruntime-cuda", lambda: load_backend("onnxruntime", onnx_dir, device="cuda")))
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_rows, time_rows = [], []
         for preset in args.presets:
             if args.checkpoint:
-                from model.checkpoint import load_checkpoint
+                from actfusion_model.checkpoint import load_checkpoint
 
                 model = load_checkpoint(args.checkpoint).model
             else:
@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model = ActFusion(model_config(preset, num_classes=CLASSES[preset])).eval()
             onnx_dir = None
             try:
-                from model.export import export_onnx
+                from actfusion_model.export import export_onnx
 
                 onnx_dir = work / preset
                 export_onnx(model, onnx_dir)

@@ -198,7 +198,7 @@ def _core_soak(s: CoreSoakSettings, progress: Callable[[str], None] | None) -> C
     from actfusion_ros.stream import StreamingAnticipator
     from actfusion_ros.stream_types import StreamConfig
     from actfusion_ros.world import TEA_ACTIONS
-    from model.features import build_extractor
+    from actfusion_model.features import build_extractor
 
     start = proc_sample()
     pool = frame_pool(s.episodes, s.width, s.height, s.fps, s.seed)

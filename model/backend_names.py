@@ -1,5 +1,5 @@
 """The names of the inference backends: the one list, torch-free so that parameter validation and CLIs can
-import it without loading a runtime (:mod:`model.runtime` implements them)."""
+import it without loading a runtime (:mod:`actfusion_model.runtime` implements them)."""
 from __future__ import annotations
 
 #: Canonical backend names, in the order docs and CLIs list them.

@@ -14,8 +14,8 @@ import logging
 import sys
 from typing import Sequence
 
-from model.runtime.base import BackendError
-from model.runtime.engine_cache import EngineMismatchError
+from actfusion_model.runtime.base import BackendError
+from actfusion_model.runtime.engine_cache import EngineMismatchError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        from model.runtime.tensorrt_backend import LengthProfile, build_engines
+        from actfusion_model.runtime.tensorrt_backend import LengthProfile, build_engines
 
         profile = LengthProfile(min_length=args.min_length, opt_length=args.opt_length,
                                 max_length=args.max_length, opt_samples=args.opt_samples,

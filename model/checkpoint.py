@@ -11,9 +11,9 @@ from typing import Any, Mapping
 
 import torch
 
-from model.config import ConfigError, ModelConfig, config_to_dict, model_config_from_dict
-from model.io import atomic_open
-from model.network import ActFusion
+from actfusion_model.config import ConfigError, ModelConfig, config_to_dict, model_config_from_dict
+from actfusion_model.io import atomic_open
+from actfusion_model.network import ActFusion
 
 FORMAT = "actfusion_ros/checkpoint/1"
 

@@ -45,7 +45,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from model.labels import segments_from_labels
+from actfusion_model.labels import segments_from_labels
 
 #: Outcome key of "the current action does not end within the horizon" (never a class id).
 NO_CHANGE = -1

@@ -1,8 +1,8 @@
 """``actfusion-export``: ActFusion as three ONNX graphs plus a manifest, checked against the eager model.
 
-The graphs are the modules of :mod:`model.onnx_graphs` (encoder, decoder_condition, denoise_step; the
+The graphs are the modules of :mod:`actfusion_model.onnx_graphs` (encoder, decoder_condition, denoise_step; the
 denoise step over a batch of K samples); the manifest's format and reader are in
-:mod:`model.export_manifest` (all a runtime backend imports). Written with the TorchScript exporter
+:mod:`actfusion_model.export_manifest` (all a runtime backend imports). Written with the TorchScript exporter
 (``dynamo=False``), opset 17: the dynamo exporter also gives dynamic graphs of these modules but took
 ~20x longer to export and its step graph ran ~35% slower in ONNX Runtime. Every op is in TensorRT's ONNX
 parser support matrix (``tests/tensorrt_supported_ops.py``).
@@ -20,12 +20,12 @@ from typing import Any, Sequence
 
 import torch
 
-from model.config import config_to_dict
-from model.export_manifest import (BATCH_GRAPH, BATCH_GRAPHS_KEY, FORMAT, GRAPHS, MANIFEST, SAMPLE_AXIS, TIME_AXIS,
+from actfusion_model.config import config_to_dict
+from actfusion_model.export_manifest import (BATCH_GRAPH, BATCH_GRAPHS_KEY, FORMAT, GRAPHS, MANIFEST, SAMPLE_AXIS, TIME_AXIS,
                                    ExportError, graph_entries, sha256_file)
-from model.io import atomic_write_bytes, atomic_write_text
-from model.network import ActFusion
-from model.onnx_graphs import DEFAULT_LENGTH, GraphSpec, graph_specs, term_names
+from actfusion_model.io import atomic_write_bytes, atomic_write_text
+from actfusion_model.network import ActFusion
+from actfusion_model.onnx_graphs import DEFAULT_LENGTH, GraphSpec, graph_specs, term_names
 
 DEFAULT_OPSET = 17
 
@@ -117,7 +117,7 @@ def verify_against_model(model: ActFusion, out_dir: str | Path, *, length: int, 
 def export_onnx(model: ActFusion, out_dir: str | Path, *, class_names: Sequence[str] | None = None,
                 opset: int = DEFAULT_OPSET, length: int = DEFAULT_LENGTH, verify_length: int | None = 97,
                 source: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Export the graphs (:func:`model.onnx_graphs.graph_specs`) and ``manifest.json`` into ``out_dir`` (atomic
+    """Export the graphs (:func:`actfusion_model.onnx_graphs.graph_specs`) and ``manifest.json`` into ``out_dir`` (atomic
     writes); return the manifest.
 
     ``length``: the single example length used for tracing (the time axis stays dynamic).
@@ -176,7 +176,7 @@ def export_onnx(model: ActFusion, out_dir: str | Path, *, class_names: Sequence[
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``actfusion-export --checkpoint CKPT --out DIR [--opset 17] [--length 64]``."""
-    from model.checkpoint import CheckpointError, load_checkpoint
+    from actfusion_model.checkpoint import CheckpointError, load_checkpoint
 
     parser = argparse.ArgumentParser(prog="actfusion-export", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="checkpoint in our format (see actfusion-convert)")

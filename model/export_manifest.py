@@ -1,6 +1,6 @@
 """The manifest of an ONNX export (``manifest.json``): its format, the graph names, writing and reading it.
 
-This is all a runtime backend needs from an export; the exporter itself (:mod:`model.export`, which
+This is all a runtime backend needs from an export; the exporter itself (:mod:`actfusion_model.export`, which
 imports the network and the graph modules) is never imported by a backend.
 """
 from __future__ import annotations

@@ -1,17 +1,17 @@
 """The one forecast function, and the interface of the backends it drives.
 
-:func:`forecast` serves every backend (the eager model here, and :mod:`model.runtime`'s torch, ONNX Runtime
+:func:`forecast` serves every backend (the eager model here, and :mod:`actfusion_model.runtime`'s torch, ONNX Runtime
 and TensorRT backends) and every caller (the node's forecaster, replay, evaluation,
-:meth:`model.network.ActFusion.anticipate`), so what is evaluated is what is deployed.
+:meth:`actfusion_model.network.ActFusion.anticipate`), so what is evaluated is what is deployed.
 
 It is the boundary where an observation enters the model: the observed features are checked here (once),
-the horizon is resolved here (once, :func:`model.horizon.anticipation_horizon`), the r*N^O input (observed
+the horizon is resolved here (once, :func:`actfusion_model.horizon.anticipation_horizon`), the r*N^O input (observed
 frames + H mask tokens) and its frame mask are built here, and the noise is drawn here on the CPU
-(:func:`model.diffusion.sample_noise`), so a seed gives the same forecast on every backend and device.
-Then one encoder pass, one ``prepare`` and the DDIM loop (:func:`model.diffusion.ddim_sample`) over a
+(:func:`actfusion_model.diffusion.sample_noise`), so a seed gives the same forecast on every backend and device.
+Then one encoder pass, one ``prepare`` and the DDIM loop (:func:`actfusion_model.diffusion.ddim_sample`) over a
 batch of K noisy samples of that one observation.
 
-Nothing here imports the network or :mod:`model.runtime`: both depend on this module.
+Nothing here imports the network or :mod:`actfusion_model.runtime`: both depend on this module.
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.config import ModelConfig
-from model.diffusion import DDIMSchedule, ddim_sample, ddim_schedule, sample_noise
-from model.horizon import anticipation_horizon
+from actfusion_model.config import ModelConfig
+from actfusion_model.diffusion import DDIMSchedule, ddim_sample, ddim_schedule, sample_noise
+from actfusion_model.horizon import anticipation_horizon
 
 
 @runtime_checkable
@@ -62,9 +62,9 @@ class Backend(Protocol):
 
 
 class EagerBackend:
-    """An ActFusion model (:class:`model.network.ActFusion`) as a :class:`Backend`: eager fp32 on ``device``
-    (default: where its parameters are), in eval mode. :meth:`~model.network.ActFusion.anticipate` runs it;
-    :class:`model.runtime.torch_backend.TorchBackend` adds autocast, ``torch.compile`` and CUDA graphs.
+    """An ActFusion model (:class:`actfusion_model.network.ActFusion`) as a :class:`Backend`: eager fp32 on ``device``
+    (default: where its parameters are), in eval mode. :meth:`~actfusion_model.network.ActFusion.anticipate` runs it;
+    :class:`actfusion_model.runtime.torch_backend.TorchBackend` adds autocast, ``torch.compile`` and CUDA graphs.
 
     The decoder runs on a batch of K samples; the condition terms (batch 1) broadcast along it.
     """
@@ -166,12 +166,12 @@ def forecast(backend: Backend, observed: np.ndarray | torch.Tensor, *, horizon: 
     are appended; the encoder runs once over N_O + H frames, ``prepare`` once, then the DDIM steps of
     ``schedule`` (default :func:`schedule_for` ``(config, steps, eta)``) on ``num_samples`` K noisy samples
     at once (default one, without a sample axis in the result for a 2-D observation). Randomness comes
-    only from ``noise`` (shape ``(steps, K, C, N_O + H)``, see :func:`model.diffusion.sample_noise`) or
+    only from ``noise`` (shape ``(steps, K, C, N_O + H)``, see :func:`actfusion_model.diffusion.sample_noise`) or
     from ``generator``, drawn on the CPU, so every backend gives the same forecast for the same seed; for
     K = 1 the draw is the one of a single-sample run, and sample k of a batch equals a single run with
     ``noise[:, k:k+1]``. ``timings``: if a dict is given, ``encode_s``, ``prepare_s``, ``sample_s`` and
     ``total_s`` are stored. torch's CPU threads are not touched here (a process sets them once, at start-up:
-    :mod:`model.torch_threads`). Returns CPU float32 tensors.
+    :mod:`actfusion_model.torch_threads`). Returns CPU float32 tensors.
     """
     if schedule is None:
         schedule = schedule_for(backend.config, steps, eta)

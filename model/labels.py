@@ -117,7 +117,7 @@ class ClassMapping:
         return cls(tuple(pairs[i] for i in range(len(pairs))))
 
     def to_file(self, path: str | Path) -> None:
-        from model.io import atomic_write_text
+        from actfusion_model.io import atomic_write_text
         atomic_write_text(path, "".join(f"{i} {n}\n" for i, n in enumerate(self.names)))
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from model.config import LossConfig
-from model.masking import IGNORE_INDEX
+from actfusion_model.config import LossConfig
+from actfusion_model.masking import IGNORE_INDEX
 
 
 def _weighted_mean(per_element: torch.Tensor, keep: torch.Tensor | None,
@@ -85,7 +85,7 @@ def actfusion_loss(enc_logits: torch.Tensor, dec_logits: torch.Tensor, targets: 
     """Total = L_enc + L_dec with the per-preset weights; returns every term and ``total``.
 
     ``dec_logits`` may hold K decoder runs per video (batch K*B, run k of video b at ``k*B + b``, see
-    :func:`model.network.training_outputs`); its terms then average over the K runs. ``dec_weights``
+    :func:`actfusion_model.network.training_outputs`); its terms then average over the K runs. ``dec_weights``
     (K*B,) are per-run weights of the decoder terms (timestep weighting); ``valid`` marks padded batches.
     """
     repeats = dec_logits.shape[0] // enc_logits.shape[0]

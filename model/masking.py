@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.config import MaskingConfig
-from model.horizon import anticipation_horizon
+from actfusion_model.config import MaskingConfig
+from actfusion_model.horizon import anticipation_horizon
 
 IGNORE_INDEX = -100
 

@@ -3,7 +3,7 @@
 Shapes are (batch, channels, time). ``features`` are (B, input_dim, T); ``frame_mask`` is (B, T) bool,
 True for observed frames and False where the learnable mask token replaces the input (Eq. 3). ``valid``
 (B, T) bool, optional, marks each video's own frames in a padded batch (a prefix per row; see
-:mod:`model.layers`): a padded video's outputs on its frames equal those of the video run alone.
+:mod:`actfusion_model.layers`): a padded video's outputs on its frames equal those of the video run alone.
 """
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import LossConfig, ModelConfig
-from model.diffusion import (cosine_alphas_cumprod, ddim_sample, ddim_schedule, labels_to_signal, q_sample,
+from actfusion_model.config import LossConfig, ModelConfig
+from actfusion_model.diffusion import (cosine_alphas_cumprod, ddim_sample, ddim_schedule, labels_to_signal, q_sample,
                              sample_noise, signal_to_unit, training_timesteps)
-from model.forecast import EagerBackend, forecast
-from model.layers import DecoderLayer, EncoderLayer, sinusoidal_embedding
+from actfusion_model.forecast import EagerBackend, forecast
+from actfusion_model.layers import DecoderLayer, EncoderLayer, sinusoidal_embedding
 
 
 class Encoder(nn.Module):
@@ -173,7 +173,7 @@ class ActFusion(nn.Module):
                generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """DDIM from pure noise given a condition -> probabilities (B, C, T).
 
-        Randomness comes only from ``noise`` (see :func:`model.diffusion.sample_noise`) or ``generator``.
+        Randomness comes only from ``noise`` (see :func:`actfusion_model.diffusion.sample_noise`) or ``generator``.
         """
         schedule = ddim_schedule(int(steps or self.cfg.ddim_steps), self.cfg.num_timesteps,
                                  float(self.cfg.ddim_eta if eta is None else eta), float(self.cfg.snr_scale))
@@ -208,8 +208,8 @@ class ActFusion(nn.Module):
         """Segment the observed prefix (1, D, N_O) and forecast H future frames.
 
         H is ``horizon`` when given (ground-truth-length protocol), else ``ceil(ratio * N_O)`` capped at
-        ``max_horizon`` (the deployable r*N^O rule). A thin wrapper over :func:`model.forecast.forecast` with
-        this model as an :class:`~model.forecast.EagerBackend` (on the model's device, in eval mode), so it
+        ``max_horizon`` (the deployable r*N^O rule). A thin wrapper over :func:`actfusion_model.forecast.forecast` with
+        this model as an :class:`~actfusion_model.forecast.EagerBackend` (on the model's device, in eval mode), so it
         is the deployed forecast exactly.
         """
         backend = EagerBackend(self)
@@ -245,7 +245,7 @@ def training_outputs(model: ActFusion, features: torch.Tensor, frame_mask: torch
                      valid: torch.Tensor | None = None, loss_cfg: LossConfig | None = None) -> TrainingOutputs:
     """One training forward pass (see :class:`TrainingOutputs`).
 
-    Per decoder run a step ``s`` uniform over :func:`~model.diffusion.training_timesteps`;
+    Per decoder run a step ``s`` uniform over :func:`~actfusion_model.diffusion.training_timesteps`;
     ``x_s = q_sample(onehot * 2 - 1) * scale``, clamped and mapped to [0, 1] for the decoder, which is
     conditioned on the masked-input encoder's features. Frames with unknown targets (negative) get an
     all-zero one-hot. ``loss_cfg.dec_timesteps_per_video`` = K runs the decoder K times per video on one

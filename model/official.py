@@ -28,11 +28,11 @@ from typing import Mapping
 
 import torch
 
-from model.checkpoint import CheckpointError, read_payload, save_checkpoint, state_dict_mismatches
-from model.config import ModelConfig, model_config
-from model.diffusion import cosine_alphas_cumprod
-from model.labels import ClassMapping
-from model.network import ActFusion
+from actfusion_model.checkpoint import CheckpointError, read_payload, save_checkpoint, state_dict_mismatches
+from actfusion_model.config import ModelConfig, model_config
+from actfusion_model.diffusion import cosine_alphas_cumprod
+from actfusion_model.labels import ClassMapping
+from actfusion_model.network import ActFusion
 
 REL_TABLE_ROWS = 20000
 REL_TABLE_CENTRE = 10000

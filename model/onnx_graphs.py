@@ -1,4 +1,4 @@
-"""The three ONNX graphs of ActFusion as torch modules (exported by :mod:`model.export`).
+"""The three ONNX graphs of ActFusion as torch modules (exported by :mod:`actfusion_model.export`).
 
 - :class:`EncoderGraph`: ``features (1, D, T) float32``, ``frame_mask (1, T) bool`` -> ``logits (1, C, T)``,
   ``condition (1, cond_dim, T)``; run once per forecast.
@@ -6,11 +6,11 @@
   (the condition's share of the layer's q and k, biases included) and ``slot_terms_i (1, T, 2 kernel)``
   (relative bias + log-validity of the attention logits, and the validity mask). Run once per forecast.
 - :class:`DenoiseStepGraph`: those terms, ``timestep (1,) int64``, ``x01 (1, C, T) float32`` ->
-  ``logits (1, C, T)`` (x0 logits); run once per DDIM step by :func:`model.runtime.forecast`. Exported
+  ``logits (1, C, T)`` (x0 logits); run once per DDIM step by :func:`actfusion_model.runtime.forecast`. Exported
   twice: ``denoise_step`` (one sample) and ``denoise_step_batch`` (``x01 (K, C, T)`` -> ``logits (K, C, T)``
   for K noisy samples of one observation, the terms broadcast along K).
 
-The graphs are the same maths as :class:`model.network.ActFusion` in eval mode, re-expressed for speed:
+The graphs are the same maths as :class:`actfusion_model.network.ActFusion` in eval mode, re-expressed for speed:
 inside the graphs a sequence is a time-major ``(T, channels)`` matrix (``(K, T, channels)`` in the
 denoise step), so the shifted slices are contiguous row blocks and every reduction runs over the
 innermost axis; a layer's q and k 1x1 convs are one Gemm (the decoder adds the condition's share as
@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.export_manifest import BATCH_GRAPH, ExportError
-from model.layers import LOG_EPS, DecoderLayer, EncoderLayer, WindowedAttention
-from model.network import ActFusion
+from actfusion_model.export_manifest import BATCH_GRAPH, ExportError
+from actfusion_model.layers import LOG_EPS, DecoderLayer, EncoderLayer, WindowedAttention
+from actfusion_model.network import ActFusion
 
 DEFAULT_LENGTH = 64
 
@@ -55,7 +55,7 @@ def _dense(conv: nn.Conv1d, rows: slice | None = None) -> torch.Tensor:
 
 
 def _instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """:func:`model.layers.instance_norm` for (..., T, C): statistics over time, per channel."""
+    """:func:`actfusion_model.layers.instance_norm` for (..., T, C): statistics over time, per channel."""
     mean = x.mean(dim=-2, keepdim=True)
     centred = x - mean
     var = (centred * centred).mean(dim=-2, keepdim=True)
@@ -65,7 +65,7 @@ def _instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 class _Window(nn.Module):
     """The windowed attention and the dilated conv of one layer, on (..., T, C) sequences.
 
-    Same maths as :class:`model.layers.WindowedAttention`: slot ``j`` reads frame ``t + (j - k//2) d``
+    Same maths as :class:`actfusion_model.layers.WindowedAttention`: slot ``j`` reads frame ``t + (j - k//2) d``
     (zero padding outside), ``logits = (q.k + bias_j) / sqrt(dim) + log(valid + 1e-6)``, softmax over
     the slots, weights times ``valid``, weighted sum of the values. Re-arranged for speed:
 
@@ -138,7 +138,7 @@ class _FFN(nn.Module):
 
 
 class _EncoderLayer(nn.Module):
-    """:class:`model.layers.EncoderLayer` (eval) on (T, C); q and k are one Gemm."""
+    """:class:`actfusion_model.layers.EncoderLayer` (eval) on (T, C); q and k are one Gemm."""
 
     def __init__(self, layer: EncoderLayer) -> None:
         super().__init__()
@@ -157,7 +157,7 @@ class _EncoderLayer(nn.Module):
 
 
 class _DecoderLayer(nn.Module):
-    """:class:`model.layers.DecoderLayer` (eval) on (K, T, C), given this forecast's condition terms.
+    """:class:`actfusion_model.layers.DecoderLayer` (eval) on (K, T, C), given this forecast's condition terms.
 
     ``cond_qk`` (T, 2C) is the condition's share of q and k (their biases included), added to one
     MatMul's output (broadcast over the K samples), so q and k come out of one MatMul and one Split.
@@ -312,7 +312,7 @@ class GraphSpec:
 
 def graph_specs(model: ActFusion, *, length: int = DEFAULT_LENGTH) -> list[GraphSpec]:
     """The graphs of ``model`` (eval) with example inputs of ``length`` frames: the three of
-    :data:`~model.export_manifest.GRAPHS`, then the batched denoise step."""
+    :data:`~actfusion_model.export_manifest.GRAPHS`, then the batched denoise step."""
     cfg = model.cfg
     gen = torch.Generator().manual_seed(0)
     feats = torch.randn(1, cfg.input_dim, length, generator=gen)

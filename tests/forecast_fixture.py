@@ -1,8 +1,8 @@
 """Seeded forecasts of a tiny random-weight model through every caller of the forecast path.
 
 ``compute_forecasts(onnx_dir)`` runs the same observations and seeds through
-:func:`model.runtime.forecast` (torch and ONNX Runtime), :class:`actfusion_ros.forecaster.ModelForecaster`
-(torch and ONNX Runtime) and :mod:`training.inference` (TAS and both LTA protocols) and returns the
+:func:`actfusion_model.runtime.forecast` (torch and ONNX Runtime), :class:`actfusion_ros.forecaster.ModelForecaster`
+(torch and ONNX Runtime) and :mod:`actfusion_training.inference` (TAS and both LTA protocols) and returns the
 probabilities as nested lists. ``tests/data/seeded_forecasts.json`` holds the values recorded before the
 single-inference-path refactor; ``tests/test_forecast_fixture.py`` compares against them. Re-record only
 on purpose (a deliberate change of the maths):
@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from actfusion_ros.forecaster import ModelForecaster
-from model.config import model_config
-from model.io import atomic_write_text
-from model.network import ActFusion
-from model.runtime import forecast, load_backend
-from training.inference import predict_lta, predict_tas
+from actfusion_model.config import model_config
+from actfusion_model.io import atomic_write_text
+from actfusion_model.network import ActFusion
+from actfusion_model.runtime import forecast, load_backend
+from actfusion_training.inference import predict_lta, predict_tas
 
 CLASSES = ("idle", "reach", "grasp", "pour")
 FIXTURE = Path(__file__).parent / "data" / "seeded_forecasts.json"
@@ -83,7 +83,7 @@ def compute_forecasts(onnx_dir: Path | None) -> dict[str, Any]:
 
 
 def export_tiny(out_dir: Path) -> Path:
-    from model.export import export_onnx
+    from actfusion_model.export import export_onnx
 
     export_onnx(tiny_model(), out_dir, class_names=list(CLASSES), length=16, verify_length=None)
     return out_dir

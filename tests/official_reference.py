@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from model.config import ModelConfig
+from actfusion_model.config import ModelConfig
 
 
 def _window_index(length: int, kernel: int, dilation: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,7 +109,7 @@ def official_ddim(sd: dict, cfg: ModelConfig, condition: torch.Tensor, noise: to
 
 def fake_official_state_dict(shapes: list[tuple[str, list[int]]], cfg: ModelConfig, seed: int = 0) -> dict:
     """Random tensors with the authors' names and shapes (from official_state_dict_*.json)."""
-    from model.diffusion import cosine_alphas_cumprod
+    from actfusion_model.diffusion import cosine_alphas_cumprod
 
     g = torch.Generator().manual_seed(seed)
     sd = {}

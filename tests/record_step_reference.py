@@ -17,8 +17,8 @@ import torch
 
 from tests.test_train import loss_rows, write_config
 from tests.torch_threads import one_torch_thread
-from training.make_dataset import make_dataset
-from training.trainer import LOSS_TERMS, Trainer, TrainOptions
+from actfusion_training.make_dataset import make_dataset
+from actfusion_training.trainer import LOSS_TERMS, Trainer, TrainOptions
 
 OUT = Path(__file__).resolve().parent / "data" / "batch1_step_reference.pt"
 

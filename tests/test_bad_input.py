@@ -186,10 +186,10 @@ def test_bad_parameter_files_stop_the_node_with_exit_2_naming_the_problem(tmp_pa
 # ============================================================================ model files
 @pytest.fixture()
 def checkpoint_3_classes(tmp_path: Path) -> Path:
-    from model.checkpoint import save_checkpoint
-    from model.config import model_config
-    from model.features import build_extractor
-    from model.network import ActFusion
+    from actfusion_model.checkpoint import save_checkpoint
+    from actfusion_model.config import model_config
+    from actfusion_model.features import build_extractor
+    from actfusion_model.network import ActFusion
 
     path = tmp_path / "m3.pt"
     cfg = model_config("tiny", num_classes=3, input_dim=build_extractor("color_layout").dim)
@@ -199,8 +199,8 @@ def checkpoint_3_classes(tmp_path: Path) -> Path:
 
 def test_a_checkpoint_for_another_class_count_is_refused_naming_both(checkpoint_3_classes: Path) -> None:
     from actfusion_ros.forecaster import ForecasterError, ModelForecaster
-    from model.checkpoint import CheckpointError
-    from model.config import model_config
+    from actfusion_model.checkpoint import CheckpointError
+    from actfusion_model.config import model_config
 
     with pytest.raises(ForecasterError, match="5 class names for a model with 3 classes"):
         ModelForecaster.from_checkpoint(checkpoint_3_classes, class_names=list("abcde"))
@@ -240,7 +240,7 @@ def test_the_node_refuses_class_names_that_do_not_fit_the_checkpoint(ros_context
 
 def test_class_name_files_errors_name_the_file(tmp_path: Path) -> None:
     from actfusion_ros.node_params import ParameterError, validate_values
-    from model.labels import ClassMapping, LabelError
+    from actfusion_model.labels import ClassMapping, LabelError
 
     with pytest.raises(ParameterError, match=r"class_names_file: file not found: /no/such/names\.txt"):
         validate_values({"random_weights": True, "class_names_file": "/no/such/names.txt"})
@@ -253,7 +253,7 @@ def test_class_name_files_errors_name_the_file(tmp_path: Path) -> None:
 
 # ============================================================================ engine cache
 def _key(**changes: Any) -> Any:
-    from model.runtime.engine_cache import EngineKey
+    from actfusion_model.runtime.engine_cache import EngineKey
 
     base = dict(onnx_sha256="a" * 64, tensorrt_version="10.15.1", gpu_name="NVIDIA Jetson AGX Orin",
                 compute_capability="8.7", min_length=16, opt_length=1024, max_length=8192, fp16=False)
@@ -267,7 +267,7 @@ def _build(path: Path) -> None:
 @pytest.mark.parametrize("sidecar", ["[]", "null", '"engine"', "42", "{not json", "", '{"format": 1}',
                                      '{"format": "actfusion_ros/trt-engine/1", "key": {"gpu_name": "x"}}'])
 def test_an_unreadable_engine_sidecar_means_rebuild_not_crash(tmp_path: Path, sidecar: str) -> None:
-    from model.runtime.engine_cache import ensure_engine, inspect_engine, sidecar_path
+    from actfusion_model.runtime.engine_cache import ensure_engine, inspect_engine, sidecar_path
 
     path = tmp_path / "step.engine"
     ensure_engine(path, _key(), _build)
@@ -279,11 +279,11 @@ def test_an_unreadable_engine_sidecar_means_rebuild_not_crash(tmp_path: Path, si
 
 
 def test_an_engine_of_another_tensorrt_version_is_rebuilt_saying_why(tmp_path: Path, caplog) -> None:
-    from model.runtime.engine_cache import ensure_engine
+    from actfusion_model.runtime.engine_cache import ensure_engine
 
     path = tmp_path / "step.engine"
     ensure_engine(path, _key(), _build)
-    with caplog.at_level(logging.WARNING, logger="model.runtime.engine_cache"):
+    with caplog.at_level(logging.WARNING, logger="actfusion_model.runtime.engine_cache"):
         assert ensure_engine(path, _key(tensorrt_version="10.16.0"), _build)[1] == "built"
     assert "tensorrt_version: '10.15.1' != '10.16.0'" in caplog.text and str(path) in caplog.text
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.baselines import (END, START, Forecaster, GrammarForecaster, RepeatLast, baseline_lta_labels,
+from actfusion_training.baselines import (END, START, Forecaster, GrammarForecaster, RepeatLast, baseline_lta_labels,
                                 best_per_cell, fit_baselines, resample_labels, score_baselines)
-from training.metrics import moc_scores
+from actfusion_training.metrics import moc_scores
 
 
 def runs(*pairs: tuple[int, int]) -> np.ndarray:

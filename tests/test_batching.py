@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from model.config import LossConfig, experiment_config
-from model.losses import actfusion_loss
-from model.masking import IGNORE_INDEX
-from model.network import ActFusion, training_outputs
+from actfusion_model.config import LossConfig, experiment_config
+from actfusion_model.losses import actfusion_loss
+from actfusion_model.masking import IGNORE_INDEX
+from actfusion_model.network import ActFusion, training_outputs
 from tests.record_step_reference import OUT as REFERENCE, record_reference_step
-from training.batches import TrainingSample, collate
+from actfusion_training.batches import TrainingSample, collate
 
 LENGTHS = (37, 20, 50)
 

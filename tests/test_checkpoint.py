@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from model.config import model_config
-from model.network import ActFusion
+from actfusion_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from actfusion_model.config import model_config
+from actfusion_model.network import ActFusion
 
 NAMES = ["a", "b", "c"]
 

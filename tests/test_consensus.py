@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.consensus import (CONSENSUS_METHODS, NO_CHANGE, FutureSamples, aggregate_samples, consensus_labels,
+from actfusion_model.consensus import (CONSENSUS_METHODS, NO_CHANGE, FutureSamples, aggregate_samples, consensus_labels,
                              consensus_segments, current_label, first_change, frame_marginals, medoid_index,
                              next_action_distribution, next_action_outcome, outcome_vector, per_frame_mode)
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.labels import ClassMapping, read_label_file, segments_from_labels
-from training.data import (DatasetError, MsTcnDataset, boundary_targets, class_weights, gaussian_smooth,
+from actfusion_model.labels import ClassMapping, read_label_file, segments_from_labels
+from actfusion_training.data import (DatasetError, MsTcnDataset, boundary_targets, class_weights, gaussian_smooth,
                            gaussian_soft_labels, read_bundle, sample, split_train_validation,
                            subsample_boundary)
-from training.make_dataset import main as make_dataset_main
-from training.synthetic import class_prototypes, jitter_labels, onehot_features, synthetic_features
+from actfusion_training.make_dataset import main as make_dataset_main
+from actfusion_training.synthetic import class_prototypes, jitter_labels, onehot_features, synthetic_features
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEOS = ("S1_Cheese_C1", "S1_Tea_C1", "S2_Coffee_C1")
@@ -233,7 +233,7 @@ def test_onehot_features():
 
 def test_make_dataset_cli(shared_data: Path, tmp_path: Path):
     out = tmp_path / "synth"
-    res = subprocess.run([sys.executable, "-m", "training.make_dataset", "--source", str(shared_data / "gtea"),
+    res = subprocess.run([sys.executable, "-m", "actfusion_training.make_dataset", "--source", str(shared_data / "gtea"),
                           "--out", str(out), "--kind", "synthetic", "--dim", "16", "--seed", "2"],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr

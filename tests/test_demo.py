@@ -24,8 +24,8 @@ def test_demo_runs_end_to_end(tmp_path, capsys, dds: bool) -> None:
     assert report["frames"] > 100 and report["published"] > 5
     assert set(report["tas"]) == {"acc", "edit", "f1@10", "f1@25", "f1@50"}
     assert (work / "replay" / "timeline.png").read_bytes()[:4] == b"\x89PNG"
-    from model.checkpoint import load_checkpoint
-    from model.features.pipeline import checkpoint_pipeline
+    from actfusion_model.checkpoint import load_checkpoint
+    from actfusion_model.features.pipeline import checkpoint_pipeline
 
     recorded = checkpoint_pipeline(load_checkpoint(work / "model.pt").metadata)  # extract -> train -> model
     assert recorded is not None and recorded.extractor == "color_layout" and recorded.feature_rate_hz == 4.0

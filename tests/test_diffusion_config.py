@@ -6,10 +6,10 @@ import dataclasses
 import pytest
 import torch
 
-from model.config import ConfigError, load_experiment_config, model_config
-from model.diffusion import (DDIMSchedule, DDIMStepOutput, cosine_alphas_cumprod, ddim_coefficients, ddim_sample,
+from actfusion_model.config import ConfigError, load_experiment_config, model_config
+from actfusion_model.diffusion import (DDIMSchedule, DDIMStepOutput, cosine_alphas_cumprod, ddim_coefficients, ddim_sample,
                              ddim_schedule, ddim_step, ddim_timesteps, sample_noise)
-from model.runtime import schedule_for
+from actfusion_model.runtime import schedule_for
 
 
 def test_cosine_schedule_matches_reported_values() -> None:

@@ -1,4 +1,4 @@
-"""actfusion-eval: every output file, metrics equal to ``python -m training.evaluate`` on the written files,
+"""actfusion-eval: every output file, metrics equal to ``python -m actfusion_training.evaluate`` on the written files,
 and the inference pieces (post-processing, upsampling, LTA layouts, uncovered frames)."""
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from model.checkpoint import load_checkpoint, save_checkpoint
-from model.config import experiment_config
-from model.network import ActFusion
-from training.eval_model import MISSING_NAME, main as eval_main
-from training.evaluate import main as evaluate_main
-from training.inference import NO_PREDICTION, lta_layout, postprocess, predict_lta, predict_tas, upsample_nearest
-from training.metrics import moc_scores
-from training.scoring import ALPHAS, BETAS
+from actfusion_model.checkpoint import load_checkpoint, save_checkpoint
+from actfusion_model.config import experiment_config
+from actfusion_model.network import ActFusion
+from actfusion_training.eval_model import MISSING_NAME, main as eval_main
+from actfusion_training.evaluate import main as evaluate_main
+from actfusion_training.inference import NO_PREDICTION, lta_layout, postprocess, predict_lta, predict_tas, upsample_nearest
+from actfusion_training.metrics import moc_scores
+from actfusion_training.scoring import ALPHAS, BETAS
 
 from tests.test_train import TEST_VIDEOS, build_dataset, run, write_config
 from tests.torch_threads import one_torch_thread
@@ -115,7 +115,7 @@ def test_eval_is_deterministic_and_tas_only(evaluated: Path, checkpoint: Path, d
 
 def test_eval_exact_f1_flag(evaluated: Path, checkpoint: Path, data: Path, tmp_path: Path,
                             capsys: pytest.CaptureFixture):
-    """``--exact-f1`` scores F1 with the exact last-segment end, like ``training.evaluate tas --exact-f1``."""
+    """``--exact-f1`` scores F1 with the exact last-segment end, like ``actfusion_training.evaluate tas --exact-f1``."""
     default = json.loads((evaluated / "results.json").read_text())
     assert default["f1_segment_ends"] == "reference"
     out = tmp_path / "exact"
@@ -231,8 +231,8 @@ def _tiny_lta_model() -> ActFusion:
 
 def test_lta_with_one_sample_is_the_single_forecast_of_before():
     """K = 1 under every consensus = one forecast per offset, averaged, median-filtered, argmax (the old path)."""
-    from model.runtime import forecast
-    from training.inference import CONSENSUS_CHOICES, as_backend, noise_generator
+    from actfusion_model.runtime import forecast
+    from actfusion_training.inference import CONSENSUS_CHOICES, as_backend, noise_generator
 
     model = _tiny_lta_model()
     feats = np.random.default_rng(1).standard_normal((4, 61)).astype(np.float32)
@@ -255,8 +255,8 @@ def test_lta_with_one_sample_is_the_single_forecast_of_before():
 
 
 def test_lta_consensus_of_k_samples_is_seeded_and_reduces_the_samples():
-    from model.consensus import next_action_distribution
-    from training.inference import consensus_ids
+    from actfusion_model.consensus import next_action_distribution
+    from actfusion_training.inference import consensus_ids
 
     model = _tiny_lta_model()
     feats = np.random.default_rng(2).standard_normal((4, 61)).astype(np.float32)
@@ -285,10 +285,10 @@ def test_lta_consensus_of_k_samples_is_seeded_and_reduces_the_samples():
 
 
 def test_eval_scores_the_next_action_of_k_samples(evaluated: Path, checkpoint: Path, data: Path, tmp_path: Path):
-    from training.baselines import fit_baselines
-    from training.data import MsTcnDataset, read_split_labels
-    from training.prob_metrics import score_forecaster_next_actions, next_action_summary
-    from training.scoring import ScoringOptions, model_next_action_events, score_model
+    from actfusion_training.baselines import fit_baselines
+    from actfusion_training.data import MsTcnDataset, read_split_labels
+    from actfusion_training.prob_metrics import score_forecaster_next_actions, next_action_summary
+    from actfusion_training.scoring import ScoringOptions, model_next_action_events, score_model
 
     one = json.loads((evaluated / "results.json").read_text())  # the default: one sample per forecast
     assert one["num_samples"] == 1 and one["consensus"] == "mode"
@@ -331,7 +331,7 @@ def test_eval_scores_the_next_action_of_k_samples(evaluated: Path, checkpoint: P
 
 
 def test_sampling_options_are_checked():
-    from training.scoring import ScoringOptions
+    from actfusion_training.scoring import ScoringOptions
 
     with pytest.raises(ValueError, match="num_samples"):
         ScoringOptions(num_samples=0)

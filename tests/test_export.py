@@ -15,16 +15,16 @@ import torch
 onnx = pytest.importorskip("onnx", reason="the onnx package is needed to export and check graphs")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed to run the exported graphs")
 
-from model.checkpoint import save_checkpoint  # noqa: E402
+from actfusion_model.checkpoint import save_checkpoint  # noqa: E402
 from tests.torch_threads import one_torch_thread  # noqa: E402
-from model.config import config_to_dict, model_config  # noqa: E402
-from model.diffusion import sample_noise  # noqa: E402
-from model.export import export_onnx, main  # noqa: E402
-from model.forecast import EagerBackend  # noqa: E402
-from model.export_manifest import GRAPHS, MANIFEST, ExportError, read_manifest, sha256_file  # noqa: E402
-from model.onnx_graphs import EncoderGraph, term_names  # noqa: E402
-from model.network import ActFusion  # noqa: E402
-from model.runtime import forecast, load_backend  # noqa: E402
+from actfusion_model.config import config_to_dict, model_config  # noqa: E402
+from actfusion_model.diffusion import sample_noise  # noqa: E402
+from actfusion_model.export import export_onnx, main  # noqa: E402
+from actfusion_model.forecast import EagerBackend  # noqa: E402
+from actfusion_model.export_manifest import GRAPHS, MANIFEST, ExportError, read_manifest, sha256_file  # noqa: E402
+from actfusion_model.onnx_graphs import EncoderGraph, term_names  # noqa: E402
+from actfusion_model.network import ActFusion  # noqa: E402
+from actfusion_model.runtime import forecast, load_backend  # noqa: E402
 from tests.tensorrt_supported_ops import CONSTANT_INPUTS, SUPPORTED  # noqa: E402
 
 PRESETS = {"50salads": 19, "breakfast": 48}

@@ -11,10 +11,10 @@ from actfusion_ros.extract import extract_sampled, main
 from actfusion_ros.sampler import sample_frame_indices
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import StreamConfig
-from model.features import FeatureExtractor, FrameShapeChanged
-from model.features.i3d import I3DRGBExtractor
-from model.features.simple import ColorLayoutExtractor
-from model.labels import ClassMapping
+from actfusion_model.features import FeatureExtractor, FrameShapeChanged
+from actfusion_model.features.i3d import I3DRGBExtractor
+from actfusion_model.features.simple import ColorLayoutExtractor
+from actfusion_model.labels import ClassMapping
 
 pytest.importorskip("rosbags")
 from actfusion_ros.bags import write_bag  # noqa: E402
@@ -129,7 +129,7 @@ def test_cli_on_a_bag_with_label_topic(tmp_path: Path, capsys: pytest.CaptureFix
     assert (out / "groundTruth" / "ep2.txt").read_text().split() == ["wipe", "pour"]
     assert "ep2: 10 frames -> 2 features" in capsys.readouterr().out
     # the dataset records its feature pipeline, and refuses features from another one
-    from model.features.pipeline import read_dataset_pipeline
+    from actfusion_model.features.pipeline import read_dataset_pipeline
     assert read_dataset_pipeline(out).extractor == "color_layout" and read_dataset_pipeline(out).feature_rate_hz == 2.0
     assert main([str(bag2), "--out", str(out), "--extractor", "color_layout", "--feature-rate", "4",
                  "--label-topic", "/action/label", "--name", "ep3"]) == 1

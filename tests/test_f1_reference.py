@@ -1,5 +1,5 @@
 """F1 segment ends: the reference ``eval.py`` convention (last segment ends at N-1) by default, the exact
-one behind ``exact_f1``; and ``python -m training.evaluate`` input checks (empty / extension-less files)."""
+one behind ``exact_f1``; and ``python -m actfusion_training.evaluate`` input checks (empty / extension-less files)."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.evaluate import main as evaluate_main
-from training.metrics import f1_counts, tas_metrics
+from actfusion_training.evaluate import main as evaluate_main
+from actfusion_training.metrics import f1_counts, tas_metrics
 
 
 def _reference_f1_counts(pred: list[int], gt: list[int], overlap: float, bg: tuple[int, ...] = ()) -> tuple[int, int, int]:
@@ -120,7 +120,7 @@ def test_default_equals_the_reference_on_random_videos() -> None:
     assert differed > 0  # the cases exercise the difference
 
 
-# ------------------------------------------------------------------------------ python -m training.evaluate
+# ------------------------------------------------------------------------------ python -m actfusion_training.evaluate
 
 
 def _write(path: Path, names: list[str], header: bool = False) -> None:

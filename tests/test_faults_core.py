@@ -23,11 +23,11 @@ import yaml
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import StreamConfig
 from actfusion_ros.world import ActivityWorld
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from model.config import model_config
-from model.features import build_extractor
-from model.features.base import FeatureExtractor
-from model.network import ActFusion
+from actfusion_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from actfusion_model.config import model_config
+from actfusion_model.features import build_extractor
+from actfusion_model.features.base import FeatureExtractor
+from actfusion_model.network import ActFusion
 
 REPO = Path(__file__).resolve().parents[1]
 S = 1_000_000_000
@@ -287,9 +287,9 @@ def test_an_extractor_error_leaves_one_hole_and_the_stream_goes_on() -> None:
 CRASH_SCRIPT = r"""
 import io, os, signal, sys
 import torch
-from model.checkpoint import save_checkpoint
-from model.config import model_config
-from model.network import ActFusion
+from actfusion_model.checkpoint import save_checkpoint
+from actfusion_model.config import model_config
+from actfusion_model.network import ActFusion
 
 torch.manual_seed(1)
 model = ActFusion(model_config("tiny", num_classes=3))
@@ -362,7 +362,7 @@ VIDEOS = {"v0": [0] * 20 + [1] * 25 + [2] * 15, "v1": [1] * 30 + [0] * 20, "v2":
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     """A 5-video synthetic MS-TCN dataset (3 classes, 8-d features) and a 2-epoch tiny config."""
-    from training.make_dataset import make_dataset
+    from actfusion_training.make_dataset import make_dataset
 
     root = tmp_path_factory.mktemp("tinydata")
     src = root / "src"
@@ -383,7 +383,7 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _train(data: Path, config: Path, out: Path, resume: bool = False) -> str:
-    from training.trainer import TrainOptions, train
+    from actfusion_training.trainer import TrainOptions, train
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -465,7 +465,7 @@ def test_a_truncated_trainer_state_is_refused_on_resume(tiny_run, straight_run, 
     """A state file cut short (copied from a crashed disk, say) is never resumed from as if valid."""
     import shutil
 
-    from training.trainer import TrainingError, TrainOptions, Trainer
+    from actfusion_training.trainer import TrainingError, TrainOptions, Trainer
 
     data, config = tiny_run
     run = tmp_path / "run"

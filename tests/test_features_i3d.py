@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from model.features import CausalFeatureStream, build_extractor
-from model.features.backbone import MissingWeightsError, WeightsError
-from model.features.i3d import I3DRGBExtractor, InceptionI3d, same_padding
-from model.features.preprocess import (SYMMETRIC_MEAN, SYMMETRIC_STD, resize_and_crop,
+from actfusion_model.features import CausalFeatureStream, build_extractor
+from actfusion_model.features.backbone import MissingWeightsError, WeightsError
+from actfusion_model.features.i3d import I3DRGBExtractor, InceptionI3d, same_padding
+from actfusion_model.features.preprocess import (SYMMETRIC_MEAN, SYMMETRIC_STD, resize_and_crop,
                                        to_normalised_tensor)
 
 CLIP = 8

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from model.features import CausalFeatureStream, available_extractors, build_extractor
-from model.features.backbone import MissingWeightsError, WeightsError
-from model.features.preprocess import IMAGENET_MEAN, IMAGENET_STD, to_normalised_tensor
-from model.features.resnet import ResNet18Extractor, ResNet50Extractor, ResNetExtractor, ResNetTrunk
+from actfusion_model.features import CausalFeatureStream, available_extractors, build_extractor
+from actfusion_model.features.backbone import MissingWeightsError, WeightsError
+from actfusion_model.features.preprocess import IMAGENET_MEAN, IMAGENET_STD, to_normalised_tensor
+from actfusion_model.features.resnet import ResNet18Extractor, ResNet50Extractor, ResNetExtractor, ResNetTrunk
 
 SIZE = 32
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.features import (CausalFeatureStream, FeatureExtractor, FrameError, FrameShapeChanged,
+from actfusion_model.features import (CausalFeatureStream, FeatureExtractor, FrameError, FrameShapeChanged,
                             available_extractors, build_extractor)
-from model.features.simple import ColorLayoutExtractor
+from actfusion_model.features.simple import ColorLayoutExtractor
 
 
 def _clip(rng: np.random.Generator, n: int, h: int = 12, w: int = 16) -> np.ndarray:

@@ -11,12 +11,12 @@ import torch
 from actfusion_ros.forecaster import BACKENDS, ForecasterError, ModelForecaster, tick_seed
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import Forecaster, StreamConfig
-from model.checkpoint import save_checkpoint
-from model.features import build_extractor
+from actfusion_model.checkpoint import save_checkpoint
+from actfusion_model.features import build_extractor
 
 NAMES = ("idle", "reach", "pour")
 DIM = 12
-HAS_RUNTIME = importlib.util.find_spec("model.runtime") is not None
+HAS_RUNTIME = importlib.util.find_spec("actfusion_model.runtime") is not None
 
 
 def tiny(seed: int = 0, weight_seed: int = 0, steps: int | None = None) -> ModelForecaster:
@@ -121,9 +121,9 @@ def test_bad_backend_and_device(tmp_path: Path) -> None:
     assert BACKENDS == ("torch", "onnxruntime", "tensorrt")
 
 
-@pytest.mark.skipif(HAS_RUNTIME, reason="model.runtime is installed")
+@pytest.mark.skipif(HAS_RUNTIME, reason="actfusion_model.runtime is installed")
 def test_runtime_backends_without_model_runtime(tmp_path: Path) -> None:
-    with pytest.raises(ForecasterError, match="needs model.runtime"):
+    with pytest.raises(ForecasterError, match="needs actfusion_model.runtime"):
         ModelForecaster.from_export(tmp_path, backend="onnxruntime")
 
 
@@ -146,11 +146,11 @@ def test_drives_the_stream() -> None:
 
 
 def test_onnxruntime_backend_matches_torch(tmp_path: Path) -> None:
-    """The same seed gives the same forecast through model.runtime's onnxruntime backend."""
+    """The same seed gives the same forecast through actfusion_model.runtime's onnxruntime backend."""
     if not HAS_RUNTIME:
-        pytest.skip("model.runtime is not installed")
+        pytest.skip("actfusion_model.runtime is not installed")
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
-    export = pytest.importorskip("model.export", reason="model.export not installed")
+    export = pytest.importorskip("actfusion_model.export", reason="actfusion_model.export not installed")
     ref = tiny(seed=11, weight_seed=2)
     export.export_onnx(ref.model, tmp_path / "onnx", class_names=list(NAMES), verify_length=None)
     fc = ModelForecaster.from_export(tmp_path / "onnx", backend="onnxruntime", seed=11, threads=1)
@@ -173,8 +173,8 @@ def test_onnxruntime_backend_matches_torch(tmp_path: Path) -> None:
 def test_num_samples_returns_the_per_frame_consensus_of_k_samples() -> None:
     """K samples from one encoder pass; the probabilities are vote shares whose argmax is the per-frame mode."""
     from actfusion_ros.forecaster import consensus_probs
-    from model.consensus import per_frame_mode
-    from model.forecast import forecast
+    from actfusion_model.consensus import per_frame_mode
+    from actfusion_model.forecast import forecast
 
     one = ModelForecaster.random_weights(input_dim=32, weight_seed=3, seed=5)
     many = ModelForecaster(one.model, one.class_names, seed=5, num_samples=6)
@@ -199,7 +199,7 @@ def test_num_samples_hands_back_the_k_samples_of_the_tick() -> None:
     """K > 1: the call returns the K futures it drew (the tick's seed), beside their consensus."""
     from actfusion_ros.forecaster import consensus_probs
     from actfusion_ros.stream_types import ForecastOutput
-    from model.forecast import forecast
+    from actfusion_model.forecast import forecast
 
     one = ModelForecaster.random_weights(input_dim=32, weight_seed=3, seed=5)
     many = ModelForecaster(one.model, one.class_names, seed=5, num_samples=4)

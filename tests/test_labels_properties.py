@@ -1,4 +1,4 @@
-"""Property-based tests of the label/segment utilities (model.labels) and of segment times (stream).
+"""Property-based tests of the label/segment utilities (actfusion_model.labels) and of segment times (stream).
 
 Image conversion has its own property tests in tests/test_frames.py; these cover what was missing:
 ``segments_from_labels`` / ``labels_from_segments`` (round trip, cover, adjacency, ``ignore``),
@@ -17,8 +17,8 @@ from hypothesis.extra import numpy as hnp
 
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import StreamConfig, timed_segments
-from model.features.base import FeatureExtractor
-from model.labels import ClassMapping, Segment, labels_from_segments, segments_from_labels
+from actfusion_model.features.base import FeatureExtractor
+from actfusion_model.labels import ClassMapping, Segment, labels_from_segments, segments_from_labels
 
 label_arrays = hnp.arrays(np.int64, st.integers(0, 60), elements=st.integers(0, 4))
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.labels import ClassMapping, read_label_file, segments_from_labels
-from training.metrics import (edit_score, f1_counts, f1_from_counts, levenshtein, moc_counts, moc_scores,
+from actfusion_model.labels import ClassMapping, read_label_file, segments_from_labels
+from actfusion_training.metrics import (edit_score, f1_counts, f1_from_counts, levenshtein, moc_counts, moc_scores,
                               moc_window, segment_iou, tas_metrics)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,7 +174,7 @@ def test_moc_perfect_and_errors():
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "training.evaluate", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "actfusion_training.evaluate", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from model.config import model_config
-from model.layers import WindowedAttention
-from model.network import ActFusion
+from actfusion_model.config import model_config
+from actfusion_model.layers import WindowedAttention
+from actfusion_model.network import ActFusion
 from tests.official_reference import _attention, _window_index
 
 

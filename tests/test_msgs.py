@@ -281,7 +281,7 @@ def test_stream_result_with_k_samples_round_trips_through_the_message() -> None:
     from actfusion_ros.ros_messages import forecast_to_msg, time_to_ns
     from actfusion_ros.stream import StreamingAnticipator
     from actfusion_ros.stream_types import ForecastOutput, StreamConfig
-    from model.features.base import FeatureExtractor
+    from actfusion_model.features.base import FeatureExtractor
 
     class Constant(FeatureExtractor):
         dim = 1

@@ -37,7 +37,7 @@ if REASON is None:
                                             segment_to_msg, time_from_ns, time_to_ns)
     from actfusion_ros.stream import StreamingAnticipator
     from actfusion_ros.stream_types import StreamConfig, TimedSegment
-    from model.features import build_extractor
+    from actfusion_model.features import build_extractor
 
 T0 = 1_700_000_000_123_456_789
 HANG_S = 60.0   # "did not hang" bound: only a hang fails on time
@@ -166,7 +166,7 @@ def test_startup_rejects_extractor_model_mismatch(ros_context) -> None:
 
 
 def test_startup_rejects_a_checkpoint_trained_on_another_feature_pipeline(ros_context) -> None:
-    from model.features.pipeline import FeaturePipeline
+    from actfusion_model.features.pipeline import FeaturePipeline
 
     fc = FakeForecaster()
     fc.pipeline = FeaturePipeline.of("color_layout", 4.0, {"grid": 4, "bins": 8})
@@ -245,10 +245,10 @@ def test_compressed_input_callback(ros_context) -> None:
 
 
 def test_node_with_onnxruntime_backend(ros_context, tmp_path: Path) -> None:
-    """backend onnxruntime + onnx_dir: the node builds its forecaster through model.runtime."""
+    """backend onnxruntime + onnx_dir: the node builds its forecaster through actfusion_model.runtime."""
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
-    export = pytest.importorskip("model.export", reason="model.export not installed")
-    pytest.importorskip("model.runtime", reason="model.runtime not installed")
+    export = pytest.importorskip("actfusion_model.export", reason="actfusion_model.export not installed")
+    pytest.importorskip("actfusion_model.runtime", reason="actfusion_model.runtime not installed")
     from actfusion_ros.forecaster import ModelForecaster
 
     dim = build_extractor("color_layout").dim

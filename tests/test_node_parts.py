@@ -19,7 +19,7 @@ from actfusion_ros.node_diagnostics import NodeDiagnostics, TickStats
 from actfusion_ros.node_params import declaration_problem, spec, validate_values
 from actfusion_ros.reporting import KindCounter, error_kind
 from actfusion_ros.tick_overruns import TickOverrunCounter
-from model.labels import load_class_names
+from actfusion_model.labels import load_class_names
 
 MS = 1_000_000
 
@@ -203,8 +203,8 @@ def test_builder_loads_the_model_the_settings_name() -> None:
 def test_process_threads_are_set_at_start_up_only(monkeypatch) -> None:
     import torch
 
-    from model import torch_threads
-    from model.torch_threads import process_threads, set_process_threads
+    from actfusion_model import torch_threads
+    from actfusion_model.torch_threads import process_threads, set_process_threads
 
     monkeypatch.setattr(torch_threads, "_chosen", None)  # restored after the test
     before = torch.get_num_threads()

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError, load_checkpoint
-from model.config import model_config
-from model.diffusion import sample_noise
-from model.network import ActFusion
-from model.official import convert_official_state_dict, main as convert_main
+from actfusion_model.checkpoint import CheckpointError, load_checkpoint
+from actfusion_model.config import model_config
+from actfusion_model.diffusion import sample_noise
+from actfusion_model.network import ActFusion
+from actfusion_model.official import convert_official_state_dict, main as convert_main
 from tests.official_reference import fake_official_state_dict, official_ddim, official_decoder, official_encoder
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from model.features.pipeline import (FeaturePipeline, PipelineMismatch, check_pipeline, checkpoint_pipeline,
+from actfusion_model.features.pipeline import (FeaturePipeline, PipelineMismatch, check_pipeline, checkpoint_pipeline,
                                      read_dataset_pipeline, write_dataset_pipeline)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from training.plots import TimelineRow, class_colors, plot_loss_curves, plot_timeline
+from actfusion_training.plots import TimelineRow, class_colors, plot_loss_curves, plot_timeline
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

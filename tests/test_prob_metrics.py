@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.consensus import NO_CHANGE, next_action_distribution, next_action_outcome, outcome_vector
+from actfusion_model.consensus import NO_CHANGE, next_action_distribution, next_action_outcome, outcome_vector
 from tests.test_baselines import A, B, C as C_SEQ, runs
 from tests.test_plots import assert_png
-from training.baselines import GrammarForecaster, RepeatLast
-from training.plots import plot_reliability
-from training.prob_metrics import (NextActionForecaster, ReliabilityTable, brier_score, lta_next_action_case,
+from actfusion_training.baselines import GrammarForecaster, RepeatLast
+from actfusion_training.plots import plot_reliability
+from actfusion_training.prob_metrics import (NextActionForecaster, ReliabilityTable, brier_score, lta_next_action_case,
                                    outcome_index, reliability_pairs, reliability_table, score_forecaster_next_actions,
                                    score_next_actions, topk_accuracy)
 

@@ -11,7 +11,7 @@ pytest.importorskip("rosbags", reason="rosbags not installed")
 from actfusion_ros.bags import write_bag  # noqa: E402
 from actfusion_ros.replay import GroundTruth, ReplayError, fit_replay_baselines, replay  # noqa: E402
 from actfusion_ros.stream_types import StreamConfig  # noqa: E402
-from model.features.base import FeatureExtractor  # noqa: E402
+from actfusion_model.features.base import FeatureExtractor  # noqa: E402
 
 NAMES = ("red_thing", "blue_thing")
 FPS = 10
@@ -164,7 +164,7 @@ def test_series_files_rescore_to_the_report(tmp_path) -> None:
 
     from actfusion_ros.replay import score
     from actfusion_ros.replay_series import read_series
-    from training.metrics import tas_metrics
+    from actfusion_training.metrics import tas_metrics
 
     report = _replay(tmp_path, LastFrameOracle())
     out = tmp_path / "out"
@@ -289,10 +289,10 @@ def test_cli_user_error_as_a_subprocess_has_no_traceback(tmp_path) -> None:
 def _params_file(tmp_path: Path, **overrides) -> Path:
     import yaml
 
-    from model.checkpoint import save_checkpoint
-    from model.config import model_config
-    from model.features import build_extractor
-    from model.network import ActFusion
+    from actfusion_model.checkpoint import save_checkpoint
+    from actfusion_model.config import model_config
+    from actfusion_model.features import build_extractor
+    from actfusion_model.network import ActFusion
 
     dim = build_extractor("color_layout").dim
     ckpt = tmp_path / "tiny.pt"

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from model.config import model_config
-from model.diffusion import sample_noise
-from model.network import ActFusion
-from model.runtime import BackendError, forecast, load_backend, schedule_for, step_agreement
-from model.runtime.engine_cache import (EngineKey, EngineMismatchError, ensure_engine, inspect_engine,
+from actfusion_model.config import model_config
+from actfusion_model.diffusion import sample_noise
+from actfusion_model.network import ActFusion
+from actfusion_model.runtime import BackendError, forecast, load_backend, schedule_for, step_agreement
+from actfusion_model.runtime.engine_cache import (EngineKey, EngineMismatchError, ensure_engine, inspect_engine,
                                         sidecar_path)
 
 CLASSES = ["idle", "reach", "grasp", "move", "place", "release"]
@@ -33,7 +33,7 @@ def tiny() -> ActFusion:
 @pytest.fixture(scope="module")
 def tiny_onnx(tiny: ActFusion, tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
-    from model.export import export_onnx
+    from actfusion_model.export import export_onnx
 
     path = tmp_path_factory.mktemp("tiny_onnx")
     export_onnx(tiny, path, class_names=CLASSES, length=24)
@@ -130,7 +130,7 @@ def test_unknown_backend_and_cpu_only_options_are_refused(tiny: ActFusion) -> No
 
 
 def test_torch_backend_loads_our_checkpoints(tiny: ActFusion, tmp_path: Path) -> None:
-    from model.checkpoint import save_checkpoint
+    from actfusion_model.checkpoint import save_checkpoint
 
     save_checkpoint(tmp_path / "m.pt", tiny, CLASSES)
     backend = load_backend("torch", tmp_path / "m.pt")
@@ -165,7 +165,7 @@ def test_tensorrt_backend_without_tensorrt_is_a_clear_error(tiny_onnx: Path) -> 
         pytest.skip("tensorrt is installed; the missing-package path cannot be exercised")
     with pytest.raises(BackendError, match="needs NVIDIA TensorRT"):
         load_backend("tensorrt", tiny_onnx)
-    from model.build_engine import main
+    from actfusion_model.build_engine import main
 
     assert main(["--onnx-dir", str(tiny_onnx), "--out", str(tiny_onnx / "trt")]) == 1
 
@@ -246,7 +246,7 @@ def test_tensorrt_forecast_matches_onnxruntime(tiny: ActFusion, tiny_onnx: Path,
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (GPU machines only)")
     if not torch.cuda.is_available():
         pytest.skip("TensorRT needs a CUDA GPU")
-    from model.runtime.tensorrt_backend import LengthProfile
+    from actfusion_model.runtime.tensorrt_backend import LengthProfile
 
     trt_backend = load_backend("tensorrt", tiny_onnx, engine_dir=tmp_path / "engines",
                                profile=LengthProfile(min_length=4, opt_length=64, max_length=512))
@@ -341,7 +341,7 @@ def test_an_export_without_the_batch_graph_runs_one_sample_and_refuses_more(tiny
 
 
 def test_batched_step_graph_equals_the_single_step_graph_eagerly(tiny: ActFusion) -> None:
-    from model.onnx_graphs import ConditionGraph, DenoiseStepGraph
+    from actfusion_model.onnx_graphs import ConditionGraph, DenoiseStepGraph
 
     cond = torch.randn(1, tiny.cfg.cond_dim, 13, generator=torch.Generator().manual_seed(0))
     x01 = torch.rand(3, len(CLASSES), 13, generator=torch.Generator().manual_seed(1))
@@ -364,7 +364,7 @@ def test_anticipate_is_the_forecast_function(tiny: ActFusion) -> None:
 
 
 def test_evaluation_runs_any_backend(tiny: ActFusion, tiny_onnx: Path) -> None:
-    from training.inference import predict_lta
+    from actfusion_training.inference import predict_lta
 
     video = _observed(tiny, 30, seed=9).numpy()
     a = predict_lta(tiny, video, 0.3, "rn", seed=2)
@@ -382,8 +382,8 @@ def test_forecaster_passes_backend_options_to_the_torch_backend(tiny: ActFusion)
 
 
 def test_tensorrt_profile_shapes_name_the_sample_axis() -> None:
-    from model.runtime.engine_cache import EngineKey
-    from model.runtime.tensorrt_backend import LengthProfile
+    from actfusion_model.runtime.engine_cache import EngineKey
+    from actfusion_model.runtime.tensorrt_backend import LengthProfile
 
     profile = LengthProfile(min_length=4, opt_length=64, max_length=512, opt_samples=8, max_samples=16)
     assert profile.shapes((-1, 19, -1), ["K", 19, "T"]) == [(1, 19, 4), (8, 19, 64), (16, 19, 512)]

@@ -14,9 +14,9 @@ from actfusion_ros.sampler import FeatureRateSampler, sample_frame_indices
 from actfusion_ros.time_ns import period_ns_from_rate
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import ForecastError, StreamConfig, TimedSegment, timed_segments
-from model.features.base import FeatureExtractor, FrameError
-from model.features.simple import ColorLayoutExtractor
-from model.horizon import anticipation_horizon
+from actfusion_model.features.base import FeatureExtractor, FrameError
+from actfusion_model.features.simple import ColorLayoutExtractor
+from actfusion_model.horizon import anticipation_horizon
 
 S = 1_000_000_000
 MS = 1_000_000

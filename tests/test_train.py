@@ -19,18 +19,18 @@ import pytest
 import torch
 import yaml
 
-from model.checkpoint import load_checkpoint
+from actfusion_model.checkpoint import load_checkpoint
 from tests.torch_threads import one_torch_thread
-from model.config import ConfigError, experiment_config
-from model.masking import IGNORE_INDEX
-from training.batches import CachedVideo, draw_sample, soft_targets
-from training.data import MsTcnDataset, VideoRecord, boundary_targets
-from training.distributed import init_distributed, shard
-from training.make_dataset import make_dataset
-from training.rng import RngBundle
-from training.run_config import data_facts, resolve_config
-from training.train import main as train_main
-from training.trainer import Trainer, TrainingError, TrainOptions, train
+from actfusion_model.config import ConfigError, experiment_config
+from actfusion_model.masking import IGNORE_INDEX
+from actfusion_training.batches import CachedVideo, draw_sample, soft_targets
+from actfusion_training.data import MsTcnDataset, VideoRecord, boundary_targets
+from actfusion_training.distributed import init_distributed, shard
+from actfusion_training.make_dataset import make_dataset
+from actfusion_training.rng import RngBundle
+from actfusion_training.run_config import data_facts, resolve_config
+from actfusion_training.train import main as train_main
+from actfusion_training.trainer import Trainer, TrainingError, TrainOptions, train
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_VIDEOS = ("S1_Cheese_C1", "S1_Tea_C1", "S2_Coffee_C1", "S2_Peanut_C1")
@@ -328,7 +328,7 @@ def test_ddp_two_processes_gloo(data: Path, tmp_path: Path):
     """The DistributedDataParallel path: torchrun, 2 CPU processes (gloo), videos sharded by rank."""
     out = tmp_path / "ddp"
     config = write_config(tmp_path / "ddp.yaml", validation_fraction=0.0, model={"sample_rate": 6})
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "training.train",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "actfusion_training.train",
            "--config", str(config), "--data-root", str(data), "--split", "1", "--out", str(out), "--epochs", "1",
            "--threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

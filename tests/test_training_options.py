@@ -11,19 +11,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.checkpoint import load_checkpoint
-from model.config import ConfigError, LossConfig, TrainingConfig, experiment_config
-from model.diffusion import cosine_alphas_cumprod, ddim_timesteps, min_snr_weights, training_timesteps
-from model.export import ExportError, export_onnx
-from model.losses import actfusion_loss
-from model.network import ActFusion, training_outputs
-from model.runtime.base import BackendError
-from model.runtime.torch_backend import TorchBackend
+from actfusion_model.checkpoint import load_checkpoint
+from actfusion_model.config import ConfigError, LossConfig, TrainingConfig, experiment_config
+from actfusion_model.diffusion import cosine_alphas_cumprod, ddim_timesteps, min_snr_weights, training_timesteps
+from actfusion_model.export import ExportError, export_onnx
+from actfusion_model.losses import actfusion_loss
+from actfusion_model.network import ActFusion, training_outputs
+from actfusion_model.runtime.base import BackendError
+from actfusion_model.runtime.torch_backend import TorchBackend
 from tests.record_step_reference import write_toy_dataset
 from tests.test_train import loss_rows, state_of, write_config, _read_csv
-from training.schedule import WeightAverage, budget_total_steps, lr_factor
-from training.train import main as train_main
-from training.trainer import BUDGET_TIMING_STEPS, Trainer, TrainOptions, train
+from actfusion_training.schedule import WeightAverage, budget_total_steps, lr_factor
+from actfusion_training.train import main as train_main
+from actfusion_training.trainer import BUDGET_TIMING_STEPS, Trainer, TrainOptions, train
 
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -205,7 +205,7 @@ def test_k_timesteps_share_one_encoder_pass():
     assert len(calls) == 1 and out.dec_logits.shape == (6, 5, 30) and out.steps.shape == (6,)
     # run k of video b sits at k*B + b and is the decoder on video b's condition
     _, cond = model.encode(feats, visible)
-    from model.diffusion import labels_to_signal, q_sample, signal_to_unit
+    from actfusion_model.diffusion import labels_to_signal, q_sample, signal_to_unit
     gen = torch.Generator().manual_seed(0)
     steps = torch.randint(0, 1000, (6,), generator=gen)
     noise = torch.randn(6, 5, 30, generator=gen)
@@ -277,8 +277,8 @@ def test_self_conditioning_widens_conv_in_feeds_previous_x0_and_is_refused_by_ru
     probs = model.sample(cond, generator=torch.Generator().manual_seed(0))
     assert probs.shape == (2, 5, 30) and torch.allclose(probs.sum(1), torch.ones(2, 30))
     # The eager forecast path (evaluation) self-conditions exactly like ActFusion.sample.
-    from model.diffusion import sample_noise
-    from model.forecast import EagerBackend, forecast
+    from actfusion_model.diffusion import sample_noise
+    from actfusion_model.forecast import EagerBackend, forecast
     one = feats[:1, :, :12]
     noise = sample_noise((1, 5, 12 + 20), model.cfg.ddim_steps, generator=torch.Generator().manual_seed(1))
     fc = forecast(EagerBackend(model), one, horizon=20, noise=noise)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from actfusion_ros.world import TEA_GRAMMAR, ActivityWorld
-from model.labels import segments_from_labels
+from actfusion_model.labels import segments_from_labels
 
 
 def test_sequences_follow_the_grammar() -> None:

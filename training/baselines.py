@@ -7,7 +7,7 @@ of label files), so they work for every MS-TCN dataset and for the user's own re
 
 * :class:`RepeatLast`: the last observed label over the whole horizon ("nothing changes").
 * :class:`GrammarForecaster`: a Markov chain of order ``k`` (1 or 2 in the reports) over consecutive
-  *segment* labels (maximal runs, :func:`model.labels.segments_from_labels`) with a start and an end state,
+  *segment* labels (maximal runs, :func:`actfusion_model.labels.segments_from_labels`) with a start and an end state,
   plus per-class segment durations. Forecast: the current (last observed) segment of class ``c`` with
   elapsed part ``e`` runs on for its mean residual duration ``E[D - e | D > e]``, estimated from the
   training segments of class ``c`` longer than ``e``. Then come the most likely successors, greedily: the
@@ -23,7 +23,7 @@ of label files), so they work for every MS-TCN dataset and for the user's own re
   duration); a class without training segments takes the statistics of all classes pooled. A successor
   lasts at least one frame.
 
-The two horizon protocols of :func:`training.inference.lta_layout` use the durations differently:
+The two horizon protocols of :func:`actfusion_training.inference.lta_layout` use the durations differently:
 
 * **GT length** (``gt``, ``video_length=N`` given): durations are fractions of the video length. A
   training segment of ``d`` frames in a video of ``n`` frames counts ``d / n``; the elapsed part is
@@ -32,8 +32,8 @@ The two horizon protocols of :func:`training.inference.lta_layout` use the durat
 * **r*N^O** (``rn``, ``video_length=None``): ``N`` is unknown (deployable, streaming), so durations are
   in frames, at the frame rate of the fitted label sequences; ``e`` is the current run in frames.
 
-Next-action distributions (``next_action_distribution``, scored by :mod:`training.prob_metrics` against the
-model's K-sample distribution of :mod:`model.consensus`): repeat-last is certain that nothing changes; the
+Next-action distributions (``next_action_distribution``, scored by :mod:`actfusion_training.prob_metrics` against the
+model's K-sample distribution of :mod:`actfusion_model.consensus`): repeat-last is certain that nothing changes; the
 grammar states its chain's successor probabilities, weighted by the empirical probability that the current
 segment ends within the horizon (see :meth:`GrammarForecaster.next_action_distribution`).
 
@@ -43,7 +43,7 @@ frame ``t`` takes the label of the segment whose span contains ``t``.
 :func:`baseline_lta_labels` places a forecaster in the offline LTA layout exactly where the model's
 forecast goes (observed part = the ground truth, forecast at the model's sampled rate from the sampled
 observed labels, upsampled to raw frames like the model's); :func:`score_baselines` scores forecasters with
-the same :func:`training.scoring.moc_tables` as the model.
+the same :func:`actfusion_training.scoring.moc_tables` as the model.
 """
 from __future__ import annotations
 
@@ -52,9 +52,9 @@ from typing import Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from model.consensus import NO_CHANGE
-from model.labels import Segment, segments_from_labels
-from training.inference import PROTOCOLS, lta_layout, lta_raw_labels
+from actfusion_model.consensus import NO_CHANGE
+from actfusion_model.labels import Segment, segments_from_labels
+from actfusion_training.inference import PROTOCOLS, lta_layout, lta_raw_labels
 
 #: Pseudo-labels of the grammar: before the first segment and after the last one (never class ids).
 START = -10
@@ -254,13 +254,13 @@ class GrammarForecaster:
         """``{class id or NO_CHANGE: probability}`` of the action after the current one within ``horizon``.
 
         The chain's probabilistic answer, comparable to the model's sampled distribution
-        (:func:`model.consensus.next_action_distribution`): the current segment (class ``c``, elapsed ``e``)
+        (:func:`actfusion_model.consensus.next_action_distribution`): the current segment (class ``c``, elapsed ``e``)
         ends within the horizon of ``H`` frames (the next action starts at a future frame ``< H``) with the
         empirical hazard ``P(D < e + H | D > e)`` of the training durations of ``c`` (1 when none is longer
         than ``e``: it ends now, as in :meth:`plan`; 0 for ``H = 0``); it is then
         followed by ``j`` with ``P(j | last k segment labels)`` (the back-off of
         :meth:`transition_probabilities`, ``c`` itself left out and the rest renormalised). The end state and
-        a current segment outlasting the horizon both count as :data:`model.consensus.NO_CHANGE`.
+        a current segment outlasting the horizon both count as :data:`actfusion_model.consensus.NO_CHANGE`.
         Durations and ``H`` are in the units of the protocol (fractions of ``video_length`` when given).
         """
         segments, relative, unit = _observed_segments(observed_labels, horizon, video_length)
@@ -325,11 +325,11 @@ def fit_baselines(train_labels: Iterable[np.ndarray], sample_rate: int,
 
 def baseline_lta_labels(forecaster: Forecaster, gt: np.ndarray, sample_rate: int, alpha: float, protocol: str,
                         ratio: float = 4.0) -> np.ndarray:
-    """Raw-rate prediction of one video (N,) laid out like :func:`training.inference.predict_lta`'s.
+    """Raw-rate prediction of one video (N,) laid out like :func:`actfusion_training.inference.predict_lta`'s.
 
     The ground truth up to the last observed raw frame; after it the forecast, made at the sampled rate
     from the labels of the sampled observed frames (offset 0: raw frames 0, sr, 2sr, ...) over the same
-    ``layout.horizon`` and upsampled the same way; :data:`training.inference.NO_PREDICTION` where the
+    ``layout.horizon`` and upsampled the same way; :data:`actfusion_training.inference.NO_PREDICTION` where the
     forecast does not reach.
     """
     gt = np.asarray(gt, dtype=np.int64)
@@ -356,7 +356,7 @@ def score_baselines(forecasters: Sequence[Forecaster], videos: Sequence[tuple[st
                     *, protocols: Sequence[str] = PROTOCOLS, alphas: Sequence[float] = (0.2, 0.3),
                     betas: Sequence[float] = (0.1, 0.2, 0.3, 0.5), ratio: float = 4.0) -> BaselineRun:
     """MoC of every forecaster on ``(name, raw-rate ground truth)`` videos, scored like the model."""
-    from training.scoring import moc_tables
+    from actfusion_training.scoring import moc_tables
 
     run = BaselineRun({})
     for f in forecasters:

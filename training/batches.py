@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model.config import ExperimentConfig
-from model.masking import IGNORE_INDEX, masked_sample
-from training.data import (MsTcnDataset, VideoRecord, boundary_targets, gaussian_soft_labels,
+from actfusion_model.config import ExperimentConfig
+from actfusion_model.masking import IGNORE_INDEX, masked_sample
+from actfusion_training.data import (MsTcnDataset, VideoRecord, boundary_targets, gaussian_soft_labels,
                            subsample_boundary, sample)
 
 

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from model.labels import ClassMapping, LabelError, read_label_file, segments_from_labels
+from actfusion_model.labels import ClassMapping, LabelError, read_label_file, segments_from_labels
 
 
 class DatasetError(ValueError):
@@ -149,7 +149,7 @@ def read_split_labels(root: str | Path, split: int, subset: str = "train",
                       mapping: ClassMapping | None = None) -> dict[str, np.ndarray]:
     """Raw-rate int64 labels of every video of a split, read from ``groundTruth/`` alone (no features).
 
-    For label-only uses (e.g. fitting :mod:`training.baselines`); ``mapping`` defaults to ``root/mapping.txt``.
+    For label-only uses (e.g. fitting :mod:`actfusion_training.baselines`); ``mapping`` defaults to ``root/mapping.txt``.
     """
     root = Path(root)
     try:

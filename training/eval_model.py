@@ -9,24 +9,24 @@ Writes, under ``--out``:
 * ``tas/<video>.txt`` and ``lta_{gt,rn}_a{0.2,0.3}/<video>.txt``: one class name per raw frame, the
   format and file names of ``groundTruth/``. LTA files hold the observed part and the forecast; under the
   r*N^O protocol frames the forecast does not reach are written as ``__no_prediction__`` (they count as
-  wrong, also for ``python -m training.evaluate`` without ``--mapping``).
+  wrong, also for ``python -m actfusion_training.evaluate`` without ``--mapping``).
 * ``results.json`` (metrics, steps, seed, post-processing, mean latencies), ``results.md`` (tables),
   ``plots/<video>.png`` (ground truth vs predictions, the first ``--max-plots`` videos).
-* With LTA, unless ``--no-baselines``: the label-only baselines of :mod:`training.baselines` ("repeat the
+* With LTA, unless ``--no-baselines``: the label-only baselines of :mod:`actfusion_training.baselines` ("repeat the
   last observed action", segment grammars of order 1 and 2 fitted on the training split's ``groundTruth/``)
   scored by the same code, in ``results.json`` (``baselines``, and ``best_per_cell``: who has the highest
   MoC in each protocol/alpha/beta cell, the model included) and ``results.md``; their prediction files in
   ``baselines/<name>/lta_*/``.
 * With LTA, the next-action scores of the model's K sampled futures per forecast (``--num-samples``, default
   1; the LTA files and MoC hold their ``--consensus``): top-1/top-3 accuracy, Brier score, ECE and the
-  reliability table of the stated probabilities (:func:`training.prob_metrics.next_action_summary`), per
+  reliability table of the stated probabilities (:func:`actfusion_training.prob_metrics.next_action_summary`), per
   protocol, in ``results.json`` (``next_action``) and ``results.md``, beside the baselines' own
   next-action distributions (``baseline_next_action``) scored by the same code on the same events;
   ``plots/reliability.png`` is the model's reliability diagram (r*N^O protocol when it was run).
 
-The metrics are those of :mod:`training.metrics`, so they equal ``python -m training.evaluate`` run on the
+The metrics are those of :mod:`actfusion_training.metrics`, so they equal ``python -m actfusion_training.evaluate`` run on the
 written files (``tas``; ``lta --observed A --predicted 0.1 0.2 0.3 0.5``). F1 uses the reference ``eval.py``
-segment ends (last segment ends at ``N-1``) unless ``--exact-f1``, as ``training.evaluate tas --exact-f1``.
+segment ends (last segment ends at ``N-1``) unless ``--exact-f1``, as ``actfusion_training.evaluate tas --exact-f1``.
 """
 from __future__ import annotations
 
@@ -39,15 +39,15 @@ from typing import Any, Sequence
 import torch
 from tqdm import tqdm
 
-from model.checkpoint import CheckpointError, load_checkpoint
-from model.io import atomic_write_text
-from training.cli import apply_threads
-from training.baselines import BaselineRun, best_per_cell, fit_baselines, score_baselines
-from training.data import DatasetError, MsTcnDataset, read_split_labels
-from training.inference import CONSENSUS_CHOICES, PROTOCOLS, frame_labels_to_names
-from training.plots import TimelineRow, plot_reliability, plot_timeline
-from training.prob_metrics import ReliabilityBin, ReliabilityTable, forecaster_next_action_events, next_action_summary
-from training.scoring import ScoredRun, ScoringOptions, VideoPredictions, lta_key, score_model
+from actfusion_model.checkpoint import CheckpointError, load_checkpoint
+from actfusion_model.io import atomic_write_text
+from actfusion_training.cli import apply_threads
+from actfusion_training.baselines import BaselineRun, best_per_cell, fit_baselines, score_baselines
+from actfusion_training.data import DatasetError, MsTcnDataset, read_split_labels
+from actfusion_training.inference import CONSENSUS_CHOICES, PROTOCOLS, frame_labels_to_names
+from actfusion_training.plots import TimelineRow, plot_reliability, plot_timeline
+from actfusion_training.prob_metrics import ReliabilityBin, ReliabilityTable, forecaster_next_action_events, next_action_summary
+from actfusion_training.scoring import ScoredRun, ScoringOptions, VideoPredictions, lta_key, score_model
 
 #: Written for raw frames a forecast does not cover (never a class name of the datasets).
 MISSING_NAME = "__no_prediction__"
@@ -156,7 +156,7 @@ def next_action_report_lines(metrics: dict[str, Any]) -> list[str]:
 
 
 def reliability_from_dict(table: dict[str, Any]) -> ReliabilityTable:
-    """The :class:`~training.prob_metrics.ReliabilityTable` of its ``to_dict`` form (as in ``results.json``)."""
+    """The :class:`~actfusion_training.prob_metrics.ReliabilityTable` of its ``to_dict`` form (as in ``results.json``)."""
     return ReliabilityTable(tuple(ReliabilityBin(**b) for b in table["bins"]), int(table["count"]),
                             float(table["ece"]), str(table.get("mode", "")))
 

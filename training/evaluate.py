@@ -1,7 +1,7 @@
 """Score prediction files against ground truth (MS-TCN layout), printing JSON.
 
-    python -m training.evaluate tas --predictions DIR --ground-truth DIR [--mapping FILE] [--background NAME ...]
-    python -m training.evaluate lta --predictions DIR --ground-truth DIR --observed 0.2 --predicted 0.1 0.2 0.3 0.5
+    python -m actfusion_training.evaluate tas --predictions DIR --ground-truth DIR [--mapping FILE] [--background NAME ...]
+    python -m actfusion_training.evaluate lta --predictions DIR --ground-truth DIR --observed 0.2 --predicted 0.1 0.2 0.3 0.5
 
 A prediction file ``<video>.txt`` has the format of ``groundTruth/<video>.txt`` (one class name per
 frame); the MS-TCN output format (a ``###`` header line, then the names separated by spaces) is also read,
@@ -14,7 +14,7 @@ Labels are compared as names; with ``--mapping`` every name must be in the mappi
 ground-truth length. ``--background`` names are dropped from the segments of Edit/F1; the default is
 ``background`` (as in the MS-TCN reference code), ``--background`` with no name drops nothing. F1 ends the
 last segment of each video at frame ``N-1`` as the reference ``eval.py`` does (comparable with published
-numbers); ``--exact-f1`` uses the exact end ``N`` (see :mod:`training.metrics`).
+numbers); ``--exact-f1`` uses the exact end ``N`` (see :mod:`actfusion_training.metrics`).
 ``lta`` prints ``{"observed", "videos", "moc": {"<beta>": MoC or null}}``: each prediction is the whole sequence
 from frame 0 (the observed part is ignored) and frames ``[int(a*N), min(len(pred), int((a+b)*N)))`` count.
 
@@ -30,8 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
-from model.labels import ClassMapping, LabelError
-from training.metrics import moc_scores, tas_metrics
+from actfusion_model.labels import ClassMapping, LabelError
+from actfusion_training.metrics import moc_scores, tas_metrics
 
 
 class EvaluationError(ValueError):
@@ -79,7 +79,7 @@ def collect(pred_dir: Path, gt_dir: Path, split: Path | None = None) -> list[tup
     preds = label_files(pred_dir, "predictions")
     gts = label_files(gt_dir, "ground-truth")
     if split is not None:
-        from training.data import DatasetError, read_bundle
+        from actfusion_training.data import DatasetError, read_bundle
         try:
             videos = read_bundle(split)
         except DatasetError as err:
@@ -162,7 +162,7 @@ def evaluate_lta(pred_dir: Path, gt_dir: Path, observed: float, predicted: Seque
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.evaluate",
+    parser = argparse.ArgumentParser(prog="python -m actfusion_training.evaluate",
                                      description="Score TAS / LTA prediction files against ground truth.")
     sub = parser.add_subparsers(dest="task", required=True)
     for task in ("tas", "lta"):

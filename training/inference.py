@@ -9,22 +9,22 @@
   clipped at the last sampled frame). The authors interpolate on ticks ``i*sr + sr//2``; the two differ by at
   most one raw frame at a boundary.
 * K samples (``num_samples``): each offset's DDIM run draws K futures at once (one encoder pass,
-  :func:`model.runtime.forecast` with ``num_samples=K``; the noise generator of a K = 1 run is the one above,
+  :func:`actfusion_model.runtime.forecast` with ``num_samples=K``; the noise generator of a K = 1 run is the one above,
   so K = 1 gives today's forecast). Sample ``k`` is averaged over the offsets and median-filtered on its
   own (:func:`filtered_probs`), then the K samples are reduced to one forecast by ``consensus``
   (:func:`consensus_ids`): ``"mode"`` (per-frame most voted class) or ``"medoid"`` (the sample closest to
-  the others) of :mod:`model.consensus`, or ``"mean"`` (argmax of the mean probabilities). For K = 1 every
+  the others) of :mod:`actfusion_model.consensus`, or ``"mean"`` (argmax of the mean probabilities). For K = 1 every
   consensus is that one sample. The next-action distribution over the K samples
   (:func:`sample_next_action`) comes with every LTA forecast.
 * LTA, ``full_len = ceil(N/sr)`` (offset 0's length) and ``obs_len = round(full_len*alpha)`` (Python's
   banker's rounding, as the authors). Horizon: ``gt`` = ``full_len - obs_len`` (the literature's oracle
-  length); ``rn`` = ``ceil(r * obs_len)`` from :func:`model.horizon.anticipation_horizon` (deployable).
+  length); ``rn`` = ``ceil(r * obs_len)`` from :func:`actfusion_model.horizon.anticipation_horizon` (deployable).
   The predicted sequence (observed part + forecast) is cut to the video's N raw frames; where it is shorter
   the missing frames are :data:`NO_PREDICTION` and count as wrong.
 
-Every forecast runs :func:`model.runtime.forecast` (the function the node deploys) on a backend: an
-:class:`~model.network.ActFusion` model is run as the torch backend on its own device; any other
-:mod:`model.runtime` backend (e.g. ONNX Runtime over an export) is used as given.
+Every forecast runs :func:`actfusion_model.runtime.forecast` (the function the node deploys) on a backend: an
+:class:`~actfusion_model.network.ActFusion` model is run as the torch backend on its own device; any other
+:mod:`actfusion_model.runtime` backend (e.g. ONNX Runtime over an export) is used as given.
 
 Every DDIM run draws its noise from a generator seeded by ``(seed, video_index, task, offset, alpha)``
 (:func:`noise_generator`; callers pass a per-video key such as the CRC-32 of its name), so results do not
@@ -41,11 +41,11 @@ import numpy as np
 import torch
 from scipy.ndimage import median_filter as _median_filter
 
-from model.consensus import (CONSENSUS_METHODS, FutureSamples, NextActionDistribution, consensus_labels,
+from actfusion_model.consensus import (CONSENSUS_METHODS, FutureSamples, NextActionDistribution, consensus_labels,
                              current_label, next_action_distribution)
-from model.horizon import anticipation_horizon
-from model.network import ActFusion
-from model.runtime import Backend, forecast, load_backend
+from actfusion_model.horizon import anticipation_horizon
+from actfusion_model.network import ActFusion
+from actfusion_model.runtime import Backend, forecast, load_backend
 
 #: Label id of raw frames for which a forecast made no prediction (never equal to a ground-truth id).
 NO_PREDICTION = -1
@@ -106,7 +106,7 @@ def check_consensus(consensus: str) -> None:
 def consensus_ids(sample_probs: np.ndarray, consensus: str = "mode") -> np.ndarray:
     """(K, C, T) post-processed sample probabilities -> (T,) int64 class ids of the ``consensus`` forecast.
 
-    ``"mode"`` / ``"medoid"``: :func:`model.consensus.consensus_labels` of the samples (their argmax labels;
+    ``"mode"`` / ``"medoid"``: :func:`actfusion_model.consensus.consensus_labels` of the samples (their argmax labels;
     mode ties go to the higher mean probability); ``"mean"``: the argmax of the samples' mean probabilities.
     One sample gives its own argmax under every consensus.
     """
@@ -123,7 +123,7 @@ def sample_next_action(sample_probs: np.ndarray, observed: int, horizon: int | N
                        ) -> NextActionDistribution:
     """The next-action distribution of K forecasts ``(K, C, observed + H)`` at the sampled rate.
 
-    The current action is :func:`model.consensus.current_label` of the samples' last observed frame (the
+    The current action is :func:`actfusion_model.consensus.current_label` of the samples' last observed frame (the
     model's own segmentation, as the node sees it); the futures are the ``horizon`` frames after the
     ``observed`` ones (default: all of them).
     """
@@ -162,7 +162,7 @@ def _offsets(sample_rate: int, aggregate: bool, num_frames: int) -> list[int]:
 
 
 def as_backend(model: ActFusion | Backend) -> Backend:
-    """``model`` as a :mod:`model.runtime` backend: an ActFusion model becomes the torch backend on the device
+    """``model`` as a :mod:`actfusion_model.runtime` backend: an ActFusion model becomes the torch backend on the device
     of its parameters (in eval mode); a backend is returned as is."""
     if isinstance(model, ActFusion):
         return load_backend("torch", model, device=next(model.parameters()).device)

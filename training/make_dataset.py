@@ -1,6 +1,6 @@
 """Write an MS-TCN layout dataset whose features are derived from the ground-truth labels.
 
-    python -m training.make_dataset --source DATA/gtea --out /tmp/gtea_synth --kind synthetic [--dim 64] [--seed 0]
+    python -m actfusion_training.make_dataset --source DATA/gtea --out /tmp/gtea_synth --kind synthetic [--dim 64] [--seed 0]
 
 ``--source`` needs ``groundTruth/``, ``splits/`` and ``mapping.txt``; they are copied to ``--out`` and
 ``features/<video>.npy`` (float32, (D, T)) is written for every ground-truth file, each file atomically.
@@ -18,9 +18,9 @@ from typing import Sequence
 
 import numpy as np
 
-from model.io import atomic_open, atomic_write_bytes, atomic_write_text
-from model.labels import ClassMapping, LabelError, read_label_file
-from training.synthetic import class_prototypes, onehot_features, synthetic_features
+from actfusion_model.io import atomic_open, atomic_write_bytes, atomic_write_text
+from actfusion_model.labels import ClassMapping, LabelError, read_label_file
+from actfusion_training.synthetic import class_prototypes, onehot_features, synthetic_features
 
 
 def video_rng(seed: int, name: str) -> np.random.Generator:
@@ -79,7 +79,7 @@ def make_dataset(source: str | Path, out: str | Path, kind: str, dim: int = 64, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.make_dataset", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m actfusion_training.make_dataset", description=__doc__.split("\n\n")[0])
     p.add_argument("--source", required=True, type=Path, help="MS-TCN root with groundTruth/, splits/, mapping.txt")
     p.add_argument("--out", required=True, type=Path, help="output MS-TCN root")
     p.add_argument("--kind", required=True, choices=("synthetic", "onehot"))

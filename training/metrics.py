@@ -13,7 +13,7 @@ Definitions follow the field's reference evaluation code (MS-TCN ``eval.py`` for
   correct/wrong counts are pooled per ground-truth class over all videos, and MoC is the mean over classes
   with at least one frame of correct/(correct+wrong), times 100.
 
-Segments are half-open ``[start, end)`` runs from :func:`model.labels.segments_from_labels`.
+Segments are half-open ``[start, end)`` runs from :func:`actfusion_model.labels.segments_from_labels`.
 
 **F1 segment ends.** The reference ``eval.py`` (MS-TCN / ASFormer, used for the published numbers) gives
 every segment an exclusive end index except the last segment of a video, whose end is the *last index*
@@ -29,7 +29,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from model.labels import Segment, segments_from_labels
+from actfusion_model.labels import Segment, segments_from_labels
 
 #: IoU thresholds of the reported F1 scores, with their result keys.
 F1_THRESHOLDS: tuple[tuple[str, float], ...] = (("f1@10", 0.10), ("f1@25", 0.25), ("f1@50", 0.50))

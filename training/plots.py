@@ -1,7 +1,7 @@
 """Timeline, loss-curve and reliability figures (matplotlib, Agg backend; nothing is shown on screen).
 
 A timeline has one colour bar per row (ground truth first), one colour per class, segments from
-:func:`model.labels.segments_from_labels`. For a forecast row the observed part is drawn plain and the
+:func:`actfusion_model.labels.segments_from_labels`. For a forecast row the observed part is drawn plain and the
 anticipated part hatched, with a vertical line at the observation cut; frames without a prediction are
 white.
 """
@@ -19,11 +19,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from model.io import atomic_open  # noqa: E402
-from model.labels import segments_from_labels  # noqa: E402
+from actfusion_model.io import atomic_open  # noqa: E402
+from actfusion_model.labels import segments_from_labels  # noqa: E402
 
 if TYPE_CHECKING:
-    from training.prob_metrics import ReliabilityTable
+    from actfusion_training.prob_metrics import ReliabilityTable
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def plot_loss_curves(csv_path: str | Path, path: str | Path, columns: Sequence[s
 
 
 def plot_reliability(path: str | Path, table: ReliabilityTable, title: str = "") -> Path:
-    """Write a reliability diagram PNG of a :class:`training.prob_metrics.ReliabilityTable`; returns ``path``.
+    """Write a reliability diagram PNG of a :class:`actfusion_training.prob_metrics.ReliabilityTable`; returns ``path``.
 
     Top: per bin the observed frequency (bar over the bin) against the diagonal of perfect calibration, the
     mean stated probability as a dot; bottom: the number of pairs per bin. The title carries the ECE.

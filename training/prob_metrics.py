@@ -1,8 +1,8 @@
 """Scores of probabilistic next-action forecasts: top-k accuracy, Brier score and calibration.
 
 An *event* is one forecast: a probability vector over the ``C + 1`` outcomes (the ``C`` classes, then "no
-change within the horizon" at index ``C``, see :func:`model.consensus.outcome_vector`) and the outcome that
-happened (:func:`outcome_index`; the truth is :func:`model.consensus.next_action_outcome` of the ground
+change within the horizon" at index ``C``, see :func:`actfusion_model.consensus.outcome_vector`) and the outcome that
+happened (:func:`outcome_index`; the truth is :func:`actfusion_model.consensus.next_action_outcome` of the ground
 truth over the same horizon).
 
 * **Top-k accuracy** (percent, like Acc and MoC): the true outcome is among the ``k`` most probable
@@ -19,11 +19,11 @@ truth over the same horizon).
   robot is told about). Outcomes stated with probability 0 are left out (the Brier score counts them).
 
 Offline events (:func:`lta_next_action_case`) sit where the LTA forecast goes
-(:func:`training.inference.lta_layout`), at the model's sampled rate from offset 0 (raw frames 0, sr, 2sr, ...),
+(:func:`actfusion_training.inference.lta_layout`), at the model's sampled rate from offset 0 (raw frames 0, sr, 2sr, ...),
 the rate at which the model and the baselines forecast: the current action is the last observed sampled
 label, the truth the first different label among the next ``horizon`` sampled ground-truth labels (fewer
 where the video ends first), else "no change". :func:`score_forecaster_next_actions` scores any forecaster
-with a ``next_action_distribution`` (the baselines of :mod:`training.baselines`) on those events.
+with a ``next_action_distribution`` (the baselines of :mod:`actfusion_training.baselines`) on those events.
 """
 from __future__ import annotations
 
@@ -32,15 +32,15 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from model.consensus import NO_CHANGE, next_action_outcome, outcome_vector
-from training.inference import PROTOCOLS, lta_layout
+from actfusion_model.consensus import NO_CHANGE, next_action_outcome, outcome_vector
+from actfusion_training.inference import PROTOCOLS, lta_layout
 
 #: Ways of pairing stated probabilities with outcomes for :func:`reliability_pairs`.
 RELIABILITY_MODES: tuple[str, ...] = ("top", "stated")
 
 
 def outcome_index(outcome: int, num_classes: int) -> int:
-    """Class id -> its index in an outcome vector; :data:`~model.consensus.NO_CHANGE` -> ``num_classes``."""
+    """Class id -> its index in an outcome vector; :data:`~actfusion_model.consensus.NO_CHANGE` -> ``num_classes``."""
     outcome = int(outcome)
     if outcome == NO_CHANGE:
         return int(num_classes)
@@ -207,7 +207,7 @@ class NextActionCase:
     """One video's next-action question at the sampled rate: what is observed, and what came next.
 
     ``video_length`` is the sampled video length under the GT-length protocol, ``None`` under r*N^O (as the
-    baselines' ``forecast`` takes it); ``truth`` is a class id or :data:`~model.consensus.NO_CHANGE`.
+    baselines' ``forecast`` takes it); ``truth`` is a class id or :data:`~actfusion_model.consensus.NO_CHANGE`.
     """
 
     observed: np.ndarray

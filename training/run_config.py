@@ -1,7 +1,7 @@
 """Resolve a training YAML against a dataset: ``num_classes`` from ``mapping.txt``, ``input_dim`` from features.
 
 A YAML may leave both out (they are then taken from the data, overriding the preset's defaults) or state
-them; a stated value that disagrees with the data is a :class:`~model.config.ConfigError` naming both.
+them; a stated value that disagrees with the data is a :class:`~actfusion_model.config.ConfigError` naming both.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 
-from model.config import ConfigError, ExperimentConfig, load_experiment_config
-from model.labels import ClassMapping
-from training.data import DatasetError, MsTcnDataset
+from actfusion_model.config import ConfigError, ExperimentConfig, load_experiment_config
+from actfusion_model.labels import ClassMapping
+from actfusion_training.data import DatasetError, MsTcnDataset
 
 
 @dataclass(frozen=True)

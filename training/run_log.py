@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from model.io import atomic_write_text
+from actfusion_model.io import atomic_write_text
 
 
 def _fmt(value: Any) -> str:

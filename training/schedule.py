@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from model.config import TrainingConfig
+from actfusion_model.config import TrainingConfig
 
 
 def lr_factor(cfg: TrainingConfig, step: int, total: int) -> float:

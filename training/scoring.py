@@ -1,7 +1,7 @@
-"""Run a model over videos (TAS and LTA under both horizon protocols) and score it with training.metrics.
+"""Run a model over videos (TAS and LTA under both horizon protocols) and score it with actfusion_training.metrics.
 
 Used by ``actfusion-eval`` and by the trainer's model selection on the validation videos. All metric
-arithmetic is :mod:`training.metrics` (MoC, TAS) and :mod:`training.prob_metrics` (next-action scores of the
+arithmetic is :mod:`actfusion_training.metrics` (MoC, TAS) and :mod:`actfusion_training.prob_metrics` (next-action scores of the
 K sampled forecasts); this module only predicts and collects.
 """
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from model.network import ActFusion
-from training.data import VideoRecord
-from model.consensus import outcome_vector
-from training.inference import (PROTOCOLS, LtaPrediction, TasPrediction, check_sampling, predict_lta,
+from actfusion_model.network import ActFusion
+from actfusion_training.data import VideoRecord
+from actfusion_model.consensus import outcome_vector
+from actfusion_training.inference import (PROTOCOLS, LtaPrediction, TasPrediction, check_sampling, predict_lta,
                                 predict_tas)
-from training.metrics import moc_scores, summary_score, tas_metrics
-from training.prob_metrics import lta_next_action_case, next_action_summary, outcome_index
+from actfusion_training.metrics import moc_scores, summary_score, tas_metrics
+from actfusion_training.prob_metrics import lta_next_action_case, next_action_summary, outcome_index
 
 ALPHAS: tuple[float, ...] = (0.2, 0.3)
 BETAS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5)
@@ -38,8 +38,8 @@ class ScoringOptions:
     ratio: float = 4.0
     background: tuple[str, ...] = ("background",)
     exact_f1: bool = False  # F1 with the exact last-segment end (default: the reference eval.py's N-1)
-    num_samples: int = 1  # K sampled futures per LTA forecast (training.inference)
-    consensus: str = "mode"  # how the K samples become the scored forecast (training.inference.consensus_ids)
+    num_samples: int = 1  # K sampled futures per LTA forecast (actfusion_training.inference)
+    consensus: str = "mode"  # how the K samples become the scored forecast (actfusion_training.inference.consensus_ids)
     reliability_bins: int = 10
 
     def __post_init__(self) -> None:
@@ -106,7 +106,7 @@ def moc_tables(pairs_of: Callable[[str, float], Sequence[tuple[np.ndarray, np.nd
     """``({protocol: {alpha: {beta: MoC}}}, {protocol: mean MoC})`` of the ``(pred, gt)`` pairs of each cell.
 
     ``pairs_of(protocol, alpha)`` gives one raw-rate ``(prediction, ground truth)`` pair per video; MoC is
-    :func:`training.metrics.moc_scores` (None where no frame was scored), the mean skips such cells.
+    :func:`actfusion_training.metrics.moc_scores` (None where no frame was scored), the mean skips such cells.
     """
     lta: dict[str, dict[str, dict[str, float | None]]] = {}
     means: dict[str, float | None] = {}
@@ -126,9 +126,9 @@ def model_next_action_events(videos: Sequence[VideoPredictions], num_classes: in
                              ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``{protocol: (probs (N, C + 1), truth (N,), current correct (N,) bool)}`` of the model's forecasts.
 
-    One event per video and alpha, as :func:`training.prob_metrics.lta_next_action_case` (and so the
+    One event per video and alpha, as :func:`actfusion_training.prob_metrics.lta_next_action_case` (and so the
     baselines) place it; the stated distribution is the K-sample one of each forecast
-    (:attr:`training.inference.LtaPrediction.next_action`). "Current correct": the model's current action
+    (:attr:`actfusion_training.inference.LtaPrediction.next_action`). "Current correct": the model's current action
     (its segmentation of the last observed frame) is the ground truth's.
     """
     out = {}
@@ -147,7 +147,7 @@ def model_next_action_events(videos: Sequence[VideoPredictions], num_classes: in
 
 def next_action_metrics(videos: Sequence[VideoPredictions], num_classes: int, options: ScoringOptions
                         ) -> dict[str, dict]:
-    """``{protocol: summary}`` (:func:`training.prob_metrics.next_action_summary`) of the model's next-action
+    """``{protocol: summary}`` (:func:`actfusion_training.prob_metrics.next_action_summary`) of the model's next-action
     distributions, plus ``current_correct`` (percent of events whose current action the model got right)."""
     out = {}
     for protocol, (probs, truth, current) in model_next_action_events(videos, num_classes, options).items():

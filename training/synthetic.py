@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.labels import segments_from_labels
+from actfusion_model.labels import segments_from_labels
 
 
 def class_prototypes(num_classes: int, dim: int, rng: np.random.Generator) -> np.ndarray:

@@ -3,7 +3,7 @@
     actfusion-train --config training/configs/50salads.yaml --data-root DATA/50salads --split 1 --out runs/s1
                     [--resume] [--epochs N] [--time-budget MIN] [--device cpu|cuda] [--max-videos N]
 
-Multi-GPU: ``torchrun --nproc_per_node=G -m training.train ... --device cuda`` (see docs/training.md).
+Multi-GPU: ``torchrun --nproc_per_node=G -m actfusion_training.train ... --device cuda`` (see docs/training.md).
 ``--time-budget MIN`` stops after the optimizer step that ends past MIN minutes of wall-clock (of this
 invocation: a ``--resume`` gets a fresh budget), validates, keeps the best checkpoint and saves.
 Exit status: 0 finished or stopped on the time budget, 130 stopped by Ctrl-C / SIGTERM (a checkpoint of the last completed step is
@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from model.checkpoint import CheckpointError
-from model.config import ConfigError
-from training.cli import apply_threads
-from training.data import DatasetError
-from training.trainer import TrainingError, TrainOptions, train
+from actfusion_model.checkpoint import CheckpointError
+from actfusion_model.config import ConfigError
+from actfusion_training.cli import apply_threads
+from actfusion_training.data import DatasetError
+from actfusion_training.trainer import TrainingError, TrainOptions, train
 
 
 def build_parser() -> argparse.ArgumentParser:

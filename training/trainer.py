@@ -39,23 +39,23 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
-from model.checkpoint import save_checkpoint
-from model.features.pipeline import read_dataset_pipeline
-from model.config import (ConfigError, ExperimentConfig, LossConfig, MaskingConfig, ModelConfig, TrainingConfig,
+from actfusion_model.checkpoint import save_checkpoint
+from actfusion_model.features.pipeline import read_dataset_pipeline
+from actfusion_model.config import (ConfigError, ExperimentConfig, LossConfig, MaskingConfig, ModelConfig, TrainingConfig,
                           config_to_dict)
-from model.io import atomic_open, atomic_write_text
-from model.losses import actfusion_loss
-from model.diffusion import min_snr_weights, training_timesteps
-from model.network import ActFusion, TrainingOutputs, training_outputs
-from training.batches import TrainingBatch, VideoStore, collate, draw_sample
-from training.data import MsTcnDataset, class_weights, split_train_validation
-from training.distributed import (DistContext, any_rank, barrier, gather_objects, init_distributed, shard,
+from actfusion_model.io import atomic_open, atomic_write_text
+from actfusion_model.losses import actfusion_loss
+from actfusion_model.diffusion import min_snr_weights, training_timesteps
+from actfusion_model.network import ActFusion, TrainingOutputs, training_outputs
+from actfusion_training.batches import TrainingBatch, VideoStore, collate, draw_sample
+from actfusion_training.data import MsTcnDataset, class_weights, split_train_validation
+from actfusion_training.distributed import (DistContext, any_rank, barrier, gather_objects, init_distributed, shard,
                                   shutdown)
-from training.rng import RngBundle
-from training.run_config import data_facts, resolve_config
-from training.run_log import CsvLog, Scalars
-from training.schedule import WeightAverage, budget_total_steps, lr_factor
-from training.scoring import ScoringOptions, score_model
+from actfusion_training.rng import RngBundle
+from actfusion_training.run_config import data_facts, resolve_config
+from actfusion_training.run_log import CsvLog, Scalars
+from actfusion_training.schedule import WeightAverage, budget_total_steps, lr_factor
+from actfusion_training.scoring import ScoringOptions, score_model
 
 STATE_FORMAT = "actfusion_ros/trainer_state/1"
 LOSS_TERMS = ("total", "enc_ce", "enc_smooth", "enc_boundary", "dec_ce", "dec_smooth", "dec_boundary")

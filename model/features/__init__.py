@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from model.features.base import (CausalFeatureStream, FeatureError, FeatureExtractor, FrameError,
+from actfusion_model.features.base import (CausalFeatureStream, FeatureError, FeatureExtractor, FrameError,
                                  FrameShapeChanged, check_frame, check_frames)
 
 __all__ = ["CausalFeatureStream", "FeatureError", "FeatureExtractor", "FrameError", "FrameShapeChanged",
@@ -19,10 +19,10 @@ __all__ = ["CausalFeatureStream", "FeatureError", "FeatureExtractor", "FrameErro
 def _registry() -> dict[str, str]:
     """Extractor name -> ``"module:ClassName"`` (imported only when built)."""
     return {
-        "color_layout": "model.features.simple:ColorLayoutExtractor",
-        "i3d_rgb": "model.features.i3d:I3DRGBExtractor",
-        "resnet18": "model.features.resnet:ResNet18Extractor",
-        "resnet50": "model.features.resnet:ResNet50Extractor",
+        "color_layout": "actfusion_model.features.simple:ColorLayoutExtractor",
+        "i3d_rgb": "actfusion_model.features.i3d:I3DRGBExtractor",
+        "resnet18": "actfusion_model.features.resnet:ResNet18Extractor",
+        "resnet50": "actfusion_model.features.resnet:ResNet50Extractor",
     }
 
 

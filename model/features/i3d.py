@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.features.backbone import build_network
-from model.features.base import FeatureExtractor
-from model.features.preprocess import (SYMMETRIC_MEAN, SYMMETRIC_STD, check_sizes, default_batch_size,
+from actfusion_model.features.backbone import build_network
+from actfusion_model.features.base import FeatureExtractor
+from actfusion_model.features.preprocess import (SYMMETRIC_MEAN, SYMMETRIC_STD, check_sizes, default_batch_size,
                                        resize_and_crop, resolve_device, to_normalised_tensor)
 
 Triple = tuple[int, int, int]

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from model.io import atomic_write_text
+from actfusion_model.io import atomic_write_text
 
 FILENAME = "pipeline.json"
 # Extractor options that change where or how fast features are computed, not what they are.

@@ -4,7 +4,7 @@ Two stages, so that the streaming side can keep a cheap per-frame form:
 
 1. :func:`resize_and_crop` (per frame, OpenCV, uint8 in and out): resize so the *shorter* side is
    ``resize`` pixels (aspect ratio kept), then cut the central ``crop x crop`` square. This is the
-   form a :class:`model.features.base.CausalFeatureStream` keeps in its ring (``crop*crop*3`` bytes
+   form a :class:`actfusion_model.features.base.CausalFeatureStream` keeps in its ring (``crop*crop*3`` bytes
    per frame, e.g. 147 KiB at 224).
 2. :func:`to_normalised_tensor` (batched, torch, on the target device): uint8 ``(..., H, W, 3)`` ->
    float32 ``(..., 3, H, W)`` as ``(x / 255 - mean) / std`` per channel. Moving uint8 to the device
@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from model.features.base import FrameError
+from actfusion_model.features.base import FrameError
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)

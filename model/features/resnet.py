@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.features.backbone import build_network
-from model.features.base import FeatureExtractor
-from model.features.preprocess import (IMAGENET_MEAN, IMAGENET_STD, check_sizes, default_batch_size,
+from actfusion_model.features.backbone import build_network
+from actfusion_model.features.base import FeatureExtractor
+from actfusion_model.features.preprocess import (IMAGENET_MEAN, IMAGENET_STD, check_sizes, default_batch_size,
                                        resize_and_crop, resolve_device, to_normalised_tensor)
 
 
@@ -125,7 +125,7 @@ HOW_TO_GET_RESNET = ("Use a torchvision ImageNet state dict for this depth (e.g.
 class ResNetExtractor(FeatureExtractor):
     """Per-frame ResNet features (``dim`` 512 for depth 18, 2048 for depth 50).
 
-    Parameters as :class:`model.features.i3d.I3DRGBExtractor` (no clip: ``context_frames = 1``);
+    Parameters as :class:`actfusion_model.features.i3d.I3DRGBExtractor` (no clip: ``context_frames = 1``);
     ``weights`` is a torchvision state dict file for the same depth.
     """
 

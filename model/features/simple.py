@@ -11,7 +11,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from model.features.base import FeatureExtractor, FrameError
+from actfusion_model.features.base import FeatureExtractor, FrameError
 
 #: Frames with more pixels are shrunk before the features are computed (1080p and smaller are not).
 DEFAULT_MAX_PIXELS = 1920 * 1080

@@ -15,9 +15,9 @@ from typing import Any, Sequence
 
 import torch
 
-from model.backend_names import BACKENDS, canonical_backend
-from model.forecast import Backend, Forecast, forecast, schedule_for
-from model.runtime.base import BackendError, describe, step_agreement
+from actfusion_model.backend_names import BACKENDS, canonical_backend
+from actfusion_model.forecast import Backend, Forecast, forecast, schedule_for
+from actfusion_model.runtime.base import BackendError, describe, step_agreement
 
 
 def load_backend(kind: str, source: str | Path | Any, *, device: str | torch.device | None = None,
@@ -34,16 +34,16 @@ def load_backend(kind: str, source: str | Path | Any, *, device: str | torch.dev
     if resolved is None:
         raise BackendError(f"unknown backend {kind!r}; choose from {', '.join(BACKENDS)}")
     if resolved == "torch":
-        from model.runtime.torch_backend import load_torch_backend
+        from actfusion_model.runtime.torch_backend import load_torch_backend
 
         return load_torch_backend(source, device=device or "cpu", class_names=class_names, **options)
     if class_names is not None:
         raise BackendError(f"the {resolved} backend takes class names from the export's manifest")
     if resolved == "onnxruntime":
-        from model.runtime.onnx_backend import OnnxRuntimeBackend
+        from actfusion_model.runtime.onnx_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(source, device=device or "cpu", **options)
-    from model.runtime.tensorrt_backend import TensorRTBackend
+    from actfusion_model.runtime.tensorrt_backend import TensorRTBackend
 
     return TensorRTBackend(source, device=device or "cuda", **options)
 

@@ -1,6 +1,6 @@
 """What the runtime backends share: their error, a description for logs, class names, and the accuracy
-side of the fewer-DDIM-steps trade-off. The interface they implement (:class:`model.forecast.Backend`) and
-the forecast function that drives them (:func:`model.forecast.forecast`) live in :mod:`model.forecast`.
+side of the fewer-DDIM-steps trade-off. The interface they implement (:class:`actfusion_model.forecast.Backend`) and
+the forecast function that drives them (:func:`actfusion_model.forecast.forecast`) live in :mod:`actfusion_model.forecast`.
 """
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from model.config import ModelConfig
-from model.forecast import Backend, forecast
+from actfusion_model.config import ModelConfig
+from actfusion_model.forecast import Backend, forecast
 
 
 class BackendError(RuntimeError):

@@ -25,7 +25,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
-from model.io import atomic_write_text
+from actfusion_model.io import atomic_write_text
 
 _LOG = logging.getLogger(__name__)
 SIDECAR_FORMAT = "actfusion_ros/trt-engine/1"

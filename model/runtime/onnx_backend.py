@@ -1,4 +1,4 @@
-"""ONNX Runtime backend over the graphs written by ``actfusion-export`` (read through :mod:`model.export_manifest`).
+"""ONNX Runtime backend over the graphs written by ``actfusion-export`` (read through :mod:`actfusion_model.export_manifest`).
 
 CPUExecutionProvider by default; the CUDA provider when asked for (``device='cuda'``) and installed.
 The DDIM loop runs on CPU torch tensors (a few element-wise ops on (1, C, T)); with the CUDA provider
@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.config import ConfigError, model_config_from_dict
-from model.export_manifest import BATCH_GRAPH, ExportError, graph_entries, read_manifest
-from model.runtime.base import BackendError
-from model.torch_threads import process_threads, set_process_threads
+from actfusion_model.config import ConfigError, model_config_from_dict
+from actfusion_model.export_manifest import BATCH_GRAPH, ExportError, graph_entries, read_manifest
+from actfusion_model.runtime.base import BackendError
+from actfusion_model.torch_threads import process_threads, set_process_threads
 
 _CPU = "CPUExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
@@ -43,10 +43,10 @@ class OnnxRuntimeBackend:
     shared machine). ``spinning``: let idle pool threads busy-wait between ops
     (off by default: on a CPU shared with the camera driver, the feature extractor and torch's own
     OpenMP threads, spinning threads starved the others and doubled the tick). ``loop_threads``: torch
-    intra-op threads of this process for the DDIM arithmetic :func:`model.runtime.forecast` runs around the
+    intra-op threads of this process for the DDIM arithmetic :func:`actfusion_model.runtime.forecast` runs around the
     graphs (1: the (1, C, T) element-wise ops gain nothing from OpenMP, whose spinning workers slowed ORT
     down; None leaves torch's setting alone), set here at construction unless the process already chose a
-    count at start-up (:mod:`model.torch_threads`: never per forecast). ``verify_hashes``: refuse graph files that differ from the manifest.
+    count at start-up (:mod:`actfusion_model.torch_threads`: never per forecast). ``verify_hashes``: refuse graph files that differ from the manifest.
     """
 
     name = "onnxruntime"

@@ -8,8 +8,8 @@ the sample axis (1/opt/max samples), optional FP16, a timing cache,
 torch's current CUDA stream, so the DDIM arithmetic that follows in torch is ordered after it.
 
 ``tensorrt`` is imported only inside this module's functions; without it every entry point raises
-:class:`model.runtime.base.BackendError` saying so. Engines are cached with
-:mod:`model.runtime.engine_cache` (keyed by ONNX sha256, TensorRT version, GPU, profile, precision).
+:class:`actfusion_model.runtime.base.BackendError` saying so. Engines are cached with
+:mod:`actfusion_model.runtime.engine_cache` (keyed by ONNX sha256, TensorRT version, GPU, profile, precision).
 """
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from model.config import ConfigError, model_config_from_dict
-from model.export_manifest import (BATCH_GRAPH, GRAPHS, SAMPLE_AXIS, ExportError, graph_entries, input_axes,
+from actfusion_model.config import ConfigError, model_config_from_dict
+from actfusion_model.export_manifest import (BATCH_GRAPH, GRAPHS, SAMPLE_AXIS, ExportError, graph_entries, input_axes,
                                    read_manifest, samples_batched)
-from model.io import atomic_write_bytes
-from model.runtime.base import BackendError
-from model.runtime.engine_cache import EngineKey, EngineMismatchError, ensure_engine
+from actfusion_model.io import atomic_write_bytes
+from actfusion_model.runtime.base import BackendError
+from actfusion_model.runtime.engine_cache import EngineKey, EngineMismatchError, ensure_engine
 
 _LOG = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Len
                  axes: Mapping[str, Sequence[int | str]] | None = None) -> None:
     """Parse one ONNX graph, build a serialized engine with ``profile`` over every dynamic axis, write it.
 
-    ``axes``: the manifest's input shapes (:func:`model.export_manifest.input_axes`), naming which dynamic
+    ``axes``: the manifest's input shapes (:func:`actfusion_model.export_manifest.input_axes`), naming which dynamic
     axis is the sample axis; without it every dynamic axis is a time axis."""
     trt = import_tensorrt()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)

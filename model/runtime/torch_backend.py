@@ -1,7 +1,7 @@
 """Eager PyTorch backend (CPU or CUDA), the reference the exported graphs are tested against.
 
-:meth:`model.network.ActFusion.anticipate`, the evaluation and the node's torch forecaster all run the
-model through this backend and :func:`model.runtime.forecast`. The decoder runs on a batch of K samples
+:meth:`actfusion_model.network.ActFusion.anticipate`, the evaluation and the node's torch forecaster all run the
+model through this backend and :func:`actfusion_model.runtime.forecast`. The decoder runs on a batch of K samples
 of one observation; the condition terms (batch 1) broadcast along the batch.
 
 On CUDA only: optional fp16/bf16 autocast, optional ``torch.compile`` of the decoder step (falls back
@@ -20,10 +20,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from model.forecast import EagerBackend
-from model.network import ActFusion
-from model.runtime.base import BackendError, default_class_names
-from model.torch_threads import set_process_threads
+from actfusion_model.forecast import EagerBackend
+from actfusion_model.network import ActFusion
+from actfusion_model.runtime.base import BackendError, default_class_names
+from actfusion_model.torch_threads import set_process_threads
 
 _LOG = logging.getLogger(__name__)
 _PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -43,7 +43,7 @@ class _CapturedStep:
 
 
 class TorchBackend(EagerBackend):
-    """Runs :class:`model.network.ActFusion` directly: the :class:`~model.forecast.EagerBackend` plus options.
+    """Runs :class:`actfusion_model.network.ActFusion` directly: the :class:`~actfusion_model.forecast.EagerBackend` plus options.
 
     ``precision``: 'fp32' (default), or 'fp16' / 'bf16' autocast (CUDA only). ``compile``: wrap the
     decoder step in ``torch.compile`` (CUDA only). ``cuda_graphs``: capture the decoder step per length
@@ -67,7 +67,7 @@ class TorchBackend(EagerBackend):
                                         ("compile=True", compile), ("cuda_graphs=True", cuda_graphs)) if on]
         if wanted and self.device.type != "cuda":
             raise BackendError(f"{', '.join(wanted)}: CUDA only; got device {self.device} (use fp32 eager on CPU)")
-        set_process_threads(threads)  # start-up: never per forecast (model.torch_threads)
+        set_process_threads(threads)  # start-up: never per forecast (actfusion_model.torch_threads)
         super().__init__(model, device=self.device)
         self.class_names = default_class_names(self.config, class_names)
         self.precision = precision
@@ -174,7 +174,7 @@ def load_torch_backend(source: str | Path | ActFusion, *, device: str | torch.de
         return TorchBackend(source, device=device, class_names=class_names, **options)
     if device is None:
         device = "cpu"
-    from model.checkpoint import CheckpointError, load_checkpoint
+    from actfusion_model.checkpoint import CheckpointError, load_checkpoint
 
     try:
         ckpt = load_checkpoint(source)
