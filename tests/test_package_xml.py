@@ -113,6 +113,7 @@ class Manifest:
     comments: str = ""
 
     def keys(self, tags: tuple[str, ...] = DEPEND_TAGS) -> set[str]:
+        """The keys declared under any of ``tags`` (default: every dependency tag)."""
         return {k for t in tags for k in self.deps.get(t, [])}
 
 
