@@ -200,8 +200,10 @@ def consensus_labels(samples: np.ndarray | FutureSamples, num_classes: int | Non
 
 @dataclass(frozen=True)
 class ConsensusSegment(Segment):
-    """A :class:`~actfusion_model.labels.Segment` ``[start, end)`` of the consensus future (future frames)
-    with its sample agreement ``confidence``."""
+    """A :class:`~actfusion_model.labels.Segment` of the consensus future plus its sample agreement.
+
+    ``[start, end)`` counts future frames; ``confidence`` is the mean vote for ``label`` over them.
+    """
 
     confidence: float
 
