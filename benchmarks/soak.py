@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from actfusion_ros.stream_types import StreamConfig  # noqa: E402
 from actfusion_ros.time_ns import NS_PER_S  # noqa: E402
 
 T0_NS = 1_700_000_000 * NS_PER_S  # camera stamps start here (a realistic epoch time)
@@ -77,11 +78,20 @@ def proc_sample(pid: int | str = "self") -> ProcSample:
 
 
 # ---------------------------------------------------------------------------------------------- frames
-def frame_pool(episodes: int, width: int, height: int, fps: float, seed: int = 0) -> list[np.ndarray]:
+@dataclass(frozen=True)
+class SoakCamera:
+    """The camera of both soaks: synthetic activity-world frames of ``width x height`` at ``fps``."""
+
+    fps: float = 30.0
+    width: int = 64
+    height: int = 48
+
+
+def frame_pool(camera: SoakCamera, episodes: int, seed: int = 0) -> list[np.ndarray]:
     """Frames of ``episodes`` synthetic tea-making episodes, rendered once (recycled by the soak)."""
     from actfusion_ros.world import ActivityWorld
 
-    world = ActivityWorld(width=width, height=height, fps=fps)
+    world = ActivityWorld(width=camera.width, height=camera.height, fps=camera.fps)
     frames: list[np.ndarray] = []
     for k in range(episodes):
         frames.extend(rgb for _, rgb in world.frames(world.episode(seed + k)))
@@ -96,20 +106,17 @@ def camera_stamp(k: int, fps: float) -> int:
 # ---------------------------------------------------------------------------------------------- core
 @dataclass(frozen=True)
 class CoreSoakSettings:
-    """What the core soak streams (see the module docstring); times are camera (simulated) time."""
+    """What the core soak streams (see the module docstring); times are camera (simulated) time.
+
+    ``stream`` configures the :class:`~actfusion_ros.stream.StreamingAnticipator` as the node's parameters
+    would (default: the node's, but a 60 s window and horizon cap).
+    """
 
     minutes: float = 30.0
-    fps: float = 30.0
-    width: int = 64
-    height: int = 48
+    camera: SoakCamera = field(default_factory=SoakCamera)
     episodes: int = 3
-    feature_rate_hz: float = 2.0
+    stream: StreamConfig = field(default_factory=lambda: StreamConfig(max_window_s=60.0, max_horizon_s=60.0))
     tick_rate_hz: float = 2.0
-    max_window_s: float = 60.0
-    max_horizon_s: float = 60.0
-    ratio: float = 4.0
-    stale_after_s: float = 2.0
-    episode_gap_s: float = 5.0
     stall_every_s: float = 600.0  # 0: the camera never stalls
     stall_s: float = 8.0
     ddim_steps: int | None = None  # None: the model's default
@@ -196,27 +203,24 @@ def run_core_soak(settings: CoreSoakSettings,
 def _core_soak(s: CoreSoakSettings, progress: Callable[[str], None] | None) -> CoreSoakReport:
     from actfusion_ros.forecaster import ModelForecaster
     from actfusion_ros.stream import StreamingAnticipator
-    from actfusion_ros.stream_types import StreamConfig
     from actfusion_ros.world import TEA_ACTIONS
     from actfusion_model.features import build_extractor
 
     start = proc_sample()
-    pool = frame_pool(s.episodes, s.width, s.height, s.fps, s.seed)
+    pool = frame_pool(s.camera, s.episodes, s.seed)
     extractor = build_extractor("color_layout")
     forecaster = ModelForecaster.random_weights(input_dim=extractor.dim, class_names=TEA_ACTIONS,
                                                 steps=s.ddim_steps, seed=s.seed)
-    config = StreamConfig(feature_rate_hz=s.feature_rate_hz, ratio=s.ratio, max_horizon_s=s.max_horizon_s,
-                          max_window_s=s.max_window_s, min_observed_frames=4, stale_after_s=s.stale_after_s,
-                          episode_gap_s=s.episode_gap_s)
+    config, fps = s.stream, s.camera.fps
     stream = StreamingAnticipator(config, extractor, forecaster, TEA_ACTIONS)
 
-    total_frames = int(round(s.minutes * 60.0 * s.fps))
-    total_ns = camera_stamp(total_frames, s.fps) - T0_NS
+    total_frames = int(round(s.minutes * 60.0 * fps))
+    total_ns = camera_stamp(total_frames, fps) - T0_NS
     stalls = _stall_windows(total_ns, int(s.stall_every_s * NS_PER_S), int(s.stall_s * NS_PER_S))
     tick_ns = int(round(NS_PER_S / s.tick_rate_hz))
     bucket_ns = int(round(s.bucket_minutes * 60 * NS_PER_S))
     sample_ns = int(round(s.sample_every_s * NS_PER_S))
-    warm_at_ns = int(max(s.max_window_s, 60.0) * NS_PER_S)
+    warm_at_ns = int(max(config.max_window_s, 60.0) * NS_PER_S)
     n_buckets = max(1, int(math.ceil(total_ns / bucket_ns)))
     latencies: dict[int, list[float]] = {}
     bucket_rss: dict[int, float] = {}
@@ -227,7 +231,7 @@ def _core_soak(s: CoreSoakSettings, progress: Callable[[str], None] | None) -> C
     offered = stalled = 0
     expected_features = 0
     run_length = 0  # frames since the last (re)start of an episode, for the expected feature count
-    period_frames = s.fps / s.feature_rate_hz
+    period_frames = fps / config.feature_rate_hz
     next_tick, next_sample = tick_ns, 0
     last_pushed_ns: int | None = None
 
@@ -242,7 +246,7 @@ def _core_soak(s: CoreSoakSettings, progress: Callable[[str], None] | None) -> C
 
     wall0 = time.perf_counter()
     for k in range(total_frames):
-        offset = camera_stamp(k, s.fps) - T0_NS
+        offset = camera_stamp(k, fps) - T0_NS
         while next_tick < offset:  # every tick due before this frame
             do_tick(next_tick)
             next_tick += tick_ns
@@ -260,7 +264,7 @@ def _core_soak(s: CoreSoakSettings, progress: Callable[[str], None] | None) -> C
         if _in_stall(offset, stalls):
             stalled += 1
             continue
-        if last_pushed_ns is not None and offset - last_pushed_ns > s.episode_gap_s * NS_PER_S:
+        if last_pushed_ns is not None and offset - last_pushed_ns > config.episode_gap_s * NS_PER_S:
             expected_features += math.ceil(run_length / period_frames)
             run_length = 0
         stream.push_frame(T0_NS + offset, pool[k % len(pool)])
@@ -292,11 +296,11 @@ def _core_soak(s: CoreSoakSettings, progress: Callable[[str], None] | None) -> C
 
 
 def print_core_report(r: CoreSoakReport, out: Callable[[str], None] = print) -> None:
-    s = r.settings
-    out(f"core soak: {s.minutes:g} simulated min at {s.fps:g} fps ({s.width}x{s.height} world frames, "
-        f"{s.episodes} episodes recycled), features {s.feature_rate_hz:g} Hz, ticks {s.tick_rate_hz:g} Hz "
-        f"of camera time, window {s.max_window_s:g} s ({r.window_capacity} features), horizon cap "
-        f"{s.max_horizon_s:g} s, tiny random-weights model (ddim steps {s.ddim_steps or 'default'}); camera "
+    s, cam, cfg = r.settings, r.settings.camera, r.settings.stream
+    out(f"core soak: {s.minutes:g} simulated min at {cam.fps:g} fps ({cam.width}x{cam.height} world frames, "
+        f"{s.episodes} episodes recycled), features {cfg.feature_rate_hz:g} Hz, ticks {s.tick_rate_hz:g} Hz "
+        f"of camera time, window {cfg.max_window_s:g} s ({r.window_capacity} features), horizon cap "
+        f"{cfg.max_horizon_s:g} s, tiny random-weights model (ddim steps {s.ddim_steps or 'default'}); camera "
         f"stall of {s.stall_s:g} s every {s.stall_every_s:g} s")
     out(f"  wall time {r.wall_s:.1f} s for {r.simulated_s:.0f} s of camera time "
         f"({r.simulated_s / r.wall_s:.1f}x real time); {r.frames_offered} frames pushed "
@@ -343,7 +347,7 @@ class DdsSoakReport:
     log_tail: str = ""
 
 
-def run_dds_soak(seconds: float, *, fps: float = 30.0, width: int = 64, height: int = 48,
+def run_dds_soak(seconds: float, *, camera: SoakCamera = SoakCamera(),
                  tick_rate_hz: float = 2.0, feature_rate_hz: float = 2.0, max_window_s: float = 20.0,
                  sample_every_s: float = 5.0, progress: Callable[[str], None] | None = None) -> DdsSoakReport:
     """Publish world frames to ``actfusion_node`` (subprocess, loopback DDS) for ``seconds``; measure it."""
@@ -351,7 +355,8 @@ def run_dds_soak(seconds: float, *, fps: float = 30.0, width: int = 64, height: 
 
     from actfusion_ros.ros_testing import make_image, node_session
 
-    pool = frame_pool(1, width, height, fps)
+    pool = frame_pool(camera, 1)
+    fps = camera.fps
     with tempfile.TemporaryDirectory() as tmp, node_session(Path(tmp), {
             "random_weights": True, "tick_rate_hz": tick_rate_hz, "feature_rate_hz": feature_rate_hz,
             "max_window_s": max_window_s, "max_horizon_s": max_window_s, "qos_reliability": "reliable",
@@ -475,9 +480,10 @@ def main(argv: list[str] | None = None) -> int:
     dds: DdsSoakReport | None = None
     dds_error: str | None = None
     results: dict[str, Any] = {}
+    camera = SoakCamera(fps=args.fps, width=args.width, height=args.height)
     if args.minutes > 0:
-        settings = CoreSoakSettings(minutes=args.minutes, fps=args.fps, width=args.width, height=args.height,
-                                    max_window_s=args.window, max_horizon_s=args.window,
+        settings = CoreSoakSettings(minutes=args.minutes, camera=camera,
+                                    stream=StreamConfig(max_window_s=args.window, max_horizon_s=args.window),
                                     tick_rate_hz=args.tick_rate, ddim_steps=args.ddim_steps,
                                     torch_threads=args.threads, stall_every_s=args.stall_every,
                                     stall_s=args.stall, bucket_minutes=args.bucket)
@@ -492,8 +498,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"DDS soak skipped: {skip_reason}")
         else:
             try:
-                dds = run_dds_soak(args.dds_seconds, fps=args.fps, width=args.width, height=args.height,
-                                   max_window_s=args.dds_window, progress=lambda m: print(m, flush=True))
+                dds = run_dds_soak(args.dds_seconds, camera=camera, max_window_s=args.dds_window,
+                                   progress=lambda m: print(m, flush=True))
             except (RuntimeError, AssertionError, OSError) as err:  # the node died, never matched, ...
                 dds_error = str(err)
                 print(f"DDS soak failed: {err}")

@@ -45,7 +45,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from actfusion_model.labels import segments_from_labels
+from actfusion_model.labels import Segment, segments_from_labels
 
 #: Outcome key of "the current action does not end within the horizon" (never a class id).
 NO_CHANGE = -1
@@ -199,17 +199,13 @@ def consensus_labels(samples: np.ndarray | FutureSamples, num_classes: int | Non
 
 
 @dataclass(frozen=True)
-class ConsensusSegment:
-    """A segment ``[start, end)`` of the consensus future (future frames) and its sample agreement."""
+class ConsensusSegment(Segment):
+    """A :class:`~actfusion_model.labels.Segment` of the consensus future plus its sample agreement.
 
-    label: int
-    start: int
-    end: int
+    ``[start, end)`` counts future frames; ``confidence`` is the mean vote for ``label`` over them.
+    """
+
     confidence: float
-
-    @property
-    def length(self) -> int:
-        return self.end - self.start
 
 
 def consensus_segments(labels: np.ndarray, votes: np.ndarray) -> tuple[ConsensusSegment, ...]:

@@ -1,6 +1,6 @@
 """Label-only baselines (training/baselines.py): hand-checked tiny cases.
 
-Training sequences (segments as label x frames):
+Training sequences (segments as label x frames; tests/grammar_cases.py):
 
     A = 0x4 1x2 2x6   (N = 12)      tokens S 0 1 2 E
     B = 0x2 2x4 1x4   (N = 10)      tokens S 0 2 1 E
@@ -20,25 +20,13 @@ import pytest
 from actfusion_training.baselines import (END, START, Forecaster, GrammarForecaster, RepeatLast, baseline_lta_labels,
                                 best_per_cell, fit_baselines, resample_labels, score_baselines)
 from actfusion_training.metrics import moc_scores
+from tests.grammar_cases import A, B, C, g1, g2, runs  # noqa: F401 - g1, g2 are fixtures
 
 
-def runs(*pairs: tuple[int, int]) -> np.ndarray:
-    return np.concatenate([np.full(n, label, dtype=np.int64) for label, n in pairs])
-
-
-A = runs((0, 4), (1, 2), (2, 6))
-B = runs((0, 2), (2, 4), (1, 4))
-C = runs((1, 4), (2, 4))
-
-
-@pytest.fixture(scope="module")
-def g1() -> GrammarForecaster:
-    return GrammarForecaster.fit([A, B, C], order=1)
-
-
-@pytest.fixture(scope="module")
-def g2() -> GrammarForecaster:
-    return GrammarForecaster.fit([A, B, C], order=2)
+def test_the_shared_training_sequences_are_the_documented_ones():
+    assert runs((0, 2), (1, 1)).tolist() == [0, 0, 1] and runs((0, 2), (1, 1)).dtype == np.int64
+    assert (len(A), len(B), len(C)) == (12, 10, 8)
+    assert A.tolist() == [0] * 4 + [1] * 2 + [2] * 6 and C.tolist() == [1] * 4 + [2] * 4
 
 
 def test_fitted_transition_probabilities(g1: GrammarForecaster, g2: GrammarForecaster):

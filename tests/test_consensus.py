@@ -18,12 +18,16 @@ Next action after 0: s0 -> 1 at frame 2, s1 -> 2 at frame 3, s2 -> 1 at frame 1:
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from actfusion_model.consensus import (CONSENSUS_METHODS, NO_CHANGE, FutureSamples, aggregate_samples, consensus_labels,
-                             consensus_segments, current_label, first_change, frame_marginals, medoid_index,
-                             next_action_distribution, next_action_outcome, outcome_vector, per_frame_mode)
+from actfusion_model.consensus import (CONSENSUS_METHODS, NO_CHANGE, ConsensusSegment, FutureSamples,
+                                       aggregate_samples, consensus_labels, consensus_segments, current_label,
+                                       first_change, frame_marginals, medoid_index, next_action_distribution,
+                                       next_action_outcome, outcome_vector, per_frame_mode)
+from actfusion_model.labels import Segment
 
 S = np.array([[0, 0, 1, 1, 1, 1],
               [0, 0, 0, 2, 2, 2],
@@ -99,6 +103,15 @@ def test_segment_confidence_is_the_agreeing_fraction_of_samples():
     assert [s.confidence for s in consensus_segments(same[0], frame_marginals(same, 3))] == [1.0, 1.0]
     with pytest.raises(ValueError, match="disagree"):
         consensus_segments(S[0][:4], votes)
+
+
+def test_a_consensus_segment_is_the_label_segment_plus_its_confidence():
+    """One segment type: the consensus adds only ``confidence`` to :class:`actfusion_model.labels.Segment`."""
+    seg = ConsensusSegment(2, 4, 6, 0.5)
+    assert isinstance(seg, Segment) and seg.length == 2
+    assert (seg.label, seg.start, seg.end, seg.confidence) == (2, 4, 6, 0.5)
+    assert [f.name for f in dataclasses.fields(seg)] == ["label", "start", "end", "confidence"]
+    assert seg != Segment(2, 4, 6)  # a plain segment carries no confidence
 
 
 def test_next_action_distribution():

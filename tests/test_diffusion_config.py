@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import torch
 
-from actfusion_model.config import ConfigError, load_experiment_config, model_config
+from actfusion_model.config import ConfigError, experiment_config, load_experiment_config, model_config, preset_with
 from actfusion_model.diffusion import (DDIMSchedule, DDIMStepOutput, cosine_alphas_cumprod, ddim_coefficients, ddim_sample,
                              ddim_schedule, ddim_step, ddim_timesteps, sample_noise)
 from actfusion_model.runtime import schedule_for
@@ -42,6 +42,28 @@ def test_presets_follow_table_s5() -> None:
     b = model_config("breakfast")
     assert (b.enc_layers, b.enc_dim, b.dec_dim, b.snr_scale, b.cond_dim) == (12, 256, 128, 0.5, 768)
     assert model_config("gtea").cond_layers == (7, 9)
+
+
+def test_preset_with_replaces_or_adds_only_the_keys_it_names() -> None:
+    base = {"model": {"a": 1, "b": 2}, "loss": {"c": 3}}
+    derived = preset_with(base, model={"b": 5}, training={"e": 1})
+    assert derived == {"model": {"a": 1, "b": 5}, "loss": {"c": 3}, "training": {"e": 1}}
+    assert base == {"model": {"a": 1, "b": 2}, "loss": {"c": 3}}  # the base is not touched
+    derived["loss"]["c"] = 0
+    assert base["loss"]["c"] == 3  # nor shared with the copy
+    assert preset_with(base) == base
+
+
+def test_gtea_is_50salads_but_for_its_conditioning_rate_and_optimisation() -> None:
+    """What the GTEA preset resolves to, field by field (recorded before it was written as a derived preset)."""
+    salads, gtea = experiment_config("50salads"), experiment_config("gtea")
+    differ = {(section, name): (getattr(getattr(gtea, section), name))
+              for section in ("model", "loss", "masking", "training")
+              for name in (f.name for f in dataclasses.fields(getattr(salads, section)))
+              if getattr(getattr(salads, section), name) != getattr(getattr(gtea, section), name)}
+    assert differ == {("model", "cond_layers"): (7, 9), ("model", "sample_rate"): 1,
+                      ("training", "epochs"): 10000, ("training", "weight_decay"): 1e-6,
+                      ("training", "median_filter"): 0}
 
 
 def test_yaml_overrides_and_clear_errors(tmp_path) -> None:

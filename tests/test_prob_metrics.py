@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from actfusion_model.consensus import NO_CHANGE, next_action_distribution, next_action_outcome, outcome_vector
-from tests.test_baselines import A, B, C as C_SEQ, runs
+from tests.grammar_cases import A, g1, g2, runs  # noqa: F401 - g1, g2 are fixtures
 from tests.test_plots import assert_png
 from actfusion_training.baselines import GrammarForecaster, RepeatLast
 from actfusion_training.plots import plot_reliability
@@ -139,18 +139,8 @@ def test_reliability_png(tmp_path: Path):
 # ---------------------------------------------------------------------------------------------- grammar
 
 
-@pytest.fixture(scope="module")
-def g1() -> GrammarForecaster:
-    return GrammarForecaster.fit([A, B, C_SEQ], order=1)
-
-
-@pytest.fixture(scope="module")
-def g2() -> GrammarForecaster:
-    return GrammarForecaster.fit([A, B, C_SEQ], order=2)
-
-
 def test_grammar_next_action_distribution(g1: GrammarForecaster, g2: GrammarForecaster):
-    """Training sequences of tests/test_baselines.py: durations of 0 [2, 4], of 2 [4, 4, 6], pooled
+    """Training sequences of tests/grammar_cases.py: durations of 0 [2, 4], of 2 [4, 4, 6], pooled
     [2, 2, 4, 4, 4, 4, 4, 6]; after (S, 0): {1: 1/2, 2: 1/2}; after 2: {END: 2/3, 1: 1/3}."""
     # Class 0 for 2 frames: only the 4-frame training segment is longer, it ends at future frame 2.
     assert g1.next_action_distribution(runs((0, 2)), 3) == pytest.approx({1: 0.5, 2: 0.5})

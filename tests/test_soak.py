@@ -11,17 +11,20 @@ import math
 
 import pytest
 
-from benchmarks.soak import CoreSoakReport, CoreSoakSettings, proc_sample, run_core_soak
+from actfusion_ros.stream_types import StreamConfig
+from benchmarks.soak import CoreSoakReport, CoreSoakSettings, SoakCamera, proc_sample, run_core_soak
 
-SETTINGS = CoreSoakSettings(minutes=3.0, fps=30.0, episodes=1, feature_rate_hz=2.0, tick_rate_hz=2.0,
-                            max_window_s=30.0, max_horizon_s=30.0, stale_after_s=2.0, episode_gap_s=5.0,
+STREAM = StreamConfig(feature_rate_hz=2.0, max_window_s=30.0, max_horizon_s=30.0, stale_after_s=2.0,
+                      episode_gap_s=5.0)
+SETTINGS = CoreSoakSettings(minutes=3.0, camera=SoakCamera(fps=30.0), episodes=1, stream=STREAM, tick_rate_hz=2.0,
                             stall_every_s=60.0, stall_s=8.0, ddim_steps=2, torch_threads=1,
                             bucket_minutes=1.0, sample_every_s=10.0)
+FPS = SETTINGS.camera.fps
 
 
 def expected_stale_ticks() -> int:
     """Independent count: a tick at T sees every frame stamped <= T; stale when the newest is > 2 s old."""
-    fps, s = SETTINGS.fps, SETTINGS
+    fps, s = FPS, SETTINGS
     stalls = [(k * s.stall_every_s, k * s.stall_every_s + s.stall_s)
               for k in range(1, int(s.minutes * 60 / s.stall_every_s) + 1) if k * s.stall_every_s < s.minutes * 60]
     sent = [i / fps for i in range(int(s.minutes * 60 * fps)) if not any(a <= i / fps < b for a, b in stalls)]
@@ -30,13 +33,22 @@ def expected_stale_ticks() -> int:
         t = n / s.tick_rate_hz
         while j + 1 < len(sent) and sent[j + 1] <= t + 1e-9:
             j += 1
-        count += t - sent[j] > s.stale_after_s
+        count += t - sent[j] > STREAM.stale_after_s
     return count
 
 
 @pytest.fixture(scope="module")
 def report() -> CoreSoakReport:
     return run_core_soak(SETTINGS)
+
+
+def test_core_soak_streams_with_the_node_stream_config() -> None:
+    """The soak configures its stream with the node's StreamConfig: defaults as before, but a 60 s window."""
+    default = CoreSoakSettings()
+    assert default.stream == StreamConfig(max_window_s=60.0, max_horizon_s=60.0)
+    assert (default.stream.feature_rate_hz, default.stream.ratio, default.stream.stale_after_s,
+            default.stream.episode_gap_s, default.stream.min_observed_frames) == (2.0, 4.0, 2.0, 5.0, 4)
+    assert default.camera == SoakCamera(fps=30.0, width=64, height=48)
 
 
 def test_proc_sample_reads_this_process() -> None:
@@ -47,9 +59,9 @@ def test_proc_sample_reads_this_process() -> None:
 @pytest.mark.slow
 def test_every_frame_is_accounted_for(report: CoreSoakReport) -> None:
     st = report.stats
-    total = int(SETTINGS.minutes * 60 * SETTINGS.fps)
+    total = int(SETTINGS.minutes * 60 * FPS)
     assert report.frames_offered + report.frames_stalled == total
-    assert report.frames_stalled == report.expected_stalls * int(SETTINGS.stall_s * SETTINGS.fps)
+    assert report.frames_stalled == report.expected_stalls * int(SETTINGS.stall_s * FPS)
     assert st["frames_received"] == report.frames_offered
     assert st["frames_received"] == (st["frames_accepted"] + st["frames_not_due"] + st["duplicates"]
                                      + st["out_of_order"] + st["invalid_frames"] + st["extract_errors"])
@@ -74,7 +86,7 @@ def test_stalls_give_stale_ticks_and_new_episodes(report: CoreSoakReport) -> Non
 @pytest.mark.slow
 def test_buffer_stays_bounded(report: CoreSoakReport) -> None:
     st = report.stats
-    capacity = math.ceil(SETTINGS.max_window_s * SETTINGS.feature_rate_hz)
+    capacity = math.ceil(STREAM.max_window_s * STREAM.feature_rate_hz)
     assert report.window_capacity == capacity
     assert report.max_buffer_length == capacity          # the window filled, and never more
     assert st["buffer_length"] <= capacity

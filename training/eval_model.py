@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from actfusion_model.checkpoint import CheckpointError, load_checkpoint
 from actfusion_model.io import atomic_write_text
-from actfusion_training.cli import apply_threads
+from actfusion_training.cli import add_dataset_arguments, add_device_arguments, apply_threads
 from actfusion_training.baselines import BaselineRun, best_per_cell, fit_baselines, score_baselines
 from actfusion_training.data import DatasetError, MsTcnDataset, read_split_labels
 from actfusion_training.inference import CONSENSUS_CHOICES, PROTOCOLS, frame_labels_to_names
@@ -270,9 +270,7 @@ def evaluate_baselines(out: Path, run: ScoredRun, dataset: MsTcnDataset, sample_
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="actfusion-eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, type=Path, help="model checkpoint (best.pt / last.pt)")
-    p.add_argument("--data-root", required=True, type=Path, help="MS-TCN dataset root")
-    p.add_argument("--split", required=True, type=int, help="split number N (test.splitN.bundle)")
-    p.add_argument("--out", required=True, type=Path, help="output directory")
+    add_dataset_arguments(p, bundle="test", out_help="output directory")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the checkpoint's, 25 for the "
                                                            "paper presets)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
@@ -285,9 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one DDIM run at offset 0 instead of averaging all sample-rate offsets")
     p.add_argument("--max-videos", type=int, default=None, help="evaluate only the first N test videos")
     p.add_argument("--max-plots", type=int, default=10, help="timeline PNGs for the first N videos (default 10)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice; 1 is fastest for small models on busy CPUs)")
+    add_device_arguments(p)
     p.add_argument("--background", nargs="*", default=["background"], metavar="NAME",
                    help="classes dropped from Edit/F1 segments (default: background)")
     p.add_argument("--exact-f1", action="store_true",

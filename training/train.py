@@ -19,7 +19,7 @@ from typing import Sequence
 
 from actfusion_model.checkpoint import CheckpointError
 from actfusion_model.config import ConfigError
-from actfusion_training.cli import apply_threads
+from actfusion_training.cli import add_dataset_arguments, add_device_arguments, apply_threads
 from actfusion_training.data import DatasetError
 from actfusion_training.trainer import TrainingError, TrainOptions, train
 
@@ -27,18 +27,14 @@ from actfusion_training.trainer import TrainingError, TrainOptions, train
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="actfusion-train", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, type=Path, help="experiment YAML (training/configs/*.yaml)")
-    p.add_argument("--data-root", required=True, type=Path, help="MS-TCN dataset root")
-    p.add_argument("--split", required=True, type=int, help="split number N (train.splitN.bundle)")
-    p.add_argument("--out", required=True, type=Path, help="run directory")
+    add_dataset_arguments(p, bundle="train", out_help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (overrides training.epochs)")
     p.add_argument("--time-budget", type=float, default=None, metavar="MIN",
                    help="stop cleanly after MIN minutes of wall-clock (per invocation), validate and save")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
+    add_device_arguments(p)
     p.add_argument("--max-videos", type=int, default=None,
                    help="use only the first N training videos of the split (quick runs)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice; 1 is fastest for small models on busy CPUs)")
     p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                    help="progress bar (auto: only when stderr is a terminal)")
     return p

@@ -1,5 +1,8 @@
-"""Shared plumbing of the CNN extractors: building a network without downloading anything.
+"""Shared plumbing of the CNN extractors: their base class, and building a network without downloading anything.
 
+* :class:`CNNExtractor` holds what I3D and ResNet share: the checks of ``resize`` / ``crop`` / ``device`` /
+  ``batch_size``, the network built by :func:`build_network`, the per-frame resize + centre crop and the
+  batched windows; a subclass adds its own arguments and :meth:`FeatureExtractor._compute_windows`.
 * The network is built on the ``meta`` device (no memory, no RNG use), then materialised either from
   a user-supplied weights file or, only when explicitly allowed, with seeded random weights.
 * Weights files are read with ``torch.load(weights_only=True)`` (no pickled code runs). Keys are
@@ -12,8 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
+
+from actfusion_model.features.base import FeatureExtractor
+from actfusion_model.features.preprocess import check_sizes, default_batch_size, resize_and_crop, resolve_device
 
 
 class WeightsError(ValueError):
@@ -135,3 +142,41 @@ def build_network(factory: Callable[[], nn.Module], *, weights: str | Path | Non
         net.load_state_dict({**empty, **{k: v.to(shapes[k].dtype) for k, v in wanted.items()}},
                             assign=True)
     return net.to(device).eval()
+
+
+class CNNExtractor(FeatureExtractor):
+    """A :class:`FeatureExtractor` around a CNN: each frame resized and centre-cropped once, windows batched.
+
+    Subclasses check their own arguments first, then call this constructor, which checks the shared
+    ones in this order: ``batch_size`` (``None``: :func:`default_batch_size` of the device), ``resize`` /
+    ``crop`` (:func:`check_sizes`), ``device`` (:func:`resolve_device`); then it builds the network with
+    :func:`build_network` (``ignore_prefixes``, ``what`` and ``how_to_get`` as there). They implement
+    :meth:`FeatureExtractor._compute_windows` on windows of ``(crop, crop, 3)`` uint8 frames.
+    """
+
+    def __init__(self, factory: Callable[[], nn.Module], *, weights: str | Path | None,
+                 allow_random_weights: bool, resize: int, crop: int, device: str | torch.device,
+                 batch_size: int | None, seed: int, ignore_prefixes: Sequence[str], what: str,
+                 how_to_get: str) -> None:
+        if batch_size is not None and (isinstance(batch_size, bool)
+                                       or not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+            raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
+        self.resize, self.crop = check_sizes(resize, crop)
+        self.device = resolve_device(device)
+        self.batch_size = default_batch_size(self.device) if batch_size is None else int(batch_size)
+        self.weights = None if weights is None else Path(weights)
+        self.net = build_network(factory, weights=weights, allow_random_weights=allow_random_weights, seed=seed,
+                                 device=self.device, ignore_prefixes=ignore_prefixes, what=what,
+                                 how_to_get=how_to_get)
+
+    @property
+    def weights_source(self) -> str:
+        """The weights file, or ``'random weights'`` (for ``repr``)."""
+        return str(self.weights) if self.weights is not None else "random weights"
+
+    def preprocess(self, frames: np.ndarray) -> np.ndarray:
+        """Resize the shorter side to ``resize`` and centre-crop ``crop``: ``(N, crop, crop, 3)`` uint8."""
+        return resize_and_crop(frames, self.resize, self.crop)
+
+    def _compute(self, frames: np.ndarray) -> np.ndarray:
+        return self._compute_via_windows(frames)

@@ -29,10 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from actfusion_model.features.backbone import build_network
-from actfusion_model.features.base import FeatureExtractor
-from actfusion_model.features.preprocess import (SYMMETRIC_MEAN, SYMMETRIC_STD, check_sizes, default_batch_size,
-                                       resize_and_crop, resolve_device, to_normalised_tensor)
+from actfusion_model.features.backbone import CNNExtractor
+from actfusion_model.features.preprocess import SYMMETRIC_MEAN, SYMMETRIC_STD, to_normalised_tensor
 
 Triple = tuple[int, int, int]
 
@@ -148,7 +146,7 @@ class InceptionI3d(nn.Module):
         return x.mean(dim=(2, 3, 4))
 
 
-class I3DRGBExtractor(FeatureExtractor):
+class I3DRGBExtractor(CNNExtractor):
     """Causal I3D-RGB features (``dim = 1024``); see the module docstring.
 
     Parameters
@@ -175,29 +173,14 @@ class I3DRGBExtractor(FeatureExtractor):
         if isinstance(clip_frames, bool) or not isinstance(clip_frames, (int, np.integer)) \
                 or clip_frames < 1:
             raise ValueError(f"clip_frames must be an int >= 1, got {clip_frames!r}")
-        if batch_size is not None and (isinstance(batch_size, bool)
-                                       or not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-            raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
         self.context_frames = int(clip_frames)
-        self.resize, self.crop = check_sizes(resize, crop)
-        self.device = resolve_device(device)
-        self.batch_size = default_batch_size(self.device) if batch_size is None else int(batch_size)
-        self.weights = None if weights is None else Path(weights)
-        self.net = build_network(InceptionI3d, weights=weights, allow_random_weights=allow_random_weights,
-                                 seed=seed, device=self.device, ignore_prefixes=("logits.",),
-                                 what="The I3D RGB extractor", how_to_get=HOW_TO_GET_I3D)
+        super().__init__(InceptionI3d, weights=weights, allow_random_weights=allow_random_weights,
+                         resize=resize, crop=crop, device=device, batch_size=batch_size, seed=seed,
+                         ignore_prefixes=("logits.",), what="The I3D RGB extractor", how_to_get=HOW_TO_GET_I3D)
 
     def __repr__(self) -> str:
-        src = str(self.weights) if self.weights is not None else "random weights"
         return (f"I3DRGBExtractor(clip_frames={self.context_frames}, crop={self.crop}, "
-                f"device={self.device}, weights={src})")
-
-    def preprocess(self, frames: np.ndarray) -> np.ndarray:
-        """Resize the shorter side to ``resize`` and centre-crop ``crop``: ``(N, crop, crop, 3)`` uint8."""
-        return resize_and_crop(frames, self.resize, self.crop)
-
-    def _compute(self, frames: np.ndarray) -> np.ndarray:
-        return self._compute_via_windows(frames)
+                f"device={self.device}, weights={self.weights_source})")
 
     def _compute_windows(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         n = self.context_frames

@@ -19,10 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from actfusion_model.features.backbone import build_network
-from actfusion_model.features.base import FeatureExtractor
-from actfusion_model.features.preprocess import (IMAGENET_MEAN, IMAGENET_STD, check_sizes, default_batch_size,
-                                       resize_and_crop, resolve_device, to_normalised_tensor)
+from actfusion_model.features.backbone import CNNExtractor
+from actfusion_model.features.preprocess import IMAGENET_MEAN, IMAGENET_STD, to_normalised_tensor
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -122,7 +120,7 @@ HOW_TO_GET_RESNET = ("Use a torchvision ImageNet state dict for this depth (e.g.
                      "by you beforehand; torchvision itself is not required.")
 
 
-class ResNetExtractor(FeatureExtractor):
+class ResNetExtractor(CNNExtractor):
     """Per-frame ResNet features (``dim`` 512 for depth 18, 2048 for depth 50).
 
     Parameters as :class:`actfusion_model.features.i3d.I3DRGBExtractor` (no clip: ``context_frames = 1``);
@@ -138,30 +136,16 @@ class ResNetExtractor(FeatureExtractor):
                  seed: int = 0) -> None:
         if depth not in ARCHITECTURES:
             raise ValueError(f"ResNet depth must be one of {sorted(ARCHITECTURES)}, got {depth!r}")
-        if batch_size is not None and (isinstance(batch_size, bool)
-                                       or not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-            raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
         self.depth = int(depth)
-        self.resize, self.crop = check_sizes(resize, crop)
-        self.device = resolve_device(device)
-        self.batch_size = default_batch_size(self.device) if batch_size is None else int(batch_size)
-        self.weights = None if weights is None else Path(weights)
-        self.net = build_network(lambda: ResNetTrunk(self.depth), weights=weights,
-                                 allow_random_weights=allow_random_weights, seed=seed,
-                                 device=self.device, ignore_prefixes=("fc.",),
-                                 what=f"The ResNet-{self.depth} extractor", how_to_get=HOW_TO_GET_RESNET)
+        super().__init__(lambda: ResNetTrunk(self.depth), weights=weights, allow_random_weights=allow_random_weights,
+                         resize=resize, crop=crop, device=device, batch_size=batch_size, seed=seed,
+                         ignore_prefixes=("fc.",), what=f"The ResNet-{self.depth} extractor",
+                         how_to_get=HOW_TO_GET_RESNET)
         self.dim = int(self.net.feature_dim)
 
     def __repr__(self) -> str:
-        src = str(self.weights) if self.weights is not None else "random weights"
-        return f"ResNetExtractor(depth={self.depth}, crop={self.crop}, device={self.device}, weights={src})"
-
-    def preprocess(self, frames: np.ndarray) -> np.ndarray:
-        """Resize the shorter side to ``resize`` and centre-crop ``crop``: ``(N, crop, crop, 3)`` uint8."""
-        return resize_and_crop(frames, self.resize, self.crop)
-
-    def _compute(self, frames: np.ndarray) -> np.ndarray:
-        return self._compute_via_windows(frames)
+        return (f"ResNetExtractor(depth={self.depth}, crop={self.crop}, device={self.device}, "
+                f"weights={self.weights_source})")
 
     def _compute_windows(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         images = np.stack([w[-1] for w in windows])
