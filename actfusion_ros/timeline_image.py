@@ -252,6 +252,8 @@ class TimelineRenderer:
             raise TimelineImageError(f"config must be a TimelineConfig, got {type(config).__name__}")
         self.config = config
         self._layouts = {flag: _layout(config, flag) for flag in (False, True)}
+        self._blank = np.empty((config.height, config.width, 3), np.uint8)
+        self._blank[:, :] = np.asarray(BACKGROUND, np.uint8)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -309,8 +311,7 @@ class TimelineRenderer:
         rgb = None if camera_frame is None else _camera_rgb(camera_frame)
 
         lay = self.layout(rgb is not None)
-        img = np.empty(self.shape, np.uint8)
-        img[:] = BACKGROUND
+        img = self._blank.copy()
         if rgb is not None and lay.camera is not None:
             self._draw_camera(img, rgb, lay.camera)
         for seg in observed:
@@ -400,7 +401,8 @@ class TimelineRenderer:
         area_h, area_w = rows[1] - rows[0], img.shape[1]
         scale = min(area_h / rgb.shape[0], area_w / rgb.shape[1])
         h, w = max(1, int(rgb.shape[0] * scale)), max(1, int(rgb.shape[1] * scale))
-        small = cv2.resize(np.ascontiguousarray(rgb), (w, h), interpolation=cv2.INTER_AREA)
+        # INTER_LINEAR: a preview; INTER_AREA costs ~10x more (3 ms for 640x480 on a slow core)
+        small = cv2.resize(np.ascontiguousarray(rgb), (w, h), interpolation=cv2.INTER_LINEAR)
         y0, x0 = rows[0] + (area_h - h) // 2, (area_w - w) // 2
         img[y0:y0 + h, x0:x0 + w] = small
 
