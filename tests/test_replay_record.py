@@ -64,7 +64,13 @@ def test_record_writes_camera_and_tick_outputs_on_camera_stamps(tmp_path: Path, 
     report = _replay(tmp_path, bag, RecordSettings(out, width=320, height=120), topic)
     assert out.is_file() and not list(tmp_path.glob(".replay.mcap*")), "the temporary directory is left"
 
-    # the reference reader checks the CRCs as it reads
+    # real CRCs (not 0, "none"), which the reference reader checks as it reads
+    from mcap.records import Chunk, DataEnd
+    from mcap.stream_reader import StreamReader
+    with out.open("rb") as fh:
+        records = list(StreamReader(fh, validate_crcs=True, emit_chunks=True).records)
+    assert all(r.uncompressed_crc != 0 for r in records if isinstance(r, Chunk))
+    assert [r.data_section_crc != 0 for r in records if isinstance(r, DataEnd)] == [True]
     with out.open("rb") as fh:
         reader = make_reader(fh, validate_crcs=True)
         ref = [(channel.topic, message.log_time, message.data)
