@@ -163,3 +163,22 @@ def test_record_flags_are_checked_before_the_replay(tmp_path: Path, capsys: pyte
     code = main([str(bag), "--checkpoint", str(bag / "metadata.yaml"), "--out", str(tmp_path / "out"),
                  "--label-topic", "/action/label", "--record", str(tmp_path / "o.txt")])
     assert code == 2 and "--record" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_cli_record_with_the_node_params_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The flags end to end: a tiny model from a node params file, --record with a size and the camera."""
+    import json
+
+    from tests.test_replay import _params_file
+
+    out = tmp_path / "scrub.mcap"
+    assert main([str(_bag(tmp_path)), "--params", str(_params_file(tmp_path)), "--out", str(tmp_path / "out"),
+                 "--label-topic", "/action/label", "--record", str(out), "--record-size", "320x200",
+                 "--record-camera"]) == 0
+    settings = json.loads((tmp_path / "out" / "replay.json").read_text())["settings"]
+    counts = settings["record"]["messages"]
+    assert settings["record"]["path"] == str(out) and counts[CAMERA] == 120 and counts[LABEL_INFO_TOPIC] == 1
+    assert counts[FUTURE_TOPIC] == counts[TIMELINE_TOPIC] > 0
+    assert f"recorded {out}: " in capsys.readouterr().out
+    _, messages = _read_rosbags(out)
+    assert sum(topic == TIMELINE_TOPIC for topic, _, _ in messages) == counts[TIMELINE_TOPIC]
