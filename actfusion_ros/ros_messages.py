@@ -30,7 +30,7 @@ from actfusion_ros.next_actions import TimedAlternative
 from actfusion_ros.time_ns import NS_PER_S, ns_to_stamp_fields
 from actfusion_ros.stream_types import ForecastResult, TimedSegment
 
-__all__ = ["LABEL_INFO_QOS", "LEVELS", "MAX_CLASSES", "alternative_to_msg", "diagnostic_array", "duration_from_s",
+__all__ = ["LABEL_INFO_QOS", "LEVELS", "MAX_CLASSES", "TIMELINE_IMAGE_QOS", "alternative_to_msg", "diagnostic_array", "duration_from_s",
            "forecast_to_msg", "format_value", "label_info_type", "make_label_info", "rgb_image_msg", "segment_to_msg",
            "time_from_ns", "time_to_ns"]
 
@@ -122,6 +122,9 @@ def rgb_image_msg(rgb: Any, stamp_ns: int, frame_id: str = "") -> Image:
 #: QoS of the class map: reliable, transient local, depth 1 (published once; late subscribers get it).
 LABEL_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+#: QoS of the timeline image: reliable (matches reliable and best-effort viewers), keep last 1, volatile.
+TIMELINE_IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.VOLATILE)
 #: ``VisionClass.class_id`` is a uint16.
 MAX_CLASSES = 65536
 
