@@ -30,9 +30,9 @@ from actfusion_ros.next_actions import TimedAlternative
 from actfusion_ros.time_ns import NS_PER_S, ns_to_stamp_fields
 from actfusion_ros.stream_types import ForecastResult, TimedSegment
 
-__all__ = ["LABEL_INFO_QOS", "LEVELS", "MAX_CLASSES", "TIMELINE_IMAGE_QOS", "alternative_to_msg", "diagnostic_array", "duration_from_s",
-           "forecast_to_msg", "format_value", "label_info_type", "make_label_info", "rgb_image_msg", "segment_to_msg",
-           "time_from_ns", "time_to_ns"]
+__all__ = ["LABEL_INFO_QOS", "LEVELS", "MAX_CLASSES", "TIMELINE_IMAGE_QOS", "alternative_to_msg", "diagnostic_array",
+           "duration_from_s", "forecast_to_msg", "format_value", "label_info_type", "make_label_info", "rgb_image_msg",
+           "segment_to_msg", "time_from_ns", "time_to_ns"]
 
 LEVELS = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN, "error": DiagnosticStatus.ERROR,
           "stale": DiagnosticStatus.STALE}

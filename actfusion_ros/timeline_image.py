@@ -22,9 +22,10 @@ two read apart; each segment carries its class label when the label fits. The co
 
 :meth:`TimelineRenderer.render_result` draws a :class:`~actfusion_ros.stream_types.ForecastResult`
 as it comes from a tick; :meth:`TimelineRenderer.render` takes the parts (segments, or per-frame labels
-as :class:`FrameLabels`). The camera frame may be an ``(H, W, 3) uint8`` array or an
-:class:`~actfusion_ros.stream_types.EncodedFrame` (decoded only here, so a node that keeps the latest
-encoded frame decodes it only when a picture is drawn). Bad input raises :class:`TimelineImageError`
+as :class:`FrameLabels`). The camera frame may be an ``(H, W, 3) uint8`` array or an encoded frame with
+``decode()`` (:class:`~actfusion_ros.stream_types.EncodedFrame`, :class:`actfusion_ros.frames.EncodedImage`
+from ``inspect_image``; decoded only here, so a node that keeps the latest encoded frame decodes it only when
+a picture is drawn). Bad input raises :class:`TimelineImageError`
 (a ``ValueError``) naming the problem. :class:`RenderGate` says when a picture is due (a rate limit, and
 only while someone subscribes).
 """
@@ -42,7 +43,7 @@ from actfusion_ros.next_actions import TimedAlternative
 from actfusion_ros.stream_types import EncodedFrame, ForecastResult, TimedSegment, timed_segments
 from actfusion_ros.time_ns import NS_PER_S
 
-__all__ = ["FrameLabels", "RenderGate", "TimelineConfig", "TimelineImageError", "TimelineLayout",
+__all__ = ["FrameLabels", "RenderGate", "camera_rgb", "TimelineConfig", "TimelineImageError", "TimelineLayout",
            "TimelineRenderer", "default_colors", "frame_label_segments"]
 
 RGB = tuple[int, int, int]
@@ -225,8 +226,10 @@ def _check_segment(seg: TimedSegment, what: str, num_classes: int) -> None:
                                  "interval of integer nanoseconds")
 
 
-def _camera_rgb(frame: np.ndarray | EncodedFrame) -> np.ndarray:
-    if isinstance(frame, EncodedFrame):
+def camera_rgb(frame: np.ndarray | EncodedFrame) -> np.ndarray:
+    """The frame as an RGB array; an encoded one (anything with ``decode()``: :class:`EncodedFrame`,
+    :class:`actfusion_ros.frames.EncodedImage`) is decoded here."""
+    if not isinstance(frame, np.ndarray) and callable(getattr(frame, "decode", None)):
         try:
             frame = frame.decode()
         except Exception as err:  # noqa: BLE001 - any decoder failure is bad input here
@@ -308,7 +311,7 @@ class TimelineRenderer:
         for i, alt in enumerate(alternatives):
             if not isinstance(alt, TimedAlternative):
                 raise TimelineImageError(f"next_actions[{i}] must be a TimedAlternative, got {type(alt).__name__}")
-        rgb = None if camera_frame is None else _camera_rgb(camera_frame)
+        rgb = None if camera_frame is None else camera_rgb(camera_frame)
 
         lay = self.layout(rgb is not None)
         img = self._blank.copy()

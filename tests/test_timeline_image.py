@@ -2,11 +2,13 @@
 bad input; its sensor_msgs/Image conversion."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from actfusion_ros.next_actions import TimedAlternative
-from actfusion_ros.stream_types import EncodedFrame, TimedSegment
+from actfusion_ros.stream_types import EncodedFrame, ForecastResult, TimedSegment
 from actfusion_ros.timeline_image import (BACKGROUND, FrameLabels, RenderGate, TimelineConfig, TimelineImageError,
                                           TimelineRenderer, default_colors)
 
@@ -93,7 +95,12 @@ def test_the_camera_frame_appears_above_the_strip_when_given() -> None:
     frame[:] = CAMERA_COLOR
     without = r.render(OBSERVED, FUTURE)
     assert not np.all(without == CAMERA_COLOR, axis=2).any()
-    for given in (frame, EncodedFrame(frame.shape, lambda: frame)):
+    from types import SimpleNamespace
+
+    from actfusion_ros.frames import inspect_image, rgb_to_image_fields
+
+    message = SimpleNamespace(**rgb_to_image_fields(frame, "bgr8"))   # what the node's image callback keeps
+    for given in (frame, EncodedFrame(frame.shape, lambda: frame), inspect_image(message)):
         img = r.render(OBSERVED, FUTURE, camera_frame=given)
         lay = r.layout(True)
         assert lay.camera is not None and lay.camera[1] <= lay.header[0]
@@ -210,3 +217,37 @@ def test_rgb_image_msg_is_rgb8_and_decodes_back() -> None:
     assert np.array_equal(image_to_rgb(msg), img)
     with pytest.raises(ImageConversionError):
         rgb_image_msg(img.astype(np.float32), T0)
+
+
+# ------------------------------------------------------------------ the node's live picture (ROS-free part)
+def _result() -> ForecastResult:
+    return ForecastResult(stamp_ns=T0 - S // 2, episode=0, current=OBSERVED[-1], observed=OBSERVED, future=FUTURE,
+                          num_observed=20, horizon=30, partial=False, feature_period_ns=S // 2,
+                          observed_stamps_ns=np.zeros(0, np.int64), observed_probs=np.zeros((4, 0), np.float32),
+                          future_probs=np.zeros((4, 0), np.float32), inference_s=0.0, latency_s=0.0)
+
+
+def test_live_picture_draws_when_due_with_the_latest_frame_and_counts_what_it_cannot_draw() -> None:
+    from actfusion_ros.node_timeline import LivePicture
+
+    logged: list[str] = []
+    config = TimelineConfig(class_names=NAMES, colors=COLORS, width=400, height=200, past_s=10.0, future_s=20.0)
+    live = LivePicture(config, rate_hz=1.0, camera=True, log=logged.append)
+    assert live.picture(_result(), T0, subscribers=0) is None            # no one subscribes: nothing drawn
+    plain = live.picture(_result(), T0, subscribers=1)
+    assert plain is not None and np.array_equal(plain, live.renderer.render_result(_result()))
+    assert live.picture(_result(), T0 + S // 2, subscribers=1) is None   # 1 Hz
+    frame = np.empty((30, 40, 3), np.uint8)
+    frame[:] = CAMERA_COLOR
+    live.observe_frame(EncodedFrame(frame.shape, lambda: frame))
+    with_frame = live.picture(_result(), T0 + S, subscribers=1)
+    assert with_frame is not None and np.all(with_frame == CAMERA_COLOR, axis=2).any()
+    # a frame that does not decode: counted once, dropped, the picture drawn without it
+    live.observe_frame(EncodedFrame((4, 4, 3), lambda: 1 / 0))
+    assert np.array_equal(live.picture(_result(), T0 + 2 * S, subscribers=1), plain)
+    assert np.array_equal(live.picture(_result(), T0 + 3 * S, subscribers=1), plain)
+    assert live.errors.counts == {"camera_frame": 1} and len(logged) == 1 and "could not be decoded" in logged[0]
+    # a result it cannot draw (a class id the renderer does not know): counted, None, never raised
+    bad = dataclasses.replace(_result(), future=(TimedSegment("x", 9, T0, T0 + S, 1.0),))
+    assert live.picture(bad, T0 + 4 * S, subscribers=1) is None and live.errors.counts["result"] == 1
+    assert live.drawn == 4 and live.picture(None, T0 + 9 * S, subscribers=1) is None
