@@ -23,7 +23,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -68,26 +68,30 @@ def _msg_dirs(package: str) -> list[Path]:
     return dirs + ([_REPO_MSGS] if package == "actfusion_msgs" else [])
 
 
-def interface_definitions(package: str) -> dict[str, str]:
-    """``{"pkg/msg/Name": definition text}`` of every message of an installed interface package (the first
-    directory of :func:`_msg_dirs` that has them); ``BagError`` when none is found."""
+def interface_definitions(package: str, names: Sequence[str] | None = None) -> dict[str, str]:
+    """``{"pkg/msg/Name": definition text}`` of the messages ``names`` (default: all) of an installed interface
+    package, from the first directory of :func:`_msg_dirs` that has them all; ``BagError`` when none has."""
     for d in _msg_dirs(package):
         files = sorted(d.glob("*.msg")) if d.is_dir() else []
-        if files:
+        if names is not None:
+            files = [f for f in files if f.stem in names]
+        if files and (names is None or len(files) == len(names)):
             return {f"{package}/msg/{f.stem}": f.read_text() for f in files}
-    raise BagError(f"no message definitions of {package} found in {', '.join(map(str, _msg_dirs(package)))}")
+    wanted = f"{package} ({', '.join(names)})" if names else package
+    raise BagError(f"no message definitions of {wanted} found in {', '.join(map(str, _msg_dirs(package)))}")
 
 
-def _typestore(packages: Iterable[str]) -> Any:
-    """The Kilted typestore plus the messages of ``packages`` (for the MCAP schemas)."""
+def _typestore(packages: Mapping[str, Sequence[str] | None]) -> Any:
+    """The Kilted typestore plus the messages of ``packages`` (``{package: names or None for all}``), for the
+    MCAP schemas."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     ts = get_typestore(Stores.ROS2_KILTED)
-    for package in packages:
-        types: dict[str, Any] = {}
-        for name, text in interface_definitions(package).items():
+    types: dict[str, Any] = {}
+    for package, names in packages.items():
+        for name, text in interface_definitions(package, names).items():
             types.update(get_types_from_msg(text, name))
-        ts.register(types)
+    ts.register(types)
     return ts
 
 
@@ -114,10 +118,10 @@ class ReplayRecorder:
         self.settings = settings
         self.class_names = list(class_names)
         self._renderer = TimelineRenderer(settings.timeline_config(self.class_names))
-        label_info, _ = ros_messages.label_info_type()
-        package = label_info.__module__.split(".")[0]
-        self._label_info_type = f"{package}/msg/LabelInfo"
-        self._ts = _typestore(sorted({"actfusion_msgs", package}))
+        self._label_info_type = ros_messages.label_info_msgtype()
+        package = self._label_info_type.split("/")[0]
+        label_msgs = {} if package == "actfusion_msgs" else {package: ("LabelInfo", "VisionClass")}
+        self._ts = _typestore({"actfusion_msgs": None, **label_msgs})
         self._file = McapFileWriter(settings.path)
         self._camera: Any = None
         self._conns: dict[str, Any] = {}

@@ -31,8 +31,8 @@ from actfusion_ros.time_ns import NS_PER_S, ns_to_stamp_fields
 from actfusion_ros.stream_types import ForecastResult, TimedSegment
 
 __all__ = ["LABEL_INFO_QOS", "LEVELS", "MAX_CLASSES", "TIMELINE_IMAGE_QOS", "alternative_to_msg", "diagnostic_array",
-           "duration_from_s", "forecast_to_msg", "format_value", "label_info_type", "make_label_info", "rgb_image_msg",
-           "segment_to_msg", "time_from_ns", "time_to_ns"]
+           "duration_from_s", "forecast_to_msg", "format_value", "label_info_msgtype", "label_info_type",
+           "label_info_types", "make_label_info", "rgb_image_msg", "segment_to_msg", "time_from_ns", "time_to_ns"]
 
 LEVELS = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN, "error": DiagnosticStatus.ERROR,
           "stale": DiagnosticStatus.STALE}
@@ -129,19 +129,37 @@ TIMELINE_IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliab
 MAX_CLASSES = 65536
 
 
-def label_info_type() -> tuple[type, type]:
-    """``(LabelInfo, VisionClass)``: vision_msgs' when ``vision_msgs`` is importable, else actfusion_msgs'
-    (the same fields: header, class_map[class_id, class_name], threshold)."""
+def _label_info_source() -> tuple[str, type, type]:
+    """``(package, LabelInfo, VisionClass)``: vision_msgs when importable, else actfusion_msgs."""
     try:
         from vision_msgs.msg import LabelInfo, VisionClass
+        return "vision_msgs", LabelInfo, VisionClass
     except ImportError:
         from actfusion_msgs.msg import LabelInfo, VisionClass
-    return LabelInfo, VisionClass
+        return "actfusion_msgs", LabelInfo, VisionClass
+
+
+def label_info_types() -> tuple[type, type]:
+    """``(LabelInfo, VisionClass)``: vision_msgs' when ``vision_msgs`` is importable, else actfusion_msgs'
+    (the same fields: header, class_map[class_id, class_name], threshold)."""
+    return _label_info_source()[1:]
+
+
+def label_info_msgtype() -> str:
+    """The full name of :func:`label_info_type`: ``vision_msgs/msg/LabelInfo`` or ``actfusion_msgs/msg/LabelInfo``."""
+    return f"{_label_info_source()[0]}/msg/LabelInfo"
+
+
+def label_info_type() -> type:
+    """The class map's message type to publish: ``vision_msgs/LabelInfo`` when ``vision_msgs`` is importable,
+    else ``actfusion_msgs/LabelInfo`` (:func:`label_info_types`)."""
+    return label_info_types()[0]
 
 
 def make_label_info(class_names: Sequence[str], stamp_ns: int, *, frame_id: str = "",
                     threshold: float = 0.0) -> Any:
-    """The class map message of :func:`label_info_type`: entry ``k`` is ``(class_id=k, class_name=class_names[k])``.
+    """The class map message of :func:`label_info_type` (a new one each call): entry ``k`` is
+    ``(class_id=k, class_name=class_names[k])``.
 
     ``class_names``: non-empty strings, at most :data:`MAX_CLASSES`; ``threshold``: finite, in [0, 1]
     (0: the node reports every tick's most probable classes). Bad input raises ``ValueError``.
@@ -155,7 +173,7 @@ def make_label_info(class_names: Sequence[str], stamp_ns: int, *, frame_id: str 
         raise ValueError(f"{len(class_names)} classes do not fit VisionClass.class_id (uint16, at most {MAX_CLASSES})")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
-    label_info, vision_class = label_info_type()
+    label_info, vision_class = label_info_types()
     msg = label_info(class_map=[vision_class(class_id=k, class_name=n) for k, n in enumerate(class_names)],
                      threshold=float(threshold))
     msg.header.stamp = time_from_ns(stamp_ns)

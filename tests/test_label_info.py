@@ -13,7 +13,8 @@ if not hasattr(msgs, "LabelInfo"):
     pytest.fail("actfusion_msgs was built before LabelInfo.msg; rerun scripts/build_msgs.sh", pytrace=False)
 
 from actfusion_ros import ros_messages  # noqa: E402
-from actfusion_ros.ros_messages import LABEL_INFO_QOS, label_info_type, make_label_info, time_to_ns  # noqa: E402
+from actfusion_ros.ros_messages import (LABEL_INFO_QOS, label_info_msgtype, label_info_type,  # noqa: E402
+                                       label_info_types, make_label_info, time_to_ns)
 
 T0 = 1_700_000_000_123_456_789
 NAMES = ["take", "pour", "stir"]
@@ -30,7 +31,8 @@ def no_vision_msgs(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_fallback_is_actfusion_msgs_when_vision_msgs_is_absent(no_vision_msgs: None) -> None:
-    assert label_info_type() == (msgs.LabelInfo, msgs.VisionClass)
+    assert label_info_types() == (msgs.LabelInfo, msgs.VisionClass) and label_info_type() is msgs.LabelInfo
+    assert label_info_msgtype() == "actfusion_msgs/msg/LabelInfo"
     assert type(make_label_info(NAMES, T0)) is msgs.LabelInfo
 
 
@@ -48,13 +50,14 @@ def test_vision_msgs_is_used_when_importable(monkeypatch: pytest.MonkeyPatch) ->
     package.msg = fake
     monkeypatch.setitem(sys.modules, "vision_msgs", package)
     monkeypatch.setitem(sys.modules, "vision_msgs.msg", fake)
-    assert label_info_type() == (LabelInfo, VisionClass)
+    assert label_info_types() == (LabelInfo, VisionClass) and label_info_type() is LabelInfo
+    assert label_info_msgtype() == "vision_msgs/msg/LabelInfo"
     msg = make_label_info(NAMES, T0)
     assert type(msg) is LabelInfo and all(type(c) is VisionClass for c in msg.class_map)
 
 
 def test_field_names_and_types_are_vision_msgs(no_vision_msgs: None) -> None:
-    label_info, vision_class = label_info_type()
+    label_info, vision_class = label_info_types()
     expected = {k: v.format(pkg="actfusion_msgs") for k, v in VISION_MSGS_LABEL_INFO.items()}
     assert label_info.get_fields_and_field_types() == expected
     assert vision_class.get_fields_and_field_types() == VISION_MSGS_VISION_CLASS

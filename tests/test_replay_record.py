@@ -182,3 +182,40 @@ def test_cli_record_with_the_node_params_file(tmp_path: Path, capsys: pytest.Cap
     assert f"recorded {out}: " in capsys.readouterr().out
     _, messages = _read_rosbags(out)
     assert sum(topic == TIMELINE_TOPIC for topic, _, _ in messages) == counts[TIMELINE_TOPIC]
+
+
+def test_record_writes_vision_msgs_label_info_where_vision_msgs_is_installed(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """With vision_msgs importable (faked here: the same fields as actfusion_msgs') the class map is recorded as
+    vision_msgs/msg/LabelInfo, its schema read from the installed package's share/ (an ament prefix)."""
+    import sys
+    import types
+
+    from rclpy.serialization import deserialize_message
+
+    from actfusion_msgs import msg as msgs
+
+    fake = types.ModuleType("vision_msgs.msg")
+    fake.LabelInfo, fake.VisionClass = msgs.LabelInfo, msgs.VisionClass   # the same fields, so the same bytes
+    package = types.ModuleType("vision_msgs")
+    package.msg = fake
+    monkeypatch.setitem(sys.modules, "vision_msgs", package)
+    monkeypatch.setitem(sys.modules, "vision_msgs.msg", fake)
+    share = tmp_path / "prefix" / "share" / "vision_msgs" / "msg"
+    share.mkdir(parents=True)
+    repo_msgs = Path(__file__).resolve().parents[1] / "actfusion_msgs" / "msg"
+    for name in ("LabelInfo", "VisionClass"):
+        (share / f"{name}.msg").write_text((repo_msgs / f"{name}.msg").read_text())
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "prefix"))
+
+    out = tmp_path / "v.mcap"
+    _replay(tmp_path, _bag(tmp_path), RecordSettings(out, width=320, height=120))
+    types_, messages = _read_rosbags(out)
+    assert types_[LABEL_INFO_TOPIC] == "vision_msgs/msg/LabelInfo"
+    (raw,) = [raw for topic, _, raw in messages if topic == LABEL_INFO_TOPIC]
+    assert [c.class_name for c in deserialize_message(raw, msgs.LabelInfo).class_map] == list(NAMES)
+
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "nowhere"))
+    with pytest.raises(BagError, match=r"no message definitions of vision_msgs \(LabelInfo, VisionClass\)"):
+        _replay(tmp_path, _bag(tmp_path / "again"), RecordSettings(tmp_path / "w.mcap"))
+    assert not (tmp_path / "w.mcap").exists()

@@ -47,7 +47,7 @@ def test_a_late_subscriber_gets_the_class_map_once(ros_context: Any) -> None:
 
     from actfusion_ros.ros_messages import LABEL_INFO_QOS, label_info_type, make_label_info
 
-    label_info, _ = label_info_type()
+    label_info = label_info_type()
     publisher = Node("label_info_pub", context=ros_context)
     subscriber = Node("label_info_sub", context=ros_context)
     spinner = _Spinner(ros_context, publisher)
