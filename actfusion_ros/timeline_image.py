@@ -386,18 +386,20 @@ class TimelineRenderer:
 
     def _draw_header(self, img: np.ndarray, lay: TimelineLayout, current: TimedSegment | None,
                      alternatives: Sequence[TimedAlternative], now_ns: int) -> None:
-        parts = []
+        """``now: <current> <conf>%   next: <alt> <p>% @ +<s>s, ...`` with as many alternatives (<= 3) as fit."""
+        now = ""
         if current is not None:
             name = current.label or self.config.class_names[current.class_id]
-            parts.append(f"now: {name} {100.0 * float(current.confidence):.0f}%")
-        if alternatives:
-            parts.append("next: " + ", ".join(f"{a.label} {100.0 * a.probability:.0f}% @ "
-                                              f"{(a.start_ns - now_ns) / NS_PER_S:+.1f}s" for a in alternatives[:3]))
-        if not parts:
-            return
-        top, bottom = lay.header
-        cv2.putText(img, "   ".join(parts), (lay.plot_left, bottom - 3), _FONT, lay.font_scale, TEXT, 1,
-                    cv2.LINE_AA)
+            now = f"now: {name} {100.0 * float(current.confidence):.0f}%"
+        texts = [f"{a.label} {100.0 * a.probability:.0f}% @ {(a.start_ns - now_ns) / NS_PER_S:+.1f}s"
+                 for a in alternatives[:3]]
+        width = lay.plot_right - lay.plot_left
+        for k in range(len(texts), -1, -1):
+            line = "   ".join(p for p in (now, ("next: " + ", ".join(texts[:k])) if k else "") if p)
+            if k == 0 or cv2.getTextSize(line, _FONT, lay.font_scale, 1)[0][0] <= width:
+                break
+        if line:
+            cv2.putText(img, line, (lay.plot_left, lay.header[1] - 3), _FONT, lay.font_scale, TEXT, 1, cv2.LINE_AA)
 
     @staticmethod
     def _draw_camera(img: np.ndarray, rgb: np.ndarray, rows: tuple[int, int]) -> None:

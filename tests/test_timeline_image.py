@@ -251,3 +251,15 @@ def test_live_picture_draws_when_due_with_the_latest_frame_and_counts_what_it_ca
     bad = dataclasses.replace(_result(), future=(TimedSegment("x", 9, T0, T0 + S, 1.0),))
     assert live.picture(bad, T0 + 4 * S, subscribers=1) is None and live.errors.counts["result"] == 1
     assert live.drawn == 4 and live.picture(None, T0 + 9 * S, subscribers=1) is None
+
+
+def test_the_header_keeps_only_the_alternatives_that_fit() -> None:
+    r = _renderer()
+    lay = r.layout()
+    alts = [TimedAlternative(f"reach_{k}", 0.3, T0 + k * S, T0, T0 + 2 * S, class_id=k)
+            for k in range(3)]
+    img = r.render(OBSERVED, FUTURE, next_actions=alts)
+    header = img[lay.header[0]:lay.header[1]]
+    drawn = np.flatnonzero(np.any(header != BACKGROUND, axis=(0, 2)))
+    assert drawn.size and drawn.max() < lay.plot_right    # the text ends inside the plot, not cut at the edge
+    assert not np.array_equal(header, r.render(OBSERVED, FUTURE)[lay.header[0]:lay.header[1]])  # one fits
