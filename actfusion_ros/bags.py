@@ -6,6 +6,8 @@ to the ROS 2 Kilted typestore), so it needs neither ``ros2 bag`` nor rclpy:
 * :func:`read_images` - ``(stamp_ns, rgb)`` for every message of an image topic, the type
   (``sensor_msgs/msg/Image`` or ``sensor_msgs/msg/CompressedImage``) detected from the bag, pixels
   converted by :mod:`actfusion_ros.frames`, stamps from ``header.stamp`` (integer ns);
+* :func:`read_image_messages` - the same with each message's bag time, frame id and original CDR bytes and
+  definition (to copy the topic into another bag unchanged);
 * :func:`read_labels` - a ``std_msgs/msg/String`` topic as label *change* events ``(stamp_ns, label)``
   stamped with the bag's receive time (String has no header); :func:`labels_at` gives the label in
   force at any stamps.
@@ -18,6 +20,9 @@ naming the bag and, where there is one, the topic.
 demo: raw images (rgb8 / bgr8 / mono8, optionally padded rows) or compressed ones (jpeg / png), plus a
 label topic.
 
+:class:`McapFileWriter` writes one ``.mcap`` file (no bag directory) atomically, with the CRCs below
+(``actfusion-replay --record``).
+
 **MCAP checksums.** ``rosbags`` writes MCAP chunks with CRC 0 ("no checksum"), so corruption could not be
 detected. :func:`write_mcap_crcs` fills in the real CRC-32s after writing (every chunk's
 ``uncompressed_crc``, the DataEnd ``data_section_crc`` and the footer's ``summary_crc``, as the MCAP
@@ -27,6 +32,7 @@ checks a chunk's CRC when it is not 0: a mismatch is a :class:`BagError` ("... C
 from __future__ import annotations
 
 import bisect
+import os
 import shutil
 import struct
 import zlib
@@ -41,8 +47,9 @@ import numpy as np
 from actfusion_ros.frames import compressed_to_rgb, image_to_rgb, rgb_to_image_fields, rgb_to_jpeg
 from actfusion_ros.time_ns import ns_to_stamp_fields, stamp_to_ns
 
-__all__ = ["BagError", "IMAGE_TYPES", "LABEL_TYPE", "LabelEvent", "TopicInfo", "bag_topics",
-           "count_messages", "labels_at", "read_images", "read_labels", "write_bag", "write_mcap_crcs"]
+__all__ = ["BagError", "IMAGE_TYPES", "ImageMessage", "LABEL_TYPE", "LabelEvent", "McapFileWriter", "TopicInfo",
+           "bag_topics", "count_messages", "labels_at", "read_image_messages", "read_images", "read_labels",
+           "write_bag", "write_mcap_crcs"]
 
 IMAGE_TYPES: dict[str, Callable[[Any], np.ndarray]] = {
     "sensor_msgs/msg/Image": image_to_rgb,
@@ -191,6 +198,24 @@ def count_messages(path: str | Path, topic: str) -> int:
         return sum(int(c.msgcount) for c in _connections(reader, path, topic, None))
 
 
+@dataclass(frozen=True)
+class ImageMessage:
+    """One message of an image topic: its stamp (as asked for), bag time, pixels and the original CDR bytes.
+
+    ``msgtype`` / ``msgdef`` / ``digest``: the topic's type, message definition text and RIHS01 hash as the
+    bag records them (empty when the bag has none), so the message can be written to another bag unchanged.
+    """
+
+    stamp_ns: int
+    bag_ns: int
+    rgb: np.ndarray
+    raw: bytes
+    frame_id: str
+    msgtype: str
+    msgdef: str
+    digest: str
+
+
 def read_images(path: str | Path, topic: str, *, stamp_source: str = "header") -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(stamp_ns, rgb (H, W, 3) uint8)`` for each message of ``topic`` in bag-time order.
 
@@ -198,6 +223,12 @@ def read_images(path: str | Path, topic: str, *, stamp_source: str = "header") -
     Image and CompressedImage topics are told apart from the bag's metadata. Raises
     :class:`BagError` (naming bag, topic and, for a bad image, the message index and stamp).
     """
+    for message in read_image_messages(path, topic, stamp_source=stamp_source):
+        yield message.stamp_ns, message.rgb
+
+
+def read_image_messages(path: str | Path, topic: str, *, stamp_source: str = "header") -> Iterator[ImageMessage]:
+    """:func:`read_images` with each message's bag time, original bytes and definition (:class:`ImageMessage`)."""
     if stamp_source not in ("header", "bag"):
         raise ValueError(f"stamp_source must be 'header' or 'bag', got {stamp_source!r}")
     with _open(path, topic) as reader:
@@ -210,7 +241,9 @@ def read_images(path: str | Path, topic: str, *, stamp_source: str = "header") -
             except (TypeError, ValueError) as err:
                 raise BagError(f"bag {_bag_dir(path)}, topic {topic!r}, message {k} (bag time {bag_ns} ns): "
                                f"{_describe(err)}") from err
-            yield stamp, rgb
+            msgdef = getattr(conn.msgdef, "data", "") or ""
+            yield ImageMessage(stamp, int(bag_ns), rgb, bytes(raw), str(msg.header.frame_id), str(conn.msgtype), msgdef,
+                               conn.digest or "")
 
 
 def read_labels(path: str | Path, topic: str) -> list[LabelEvent]:
@@ -392,3 +425,59 @@ def write_bag(path: str | Path, *, storage: str = "sqlite3",
         shutil.rmtree(path, ignore_errors=True)
         raise
     return path
+
+
+class McapFileWriter:
+    """One MCAP file (no bag directory: what Foxglove opens), written atomically and with real CRC-32s.
+
+    A context manager around ``rosbags``' MCAP writer: it writes a rosbag2 bag into a temporary directory
+    beside ``path``; on a clean exit it fills in the CRCs (:func:`write_mcap_crcs`) and renames the
+    ``.mcap`` file to ``path`` (the same file system: atomic), on an error it removes everything. The
+    file reads back with the reference ``mcap`` reader, ``rosbags.rosbag2.storage_mcap.McapReader`` or
+    ``ros2 bag play path``. :meth:`add_connection` takes the definition (``msgdef`` + ``digest``) of a
+    copied topic, or the ``typestore`` that knows the type.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.suffix != ".mcap":
+            raise BagError(f"{self.path}: the file name must end in .mcap")
+        if self.path.is_dir():
+            raise BagError(f"{self.path}: is a directory")
+        if not self.path.parent.is_dir():
+            raise BagError(f"{self.path}: the directory {self.path.parent} does not exist")
+        self._tmp = self.path.parent / f".{self.path.name}.{os.getpid()}.tmp"
+        self._writer: Any = None
+
+    def __enter__(self) -> "McapFileWriter":
+        from rosbags.rosbag2 import Writer
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._writer = Writer(self._tmp, version=9, storage_plugin=_storage_plugin("mcap"))
+        self._writer.open()
+        return self
+
+    def add_connection(self, topic: str, msgtype: str, *, typestore: Any = None, msgdef: str = "",
+                       digest: str = "") -> Any:
+        """A topic to write to: its definition from ``msgdef`` + ``digest`` when both are given, else ``typestore``."""
+        if msgdef and digest:
+            return self._writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=digest)
+        return self._writer.add_connection(topic, msgtype, typestore=typestore or _typestore())
+
+    def write(self, connection: Any, log_ns: int, raw: bytes) -> None:
+        """One serialized (CDR) message at log time ``log_ns``."""
+        self._writer.write(connection, int(log_ns), raw)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is not None:
+                try:
+                    self._writer.close()
+                except Exception:  # noqa: BLE001 - the first error is the one to report
+                    pass
+                return
+            self._writer.close()
+            (mcap,) = sorted(self._tmp.glob("*.mcap"))
+            write_mcap_crcs(mcap)
+            os.replace(mcap, self.path)
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)

@@ -28,6 +28,10 @@ a per-frame label file. The report has
 * the per-frame final segmentation and every tick's forecast (``frames.csv``, ``segmentation.csv``,
   ``forecasts.jsonl``, see :mod:`actfusion_ros.replay_series`), to re-score or plot the replay.
 
+With ``--record OUT.mcap`` the replay is also written as one MCAP file to scrub through in Foxglove: the
+bag's camera messages and, at every tick, what ``actfusion_node`` would publish (forecast, current action,
+timeline image) plus the class map (:mod:`actfusion_ros.replay_record`).
+
 JSON (``replay.json``) and markdown (``replay.md``) are written beside the PNG, atomically. Inputs (the
 output folder, the bag and its topics, the label file, the checkpoint) are checked before the bag is
 replayed; every user error exits 2 with one ``actfusion-replay: error: ...`` line.
@@ -41,12 +45,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from actfusion_ros.node_params import NodeSettings, read_params_file, validate_values
 from actfusion_ros.next_actions import format_next_actions, timed_alternatives
+from actfusion_ros.replay_record import RecordSettings
 from actfusion_ros.replay_series import SERIES_FILES, write_series
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import ForecastResult, StreamConfig
@@ -138,8 +143,13 @@ def _percentiles(values: Sequence[float]) -> dict[str, float]:
 
 
 def drive(frames: Iterable[tuple[int, np.ndarray]], anticipator: StreamingAnticipator, *,
-          tick_period_ns: int) -> tuple[list[TickRecord], list[int], dict[str, list[float]]]:
-    """Push every frame, tick on camera time; returns tick records, frame stamps and stage timings."""
+          tick_period_ns: int, on_tick: Callable[[int, ForecastResult], None] | None = None
+          ) -> tuple[list[TickRecord], list[int], dict[str, list[float]]]:
+    """Push every frame, tick on camera time; returns tick records, frame stamps and stage timings.
+
+    ``on_tick(stamp_ns, result)``: called with each published result and the stamp of the frame it was
+    ticked at (``--record`` writes the tick's messages there).
+    """
     records: list[TickRecord] = []
     stamps: list[int] = []
     timings: dict[str, list[float]] = {"decode": [], "push": [], "forecast": []}
@@ -165,11 +175,15 @@ def drive(frames: Iterable[tuple[int, np.ndarray]], anticipator: StreamingAntici
             if result is not None:
                 records.append(TickRecord.from_result(result))
                 timings["forecast"].append(result.inference_s)
+                if on_tick is not None:
+                    on_tick(int(stamp), result)
     if stamps:  # a last tick on the final frame, so the final observation includes it
         result = anticipator.tick(stamps[-1])
         if result is not None:
             records.append(TickRecord.from_result(result))
             timings["forecast"].append(result.inference_s)
+            if on_tick is not None:
+                on_tick(stamps[-1], result)
     return records, stamps, timings
 
 
@@ -536,12 +550,14 @@ def check_sources(bag: Path, image_topic: str, label_topic: str | None, labels_f
 def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic: str,
            label_topic: str | None = None, labels_file: Path | None = None, config: StreamConfig,
            tick_rate_hz: float = 2.0, lookahead_s: Sequence[float] = DEFAULT_LOOKAHEAD_S,
-           baselines: Sequence[Forecaster] = ()) -> ReplayReport:
+           baselines: Sequence[Forecaster] = (), record: RecordSettings | None = None) -> ReplayReport:
     """Replay ``bag`` through the streaming core and write the report to ``out``.
 
     ``baselines`` (e.g. from :func:`fit_replay_baselines`) are scored beside the model and "repeat last".
+    ``record``: also write the camera topic and the node's outputs of every tick into one MCAP file
+    (:mod:`actfusion_ros.replay_record`).
     """
-    from actfusion_ros.bags import count_messages, labels_at, read_images, read_labels
+    from actfusion_ros.bags import count_messages, labels_at, read_image_messages, read_images, read_labels
 
     class_names = list(forecaster.class_names)
     check_out_dir(out)
@@ -552,9 +568,18 @@ def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic
     if tick_rate_hz <= 0:
         raise ReplayError(f"tick rate must be > 0 Hz, got {tick_rate_hz}")
     anticipator = StreamingAnticipator(config, extractor, forecaster, class_names)
+    tick_period_ns = int(round(1e9 / tick_rate_hz))
     start = time.perf_counter()
-    records, stamps, timings = drive(read_images(bag, image_topic), anticipator,
-                                     tick_period_ns=int(round(1e9 / tick_rate_hz)))
+    recorded: dict[str, int] = {}
+    if record is None:
+        records, stamps, timings = drive(read_images(bag, image_topic), anticipator, tick_period_ns=tick_period_ns)
+    else:
+        from actfusion_ros.replay_record import ReplayRecorder
+
+        with ReplayRecorder(record, class_names) as recorder:
+            records, stamps, timings = drive(recorder.frames(read_image_messages(bag, image_topic), image_topic),
+                                             anticipator, tick_period_ns=tick_period_ns, on_tick=recorder.tick)
+        recorded = dict(recorder.counts)
     wall = time.perf_counter() - start
     if not stamps:
         raise ReplayError(f"bag {bag}: no images on {image_topic!r}")
@@ -578,7 +603,8 @@ def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic
                       for f in fields(stats)},
         settings={"stream": asdict(config), "tick_rate_hz": tick_rate_hz, "image_topic": image_topic,
                   "messages_on_topic": count_messages(bag, image_topic),
-                  "baselines": [RepeatLast().name, *(b.name for b in baselines)]},
+                  "baselines": [RepeatLast().name, *(b.name for b in baselines)],
+                  **({"record": {"path": str(record.path), "messages": recorded}} if record else {})},
         next_action=next_action_report(records, truth, class_names,
                                        samples=[r.sampled_futures() for r in records]))
     write_report(report, out, class_names)
@@ -649,6 +675,8 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise ReplayError(f"--onnx-dir {args.onnx_dir}: no such directory")
     _parse_kv(args.extractor_opt)
     check_out_dir(args.out)
+    if args.record is not None:
+        record_settings(args)
     check_sources(args.bag, args.image_topic, args.label_topic, args.labels)
 
 
@@ -703,6 +731,33 @@ def pipeline_settings(args: argparse.Namespace, defaults: Mapping[str, Any]) -> 
     return validate_values(values), forecaster
 
 
+def record_settings(args: argparse.Namespace) -> RecordSettings | None:
+    """``--record`` / ``--record-size`` / ``--record-camera`` as :class:`RecordSettings` (``None`` without
+    ``--record``); :class:`ReplayError` for a bad path or size."""
+    if args.record is None:
+        return None
+    path = Path(args.record)
+    if path.suffix != ".mcap":
+        raise ReplayError(f"--record {path}: the file name must end in .mcap")
+    if path.is_dir():
+        raise ReplayError(f"--record {path}: is a directory")
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ReplayError(f"--record {path}: {path.parent} is not a writable directory")
+    width, sep, height = str(args.record_size).lower().partition("x")
+    try:
+        size = (int(width), int(height)) if sep else None
+    except ValueError:
+        size = None
+    if size is None:
+        raise ReplayError(f"--record-size must be WIDTHxHEIGHT, e.g. 640x240, got {args.record_size!r}")
+    try:
+        settings = RecordSettings(path, width=size[0], height=size[1], camera=bool(args.record_camera))
+        settings.timeline_config(["x"])  # validates the size
+    except ValueError as err:
+        raise ReplayError(f"--record-size {args.record_size}: {err}") from None
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: 0 on success, 2 (one line on stderr) for any user error."""
     from actfusion_ros.builder import build_anticipator
@@ -739,6 +794,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="training labels for the grammar baselines: an MS-TCN dataset root (with "
                          "--baseline-split), a groundTruth directory, or label files")
     ap.add_argument("--baseline-split", type=int, default=1, help="training split of a dataset root (default 1)")
+    ap.add_argument("--record", type=Path, metavar="OUT.mcap",
+                    help="also write the camera topic, every tick's forecast, current action and timeline image and "
+                         "the class map into one MCAP file (camera stamps as log times; open it in Foxglove)")
+    ap.add_argument("--record-size", default="640x240", metavar="WxH", help="timeline image size (default 640x240)")
+    ap.add_argument("--record-camera", action="store_true",
+                    help="draw the latest camera frame above each recorded timeline image")
     ap.add_argument("--baseline-labels-hz", type=float,
                     help="labels per second of those files (default: one per feature frame, as actfusion-extract)")
     args = ap.parse_args(argv)
@@ -753,13 +814,16 @@ def main(argv: list[str] | None = None) -> int:
         report = replay(args.bag, anticipator.forecaster, anticipator.extractor, out=args.out,
                         image_topic=args.image_topic, label_topic=args.label_topic, labels_file=args.labels,
                         config=anticipator.config, tick_rate_hz=settings.tick_rate_hz, lookahead_s=args.lookahead,
-                        baselines=grammars)
+                        baselines=grammars, record=record_settings(args))
     except (ValueError, RuntimeError, OSError) as err:
         print(f"actfusion-replay: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     print((args.out / "replay.md").read_text())
     print(f"wrote {args.out / 'replay.json'}, {args.out / 'replay.md'}, {args.out / 'timeline.png'} and the "
           f"per-frame / per-tick series ({', '.join(SERIES_FILES)})")
+    if args.record is not None:
+        counts = report.settings["record"]["messages"]
+        print(f"recorded {args.record}: " + ", ".join(f"{topic} {n}" for topic, n in counts.items()))
     return 0
 
 

@@ -26,7 +26,7 @@ STALE = "actfusion_msgs was built before ActionAlternative.msg; rerun scripts/bu
 
 REPO = Path(__file__).resolve().parents[1]
 MSG_DIR = REPO / "actfusion_msgs" / "msg"
-MSG_NAMES = ("ActionSegment", "ActionAlternative", "ActionForecast")
+MSG_NAMES = ("ActionSegment", "ActionAlternative", "ActionForecast", "VisionClass", "LabelInfo")
 T0 = 1_700_000_000_000_000_000  # ns
 
 
@@ -263,11 +263,13 @@ def test_rclpy_bytes_deserialize_in_rosbags(typestore: Any) -> None:
 
 def test_rosbags_type_hash_matches_generated(typestore: Any) -> None:
     """Bags written with rosbags carry the same RIHS01 hash as the generated package."""
-    desc = Path(sys.prefix) / "share" / "actfusion_msgs" / "msg" / "ActionForecast.json"
-    if not desc.is_file():
-        pytest.skip(f"{desc} not found (actfusion_msgs built into another prefix)")
-    hashes = {h["type_name"]: h["hash_string"] for h in json.loads(desc.read_text())["type_hashes"]}
+    share = Path(sys.prefix) / "share" / "actfusion_msgs" / "msg"
+    if not (share / "ActionForecast.json").is_file():
+        pytest.skip(f"{share / 'ActionForecast.json'} not found (actfusion_msgs built into another prefix)")
     for name in MSG_NAMES:
+        desc = share / f"{name}.json"
+        assert desc.is_file(), f"{desc.name} is not installed; rerun scripts/build_msgs.sh"
+        hashes = {h["type_name"]: h["hash_string"] for h in json.loads(desc.read_text())["type_hashes"]}
         full = f"actfusion_msgs/msg/{name}"
         assert full in hashes, f"{full} is not in {desc.name}; rerun scripts/build_msgs.sh"
         assert typestore.hash_rihs01(full) == hashes[full]
