@@ -50,6 +50,19 @@ class FrameQueue:
                 return None
             return self._items.popleft()
 
+    def clear(self) -> int:
+        """Drop every waiting item, counted in ``dropped`` (the node deactivating); returns how many."""
+        with self._cond:
+            n = len(self._items)
+            self._items.clear()
+            self.dropped += n
+            return n
+
+    def reopen(self) -> None:
+        """Accept items and hand them out again after :meth:`close` (the node activating again)."""
+        with self._cond:
+            self._closed = False
+
     def close(self) -> None:
         """Wake and release every waiting :meth:`get`; later ``get`` calls return ``None``."""
         with self._cond:
