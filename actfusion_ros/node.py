@@ -45,7 +45,6 @@ Topics (relative names, so a namespace applies; the defaults resolve as shown):
 No ``from __future__ import annotations`` here: rclpy passes ``TimerInfo`` to a timer callback only
 when the parameter's annotation *is* the ``TimerInfo`` class, not a string.
 """
-import functools
 import sys
 
 if __name__ == "__main__":  # python -m actfusion_ros.node: signal handling before the heavy imports below
@@ -54,7 +53,6 @@ if __name__ == "__main__":  # python -m actfusion_ros.node: signal handling befo
     sys.exit(_entry_main())
 
 import threading
-import time
 from typing import Any, Callable, Sequence
 
 import rclpy
@@ -70,15 +68,12 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
 from actfusion_ros.builder import StartupError
-from actfusion_ros.frames import ImageConversionError, inspect_compressed, inspect_image
-from actfusion_ros.node_params import PARAMETER_NAMES, NodeSettings
-from actfusion_ros.node_pipeline import FeatureWorker, NodePipeline, lifecycle_status, release_device_memory
-from actfusion_ros.reporting import KindCounter, SafeLog, error_kind
+from actfusion_ros.node_pipeline import (FeatureWorker, NodePipeline, lifecycle_status, parameter_change_refusal,
+                                         release_device_memory)
+from actfusion_ros.reporting import SafeLog
 from actfusion_ros.ros_messages import diagnostic_array, forecast_to_msg, segment_to_msg
 from actfusion_ros.ros_params import declare_node_parameters, node_settings
-from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import Forecaster, ForecastResult
-from actfusion_ros.time_ns import stamp_to_ns
 
 try:  # rclpy >= Jazzy: timer callbacks may receive the expected call time
     from rclpy.timer import TimerInfo
@@ -175,8 +170,6 @@ class ActFusionNode(LifecycleNode):
                                           else f"{type(err).__name__}: {err}")
         s = settings
         self._pipeline = pipeline
-        self._inspect = functools.partial(inspect_compressed if s.compressed else inspect_image,
-                                          max_pixels=s.max_image_pixels)
         self._future_pub = self.create_lifecycle_publisher(ActionForecast, FUTURE_TOPIC, self._out_qos)
         self._current_pub = self.create_lifecycle_publisher(ActionSegment, CURRENT_TOPIC, self._out_qos)
         self._start_diagnostics(s.diagnostics_period_s)
@@ -214,13 +207,8 @@ class ActFusionNode(LifecycleNode):
             JumpThreshold(min_forward=Duration(nanoseconds=max(10**9, 10 * p.tick_period_ns)),
                           min_backward=Duration(nanoseconds=-1), on_clock_change=True),
             post_callback=self._on_clock_jump)
-        self._log.info(
-            f"listening on {self._image_sub.topic_name} "
-            f"({'CompressedImage' if s.compressed else 'Image'}, {s.qos_reliability}, depth {s.qos_depth}); "
-            f"model {p.stream.forecaster!r}; extractor {p.stream.extractor!r}; "
-            f"features {s.stream.feature_rate_hz:g} Hz, ticks {s.tick_rate_hz:g} Hz, r={s.stream.ratio:g}, "
-            f"window {s.stream.max_window_s:g} s; publishing {self._future_pub.topic_name} and "
-            f"{self._current_pub.topic_name}")
+        self._log.info(p.describe(self._image_sub.topic_name,
+                                  [self._future_pub.topic_name, self._current_pub.topic_name]))
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -267,7 +255,7 @@ class ActFusionNode(LifecycleNode):
             if entity is not None:
                 destroy(entity)
         self._tick_timer = self._image_sub = None
-        if self._tick_lock.acquire(timeout=self.worker_join_timeout_s * 12):  # a tick in progress ends
+        if self._tick_lock.acquire(timeout=self.tick_wait_timeout_s):  # a tick in progress ends
             self._tick_lock.release()
         worker, self._feature_worker = self._feature_worker, None
         if worker is not None and not worker.stop(self.worker_join_timeout_s):
@@ -300,63 +288,32 @@ class ActFusionNode(LifecycleNode):
     # ------------------------------------------------------------------ parameters
     def _on_set_parameters(self, params: list) -> SetParametersResult:
         """Our parameters change only while unconfigured (they are read by the next configure)."""
-        ours = sorted(p.name for p in params if p.name in PARAMETER_NAMES and p.name != "autostart")
-        if ours and self._state != "unconfigured":
-            return SetParametersResult(successful=False, reason=(
-                f"{', '.join(ours)}: can be changed only while the node is unconfigured (it is {self._state}); "
-                f"deactivate and clean it up first, the values apply at the next configure"))
-        return SetParametersResult(successful=True)
+        refusal = parameter_change_refusal([p.name for p in params], self._state)
+        return SetParametersResult(successful=refusal is None, reason=refusal or "")
 
     def _on_parameters_set(self, params: list) -> None:
         for p in params:  # a value set again replaces one rclpy refused at start-up
             self._declaration_problems.pop(p.name, None)
 
-    # ------------------------------------------------------------------ configured parts (tests read them)
-    @property
-    def settings(self) -> NodeSettings:
-        return self._configured().settings
-
-    @property
-    def stream(self) -> StreamingAnticipator:
-        return self._configured().stream
-
-    @property
-    def _queue(self) -> Any:
-        return self._configured().queue
-
-    @property
-    def _bad_images(self) -> KindCounter:
-        return self._configured().bad_images
-
-    @property
-    def _frame_errors(self) -> KindCounter:
-        return self._configured().frame_errors
-
-    @property
-    def _tick_errors(self) -> KindCounter:
-        return self._configured().tick_errors
-
-    @property
-    def _worker(self) -> threading.Thread | None:
-        return self._feature_worker.thread if self._feature_worker is not None else None
+    # ------------------------------------------------------------------ configured parts (RuntimeError while
+    # unconfigured; tests and benchmarks read them)
+    settings = property(lambda self: self._configured().settings, doc="The validated parameters (NodeSettings).")
+    stream = property(lambda self: self._configured().stream, doc="The StreamingAnticipator (model loaded).")
+    _queue = property(lambda self: self._configured().queue)
+    _bad_images = property(lambda self: self._configured().bad_images)
+    _frame_errors = property(lambda self: self._configured().frame_errors)
+    _tick_errors = property(lambda self: self._configured().tick_errors)
+    _worker = property(lambda self: self._feature_worker.thread if self._feature_worker is not None else None)
 
     # ------------------------------------------------------------------ input
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        """Check the header and enqueue; nothing else (never decodes, never waits for features or inference)."""
+        """Check the header and enqueue (NodePipeline.offer); never decodes, never waits for features or inference."""
         p = self._pipeline
-        if p is None:
-            return
-        p.images_received += 1
-        try:
-            stamp_ns = stamp_to_ns(msg.header.stamp)
-            p.missed_frames.observe(stamp_ns)
-            if not p.stream.admit(stamp_ns, self.get_clock().now().nanoseconds):
-                return  # stamped too far ahead of our clock: counted, not decoded
-            image = self._inspect(msg)  # decoded later, only if the sampler uses the frame
-        except (ImageConversionError, ValueError, TypeError) as err:
-            p.bad_images.record(error_kind(err), err)
-            return
-        p.queue.put((stamp_ns, image, msg.header.frame_id))
+        if p is not None:
+            p.offer(msg, self._now_ns())
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
 
     # ------------------------------------------------------------------ ticks
     def _on_tick_info(self, info: TimerInfo) -> None:  # type: ignore[valid-type]
@@ -366,45 +323,21 @@ class ActFusionNode(LifecycleNode):
         self._tick(self.get_clock().now().nanoseconds)
 
     def _tick(self, expected_ns: int) -> None:
-        """Count and skip overruns, else one StreamingAnticipator.tick and its publication.
-
-        ``expected_ns``: when this call was due (timer clock). A due time that fell while the previous
-        tick was still running is skipped and counted: this call itself if it is such a late call, and
-        the due times rcl dropped in between that lay inside the previous tick's run. Due times dropped
-        for other reasons (a coarse /clock, a busy machine) are not counted as skipped ticks. Nothing
-        runs unless the node is active (a deactivation waits for a running tick).
-        """
+        """One tick (NodePipeline.tick: overruns counted and skipped, the forecast published), only while
+        active; a deactivation waits for a running tick."""
         if self._closing.is_set() or not self._tick_lock.acquire(blocking=False):
             return
         try:
             p = self._pipeline
             if self._state == "active" and p is not None:
-                self._run_tick(p, expected_ns)
+                p.tick(expected_ns, self._now_ns, self._publish,
+                       lambda: self._closing.is_set() or not rclpy.ok(context=self.context))
         finally:
             self._tick_lock.release()
 
-    def _run_tick(self, p: NodePipeline, expected_ns: int) -> None:
-        now_ns = self.get_clock().now().nanoseconds
-        if not p.overruns.start(expected_ns, now_ns):
-            return
-        t0 = time.perf_counter()
-        result = None
-        try:
-            result = p.stream.tick(now_ns)
-            if result is not None:
-                self._future_pub.publish(forecast_to_msg(result, p.frame_id))
-                self._current_pub.publish(segment_to_msg(result.current))
-                p.ticks.published()
-        except Exception as err:  # noqa: BLE001 - a failing tick must not kill the node
-            if result is not None:  # the stream gave a result: building or publishing it failed
-                p.ticks.publish_failed()
-            if self._closing.is_set() or not rclpy.ok(context=self.context):
-                return  # shutting down while a tick was running
-            p.tick_errors.record(type(err).__name__, err)
-            result = None
-        elapsed = time.perf_counter() - t0
-        p.overruns.finish(self.get_clock().now().nanoseconds)
-        p.ticks.finished(elapsed, result)
+    def _publish(self, result: ForecastResult, frame_id: str) -> None:
+        self._future_pub.publish(forecast_to_msg(result, frame_id))
+        self._current_pub.publish(segment_to_msg(result.current))
 
     def _on_clock_jump(self, jump: Any) -> None:
         p = self._pipeline
@@ -417,9 +350,7 @@ class ActFusionNode(LifecycleNode):
         if p is None:
             response.success, response.message = False, f"the node is {self._state}: no episode to reset"
             return response
-        p.stream.reset("service")
-        response.success = True
-        response.message = f"new episode {p.stream.episode}"
+        response.success, response.message = True, p.reset_episode()
         self._log.info(f"reset requested: {response.message}")
         return response
 
@@ -455,8 +386,10 @@ class ActFusionNode(LifecycleNode):
                                                 level=level, message=message, values=values))
 
     # ------------------------------------------------------------------ shutdown
-    #: how long :meth:`close` waits for the feature worker to finish the frame it is extracting
+    #: how long :meth:`close` (and a deactivation) waits for the feature worker to finish its frame
     worker_join_timeout_s = 5.0
+    #: how long a deactivation waits for a running tick (inference) to finish
+    tick_wait_timeout_s = 60.0
 
     def close(self, timeout_s: float | None = None) -> bool:
         """Ordered, bounded stop (idempotent); call before ``destroy_node``. True when the worker ended.

@@ -9,24 +9,28 @@ status of a node in any lifecycle state. The rules (what each state does) are in
 """
 from __future__ import annotations
 
+import functools
 import gc
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from actfusion_ros.builder import build_anticipator
 from actfusion_ros.frame_gaps import MissedFrameEstimator
 from actfusion_ros.frame_queue import FrameQueue
+from actfusion_ros.frames import ImageConversionError, inspect_compressed, inspect_image
 from actfusion_ros.node_diagnostics import NodeDiagnostics, TickStats
 from actfusion_ros.node_params import NodeSettings
-from actfusion_ros.reporting import KindCounter
+from actfusion_ros.reporting import KindCounter, error_kind
 from actfusion_ros.stream import StreamingAnticipator
-from actfusion_ros.stream_types import Forecaster
+from actfusion_ros.stream_types import Forecaster, ForecastResult
 from actfusion_ros.tick_overruns import TickOverrunCounter
-from actfusion_ros.time_ns import NS_PER_S, seconds_to_ns
+from actfusion_ros.time_ns import NS_PER_S, seconds_to_ns, stamp_to_ns
 
-__all__ = ["FeatureWorker", "LIFECYCLE_STATES", "NodePipeline", "lifecycle_status", "release_device_memory"]
+__all__ = ["FeatureWorker", "LIFECYCLE_STATES", "NodePipeline", "lifecycle_status", "parameter_change_refusal",
+           "release_device_memory"]
 
 #: the primary states of a ROS 2 managed node, as ``ros2 lifecycle get`` names them
 LIFECYCLE_STATES = ("unconfigured", "inactive", "active", "finalized")
@@ -47,6 +51,7 @@ class NodePipeline:
     ticks: TickStats
     diagnostics: NodeDiagnostics
     tick_period_ns: int
+    inspect: Callable[[Any], Any]  # header check of an Image / CompressedImage (actfusion_ros.frames)
     images_received: int = 0
     frame_id: str = ""  # frame id of the last frame handed to the stream
 
@@ -72,9 +77,69 @@ class NodePipeline:
             stream, queue=queue, missed_frames=missed_frames, bad_images=bad_images, frame_errors=frame_errors,
             tick_errors=tick_errors, ticks=ticks, overruns=overruns,
             images_received=lambda: pipeline.images_received if pipeline is not None else 0)
+        inspect = functools.partial(inspect_compressed if settings.compressed else inspect_image,
+                                    max_pixels=settings.max_image_pixels)
         pipeline = cls(settings, stream, queue, bad_images, frame_errors, tick_errors, missed_frames, overruns,
-                       ticks, diagnostics, period_ns)
+                       ticks, diagnostics, period_ns, inspect)
         return pipeline
+
+    def describe(self, image_topic: str, outputs: Sequence[str]) -> str:
+        """The log line of an activation: input, model, extractor, rates, outputs."""
+        s = self.settings
+        return (f"listening on {image_topic} ({'CompressedImage' if s.compressed else 'Image'}, "
+                f"{s.qos_reliability}, depth {s.qos_depth}); model {self.stream.forecaster!r}; extractor "
+                f"{self.stream.extractor!r}; features {s.stream.feature_rate_hz:g} Hz, ticks {s.tick_rate_hz:g} Hz, "
+                f"r={s.stream.ratio:g}, window {s.stream.max_window_s:g} s; publishing {' and '.join(outputs)}")
+
+    def reset_episode(self) -> str:
+        """The ``~/reset`` service: start a new episode; the reply's message."""
+        self.stream.reset("service")
+        return f"new episode {self.stream.episode}"
+
+    def offer(self, msg: Any, now_ns: int) -> None:
+        """The image callback: count ``msg``, check its header (never decodes) and enqueue it. Frames stamped
+        too far ahead of ``now_ns`` and bad images are counted (bad images per kind, logged once per kind)."""
+        self.images_received += 1
+        try:
+            stamp_ns = stamp_to_ns(msg.header.stamp)
+            self.missed_frames.observe(stamp_ns)
+            if not self.stream.admit(stamp_ns, now_ns):
+                return  # stamped too far ahead of the clock: counted, not decoded
+            image = self.inspect(msg)  # decoded later, only if the sampler uses the frame
+        except (ImageConversionError, ValueError, TypeError) as err:
+            self.bad_images.record(error_kind(err), err)
+            return
+        self.queue.put((stamp_ns, image, msg.header.frame_id))
+
+    def tick(self, expected_ns: int, clock_ns: Callable[[], int], publish: Callable[[ForecastResult, str], object],
+             shutting_down: Callable[[], bool]) -> None:
+        """Count and skip an overrun, else one :meth:`StreamingAnticipator.tick` and ``publish(result, frame_id)``.
+
+        ``expected_ns``: when this call was due (timer clock); ``clock_ns``: the node's clock. A due time
+        that fell while the previous tick was still running is skipped and counted
+        (:class:`~actfusion_ros.tick_overruns.TickOverrunCounter`). A failing tick (forecaster, message
+        building, publication) is counted and logged once per kind, unless ``shutting_down()``.
+        """
+        now_ns = clock_ns()
+        if not self.overruns.start(expected_ns, now_ns):
+            return
+        t0 = time.perf_counter()
+        result = None
+        try:
+            result = self.stream.tick(now_ns)
+            if result is not None:
+                publish(result, self.frame_id)
+                self.ticks.published()
+        except Exception as err:  # noqa: BLE001 - a failing tick must not kill the node
+            if result is not None:  # the stream gave a result: building or publishing it failed
+                self.ticks.publish_failed()
+            if shutting_down():
+                return  # shutting down while a tick was running
+            self.tick_errors.record(type(err).__name__, err)
+            result = None
+        elapsed = time.perf_counter() - t0
+        self.overruns.finish(clock_ns())
+        self.ticks.finished(elapsed, result)
 
 def release_device_memory() -> None:
     """Collect garbage and, when torch is loaded and CUDA available, empty its cache (never imports torch)."""
@@ -133,6 +198,19 @@ class FeatureWorker:
             return True
         self.thread.join(timeout_s)
         return not self.thread.is_alive()
+
+
+def parameter_change_refusal(names: Sequence[str], state: str) -> str | None:
+    """Why the node's parameters ``names`` cannot be set in lifecycle ``state`` (None: they can). They are
+    read by ``configure``, so they change only while unconfigured; ``autostart`` (read once, at start-up)
+    and parameters that are not the node's (``use_sim_time``, ...) always can."""
+    from actfusion_ros.node_params import PARAMETER_NAMES
+
+    ours = sorted(n for n in names if n in PARAMETER_NAMES and n != "autostart")
+    if not ours or state == "unconfigured":
+        return None
+    return (f"{', '.join(ours)}: can be changed only while the node is unconfigured (it is {state}); "
+            f"deactivate and clean it up first, the values apply at the next configure")
 
 
 def lifecycle_status(state: str, values: tuple[str, str, dict[str, Any]] | None,
