@@ -115,6 +115,7 @@ class ActFusionNode(LifecycleNode):
         self._current_pub: Any = None
         self._state = "unconfigured"            # the primary state, as `ros2 lifecycle get` names it
         self._configure_error: str | None = None  # why the last configure failed
+        self._activate_error: str | None = None   # why the last activate failed
         self._autostarting = False
         self._tick_lock = threading.Lock()       # held by a running tick; deactivate waits for it
         self._injected = (forecaster, class_names)
@@ -148,7 +149,7 @@ class ActFusionNode(LifecycleNode):
             if self.trigger_configure() != SUCCESS:
                 error = self._configure_error or "configure failed (see the log)"
             elif self.trigger_activate() != SUCCESS:
-                error = "activate failed (see the log)"
+                error = f"activate failed: {self._activate_error}"
             else:
                 return
         finally:
@@ -186,10 +187,25 @@ class ActFusionNode(LifecycleNode):
         return FAILURE
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Subscribe, start the feature worker and the tick timer; the forecast publishers are enabled."""
+        """Subscribe, start the feature worker and the tick timer; the forecast publishers are enabled.
+        A failure (e.g. an invalid topic name) is logged and leaves the node inactive."""
         p = self._configured()
-        s = p.settings
         result = super().on_activate(state)  # enables the lifecycle publishers
+        try:
+            self._start_processing(p)
+        except Exception as err:  # noqa: BLE001 - stay inactive, say why
+            self._activate_error = f"{type(err).__name__}: {err}"
+            if not self._autostarting:
+                self._log.error(f"activate failed, the node stays inactive: {self._activate_error}")
+            self._stop_processing()
+            super().on_deactivate(state)
+            return FAILURE
+        self._log.info(p.describe(self._image_sub.topic_name,
+                                  [self._future_pub.topic_name, self._current_pub.topic_name]))
+        return result
+
+    def _start_processing(self, p: NodePipeline) -> None:
+        s = p.settings
         p.overruns.clock_jumped()             # the time spent inactive is no overrun
         self._feature_worker = FeatureWorker(p, p.frame_errors.record).start()
         in_qos = QoSProfile(
@@ -207,9 +223,6 @@ class ActFusionNode(LifecycleNode):
             JumpThreshold(min_forward=Duration(nanoseconds=max(10**9, 10 * p.tick_period_ns)),
                           min_backward=Duration(nanoseconds=-1), on_clock_change=True),
             post_callback=self._on_clock_jump)
-        self._log.info(p.describe(self._image_sub.topic_name,
-                                  [self._future_pub.topic_name, self._current_pub.topic_name]))
-        return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop the subscription, the ticks and the worker; drop the queued frames (counted in

@@ -172,3 +172,57 @@ def test_a_failing_configure_leaves_the_node_unconfigured_until_the_parameter_is
         assert "Traceback" not in node.log_path.read_text(errors="replace"), node.log_tail()
         assert life.change_state("shutdown")
         _assert_clean_exit(session)
+
+
+def test_autostart_then_shutdown_while_forecasting(tmp_path: Path) -> None:
+    """The default (autostart): active at once; the shutdown transition while forecasting replies and
+    ends the process with exit 0."""
+    with node_session(tmp_path, {**PARAMS, "autostart": True}, name="afauto", match_s=HANG_S) as session, \
+            _camera(session):
+        assert session.lifecycle.get_state() == "active"
+        _wait_forecasts(session, 3)
+        assert session.lifecycle.change_state("shutdown")
+        _assert_clean_exit(session)
+        assert "shut down (lifecycle transition)" in session.node.log_path.read_text(errors="replace")
+
+
+# ============================================================================ in process
+def _node(ros_context: Any, name: str, **params: Any) -> Any:
+    from rclpy.parameter import Parameter
+
+    from actfusion_ros.node import ActFusionNode
+
+    return ActFusionNode(context=ros_context, node_name=name, parameter_overrides=[
+        Parameter(k, value=v) for k, v in {**PARAMS, **params}.items()])
+
+
+def test_a_failing_activate_leaves_the_node_inactive_until_fixed(ros_context) -> None:
+    """An image topic rclpy refuses: activate fails and says why, nothing runs, the model stays loaded;
+    cleanup, fix the parameter, configure + activate then works."""
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+    from rclpy.parameter import Parameter
+
+    node = _node(ros_context, "badtopic", image_topic="not a topic")
+    try:
+        assert node.trigger_configure() == R.SUCCESS and node.lifecycle_state == "inactive"
+        assert node.trigger_activate() == R.FAILURE
+        assert node.lifecycle_state == "inactive" and "InvalidTopicName" in node._activate_error
+        assert node._worker is None and node._tick_timer is None and node._image_sub is None
+        assert node.stream is not None                                # the model stays loaded
+        [refused] = node.set_parameters([Parameter("image_topic", value="camera")])
+        assert not refused.successful                                 # inactive: parameters frozen
+        assert node.trigger_cleanup() == R.SUCCESS and node.lifecycle_state == "unconfigured"
+        [accepted] = node.set_parameters([Parameter("image_topic", value="camera")])
+        assert accepted.successful
+        assert node.trigger_configure() == R.SUCCESS and node.trigger_activate() == R.SUCCESS
+        assert node.lifecycle_state == "active" and node._image_sub.topic_name == "/camera"
+        assert node._worker.is_alive()
+    finally:
+        node.destroy_node()
+
+
+def test_autostart_reports_a_failing_activate_as_a_start_up_error(ros_context) -> None:
+    from actfusion_ros.builder import StartupError
+
+    with pytest.raises(StartupError, match="activate failed: InvalidTopicName"):
+        _node(ros_context, "badtopic_autostart", autostart=True, image_topic="not a topic")
