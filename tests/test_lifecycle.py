@@ -226,3 +226,33 @@ def test_autostart_reports_a_failing_activate_as_a_start_up_error(ros_context) -
 
     with pytest.raises(StartupError, match="activate failed: InvalidTopicName"):
         _node(ros_context, "badtopic_autostart", autostart=True, image_topic="not a topic")
+
+
+def test_cleanup_frees_the_model_and_empties_the_cuda_cache(ros_context, monkeypatch) -> None:
+    """After cleanup nothing holds the model any more (a weak reference dies) and, where CUDA is available,
+    torch's cache is emptied (a stand-in torch records the call: this machine may have no GPU)."""
+    import gc
+    import sys
+    import types
+    import weakref
+
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+
+    node = _node(ros_context, "cleanup")
+    try:
+        assert node.trigger_configure() == R.SUCCESS
+        model = weakref.ref(node.stream.forecaster.model)
+        assert node.trigger_activate() == R.SUCCESS and node.trigger_deactivate() == R.SUCCESS
+        gc.collect()
+        assert model() is not None                                    # deactivate keeps the model
+        emptied = []
+        cuda = types.SimpleNamespace(is_available=lambda: True, empty_cache=lambda: emptied.append(True))
+        monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+        assert node.trigger_cleanup() == R.SUCCESS
+        monkeypatch.undo()
+        assert node.lifecycle_state == "unconfigured" and emptied == [True]
+        assert model() is None, gc.get_referrers(model())
+        with pytest.raises(RuntimeError, match="unconfigured"):
+            node.stream
+    finally:
+        node.destroy_node()
