@@ -109,7 +109,6 @@ def test_lifecycle_transitions_over_dds(tmp_path: Path) -> None:
         assert life.change_state("activate")
         assert life.get_state() == "active"
         _wait_forecasts(session, 5)
-        first_episode = _forecasts(session)
         assert _wait_statuses(session, "active", 1)["episode"] == "0"
 
         assert life.change_state("deactivate")
@@ -120,6 +119,7 @@ def test_lifecycle_transitions_over_dds(tmp_path: Path) -> None:
         received = status["images_received"]
         assert status["resets.deactivate"] == "1" and status["episode"] == "1", status   # the episode ended
         assert _wait_statuses(session, "inactive", 3)["images_received"] == received    # nothing taken
+        first_episode = _forecasts(session)      # everything published before the deactivation (quiet since)
 
         # activate again: forecasts resume in a new episode, made of frames sent after the deactivation only
         assert life.change_state("activate")
