@@ -13,6 +13,8 @@ class FrameQueue:
 
     :meth:`put` never blocks: when full, the oldest item is dropped and counted in ``dropped``.
     :meth:`get` blocks until an item arrives or :meth:`close` is called (then returns ``None``).
+    The node's lifecycle: :meth:`clear` on deactivate (waiting items dropped, counted), :meth:`reopen` on
+    activate.
     """
 
     def __init__(self, maxsize: int) -> None:
