@@ -179,6 +179,7 @@ class ActFusionNode(LifecycleNode):
         return super().on_configure(state)
 
     def _configure_failed(self, message: str) -> TransitionCallbackReturn:
+        """Remember and (unless autostarting) log why configure failed; the node stays unconfigured."""
         self._configure_error = message
         if not self._autostarting:  # autostart: the process reports it ("cannot start: ...") and exits 2
             self._log.error(f"configure failed, the node stays unconfigured (fix the parameters, e.g. with "
@@ -207,6 +208,7 @@ class ActFusionNode(LifecycleNode):
     def _start_processing(self, p: NodePipeline) -> None:
         s = p.settings
         p.overruns.clock_jumped()             # the time spent inactive is no overrun
+        p.queue.clear()                       # a frame an image callback queued while deactivating: old
         self._feature_worker = FeatureWorker(p, p.frame_errors.record).start()
         in_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=s.qos_depth, durability=DurabilityPolicy.VOLATILE,
