@@ -13,6 +13,8 @@ class FrameQueue:
 
     :meth:`put` never blocks: when full, the oldest item is dropped and counted in ``dropped``.
     :meth:`get` blocks until an item arrives or :meth:`close` is called (then returns ``None``).
+    The node's lifecycle: :meth:`clear` on deactivate (waiting items dropped, counted), :meth:`reopen` on
+    activate.
     """
 
     def __init__(self, maxsize: int) -> None:
@@ -49,6 +51,19 @@ class FrameQueue:
             if self._closed:
                 return None
             return self._items.popleft()
+
+    def clear(self) -> int:
+        """Drop every waiting item, counted in ``dropped`` (the node deactivating); returns how many."""
+        with self._cond:
+            n = len(self._items)
+            self._items.clear()
+            self.dropped += n
+            return n
+
+    def reopen(self) -> None:
+        """Accept items and hand them out again after :meth:`close` (the node activating again)."""
+        with self._cond:
+            self._closed = False
 
     def close(self) -> None:
         """Wake and release every waiting :meth:`get`; later ``get`` calls return ``None``."""

@@ -1,6 +1,20 @@
-"""``actfusion_node``: the thin ROS 2 shell around :class:`~actfusion_ros.stream.StreamingAnticipator`.
+"""``actfusion_node``: the thin ROS 2 managed-node shell around :class:`~actfusion_ros.stream.StreamingAnticipator`.
 
-Threads and callback groups (a ``MultiThreadedExecutor`` with one thread per group, plus one worker)::
+A ``rclpy.lifecycle`` node with the standard services (``~/change_state``, ``~/get_state``,
+``~/get_available_transitions``: ``ros2 lifecycle get/set``); docs/node.md, "Lifecycle"::
+
+    configure   read + validate the parameters, load the model (NodePipeline.build); a failure logs why
+                once and leaves the node unconfigured (fix a parameter, configure again)
+    activate    image subscription, feature worker, tick timer; the forecast publishers are enabled
+    deactivate  the three stopped, queued frames dropped (counted), the episode ended; the model kept
+    cleanup     the model dropped (and the CUDA cache emptied): unconfigured again
+    shutdown    everything stopped and dropped; the process exits 0
+
+``autostart`` (default true) configures and activates in the constructor (a failure: StartupError, exit
+2). /diagnostics and ``~/reset`` exist in every state.
+
+Threads and callback groups while active (a ``MultiThreadedExecutor`` with one thread per group, plus one
+worker; the lifecycle and parameter services are in the default group)::
 
     image subscription  [group "image", mutually exclusive]  check the header (actfusion_ros.frames) + enqueue
     feature worker      [a Python thread]                    queue -> StreamingAnticipator.push_encoded
@@ -31,7 +45,6 @@ Topics (relative names, so a namespace applies; the defaults resolve as shown):
 No ``from __future__ import annotations`` here: rclpy passes ``TimerInfo`` to a timer callback only
 when the parameter's annotation *is* the ``TimerInfo`` class, not a string.
 """
-import functools
 import sys
 
 if __name__ == "__main__":  # python -m actfusion_ros.node: signal handling before the heavy imports below
@@ -40,32 +53,27 @@ if __name__ == "__main__":  # python -m actfusion_ros.node: signal handling befo
     sys.exit(_entry_main())
 
 import threading
-import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import rclpy
 from actfusion_msgs.msg import ActionForecast, ActionSegment
 from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
-from actfusion_ros.builder import build_anticipator
-from actfusion_ros.frame_gaps import MissedFrameEstimator
-from actfusion_ros.frame_queue import FrameQueue
-from actfusion_ros.frames import ImageConversionError, inspect_compressed, inspect_image
-from actfusion_ros.node_diagnostics import NodeDiagnostics, TickStats
-from actfusion_ros.node_params import NodeSettings
-from actfusion_ros.reporting import KindCounter, SafeLog, error_kind
+from actfusion_ros.builder import StartupError
+from actfusion_ros.node_pipeline import (FeatureWorker, NodePipeline, lifecycle_status, parameter_change_refusal,
+                                         release_device_memory)
+from actfusion_ros.reporting import SafeLog
 from actfusion_ros.ros_messages import diagnostic_array, forecast_to_msg, segment_to_msg
-from actfusion_ros.ros_params import declare_node_parameters
+from actfusion_ros.ros_params import declare_node_parameters, node_settings
 from actfusion_ros.stream_types import Forecaster, ForecastResult
-from actfusion_ros.tick_overruns import TickOverrunCounter
-from actfusion_ros.time_ns import NS_PER_S, seconds_to_ns, stamp_to_ns
 
 try:  # rclpy >= Jazzy: timer callbacks may receive the expected call time
     from rclpy.timer import TimerInfo
@@ -79,113 +87,248 @@ FUTURE_TOPIC = "actfusion/future_actions"
 CURRENT_TOPIC = "actfusion/current_action"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 RESET_SERVICE = "~/reset"
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
-class ActFusionNode(Node):
-    """Streaming action segmentation + anticipation node (see the module docstring).
+class ActFusionNode(LifecycleNode):
+    """Streaming action segmentation + anticipation, a managed node (see the module docstring).
 
     ``forecaster``: use this instead of building one from the parameters (tests, benchmarks);
     ``class_names`` then defaults to ``forecaster.class_names``. Other keyword arguments go to
-    :class:`rclpy.node.Node`. Raises :class:`actfusion_ros.builder.StartupError` with a readable
-    message when the parameters, model or files are unusable.
+    :class:`rclpy.lifecycle.LifecycleNode`. With ``autostart`` (the default) the constructor configures
+    and activates the node and raises :class:`actfusion_ros.builder.StartupError` with a readable message
+    when the parameters, model or files are unusable; otherwise it is left unconfigured.
     """
 
     def __init__(self, *, forecaster: Forecaster | None = None, class_names: Sequence[str] | None = None,
                  node_name: str = NODE_NAME, **node_kwargs: Any) -> None:
         # set first: rclpy may destroy a node whose __init__ failed (context shutdown)
         self._closing = threading.Event()
-        self._queue: FrameQueue | None = None
-        self._worker: threading.Thread | None = None
+        self._pipeline: NodePipeline | None = None
+        self._feature_worker: FeatureWorker | None = None
+        self._image_sub: Any = None
+        self._tick_timer: Any = None
+        self._diag_timer: Any = None
+        self._diag_period_s = 0.0
+        self._jump_handle: Any = None
+        self._future_pub: Any = None
+        self._current_pub: Any = None
+        self._state = "unconfigured"            # the primary state, as `ros2 lifecycle get` names it
+        self._configure_error: str | None = None  # why the last configure failed
+        self._activate_error: str | None = None   # why the last activate failed
+        self._autostarting = False
+        self._tick_lock = threading.Lock()       # held by a running tick; deactivate waits for it
+        self._injected = (forecaster, class_names)
+        #: called once the shutdown transition has released everything (node_process: stop spinning)
+        self.on_finalized: Callable[[], object] | None = None
         # overrides auto-declared: get_parameters_by_prefix (public) sees them all (ros_params re-declares ours)
         super().__init__(node_name, **{**node_kwargs, "automatically_declare_parameters_from_overrides": True})
         self._log = SafeLog(self.get_logger())  # fixed severity per call site; never raises
-        self.settings: NodeSettings = declare_node_parameters(self, self._log.warning)
-        s = self.settings
-        self.stream = build_anticipator(s, forecaster=forecaster, class_names=class_names, log=self._log.info)
-        self._queue = FrameQueue(s.queue_size)
-        self._bad_images = KindCounter("bad image skipped", self._log.warning)
-        self._frame_errors = KindCounter("frame rejected by the stream", self._log.warning)
-        self._tick_errors = KindCounter("tick failed", self._log.error)
-        self._missed_frames = MissedFrameEstimator(seconds_to_ns(s.stream.episode_gap_s))
-        self._images_received = 0
-        self._tick_period_ns = int(round(NS_PER_S / s.tick_rate_hz))
-        self._overruns = TickOverrunCounter(self._tick_period_ns)
-        self._ticks = TickStats()
-        self._diagnostics = NodeDiagnostics(
-            self.stream, queue=self._queue, missed_frames=self._missed_frames, bad_images=self._bad_images,
-            frame_errors=self._frame_errors, tick_errors=self._tick_errors, ticks=self._ticks,
-            overruns=self._overruns, images_received=lambda: self._images_received)
-        self._frame_id = ""
-
+        self._declaration_problems = declare_node_parameters(self, self._log.warning)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._on_parameters_set)
         self._image_group = MutuallyExclusiveCallbackGroup()
         self._tick_group = MutuallyExclusiveCallbackGroup()
         self._misc_group = MutuallyExclusiveCallbackGroup()
-        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                             reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-        self._future_pub = self.create_publisher(ActionForecast, FUTURE_TOPIC, out_qos)
-        self._current_pub = self.create_publisher(ActionSegment, CURRENT_TOPIC, out_qos)
-        self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, out_qos)
+        self._out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                                   reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, self._out_qos)
+        self._reset_srv = self.create_service(Trigger, RESET_SERVICE, self._on_reset,
+                                              callback_group=self._misc_group)
+        self._start_diagnostics(self.get_parameter("diagnostics_period_s").value)
+        if self.get_parameter("autostart").value:
+            self._autostart()
+        else:
+            self._log.info(f"unconfigured (autostart: false); configure with "
+                           f"'ros2 lifecycle set {self.get_fully_qualified_name()} configure'")
+
+    def _autostart(self) -> None:
+        """configure + activate now; a failure destroys the node and raises StartupError (exit 2)."""
+        self._autostarting = True
+        try:
+            if self.trigger_configure() != SUCCESS:
+                error = self._configure_error or "configure failed (see the log)"
+            elif self.trigger_activate() != SUCCESS:
+                error = f"activate failed: {self._activate_error}"
+            else:
+                return
+        finally:
+            self._autostarting = False
+        self.destroy_node()
+        raise StartupError(error)
+
+    # ------------------------------------------------------------------ lifecycle transitions
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Validate the parameters and load the model; a failure leaves the node unconfigured."""
+        self._configure_error = None
+        forecaster, class_names = self._injected
+        try:
+            settings = node_settings(self, self._declaration_problems)
+            pipeline = NodePipeline.build(settings, forecaster=forecaster, class_names=class_names,
+                                          info=self._log.info, warning=self._log.warning, error=self._log.error)
+        except Exception as err:  # noqa: BLE001 - any failure: stay unconfigured, say why once
+            return self._configure_failed(str(err) if isinstance(err, StartupError)
+                                          else f"{type(err).__name__}: {err}")
+        s = settings
+        self._pipeline = pipeline
+        self._future_pub = self.create_lifecycle_publisher(ActionForecast, FUTURE_TOPIC, self._out_qos)
+        self._current_pub = self.create_lifecycle_publisher(ActionSegment, CURRENT_TOPIC, self._out_qos)
+        self._start_diagnostics(s.diagnostics_period_s)
+        self._state = "inactive"
+        self._log.info(f"configured: model {pipeline.stream.forecaster!r}; extractor {pipeline.stream.extractor!r}")
+        return super().on_configure(state)
+
+    def _configure_failed(self, message: str) -> TransitionCallbackReturn:
+        """Remember and (unless autostarting) log why configure failed; the node stays unconfigured."""
+        self._configure_error = message
+        if not self._autostarting:  # autostart: the process reports it ("cannot start: ...") and exits 2
+            self._log.error(f"configure failed, the node stays unconfigured (fix the parameters, e.g. with "
+                            f"'ros2 param set', and configure again): {message}")
+        release_device_memory()
+        return FAILURE
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe, start the feature worker and the tick timer; the forecast publishers are enabled.
+        A failure (e.g. an invalid topic name) is logged and leaves the node inactive."""
+        p = self._configured()
+        result = super().on_activate(state)  # enables the lifecycle publishers
+        try:
+            self._start_processing(p)
+        except Exception as err:  # noqa: BLE001 - stay inactive, say why
+            self._activate_error = f"{type(err).__name__}: {err}"
+            if not self._autostarting:
+                self._log.error(f"activate failed, the node stays inactive: {self._activate_error}")
+            self._stop_processing()
+            super().on_deactivate(state)
+            return FAILURE
+        self._log.info(p.describe(self._image_sub.topic_name,
+                                  [self._future_pub.topic_name, self._current_pub.topic_name]))
+        return result
+
+    def _start_processing(self, p: NodePipeline) -> None:
+        s = p.settings
+        p.overruns.clock_jumped()             # the time spent inactive is no overrun
+        p.queue.clear()                       # a frame an image callback queued while deactivating: old
+        self._feature_worker = FeatureWorker(p, p.frame_errors.record).start()
         in_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=s.qos_depth, durability=DurabilityPolicy.VOLATILE,
             reliability=(ReliabilityPolicy.BEST_EFFORT if s.qos_reliability == "best_effort"
                          else ReliabilityPolicy.RELIABLE))
-        self._inspect = functools.partial(inspect_compressed if s.compressed else inspect_image,
-                                          max_pixels=s.max_image_pixels)
+        self._state = "active"
         self._image_sub = self.create_subscription(
             CompressedImage if s.compressed else Image, s.image_topic, self._on_image, in_qos,
             callback_group=self._image_group)
-        self._reset_srv = self.create_service(Trigger, RESET_SERVICE, self._on_reset,
-                                              callback_group=self._misc_group)
         tick_cb = self._on_tick_info if TimerInfo is not None else self._on_tick_plain
         self._tick_timer = self.create_timer(1.0 / s.tick_rate_hz, tick_cb, callback_group=self._tick_group)
         # /clock jumps (sim time start, bag loops, seeks) must not count as skipped ticks
         self._jump_handle = self.get_clock().create_jump_callback(
-            JumpThreshold(min_forward=Duration(nanoseconds=max(10**9, 10 * self._tick_period_ns)),
+            JumpThreshold(min_forward=Duration(nanoseconds=max(10**9, 10 * p.tick_period_ns)),
                           min_backward=Duration(nanoseconds=-1), on_clock_change=True),
             post_callback=self._on_clock_jump)
-        self._diag_timer = self.create_timer(s.diagnostics_period_s, self._publish_diagnostics,
-                                             callback_group=self._misc_group,
-                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self._worker = threading.Thread(target=self._feature_worker, name="actfusion_features", daemon=True)
-        self._worker.start()
-        self._log.info(
-            f"listening on {self._image_sub.topic_name} "
-            f"({'CompressedImage' if s.compressed else 'Image'}, {s.qos_reliability}, depth {s.qos_depth}); "
-            f"model {self.stream.forecaster!r}; extractor {self.stream.extractor!r}; "
-            f"features {s.stream.feature_rate_hz:g} Hz, ticks {s.tick_rate_hz:g} Hz, r={s.stream.ratio:g}, "
-            f"window {s.stream.max_window_s:g} s; publishing {self._future_pub.topic_name} and "
-            f"{self._current_pub.topic_name}")
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the subscription, the ticks and the worker; drop the queued frames (counted in
+        ``frames_dropped``) and end the episode (``resets.deactivate``). The model stays loaded."""
+        self._stop_processing()
+        p = self._configured()
+        p.queue.clear()
+        p.stream.reset("deactivate")
+        self._log.info("deactivated: no images taken, no forecasts; the model stays loaded")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Drop the model (and the CUDA cache): back to unconfigured."""
+        result = super().on_cleanup(state)
+        self._drop_pipeline()
+        self._log.info("cleaned up: model released")
+        return result
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop everything (:meth:`close`), drop the model, then let the process end (:attr:`on_finalized`)."""
+        self.close()
+        self._drop_pipeline()
+        self._state = "finalized"
+        self._log.info("shut down (lifecycle transition)")
+        if self.on_finalized is not None:
+            self.on_finalized()
+        return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised: stop and drop everything, back to unconfigured."""
+        self._log.error(f"a lifecycle transition from {state.label!r} failed; back to unconfigured")
+        self._stop_processing()
+        self._drop_pipeline()
+        return SUCCESS
+
+    def _stop_processing(self) -> None:
+        """No more images taken or ticks run, the running tick finished, the worker stopped (bounded)."""
+        self._state = "inactive"  # a tick starting from now does nothing
+        if self._jump_handle is not None:
+            self._jump_handle.unregister()
+            self._jump_handle = None
+        for entity, destroy in ((self._tick_timer, self.destroy_timer), (self._image_sub, self.destroy_subscription)):
+            if entity is not None:
+                destroy(entity)
+        self._tick_timer = self._image_sub = None
+        if self._tick_lock.acquire(timeout=self.tick_wait_timeout_s):  # a tick in progress ends
+            self._tick_lock.release()
+        worker, self._feature_worker = self._feature_worker, None
+        if worker is not None and not worker.stop(self.worker_join_timeout_s):
+            self._log.warning(f"the feature worker is still busy {self.worker_join_timeout_s:g} s after "
+                              f"deactivation began; going on without it")
+
+    def _drop_pipeline(self) -> None:
+        """Forget the configured parts (publishers, stream, model) and free their memory."""
+        for pub in (self._future_pub, self._current_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self._future_pub = self._current_pub = None
+        pipeline, self._pipeline, self._feature_worker = self._pipeline, None, None
+        if pipeline is not None:
+            pipeline.queue.close()
+            del pipeline
+            release_device_memory()
+        self._state = "unconfigured"
+
+    def _configured(self) -> NodePipeline:
+        if self._pipeline is None:
+            raise RuntimeError(f"the node is {self._state}: nothing configured")
+        return self._pipeline
+
+    @property
+    def lifecycle_state(self) -> str:
+        """The primary lifecycle state: unconfigured, inactive, active or finalized."""
+        return self._state
+
+    # ------------------------------------------------------------------ parameters
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        """Our parameters change only while unconfigured (they are read by the next configure)."""
+        refusal = parameter_change_refusal([p.name for p in params], self._state)
+        return SetParametersResult(successful=refusal is None, reason=refusal or "")
+
+    def _on_parameters_set(self, params: list) -> None:
+        for p in params:  # a value set again replaces one rclpy refused at start-up
+            self._declaration_problems.pop(p.name, None)
+
+    # ------------------------------------------------------------------ configured parts (RuntimeError while
+    # unconfigured; tests and benchmarks read them)
+    settings = property(lambda self: self._configured().settings, doc="The validated parameters (NodeSettings).")
+    stream = property(lambda self: self._configured().stream, doc="The StreamingAnticipator (model loaded).")
+    _queue = property(lambda self: self._configured().queue)
+    _bad_images = property(lambda self: self._configured().bad_images)
+    _frame_errors = property(lambda self: self._configured().frame_errors)
+    _tick_errors = property(lambda self: self._configured().tick_errors)
+    _worker = property(lambda self: self._feature_worker.thread if self._feature_worker is not None else None)
 
     # ------------------------------------------------------------------ input
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        """Check the header and enqueue; nothing else (never decodes, never waits for features or inference)."""
-        self._images_received += 1
-        try:
-            stamp_ns = stamp_to_ns(msg.header.stamp)
-            self._missed_frames.observe(stamp_ns)
-            if not self.stream.admit(stamp_ns, self.get_clock().now().nanoseconds):
-                return  # stamped too far ahead of our clock: counted, not decoded
-            image = self._inspect(msg)  # decoded later, only if the sampler uses the frame
-        except (ImageConversionError, ValueError, TypeError) as err:
-            self._bad_images.record(error_kind(err), err)
-            return
-        self._queue.put((stamp_ns, image, msg.header.frame_id))
+        """Check the header and enqueue (NodePipeline.offer); never decodes, never waits for features or inference."""
+        p = self._pipeline
+        if p is not None:
+            p.offer(msg, self._now_ns())
 
-    def _feature_worker(self) -> None:
-        """Feed queued frames to the stream (decoding and the extractor run here, for the frames the
-        sampler uses)."""
-        while not self._closing.is_set():
-            item = self._queue.get()
-            if item is None:
-                continue
-            stamp_ns, image, frame_id = item
-            try:
-                self.stream.push_encoded(stamp_ns, image)
-            except Exception as err:  # noqa: BLE001 - counted and logged once per kind, never fatal
-                if not self._closing.is_set():  # after close() the node may be destroyed: touch nothing
-                    self._frame_errors.record(type(err).__name__, err)
-                continue
-            self._frame_id = frame_id
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
 
     # ------------------------------------------------------------------ ticks
     def _on_tick_info(self, info: TimerInfo) -> None:  # type: ignore[valid-type]
@@ -195,56 +338,59 @@ class ActFusionNode(Node):
         self._tick(self.get_clock().now().nanoseconds)
 
     def _tick(self, expected_ns: int) -> None:
-        """Count and skip overruns, else one StreamingAnticipator.tick and its publication.
-
-        ``expected_ns``: when this call was due (timer clock). A due time that fell while the previous
-        tick was still running is skipped and counted: this call itself if it is such a late call, and
-        the due times rcl dropped in between that lay inside the previous tick's run. Due times dropped
-        for other reasons (a coarse /clock, a busy machine) are not counted as skipped ticks.
-        """
-        if self._closing.is_set():
+        """One tick (NodePipeline.tick: overruns counted and skipped, the forecast published), only while
+        active; a deactivation waits for a running tick."""
+        if self._closing.is_set() or not self._tick_lock.acquire(blocking=False):
             return
-        now_ns = self.get_clock().now().nanoseconds
-        if not self._overruns.start(expected_ns, now_ns):
-            return
-        t0 = time.perf_counter()
-        result = None
         try:
-            result = self.stream.tick(now_ns)
-            if result is not None:
-                self._future_pub.publish(forecast_to_msg(result, self._frame_id))
-                self._current_pub.publish(segment_to_msg(result.current))
-                self._ticks.published()
-        except Exception as err:  # noqa: BLE001 - a failing tick must not kill the node
-            if result is not None:  # the stream gave a result: building or publishing it failed
-                self._ticks.publish_failed()
-            if self._closing.is_set() or not rclpy.ok(context=self.context):
-                return  # shutting down while a tick was running
-            self._tick_errors.record(type(err).__name__, err)
-            result = None
-        elapsed = time.perf_counter() - t0
-        self._overruns.finish(self.get_clock().now().nanoseconds)
-        self._ticks.finished(elapsed, result)
+            p = self._pipeline
+            if self._state == "active" and p is not None:
+                p.tick(expected_ns, self._now_ns, self._publish,
+                       lambda: self._closing.is_set() or not rclpy.ok(context=self.context))
+        finally:
+            self._tick_lock.release()
+
+    def _publish(self, result: ForecastResult, frame_id: str) -> None:
+        self._future_pub.publish(forecast_to_msg(result, frame_id))
+        self._current_pub.publish(segment_to_msg(result.current))
 
     def _on_clock_jump(self, jump: Any) -> None:
-        self._overruns.clock_jumped()
+        p = self._pipeline
+        if p is not None:
+            p.overruns.clock_jumped()
 
     # ------------------------------------------------------------------ services and diagnostics
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        self.stream.reset("service")
-        response.success = True
-        response.message = f"new episode {self.stream.episode}"
+        p = self._pipeline
+        if p is None:
+            response.success, response.message = False, f"the node is {self._state}: no episode to reset"
+            return response
+        response.success, response.message = True, p.reset_episode()
         self._log.info(f"reset requested: {response.message}")
         return response
 
     @property
     def last_result(self) -> ForecastResult | None:
         """The last result published (None before the first)."""
-        return self._ticks.last_result()
+        p = self._pipeline
+        return p.ticks.last_result() if p is not None else None
 
     def diagnostics_values(self) -> tuple[str, str, dict[str, Any]]:
-        """``(level, message, values)`` of the /diagnostics status (:mod:`actfusion_ros.node_diagnostics`)."""
-        return self._diagnostics.values()
+        """``(level, message, values)`` of the /diagnostics status (:mod:`actfusion_ros.node_diagnostics`,
+        in lifecycle terms by :func:`actfusion_ros.node_pipeline.lifecycle_status`)."""
+        p = self._pipeline
+        return lifecycle_status(self._state, p.diagnostics.values() if p is not None else None,
+                                self._configure_error)
+
+    def _start_diagnostics(self, period_s: float) -> None:
+        """(Re)start the /diagnostics timer (steady clock) with ``period_s``."""
+        if self._diag_timer is not None and period_s == self._diag_period_s:
+            return
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+        self._diag_period_s = period_s
+        self._diag_timer = self.create_timer(period_s, self._publish_diagnostics, callback_group=self._misc_group,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def _publish_diagnostics(self) -> None:
         if self._closing.is_set():
@@ -255,8 +401,10 @@ class ActFusionNode(Node):
                                                 level=level, message=message, values=values))
 
     # ------------------------------------------------------------------ shutdown
-    #: how long :meth:`close` waits for the feature worker to finish the frame it is extracting
+    #: how long :meth:`close` (and a deactivation) waits for the feature worker to finish its frame
     worker_join_timeout_s = 5.0
+    #: how long a deactivation waits for a running tick (inference) to finish
+    tick_wait_timeout_s = 60.0
 
     def close(self, timeout_s: float | None = None) -> bool:
         """Ordered, bounded stop (idempotent); call before ``destroy_node``. True when the worker ended.
@@ -268,30 +416,27 @@ class ActFusionNode(Node):
         of the node any more (it ends after its current frame, or with the process).
         """
         self._closing.set()
-        for timer in (getattr(self, "_tick_timer", None), getattr(self, "_diag_timer", None)):
+        for timer in (self._tick_timer, self._diag_timer):
             if timer is not None:
                 try:
                     timer.cancel()
                 except Exception:  # noqa: BLE001 - a timer of a shut-down context is stopped anyway
                     pass
-        sub = getattr(self, "_image_sub", None)
+        sub = self._image_sub
         if sub is not None and sub in self.subscriptions:
             try:
                 self.destroy_subscription(sub)  # no more images from DDS
             except Exception:  # noqa: BLE001 - destroyed with the node at the latest
                 pass
-        if self._queue is not None:
-            self._queue.close()  # the worker takes no more frames; get() wakes it
-        worker = self._worker
-        if worker is None or worker is threading.current_thread() or not worker.is_alive():
-            return True
+        if self._pipeline is not None:
+            self._pipeline.queue.close()  # the worker takes no more frames; get() wakes it
+        worker = self._feature_worker
         timeout = self.worker_join_timeout_s if timeout_s is None else timeout_s
-        worker.join(timeout)
-        if worker.is_alive():
-            self._log.warning(f"the feature worker is still busy {timeout:g} s after shutdown began; "
-                              f"shutting down without it")
-            return False
-        return True
+        if worker is None or worker.stop(timeout):
+            return True
+        self._log.warning(f"the feature worker is still busy {timeout:g} s after shutdown began; "
+                          f"shutting down without it")
+        return False
 
     def destroy_node(self) -> None:
         """:meth:`close` first (the worker stopped or given up on), only then the ROS entities."""

@@ -86,9 +86,14 @@ def _p(name: str, default: Any, description: str, minimum: Any = None, maximum: 
 
 _S = StreamConfig()  # the stream's own defaults, so the two never disagree
 
-#: Every parameter of ``actfusion_node``, in documentation order. All are read once at start-up
-#: (declared read-only); restart the node to change them. ``use_sim_time`` is declared by rclpy.
+#: Every parameter of ``actfusion_node``, in documentation order. They are read by the lifecycle
+#: transition ``configure`` and can be changed (``ros2 param set``) only while the node is unconfigured;
+#: ``autostart`` is read once at start-up. ``use_sim_time`` is declared by rclpy.
 PARAMETERS: tuple[ParamSpec, ...] = (
+    # --- lifecycle
+    _p("autostart", True,
+       "At start-up configure and activate the node (a failure then ends the process with exit 2); "
+       "false: stay unconfigured until 'ros2 lifecycle set <node> configure'."),
     # --- input
     _p("image_topic", "image",
        "Input image topic (relative names resolve in the node's namespace). The launch file keeps "
@@ -221,6 +226,7 @@ class NodeSettings:
     tick_rate_hz: float
     diagnostics_period_s: float
     stream: StreamConfig
+    autostart: bool = True
 
 
 def parse_extractor_kwargs(text: str) -> dict[str, Any]:
@@ -355,7 +361,7 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
         device=v["device"], num_threads=v["num_threads"], ddim_steps=v["ddim_steps"] or None,
         num_samples=v["num_samples"], seed=v["seed"], class_names_file=v["class_names_file"], extractor=v["extractor"],
         extractor_kwargs=kwargs, tick_rate_hz=v["tick_rate_hz"],
-        diagnostics_period_s=v["diagnostics_period_s"], stream=stream)
+        diagnostics_period_s=v["diagnostics_period_s"], stream=stream, autostart=v["autostart"])
 
 
 def read_params_file(path: str | Path, node_name: str = "actfusion_node") -> dict[str, Any]:

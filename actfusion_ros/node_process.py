@@ -11,6 +11,7 @@ from typing import Sequence
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.task import Future
 
 from actfusion_ros.builder import StartupError
 from actfusion_ros.node import NODE_NAME, ActFusionNode
@@ -20,7 +21,7 @@ __all__ = ["main"]
 
 
 def main(args: Sequence[str] | None = None, shutdown: ShutdownRequest | None = None) -> int:
-    """Spin until Ctrl-C / SIGTERM; exit 0 (also for a signal at any moment of start-up, spin or
+    """Spin until Ctrl-C / SIGTERM or the lifecycle transition shutdown; exit 0 (also for a signal at any moment of start-up, spin or
     shutdown), or 2 on a bad start. ``shutdown``: handlers already installed (actfusion_ros.node_entry);
     by default they are installed here and restored on return."""
     own = shutdown is None
@@ -55,10 +56,12 @@ def _run(args: Sequence[str] | None, shutdown: ShutdownRequest) -> int:
                 return 0
             raise
         executor = MultiThreadedExecutor(num_threads=3)
+        finalized: Future = Future()  # the lifecycle transition shutdown ends the spin: exit 0
+        node.on_finalized = lambda: finalized.set_result(True)
         try:
             executor.add_node(node)
             if not shutdown.requested:
-                executor.spin()
+                executor.spin_until_future_complete(finalized)
         except (KeyboardInterrupt, ShutdownSignal, ExternalShutdownException):
             pass
         except RuntimeError:
@@ -73,7 +76,8 @@ def _run(args: Sequence[str] | None, shutdown: ShutdownRequest) -> int:
 
 
 def _shut_down(node: ActFusionNode, executor: MultiThreadedExecutor) -> None:
-    """Timers, frames and worker first (ActFusionNode.close), then the executor, then the ROS entities."""
+    """Timers, frames and worker first (ActFusionNode.close), then the executor (it waits for the running
+    callbacks, e.g. the reply to a lifecycle shutdown), then the ROS entities."""
     node.close()
     for step in (lambda: executor.shutdown(timeout_sec=10.0), node.destroy_node):
         try:

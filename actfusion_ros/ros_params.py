@@ -1,12 +1,12 @@
 """Declaring ``actfusion_node``'s parameters on an rclpy node: descriptors and start-up problems (ROS glue).
 
 The table and the validation are ROS-free (:mod:`actfusion_ros.node_params`); this module turns each
-:class:`~actfusion_ros.node_params.ParamSpec` into a read-only ``ParameterDescriptor`` (with
+:class:`~actfusion_ros.node_params.ParamSpec` into a ``ParameterDescriptor`` (with
 ``IntegerRange`` / ``FloatingPointRange`` where numeric) and collects what rclpy refuses.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable, Mapping
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
@@ -17,7 +17,7 @@ from actfusion_ros.builder import StartupError
 from actfusion_ros.node_params import (PARAMETERS, NodeSettings, ParameterError, ParamSpec, declaration_problem,
                                        validate_values)
 
-__all__ = ["declare_node_parameters", "descriptor"]
+__all__ = ["declare_node_parameters", "descriptor", "node_settings"]
 
 # Parameters rclpy or launch may pass that are not ours (not reported as unknown).
 _FOREIGN_PARAMETERS = ("use_sim_time", "start_type_description_service", "start_parameter_services",
@@ -25,9 +25,9 @@ _FOREIGN_PARAMETERS = ("use_sim_time", "start_type_description_service", "start_
 
 
 def descriptor(p: ParamSpec) -> ParameterDescriptor:
-    """The read-only descriptor of ``p``: description, constraints, numeric range."""
-    desc = ParameterDescriptor(description=p.description, additional_constraints=p.constraints,
-                               read_only=True)
+    """The descriptor of ``p``: description, constraints, numeric range. Writable: the node itself refuses
+    changes outside the unconfigured state (they apply at the next ``configure``)."""
+    desc = ParameterDescriptor(description=p.description, additional_constraints=p.constraints)
     if p.type is int and p.minimum is not None:
         desc.integer_range = [IntegerRange(from_value=int(p.minimum), to_value=int(p.maximum), step=1)]
     elif p.type is float and p.minimum is not None:
@@ -36,35 +36,46 @@ def descriptor(p: ParamSpec) -> ParameterDescriptor:
     return desc
 
 
-def declare_node_parameters(node: Node, warn: Callable[[str], object]) -> NodeSettings:
-    """Declare every parameter of :data:`PARAMETERS` on ``node`` (read-only, with ranges) and validate
-    them; :class:`StartupError` lists every problem. ``warn`` receives the unknown parameters given.
+def declare_node_parameters(node: Node, warn: Callable[[str], object]) -> dict[str, str]:
+    """Declare every parameter of :data:`PARAMETERS` on ``node`` (with descriptors and ranges).
+
+    Returns what rclpy refused among the values given (params file, ``-p``), as ``{name: 'name: what is
+    wrong'}``: such a parameter is declared with its default instead, and its problem stands until it is
+    set again (see :func:`node_settings`). ``warn`` receives the unknown parameters given.
 
     ``node`` must be built with ``automatically_declare_parameters_from_overrides=True``, so that every
     override is visible through the public ``get_parameters_by_prefix``; ours are re-declared here with
     their descriptors.
     """
-    problems: list[str] = []
-    values: dict[str, Any] = {}
+    problems: dict[str, str] = {}
     given = {name: param.value for name, param in node.get_parameters_by_prefix("").items()}
     for p in PARAMETERS:
         if node.has_parameter(p.name):
             node.undeclare_parameter(p.name)  # auto-declared from its override, without a descriptor
         try:
-            values[p.name] = node.declare_parameter(p.name, p.default, descriptor(p)).value
+            node.declare_parameter(p.name, p.default, descriptor(p))
         except (InvalidParameterTypeException, InvalidParameterValueException, ParameterException) as err:
-            problems.append(declaration_problem(
+            problems[p.name] = declaration_problem(
                 p, given.get(p.name), err, wrong_type=isinstance(err, InvalidParameterTypeException),
-                out_of_range=isinstance(err, InvalidParameterValueException)))
+                out_of_range=isinstance(err, InvalidParameterValueException))
+            node.declare_parameter(p.name, p.default, descriptor(p), ignore_override=True)
     names = {p.name for p in PARAMETERS}
     unknown = sorted(n for n in given if n not in names and not n.startswith(_FOREIGN_PARAMETERS))
     if unknown:
         warn(f"ignoring unknown parameter(s) {unknown} (typo?); known: {sorted(names)}")
+    return problems
+
+
+def node_settings(node: Node, declaration_problems: Mapping[str, str]) -> NodeSettings:
+    """Validate the node's current parameter values; :class:`StartupError` lists every problem, those of
+    ``declaration_problems`` (values rclpy refused, not set again since) first."""
+    problems = list(declaration_problems.values())
+    values = {p.name: node.get_parameter(p.name).value for p in PARAMETERS if p.name not in declaration_problems}
+    settings = None
     try:
         settings = validate_values(values)
     except ParameterError as err:
         problems.extend(err.problems)
-        settings = None
     if problems:
         raise StartupError(str(ParameterError(problems)))
     assert settings is not None

@@ -6,6 +6,9 @@
   namespace and remaps; output goes to a log file whose tail is put into failure messages.
 * :class:`Client`: an rclpy node in its own context, spun in a background thread, recording what it
   receives (thread-safe lists) and publishing images.
+* :class:`LifecycleClient`: calls a managed node's standard lifecycle services (``~/get_state``,
+  ``~/change_state``, ``~/get_available_transitions``: what ``ros2 lifecycle get/set`` call) and its
+  ``~/set_parameters`` service (what ``ros2 param set`` calls).
 * :func:`node_session`: the one harness: a node process on its own domain and namespace, a client with
   an image publisher and subscriptions to the forecasts and /diagnostics, matched before it is handed over.
 
@@ -231,6 +234,64 @@ class Client:
             restore_env(self._old_env)
 
 
+class LifecycleClient:
+    """The standard lifecycle services of the managed node ``node_fqn`` (e.g. ``/ns/actfusion_node``), and its
+    parameter service, called from ``client``'s node. Every call waits at most ``timeout`` s for the reply;
+    a missing reply fails the test naming the service."""
+
+    def __init__(self, client: Client, node_fqn: str, timeout: float = 60.0) -> None:
+        from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
+        from rcl_interfaces.srv import SetParameters
+
+        self.node_fqn, self.timeout = node_fqn, timeout
+        make = client.node.create_client
+        self._get_state = make(GetState, f"{node_fqn}/get_state")
+        self._change_state = make(ChangeState, f"{node_fqn}/change_state")
+        self._transitions = make(GetAvailableTransitions, f"{node_fqn}/get_available_transitions")
+        self._set_parameters = make(SetParameters, f"{node_fqn}/set_parameters")
+
+    def ready(self) -> bool:
+        """True once every service has a server."""
+        return all(c.service_is_ready() for c in (self._get_state, self._change_state, self._transitions,
+                                                  self._set_parameters))
+
+    def _call(self, client: Any, request: Any, what: str) -> Any:
+        future = client.call_async(request)
+        wait_for(future.done, self.timeout, f"the reply of {client.srv_name} ({what})")
+        return future.result()
+
+    def get_state(self) -> str:
+        """The node's primary state label (``unconfigured``, ``inactive``, ``active``, ``finalized``)."""
+        return self._call(self._get_state, self._get_state.srv_type.Request(), "get").current_state.label
+
+    def change_state(self, transition: str) -> bool:
+        """Trigger ``transition`` (``configure``, ``activate``, ``deactivate``, ``cleanup``, ``shutdown``) as
+        ``ros2 lifecycle set`` does: its id looked up among the available transitions, then sent to
+        ``change_state``. True when it succeeded; False when it failed or is not available now."""
+        ids = {label: tid for tid, label in self._transition_ids()}
+        if transition not in ids:
+            return False
+        request = self._change_state.srv_type.Request()
+        request.transition.id = ids[transition]
+        return bool(self._call(self._change_state, request, transition).success)
+
+    def available_transitions(self) -> list[str]:
+        """The labels of the transitions possible from the current state (``ros2 lifecycle list``)."""
+        return [label for _, label in self._transition_ids()]
+
+    def _transition_ids(self) -> list[tuple[int, str]]:
+        reply = self._call(self._transitions, self._transitions.srv_type.Request(), "list")
+        return [(t.transition.id, t.transition.label) for t in reply.available_transitions]
+
+    def set_parameters(self, values: dict[str, Any]) -> list[Any]:
+        """Set parameters as ``ros2 param set`` does; the ``SetParametersResult`` of each."""
+        from rclpy.parameter import Parameter
+
+        request = self._set_parameters.srv_type.Request()
+        request.parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+        return list(self._call(self._set_parameters, request, f"set {sorted(values)}").results)
+
+
 def make_image(msg_type: Any, rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8", pad: int = 0,
                frame_id: str = "camera") -> Any:
     """A ``sensor_msgs/Image`` from an RGB array (data assigned as bytes: the fast path)."""
@@ -275,6 +336,7 @@ class NodeSession:
     current_topic: str
     future_sub: Any
     diagnostics_sub: Any
+    lifecycle: LifecycleClient | None = None
 
     def diagnostics(self) -> list[dict[str, str]]:
         """The node's /diagnostics values received so far, oldest first."""
@@ -287,13 +349,16 @@ class NodeSession:
 def node_session(workdir: Path, params: dict[str, Any], *, name: str, image_depth: int = 10,
                  reliable: bool = True, depth: int = 200, current: bool = False, match_s: float = 60.0,
                  extra_args: Iterable[str] = (), module: str = "actfusion_ros.node",
-                 module_args: Iterable[str] = ()) -> Iterator[NodeSession]:
+                 module_args: Iterable[str] = (), active: bool = True) -> Iterator[NodeSession]:
     """Start ``actfusion_node`` with ``params`` (written to ``workdir/params.yaml``, log in
     ``workdir/node.log``) on a fresh domain under the namespace ``/<name><pid>``, its ``image`` input
     remapped to ``<ns>/camera``; connect a client publishing images there (``image_depth``, reliable or
     best effort) and subscribed (``depth``) to the forecasts, /diagnostics and, with ``current``, the
     current action; wait until they match (``RuntimeError`` with the node's log if it exits first).
-    On the way out the client is closed and the process killed if still running."""
+    ``active=False`` (a node started with ``autostart: false``): wait only for its lifecycle services and
+    /diagnostics, since its image subscription and forecast publishers appear with configure / activate.
+    ``session.lifecycle`` calls the node's lifecycle and parameter services. On the way out the client is
+    closed and the process killed if still running."""
     from actfusion_msgs.msg import ActionForecast, ActionSegment
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -315,13 +380,13 @@ def node_session(workdir: Path, params: dict[str, Any], *, name: str, image_dept
         if current:
             client.subscribe(current_topic, ActionSegment, depth)
         diag_sub = client.subscribe("/diagnostics", DiagnosticArray, depth)
-        wait_for(lambda: not node.alive() or (pub.get_subscription_count() > 0
-                                              and future_sub.get_publisher_count() > 0
-                                              and diag_sub.get_publisher_count() > 0),
+        lifecycle = LifecycleClient(client, f"{ns}/actfusion_node", timeout=match_s)
+        wait_for(lambda: not node.alive() or (diag_sub.get_publisher_count() > 0 and lifecycle.ready() and (
+                     not active or (pub.get_subscription_count() > 0 and future_sub.get_publisher_count() > 0))),
                  match_s, "the node's subscription and publishers to match", details=node.log_tail)
         if not node.alive():
             raise RuntimeError(f"the node exited with {node.proc.returncode} before matching\n{node.log_tail()}")
-        yield NodeSession(node, client, ns, pub, future_topic, current_topic, future_sub, diag_sub)
+        yield NodeSession(node, client, ns, pub, future_topic, current_topic, future_sub, diag_sub, lifecycle)
     finally:
         node.kill()
         if client is not None:

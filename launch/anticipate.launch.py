@@ -5,6 +5,8 @@ Arguments:
   namespace     namespace of the node and of its relative topics (default: none)
   image_topic   topic the node's input 'image' is remapped to (default: /camera/image_raw)
   use_sim_time  follow /clock (e.g. when playing a bag with --clock) (default: false)
+  autostart     configure and activate the (lifecycle) node at start; false: it waits unconfigured for
+                `ros2 lifecycle set /actfusion_node configure` (default: true; overrides the params file)
 """
 import os
 
@@ -25,6 +27,7 @@ def generate_launch_description() -> LaunchDescription:
     namespace = LaunchConfiguration("namespace")
     image_topic = LaunchConfiguration("image_topic")
     use_sim_time = LaunchConfiguration("use_sim_time")
+    autostart = LaunchConfiguration("autostart")
     return LaunchDescription([
         DeclareLaunchArgument("params_file", default_value=default_params,
                               description="Parameters YAML of actfusion_node"),
@@ -35,6 +38,9 @@ def generate_launch_description() -> LaunchDescription:
                                           "in the params file)"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="Use /clock as the ROS time"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="Configure and activate the lifecycle node at start (false: "
+                                          "wait for 'ros2 lifecycle set <node> configure')"),
         Node(
             package=PACKAGE,
             executable="actfusion_node",
@@ -42,7 +48,8 @@ def generate_launch_description() -> LaunchDescription:
             namespace=namespace,
             output="screen",
             emulate_tty=True,
-            parameters=[params_file, {"use_sim_time": ParameterValue(use_sim_time, value_type=bool)}],
+            parameters=[params_file, {"use_sim_time": ParameterValue(use_sim_time, value_type=bool),
+                                       "autostart": ParameterValue(autostart, value_type=bool)}],
             remappings=[("image", image_topic)],
         ),
     ])

@@ -312,7 +312,7 @@ def test_main_exits_cleanly_when_a_signal_races_the_executor(monkeypatch, shut_d
     import actfusion_ros.node_process as node_module
 
     class RacingExecutor(MultiThreadedExecutor):
-        def spin(self) -> None:
+        def spin_until_future_complete(self, future, timeout_sec=None) -> None:  # what node_process spins
             if shut_down:
                 rclpy.shutdown()                    # what rclpy's SIGINT / SIGTERM handler does
             raise RuntimeError("failed to initialize wait set: the given context is not valid, either "

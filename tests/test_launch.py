@@ -97,11 +97,12 @@ def _split(ld: LaunchDescription) -> tuple[dict[str, DeclareLaunchArgument], Nod
 
 def test_launch_arguments(description: LaunchDescription) -> None:
     args, _ = _split(description)
-    assert set(args) == {"params_file", "namespace", "image_topic", "use_sim_time"}
+    assert set(args) == {"params_file", "namespace", "image_topic", "use_sim_time", "autostart"}
     assert args["params_file"].default_value == f"{FAKE_SHARE}/config/anticipate.yaml"
     assert args["namespace"].default_value == ""
     assert args["image_topic"].default_value == "/camera/image_raw"
     assert args["use_sim_time"].default_value == "false"
+    assert args["autostart"].default_value == "true"
     assert all(a.description for a in args.values())
 
 
@@ -110,7 +111,7 @@ def test_node_description(description: LaunchDescription) -> None:
     kw = node.kwargs
     assert (kw["package"], kw["executable"], kw["name"]) == ("actfusion_ros", "actfusion_node", "actfusion_node")
     launch_args = {"params_file": "/p.yaml", "namespace": "/robot1", "image_topic": "/cam/rgb",
-                   "use_sim_time": "true"}
+                   "use_sim_time": "true", "autostart": "false"}
     assert isinstance(kw["namespace"], LaunchConfiguration)
     assert kw["namespace"].resolve(launch_args) == "/robot1"
     # the node's input 'image' is remapped to the image_topic argument
@@ -121,7 +122,10 @@ def test_node_description(description: LaunchDescription) -> None:
     sim = overrides["use_sim_time"]
     assert isinstance(sim, ParameterValue) and sim.value_type is bool
     assert sim.value.resolve(launch_args) == "true"
-    for name in ("namespace", "image_topic", "params_file", "use_sim_time"):
+    autostart = overrides["autostart"]        # the lifecycle node's autostart parameter
+    assert isinstance(autostart, ParameterValue) and autostart.value_type is bool
+    assert autostart.value.resolve(launch_args) == "false"
+    for name in ("namespace", "image_topic", "params_file", "use_sim_time", "autostart"):
         assert name in args
 
 

@@ -289,6 +289,7 @@ def test_node_over_dds(tmp_path: Path) -> None:
         node, client, pub, ns = session.node, session.client, session.image_pub, session.namespace
         fut_topic, cur_topic = session.future_topic, session.current_topic
         reset = client.node.create_client(Trigger, f"{ns}/actfusion_node/reset")
+        assert session.lifecycle.get_state() == "active"       # autostart (the default): configured + activated
 
         def log() -> str:
             return node.log_tail()

@@ -1,5 +1,6 @@
 """The node's ROS-free parts: frame queue, kind counters, class names, tick overruns, tick statistics and
-diagnostics, error kinds, the builder, parameter declaration problems, process threads."""
+diagnostics, error kinds, the builder, parameter declaration problems, process threads, the lifecycle
+rules (status per state, parameter changes)."""
 from __future__ import annotations
 
 import threading
@@ -17,6 +18,7 @@ from actfusion_ros.frames import (ERROR_KINDS, ImageConversionError, ImageTooLar
                                   image_to_rgb)
 from actfusion_ros.node_diagnostics import NodeDiagnostics, TickStats
 from actfusion_ros.node_params import declaration_problem, spec, validate_values
+from actfusion_ros.node_pipeline import lifecycle_status, parameter_change_refusal
 from actfusion_ros.reporting import KindCounter, error_kind
 from actfusion_ros.tick_overruns import TickOverrunCounter
 from actfusion_model.labels import load_class_names
@@ -38,6 +40,41 @@ def test_frame_queue_drops_oldest_and_closes() -> None:
     q.close()
     t.join(2)
     assert not t.is_alive() and got == [None]
+
+
+def test_frame_queue_clear_counts_and_reopen_accepts_again() -> None:
+    """Deactivating drops the waiting frames (counted, so images_received still adds up); activating again
+    reopens the queue the previous deactivation closed."""
+    q = FrameQueue(4)
+    for i in range(3):
+        q.put(i)
+    assert q.clear() == 3 and q.dropped == 3 and len(q) == 0
+    q.close()
+    assert q.get(timeout=0.01) is None
+    q.reopen()
+    q.put("next")
+    assert q.get(timeout=1.0) == "next"
+
+
+def test_lifecycle_status_per_state() -> None:
+    active = ("warn", "waiting for images", {"episode": 0})
+    assert lifecycle_status("unconfigured", None, None) == (
+        "warn", "unconfigured: no model loaded", {"lifecycle_state": "unconfigured"})
+    level, message, values = lifecycle_status("unconfigured", None, "2 invalid parameter(s):\n  a: x\n  b: y")
+    assert (level, values) == ("error", {"lifecycle_state": "unconfigured"})
+    assert message == "unconfigured: configure failed: 2 invalid parameter(s): a: x b: y"
+    assert lifecycle_status("inactive", active, None) == (
+        "ok", "inactive: model loaded, not processing images", {"lifecycle_state": "inactive", "episode": 0})
+    assert lifecycle_status("active", active, None) == (
+        "warn", "waiting for images", {"lifecycle_state": "active", "episode": 0})
+
+
+def test_parameters_change_only_while_unconfigured() -> None:
+    assert parameter_change_refusal(["checkpoint", "random_weights"], "unconfigured") is None
+    refusal = parameter_change_refusal(["random_weights", "checkpoint"], "inactive")
+    assert refusal is not None and refusal.startswith("checkpoint, random_weights: can be changed only while")
+    assert parameter_change_refusal(["use_sim_time"], "active") is None      # rclpy's own
+    assert parameter_change_refusal(["autostart"], "active") is None         # read once, at start-up
 
 
 def test_kind_counter_logs_once_per_kind() -> None:

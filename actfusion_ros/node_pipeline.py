@@ -1,0 +1,233 @@
+"""What ``actfusion_node`` holds between ``configure`` and ``cleanup``, and its feature worker (ROS-free).
+
+:class:`NodePipeline` is everything the lifecycle transition ``configure`` builds from the validated
+settings: the :class:`~actfusion_ros.stream.StreamingAnticipator` (model loaded), the frame queue, the
+counters and the /diagnostics builder; ``cleanup`` drops every reference to it, then
+:func:`release_device_memory` collects it and empties the CUDA cache. :class:`FeatureWorker` is the thread that feeds queued frames to the stream,
+started by ``activate`` and stopped by ``deactivate``. :func:`lifecycle_status` is the /diagnostics
+status of a node in any lifecycle state. The rules (what each state does) are in docs/node.md, "Lifecycle".
+"""
+from __future__ import annotations
+
+import functools
+import gc
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from actfusion_ros.builder import build_anticipator
+from actfusion_ros.frame_gaps import MissedFrameEstimator
+from actfusion_ros.frame_queue import FrameQueue
+from actfusion_ros.frames import ImageConversionError, inspect_compressed, inspect_image
+from actfusion_ros.node_diagnostics import NodeDiagnostics, TickStats
+from actfusion_ros.node_params import NodeSettings
+from actfusion_ros.reporting import KindCounter, error_kind
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import Forecaster, ForecastResult
+from actfusion_ros.tick_overruns import TickOverrunCounter
+from actfusion_ros.time_ns import NS_PER_S, seconds_to_ns, stamp_to_ns
+
+__all__ = ["FeatureWorker", "LIFECYCLE_STATES", "NodePipeline", "lifecycle_status", "parameter_change_refusal",
+           "release_device_memory"]
+
+#: the primary states of a ROS 2 managed node, as ``ros2 lifecycle get`` names them
+LIFECYCLE_STATES = ("unconfigured", "inactive", "active", "finalized")
+
+
+@dataclass
+class NodePipeline:
+    """The configured node's parts: stream (model), queue, counters, tick statistics, diagnostics."""
+
+    settings: NodeSettings
+    stream: StreamingAnticipator
+    queue: FrameQueue
+    bad_images: KindCounter
+    frame_errors: KindCounter
+    tick_errors: KindCounter
+    missed_frames: MissedFrameEstimator
+    overruns: TickOverrunCounter
+    ticks: TickStats
+    diagnostics: NodeDiagnostics
+    tick_period_ns: int
+    inspect: Callable[[Any], Any]  # header check of an Image / CompressedImage (actfusion_ros.frames)
+    images_received: int = 0
+    frame_id: str = ""  # frame id of the last frame handed to the stream
+
+    @classmethod
+    def build(cls, settings: NodeSettings, *, forecaster: Forecaster | None = None,
+              class_names: Sequence[str] | None = None, info: Callable[[str], object],
+              warning: Callable[[str], object], error: Callable[[str], object]) -> "NodePipeline":
+        """Load the model and assemble the parts; :class:`~actfusion_ros.builder.StartupError` says why not.
+
+        ``info`` / ``warning`` / ``error``: the node's log (progress lines, bad images and rejected frames
+        once per kind, failed ticks once per kind)."""
+        stream = build_anticipator(settings, forecaster=forecaster, class_names=class_names, log=info)
+        queue = FrameQueue(settings.queue_size)
+        bad_images = KindCounter("bad image skipped", warning)
+        frame_errors = KindCounter("frame rejected by the stream", warning)
+        tick_errors = KindCounter("tick failed", error)
+        missed_frames = MissedFrameEstimator(seconds_to_ns(settings.stream.episode_gap_s))
+        period_ns = int(round(NS_PER_S / settings.tick_rate_hz))
+        overruns = TickOverrunCounter(period_ns)
+        ticks = TickStats()
+        pipeline: NodePipeline | None = None
+        diagnostics = NodeDiagnostics(
+            stream, queue=queue, missed_frames=missed_frames, bad_images=bad_images, frame_errors=frame_errors,
+            tick_errors=tick_errors, ticks=ticks, overruns=overruns,
+            images_received=lambda: pipeline.images_received if pipeline is not None else 0)
+        inspect = functools.partial(inspect_compressed if settings.compressed else inspect_image,
+                                    max_pixels=settings.max_image_pixels)
+        pipeline = cls(settings, stream, queue, bad_images, frame_errors, tick_errors, missed_frames, overruns,
+                       ticks, diagnostics, period_ns, inspect)
+        return pipeline
+
+    def describe(self, image_topic: str, outputs: Sequence[str]) -> str:
+        """The log line of an activation: input, model, extractor, rates, outputs."""
+        s = self.settings
+        return (f"listening on {image_topic} ({'CompressedImage' if s.compressed else 'Image'}, "
+                f"{s.qos_reliability}, depth {s.qos_depth}); model {self.stream.forecaster!r}; extractor "
+                f"{self.stream.extractor!r}; features {s.stream.feature_rate_hz:g} Hz, ticks {s.tick_rate_hz:g} Hz, "
+                f"r={s.stream.ratio:g}, window {s.stream.max_window_s:g} s; publishing {' and '.join(outputs)}")
+
+    def reset_episode(self) -> str:
+        """The ``~/reset`` service: start a new episode; the reply's message."""
+        self.stream.reset("service")
+        return f"new episode {self.stream.episode}"
+
+    def offer(self, msg: Any, now_ns: int) -> None:
+        """The image callback: count ``msg``, check its header (never decodes) and enqueue it. Frames stamped
+        too far ahead of ``now_ns`` and bad images are counted (bad images per kind, logged once per kind)."""
+        self.images_received += 1
+        try:
+            stamp_ns = stamp_to_ns(msg.header.stamp)
+            self.missed_frames.observe(stamp_ns)
+            if not self.stream.admit(stamp_ns, now_ns):
+                return  # stamped too far ahead of the clock: counted, not decoded
+            image = self.inspect(msg)  # decoded later, only if the sampler uses the frame
+        except (ImageConversionError, ValueError, TypeError) as err:
+            self.bad_images.record(error_kind(err), err)
+            return
+        self.queue.put((stamp_ns, image, msg.header.frame_id))
+
+    def tick(self, expected_ns: int, clock_ns: Callable[[], int], publish: Callable[[ForecastResult, str], object],
+             shutting_down: Callable[[], bool]) -> None:
+        """Count and skip an overrun, else one :meth:`StreamingAnticipator.tick` and ``publish(result, frame_id)``.
+
+        ``expected_ns``: when this call was due (timer clock); ``clock_ns``: the node's clock. A due time
+        that fell while the previous tick was still running is skipped and counted
+        (:class:`~actfusion_ros.tick_overruns.TickOverrunCounter`). A failing tick (forecaster, message
+        building, publication) is counted and logged once per kind, unless ``shutting_down()``.
+        """
+        now_ns = clock_ns()
+        if not self.overruns.start(expected_ns, now_ns):
+            return
+        t0 = time.perf_counter()
+        result = None
+        try:
+            result = self.stream.tick(now_ns)
+            if result is not None:
+                publish(result, self.frame_id)
+                self.ticks.published()
+        except Exception as err:  # noqa: BLE001 - a failing tick must not kill the node
+            if result is not None:  # the stream gave a result: building or publishing it failed
+                self.ticks.publish_failed()
+            if shutting_down():
+                return  # shutting down while a tick was running
+            self.tick_errors.record(type(err).__name__, err)
+            result = None
+        elapsed = time.perf_counter() - t0
+        self.overruns.finish(clock_ns())
+        self.ticks.finished(elapsed, result)
+
+def release_device_memory() -> None:
+    """Collect garbage and, when torch is loaded and CUDA available, empty its cache (never imports torch)."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - freeing memory is best effort, never a failed transition
+        pass
+
+
+class FeatureWorker:
+    """A thread feeding the queue's frames to the stream (decoding and the extractor run here).
+
+    Each worker has its own stop flag, so one still busy with a slow frame after :meth:`stop` gave up on
+    it never takes frames queued after a later activation. ``on_error(kind, err)`` counts a frame the
+    stream refused (never called once stopping began: the node may be gone by then).
+    """
+
+    def __init__(self, pipeline: NodePipeline, on_error: Callable[[str, BaseException], object]) -> None:
+        self._pipeline = pipeline
+        self._on_error = on_error
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="actfusion_features", daemon=True)
+
+    def start(self) -> "FeatureWorker":
+        self._pipeline.queue.reopen()
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        p = self._pipeline
+        while not self._stop.is_set():
+            item = p.queue.get()
+            if item is None or self._stop.is_set():
+                continue
+            stamp_ns, image, frame_id = item
+            try:
+                p.stream.push_encoded(stamp_ns, image)
+            except Exception as err:  # noqa: BLE001 - counted and logged once per kind, never fatal
+                if not self._stop.is_set():
+                    self._on_error(type(err).__name__, err)
+                continue
+            p.frame_id = frame_id
+
+    def signal_stop(self) -> None:
+        """Take no more frames (the queue is closed, which wakes a waiting worker)."""
+        self._stop.set()
+        self._pipeline.queue.close()
+
+    def stop(self, timeout_s: float) -> bool:
+        """:meth:`signal_stop`, then wait at most ``timeout_s`` for the frame in progress; True when ended."""
+        self.signal_stop()
+        if self.thread is threading.current_thread() or not self.thread.is_alive():
+            return True
+        self.thread.join(timeout_s)
+        return not self.thread.is_alive()
+
+
+def parameter_change_refusal(names: Sequence[str], state: str) -> str | None:
+    """Why the node's parameters ``names`` cannot be set in lifecycle ``state`` (None: they can). They are
+    read by ``configure``, so they change only while unconfigured; ``autostart`` (read once, at start-up)
+    and parameters that are not the node's (``use_sim_time``, ...) always can."""
+    from actfusion_ros.node_params import PARAMETER_NAMES
+
+    ours = sorted(n for n in names if n in PARAMETER_NAMES and n != "autostart")
+    if not ours or state == "unconfigured":
+        return None
+    return (f"{', '.join(ours)}: can be changed only while the node is unconfigured (it is {state}); "
+            f"deactivate and clean it up first, the values apply at the next configure")
+
+
+def lifecycle_status(state: str, values: tuple[str, str, dict[str, Any]] | None,
+                     configure_error: str | None) -> tuple[str, str, dict[str, Any]]:
+    """The node's /diagnostics ``(level, message, values)`` in lifecycle ``state``.
+
+    ``values``: the configured pipeline's status (None when unconfigured); ``configure_error``: why the
+    last configure failed (None if it did not). Unconfigured: ERROR after a failed configure, else WARN;
+    inactive: OK (model loaded, not processing); active: the pipeline's own status. Every status has the
+    key ``lifecycle_state``."""
+    if values is None:
+        if configure_error:
+            why = " ".join(configure_error.split())
+            return "error", f"unconfigured: configure failed: {why}", {"lifecycle_state": state}
+        return "warn", f"{state}: no model loaded", {"lifecycle_state": state}
+    level, message, pipeline_values = values
+    pipeline_values = {"lifecycle_state": state, **pipeline_values}
+    if state != "active":
+        return "ok", f"{state}: model loaded, not processing images", pipeline_values
+    return level, message, pipeline_values
