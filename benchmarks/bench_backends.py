@@ -136,8 +136,9 @@ def latency_table(args: argparse.Namespace, work: Path) -> None:
 
 def interleaved_ticks(backend: Backend, obs: torch.Tensor, horizon: int, *, steps: int, samples: Sequence[int],
                       repeats: int) -> dict[int, dict[str, float]]:
-    """Per K of ``samples``: median tick (``total_s``), sampling part (``sample_s``) and process CPU time
-    (``cpu_s``: not inflated by other processes on a shared CPU) of ``repeats`` rounds, each round one
+    """Per K of ``samples``: median tick (``total_s``), sampling part (``sample_s``: the DDIM loop), process CPU
+    time (``cpu_s``: not inflated by other processes on a shared CPU) and ``encode_s`` (the noise draw of all
+    K samples and steps, the input and the encoder pass) of ``repeats`` rounds, each round one
     tick of every K in turn (so a change of load hits every K alike), after one warm-up tick per K."""
     runs: dict[int, list[dict[str, float]]] = {k: [] for k in samples}
     for round_ in range(repeats + 1):
@@ -156,7 +157,7 @@ def interleaved_ticks(backend: Backend, obs: torch.Tensor, horizon: int, *, step
 def sampling_table(args: argparse.Namespace, work: Path) -> None:
     """K sampled futures x DDIM steps: tick latency and its ratio to one sample (see the module docstring)."""
     print("| model | T | backend | DDIM steps | K | tick median (ms) | tick x K=1 | CPU median (ms) | CPU x K=1 "
-          "| encoder (ms) | per step (ms) | per step x K=1 |")
+          "| encoder + noise (ms) | per step (ms) | per step x K=1 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     length = args.sampling_length
     models = ([(Path(args.checkpoint).name, _checkpoint_model(args.checkpoint))] if args.checkpoint

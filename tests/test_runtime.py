@@ -335,8 +335,8 @@ def test_onnxruntime_runs_k_samples_in_chunks_that_equal_one_call(tiny_onnx: Pat
     torch.testing.assert_close(runs[1].future_probs, runs[0].future_probs, atol=1e-5, rtol=0)
     torch.testing.assert_close(runs[1].observed_probs, runs[0].observed_probs, atol=1e-5, rtol=0)
     auto = load_backend("onnxruntime", tiny_onnx, intra_op_threads=1)
-    assert auto.sample_chunk == "auto" and auto.chunk_size(16, 1024) == 4 and auto.chunk_size(16, 256) == 16
-    assert auto.chunk_size(3, 5000) == 1 and whole.chunk_size(16, 1024) == 16
+    assert auto.sample_chunk == "auto" and auto.chunk_size(16, 1024) == 2 and auto.chunk_size(16, 256) == 8
+    assert auto.chunk_size(3, 5000) == 1 and auto.chunk_size(3, 256) == 3 and whole.chunk_size(16, 1024) == 16
     with pytest.raises(BackendError, match="sample_chunk"):
         load_backend("onnxruntime", tiny_onnx, sample_chunk=0)
 

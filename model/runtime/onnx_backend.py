@@ -49,13 +49,14 @@ class OnnxRuntimeBackend:
     count at start-up (:mod:`actfusion_model.torch_threads`: never per forecast). ``verify_hashes``: refuse graph files that differ from the manifest.
     ``sample_chunk``: the most samples one ``denoise_step_batch`` call takes on the CPU provider (K samples
     go through it in chunks; a chunk of one uses ``denoise_step``); ``"auto"`` (default) keeps a chunk's
-    activations about L2-sized, ``max(1, CHUNK_FRAMES // T)`` samples of T frames (4 at T = 1024: one call
-    of 16 samples cost 18x one sample there, four calls of 4 cost 14.6x; docs/sampling.md); ``None``: all K
-    in one call. Every sample is computed on its own in the graph, so chunks give the same result.
+    activations well inside the L2 cache, ``max(1, CHUNK_FRAMES // T)`` samples of T frames (2 at T = 1024,
+    8 at T = 256): at T = 1024 all 16 samples in one call cost 15.3x one sample per tick, calls of 1, 2 or 4
+    samples 12.9-13.2x; at T = 256 calls of 8 or more were best (docs/sampling.md). ``None``: all K in one
+    call. Every sample is computed on its own in the graph, so chunks give the same result.
     """
 
-    #: ``sample_chunk="auto"``: samples x frames per call (measured at T = 256 and 1024 on the 50salads preset).
-    CHUNK_FRAMES = 4096
+    #: ``sample_chunk="auto"``: samples x frames per call (measured at T = 256 and 1024, 50salads preset).
+    CHUNK_FRAMES = 2048
 
     name = "onnxruntime"
 
