@@ -175,12 +175,16 @@ def sampling_table(args: argparse.Namespace, work: Path) -> None:
                                           repeats=args.repeats)
                 one = stats.get(1)
                 for k, s in stats.items():
-                    ratio = (lambda key: f"{s[key] / one[key]:.2f}x") if one else (lambda key: "-")
                     print(f"| {label} | {length} | {name} | {steps} | {k} | {1000 * s['total_s']:.1f} | "
-                          f"{ratio('total_s')} | {1000 * s['cpu_s']:.1f} | {ratio('cpu_s')} | "
-                          f"{1000 * s['encode_s']:.1f} | {1000 * s['sample_s'] / steps:.2f} | {ratio('sample_s')} |",
-                          flush=True)
+                          f"{_ratio(s, one, 'total_s')} | {1000 * s['cpu_s']:.1f} | {_ratio(s, one, 'cpu_s')} | "
+                          f"{1000 * s['encode_s']:.1f} | {1000 * s['sample_s'] / steps:.2f} | "
+                          f"{_ratio(s, one, 'sample_s')} |", flush=True)
                 print(f"# load average {os.getloadavg()[0]:.2f} after {name}, {steps} steps", flush=True)
+
+
+def _ratio(stats: dict[str, float], one: dict[str, float] | None, key: str) -> str:
+    """``stats[key]`` over the K = 1 figure, or "-" without a K = 1 row."""
+    return f"{stats[key] / one[key]:.2f}x" if one else "-"
 
 
 def _checkpoint_model(path: str) -> ActFusion:
@@ -244,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--step-grid", type=int, nargs="+", default=[25, 10, 5], help="DDIM steps of --sampling")
     p.add_argument("--sampling-length", type=int, default=1024, help="T of --sampling (default 1024)")
     p.add_argument("--sample-chunk", nargs="+", default=["auto"],
-                   help="ONNX Runtime sample_chunk settings of --sampling: auto, all (one call) or a count; one row each")
+                   help="ONNX Runtime sample_chunk settings of --sampling: auto, all (one call) or a count; "
+                   "one row each")
     args = p.parse_args(argv)
     if any(k < 1 for k in args.samples) or any(s < 1 for s in args.step_grid):
         p.error("--samples and --step-grid values must be >= 1")

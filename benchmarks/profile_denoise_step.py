@@ -110,7 +110,8 @@ def profile(session: Any, feed: dict[str, np.ndarray], runs: int) -> tuple[dict[
 def torch_profile(preset: str, length: int, samples: int, runs: int, threads: int) -> None:
     """Self CPU time per aten op and run of the eager decoder step at K = 1 and K = ``samples``."""
     import torch
-    from torch.profiler import ProfilerActivity, profile as torch_prof
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_prof
 
     from actfusion_model.config import model_config
     from actfusion_model.network import ActFusion
@@ -141,9 +142,11 @@ def torch_profile(preset: str, length: int, samples: int, runs: int, threads: in
     shown = [op for op in ops if per_k[samples][op][0] >= 0.01 * totals[samples]]  # the ops of >= 1% of K's time
     for op in shown:
         one, many = per_k[1].get(op, (0.0, 0.0)), per_k[samples][op]
-        print(f"| {op} | {one[0]:.0f} | {one[1]:.0f} | {many[0]:.0f} | {many[0] / one[0] if one[0] else float('nan'):.1f} |")
+        growth = f"{many[0] / one[0]:.1f}" if one[0] else "-"
+        print(f"| {op} | {one[0]:.0f} | {one[1]:.0f} | {many[0]:.0f} | {growth} |")
     rest = [sum(per_k[k].get(op, (0.0, 0.0))[0] for op in ops if op not in shown) for k in (1, samples)]
-    print(f"| {len(ops) - len(shown)} other ops | {rest[0]:.0f} | | {rest[1]:.0f} | {rest[1] / max(rest[0], 1e-9):.1f} |")
+    print(f"| {len(ops) - len(shown)} other ops | {rest[0]:.0f} | | {rest[1]:.0f} | "
+          f"{rest[1] / max(rest[0], 1e-9):.1f} |")
     print(f"| all | {totals[1]:.0f} | | {totals[samples]:.0f} | {totals[samples] / totals[1]:.1f} |")
 
 
@@ -207,7 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             session_options_table(onnx_dir, feeds, args.runs, args.threads)
             return 0
         results = {}
-        for tag, graph, k in (("one", "denoise_step", 1), ("batch1", BATCH_GRAPH, 1), ("batchK", BATCH_GRAPH, args.samples)):
+        runs = (("one", "denoise_step", 1), ("batch1", BATCH_GRAPH, 1), ("batchK", BATCH_GRAPH, args.samples))
+        for tag, graph, k in runs:
             session = _session(onnx_dir / f"{graph}.onnx", args.threads, str(Path(tmp) / f"profile_{tag}"))
             results[tag] = profile(session, {**terms, "timestep": step, "x01": x01[:k]}, args.runs)
     k = args.samples
@@ -224,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{results['batchK'][1].get(op, 0):.0f} | {ratio} |")
     totals = {t: sum(r[0].values()) for t, r in results.items()}
     print(f"| all | {totals['one']:.0f} | {sum(results['one'][1].values()):.0f} | {totals['batch1']:.0f} | "
-          f"{totals['batchK']:.0f} | {sum(results['batchK'][1].values()):.0f} | {totals['batchK'] / totals['one']:.1f} |")
+          f"{totals['batchK']:.0f} | {sum(results['batchK'][1].values()):.0f} | "
+          f"{totals['batchK'] / totals['one']:.1f} |")
     for tag, label in (("one", "denoise_step K=1"), ("batchK", f"{BATCH_GRAPH} K={k}")):
         micros, _, flops = results[tag]
         gemm_us = sum(micros.get(op, 0.0) for op in GEMM_OPS)
