@@ -93,11 +93,7 @@ class OnnxRuntimeBackend:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.intra_op_threads = intra_op_threads
         self.loop_threads = loop_threads
-        if not (sample_chunk is None or sample_chunk == "auto" or (isinstance(sample_chunk, int)
-                                                                  and not isinstance(sample_chunk, bool)
-                                                                  and sample_chunk >= 1)):
-            raise BackendError(f"sample_chunk must be 'auto', None or an int >= 1, got {sample_chunk!r}")
-        self.sample_chunk = sample_chunk
+        self.sample_chunk = _checked_sample_chunk(sample_chunk)
         if process_threads() is None:  # the process chose no count at start-up (e.g. the node's num_threads)
             set_process_threads(loop_threads)
         self._sessions = {}
@@ -166,7 +162,16 @@ class OnnxRuntimeBackend:
 
     def details(self) -> dict[str, Any]:
         return {"providers": self.providers, "intra_op_threads": self.intra_op_threads,
-                "loop_threads": self.loop_threads, "sample_chunk": self.sample_chunk, "onnx_dir": str(self.onnx_dir)}
+                "loop_threads": self.loop_threads, "sample_chunk": self.sample_chunk,
+                "onnx_dir": str(self.onnx_dir)}
+
+
+def _checked_sample_chunk(value: Any) -> int | str | None:
+    """``sample_chunk`` as given if it is ``"auto"``, ``None`` or an int >= 1; else :class:`BackendError`."""
+    is_count = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    if not (value is None or value == "auto" or is_count):
+        raise BackendError(f"sample_chunk must be 'auto', None or an int >= 1, got {value!r}")
+    return value
 
 
 def _usable_cpus() -> int:
