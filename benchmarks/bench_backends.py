@@ -3,8 +3,9 @@
     python benchmarks/bench_backends.py [--quick] [--presets 50salads breakfast] [--lengths 256 1024 2048]
                                         [--threads 2] [--ort-threads auto 1 2] [--repeats 3] [--steps 25]
                                         [--agreement] [--checkpoint CKPT --features a.npy b.npy ...]
-    python benchmarks/bench_backends.py --sampling [--presets 50salads] [--sampling-length 1024]
+    python benchmarks/bench_backends.py --sampling [--presets 50salads | --checkpoint CKPT] [--sampling-length 1024]
                                         [--samples 1 4 8 16] [--step-grid 25 10 5] [--threads 1] [--ort-threads 1]
+                                        [--sample-chunk auto all 1 2 4] [--repeats 3]
 
 A tick is one :func:`actfusion_model.runtime.forecast`: the r*N^O input (N_O = T/5 observed frames, T - N_O mask
 tokens), one encoder pass, the decoder condition terms once, ``--steps`` DDIM steps with the shared loop.
@@ -18,10 +19,12 @@ one (:func:`actfusion_model.runtime.step_agreement`); meaningful with a trained 
 mechanics check with random weights. ``--sampling`` (issue 13) instead times K sampled futures per tick
 (one encoder pass, the decoder on a batch of K, :func:`actfusion_model.runtime.forecast` ``num_samples=K``) for every K
 of ``--samples`` and DDIM steps of ``--step-grid`` at T = ``--sampling-length`` on eager torch (CPU) and ONNX
-Runtime (CPU, one row per ``--ort-threads``); "x one sample" is the tick over the K = 1 tick of the same
-backend and steps (the issue's target: K = 8 at most 3x at 25 steps, ORT, T = 1024). The MoC side of the
-K x steps curve is ``benchmarks/bench_consensus.py``. The CPU may be shared: the load
-average is printed; compare rows of one run.
+Runtime (CPU, one row per ``--ort-threads`` x ``--sample-chunk`` setting), for each preset's random weights
+or the ``--checkpoint``'s model. The K of one setting are timed interleaved (round r: one tick of every K),
+``--repeats`` rounds after a warm-up; medians of the wall-clock tick and of the process CPU time (which a
+loaded machine inflates less); "x K=1" is over the K = 1 figure of the same backend and steps (the issue's
+target: K = 8 at most 3x at 25 steps, ORT, T = 1024). The MoC side of the K x steps curve is
+``benchmarks/bench_consensus.py``. The CPU may be shared: the load average is printed; compare rows of one run.
 """
 from __future__ import annotations
 
@@ -52,16 +55,21 @@ def random_model(preset: str) -> ActFusion:
     return ActFusion(model_config(preset, num_classes=CLASSES[preset])).eval()
 
 
-def make_backends(model: ActFusion, onnx_dir: Path | None, *, threads: int,
-                  ort_threads: Sequence[str]) -> dict[str, Backend]:
-    """Every backend this machine can run, eager CPU torch first (the baseline)."""
+def make_backends(model: ActFusion, onnx_dir: Path | None, *, threads: int, ort_threads: Sequence[str],
+                  sample_chunks: Sequence[str] = ("auto",)) -> dict[str, Backend]:
+    """Every backend this machine can run, eager CPU torch first (the baseline); ONNX Runtime on the CPU
+    once per ``ort_threads`` x ``sample_chunks`` setting (``sample_chunk`` of the backend; "all": None)."""
     backends: dict[str, Backend] = {f"torch-cpu ({threads}t)": load_backend("torch", model, threads=threads)}
     if onnx_dir is not None:
         for spec in ort_threads:
-            value = spec if spec == "auto" else int(spec)
-            backend = load_backend("onnxruntime", onnx_dir, intra_op_threads=value)
-            used = f"{backend.intra_op_threads}t" if backend.intra_op_threads else "ORT default"
-            backends[f"onnxruntime-cpu ({'auto: ' + used if spec == 'auto' else used})"] = backend
+            for chunk in sample_chunks:
+                value = spec if spec == "auto" else int(spec)
+                chunk_value = None if chunk == "all" else chunk if chunk == "auto" else int(chunk)
+                backend = load_backend("onnxruntime", onnx_dir, intra_op_threads=value, sample_chunk=chunk_value)
+                used = f"{backend.intra_op_threads}t" if backend.intra_op_threads else "ORT default"
+                label = "auto: " + used if spec == "auto" else used
+                label += f", chunk {chunk}" if len(sample_chunks) > 1 else ""
+                backends[f"onnxruntime-cpu ({label})"] = backend
     if torch.cuda.is_available():
         import copy
 
@@ -126,30 +134,63 @@ def latency_table(args: argparse.Namespace, work: Path) -> None:
                       f"{s['total_s'] / base:.2f}x |", flush=True)
 
 
+def interleaved_ticks(backend: Backend, obs: torch.Tensor, horizon: int, *, steps: int, samples: Sequence[int],
+                      repeats: int) -> dict[int, dict[str, float]]:
+    """Per K of ``samples``: median tick (``total_s``), sampling part (``sample_s``: the DDIM loop), process CPU
+    time (``cpu_s``: not inflated by other processes on a shared CPU) and ``encode_s`` (the noise draw of all
+    K samples and steps, the input and the encoder pass) of ``repeats`` rounds, each round one
+    tick of every K in turn (so a change of load hits every K alike), after one warm-up tick per K."""
+    runs: dict[int, list[dict[str, float]]] = {k: [] for k in samples}
+    for round_ in range(repeats + 1):
+        for k in samples:
+            timings: dict[str, float] = {}
+            cpu = time.process_time()
+            forecast(backend, obs, horizon=horizon, steps=steps, num_samples=k, timings=timings,
+                     generator=torch.Generator().manual_seed(round_))
+            timings["cpu_s"] = time.process_time() - cpu
+            if round_:
+                runs[k].append(timings)
+    return {k: {key: statistics.median(r[key] for r in rs) for key in ("total_s", "sample_s", "cpu_s", "encode_s")}
+            for k, rs in runs.items()}
+
+
 def sampling_table(args: argparse.Namespace, work: Path) -> None:
     """K sampled futures x DDIM steps: tick latency and its ratio to one sample (see the module docstring)."""
-    print("| preset | T | backend | K | DDIM steps | tick median (s) | best (s) | per step (ms) | tick x K=1 "
-          "| per step x K=1 |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | T | backend | DDIM steps | K | tick median (ms) | tick x K=1 | CPU median (ms) | CPU x K=1 "
+          "| encoder + noise (ms) | per step (ms) | per step x K=1 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     length = args.sampling_length
-    for preset in args.presets:
-        model = random_model(preset)
-        backends = make_backends(model, export_for(model, work, preset), threads=args.threads,
-                                 ort_threads=args.ort_threads)
+    models = ([(Path(args.checkpoint).name, _checkpoint_model(args.checkpoint))] if args.checkpoint
+              else [(preset, random_model(preset)) for preset in args.presets])
+    for label, model in models:
+        backends = make_backends(model, export_for(model, work, label), threads=args.threads,
+                                 ort_threads=args.ort_threads, sample_chunks=args.sample_chunk)
         n_obs = max(1, round(length / 5))
         obs = torch.randn(1, model.cfg.input_dim, n_obs, generator=torch.Generator().manual_seed(length))
         for name, backend in backends.items():
             if "cuda" in name or name == "tensorrt":
                 continue  # the question is the CPU cost of batching K samples
             for steps in args.step_grid:
-                one: dict[str, float] | None = None
-                for k in args.samples:
-                    s = tick_stats(backend, obs, length - n_obs, steps=steps, repeats=args.repeats, num_samples=k)
-                    one = s if k == 1 else one
-                    ratios = (f"{s['total_s'] / one['total_s']:.2f}x | {s['sample_s'] / one['sample_s']:.2f}x"
-                              if one else "- | -")
-                    print(f"| {preset} | {length} | {name} | {k} | {steps} | {s['total_s']:.3f} | {s['best_s']:.3f} | "
-                          f"{1000 * s['sample_s'] / steps:.1f} | {ratios} |", flush=True)
+                stats = interleaved_ticks(backend, obs, length - n_obs, steps=steps, samples=args.samples,
+                                          repeats=args.repeats)
+                one = stats.get(1)
+                for k, s in stats.items():
+                    print(f"| {label} | {length} | {name} | {steps} | {k} | {1000 * s['total_s']:.1f} | "
+                          f"{_ratio(s, one, 'total_s')} | {1000 * s['cpu_s']:.1f} | {_ratio(s, one, 'cpu_s')} | "
+                          f"{1000 * s['encode_s']:.1f} | {1000 * s['sample_s'] / steps:.2f} | "
+                          f"{_ratio(s, one, 'sample_s')} |", flush=True)
+                print(f"# load average {os.getloadavg()[0]:.2f} after {name}, {steps} steps", flush=True)
+
+
+def _ratio(stats: dict[str, float], one: dict[str, float] | None, key: str) -> str:
+    """``stats[key]`` over the K = 1 figure, or "-" without a K = 1 row."""
+    return f"{stats[key] / one[key]:.2f}x" if one else "-"
+
+
+def _checkpoint_model(path: str) -> ActFusion:
+    from actfusion_model.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).model.eval()
 
 
 def agreement_table(args: argparse.Namespace, work: Path) -> None:
@@ -159,9 +200,7 @@ def agreement_table(args: argparse.Namespace, work: Path) -> None:
     print("|---|---|---|---|---|---|")
     for preset in presets:
         if args.checkpoint:
-            from actfusion_model.checkpoint import load_checkpoint
-
-            model = load_checkpoint(args.checkpoint).model
+            model = _checkpoint_model(args.checkpoint)
         else:
             model = random_model(preset)
         onnx_dir = export_for(model, work, f"{preset}_agreement")
@@ -198,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--quick", action="store_true", help="T in {256, 1024}, one timed run")
     p.add_argument("--agreement", action="store_true", help="also the fewer-steps agreement table")
-    p.add_argument("--checkpoint", help="trained checkpoint for the agreement table (else random weights)")
+    p.add_argument("--checkpoint", help="trained checkpoint for the agreement and --sampling tables "
+                   "(else random weights of each preset)")
     p.add_argument("--features", nargs="*", default=[], help="(D, N) .npy feature files for --agreement")
     p.add_argument("--work", type=Path, default=None, help="where to export the graphs (default: temp dir)")
     p.add_argument("--sampling", action="store_true",
@@ -207,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "(list 1 first for the ratio column)")
     p.add_argument("--step-grid", type=int, nargs="+", default=[25, 10, 5], help="DDIM steps of --sampling")
     p.add_argument("--sampling-length", type=int, default=1024, help="T of --sampling (default 1024)")
+    p.add_argument("--sample-chunk", nargs="+", default=["auto"],
+                   help="ONNX Runtime sample_chunk settings of --sampling: auto, all (one call) or a count; "
+                   "one row each")
     args = p.parse_args(argv)
     if any(k < 1 for k in args.samples) or any(s < 1 for s in args.step_grid):
         p.error("--samples and --step-grid values must be >= 1")

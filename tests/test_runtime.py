@@ -318,6 +318,29 @@ def test_batch_of_k_equals_k_single_runs_onnxruntime(tiny_onnx: Path, tiny: ActF
                               _observed(tiny, 10, seed=3), 4, atol=1e-5)
 
 
+def test_onnxruntime_runs_k_samples_in_chunks_that_equal_one_call(tiny_onnx: Path, tiny: ActFusion) -> None:
+    obs = _observed(tiny, 10, seed=3)
+    whole = load_backend("onnxruntime", tiny_onnx, intra_op_threads=1, sample_chunk=None)
+    chunked = load_backend("onnxruntime", tiny_onnx, intra_op_threads=1, sample_chunk=2)
+    calls: list[tuple[str, int]] = []
+    for name, session in chunked._sessions.items():
+        def spy(outputs, feed, _run=session.run, _name=name):
+            calls.append((_name, int(feed["x01"].shape[0])))
+            return _run(outputs, feed)
+        if name.startswith("denoise_step"):
+            session.run = spy  # type: ignore[method-assign]
+    runs = [forecast(b, obs, horizon=11, num_samples=5, steps=2, generator=torch.Generator().manual_seed(2))
+            for b in (whole, chunked)]
+    assert calls == [("denoise_step_batch", 2), ("denoise_step_batch", 2), ("denoise_step", 1)] * 2
+    torch.testing.assert_close(runs[1].future_probs, runs[0].future_probs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(runs[1].observed_probs, runs[0].observed_probs, atol=1e-5, rtol=0)
+    auto = load_backend("onnxruntime", tiny_onnx, intra_op_threads=1)
+    assert auto.sample_chunk == "auto" and auto.chunk_size(16, 1024) == 2 and auto.chunk_size(16, 256) == 8
+    assert auto.chunk_size(3, 5000) == 1 and auto.chunk_size(3, 256) == 3 and whole.chunk_size(16, 1024) == 16
+    with pytest.raises(BackendError, match="sample_chunk"):
+        load_backend("onnxruntime", tiny_onnx, sample_chunk=0)
+
+
 def test_onnxruntime_batch_equals_torch_batch(tiny_onnx: Path, tiny: ActFusion) -> None:
     obs = _observed(tiny, 9, seed=5)
     runs = [forecast(load_backend(kind, src, **opts), obs, num_samples=3, generator=torch.Generator().manual_seed(1))
