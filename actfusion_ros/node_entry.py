@@ -12,6 +12,8 @@ from actfusion_ros.signals import ShutdownRequest, ShutdownSignal
 def main(args: Sequence[str] | None = None) -> int:
     shutdown = ShutdownRequest().install()
     try:
+        with shutdown.deferred():  # torch's import runs Python under C++ frames: a signal there waits for its end
+            import torch  # noqa: F401
         from actfusion_ros import node_process
 
         return node_process.main(args, shutdown=shutdown)

@@ -9,8 +9,9 @@ clean-up. rclpy's own handlers, installed later by ``rclpy.init``, chain to thes
 from __future__ import annotations
 
 import signal
+from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, Iterator
 
 __all__ = ["SHUTDOWN_SIGNALS", "ShutdownRequest", "ShutdownSignal"]
 
@@ -56,6 +57,20 @@ class ShutdownRequest:
         for sig in SHUTDOWN_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         self._previous.clear()
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Within the block a signal is only recorded; leaving it raises :class:`ShutdownSignal` for a signal
+        that arrived meanwhile (if interrupting was on). For code that runs Python under C++ frames, such as
+        ``import torch`` (pybind11): an exception raised there by the handler cannot unwind through C++ and
+        aborts the process (``terminate called ... error_already_set``, exit -6)."""
+        interrupting, self._interrupt = self._interrupt, False
+        try:
+            yield
+        finally:
+            self._interrupt = interrupting and self.signum is None
+        if interrupting and self.signum is not None:
+            raise ShutdownSignal(self.signum)
 
     def stop_interrupting(self) -> None:
         """From now on (the clean-up), signals are only recorded."""
