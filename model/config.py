@@ -116,10 +116,6 @@ class LossConfig:
             raise ConfigError(f"LossConfig.min_snr_gamma={self.min_snr_gamma!r}: must be > 0")
 
 
-#: How the anticipation masks draw their observed ratio (MaskingConfig.ant_ratio_sampling).
-ANT_RATIO_SAMPLINGS: tuple[str, ...] = ("choice", "uniform")
-
-
 @dataclass(frozen=True, kw_only=True)
 class MaskingConfig:
     """Training-time masking: one type drawn uniformly per iteration from ``types`` (repeats weight)."""
@@ -132,15 +128,9 @@ class MaskingConfig:
     boundary_threshold: float = 0.5
     segment_classes: int = 2
     anticipation_ratio: float = 4.0  # r of the r*N^O rule ("ant_ratio" type)
-    # How "ant" / "ant_ratio" draw the observed ratio: "choice" one of ant_ratios (the authors'), "uniform"
-    # any ratio in [min(ant_ratios), max(ant_ratios)] (every cut position of a video, not 7 per video).
-    ant_ratio_sampling: str = "choice"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "types", tuple(self.types))
-        if self.ant_ratio_sampling not in ANT_RATIO_SAMPLINGS:
-            raise ConfigError(f"MaskingConfig.ant_ratio_sampling={self.ant_ratio_sampling!r}: choose from "
-                              f"{ANT_RATIO_SAMPLINGS}")
         bad = [t for t in self.types if t not in MASK_TYPES]
         if bad or not self.types:
             raise ConfigError(f"MaskingConfig.types={self.types!r}: unknown {bad}; choose from {MASK_TYPES}")

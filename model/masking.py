@@ -51,14 +51,6 @@ def class_mask(labels: np.ndarray, num_classes: int, rng: np.random.Generator) -
     return ~np.isin(labels, chosen)
 
 
-def observed_ratio(cfg: MaskingConfig, rng: np.random.Generator) -> float:
-    """The observed ratio of one anticipation mask: one of ``cfg.ant_ratios`` (``ant_ratio_sampling``
-    "choice", the authors') or uniform in ``[min, max]`` of them ("uniform": every cut position)."""
-    if cfg.ant_ratio_sampling == "uniform":
-        return float(rng.uniform(min(cfg.ant_ratios), max(cfg.ant_ratios)))
-    return float(rng.choice(cfg.ant_ratios))
-
-
 def draw_mask(kind: str, labels: np.ndarray, boundary: np.ndarray, cfg: MaskingConfig,
               rng: np.random.Generator) -> np.ndarray:
     """The visible-frame mask of one strategy for a training sample (same length as ``labels``)."""
@@ -66,7 +58,7 @@ def draw_mask(kind: str, labels: np.ndarray, boundary: np.ndarray, cfg: MaskingC
     if kind == "full":
         return full_mask(length)
     if kind == "ant":
-        return anticipative_mask(length, observed_ratio(cfg, rng))
+        return anticipative_mask(length, float(rng.choice(cfg.ant_ratios)))
     if kind == "random_num_patch":
         lo, hi = cfg.random_patches
         return patch_mask(length, int(rng.integers(lo, hi + 1)), cfg.patch_size, rng)
@@ -115,5 +107,6 @@ def masked_sample(kind: str, features: np.ndarray, labels: np.ndarray, boundary:
                   cfg: MaskingConfig, rng: np.random.Generator) -> MaskedSample:
     """Apply one masking strategy (including ``ant_ratio``, the r*N^O crop) to a sample."""
     if kind == "ant_ratio":
-        return anticipative_crop(features, labels, boundary, observed_ratio(cfg, rng), cfg.anticipation_ratio)
+        return anticipative_crop(features, labels, boundary, float(rng.choice(cfg.ant_ratios)),
+                                 cfg.anticipation_ratio)
     return MaskedSample(features, labels, boundary, draw_mask(kind, labels, boundary, cfg, rng))
