@@ -36,31 +36,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from actfusion_training.current_action import (RemainingDuration, bin_label, elapsed_run,  # noqa: E402
-                                               remaining_duration, summarize)
+from actfusion_training.current_action import (LOOKAHEAD_OUTCOMES, RemainingDuration, bin_label,  # noqa: E402
+                                               elapsed_run, lookahead_outcome, remaining_duration, summarize)
 
 ELAPSED_EDGES_S = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)     # demo, seconds
 ALPHA_EDGES = (0.0, 0.1, 0.2, 0.4, 0.6, 0.8)
 ELAPSED_EDGES_FRAC = (0.0, 0.25, 0.5, 0.75, 1.0)     # elapsed / class mean duration
-
-
-LOOKAHEAD_OUTCOMES = ("right", "current action wrong (segmentation)", "changes too early", "changes too late",
-                      "wrong next action")
-
-
-def lookahead_outcome(current_pred: int, current_true: int, predicted: int, truth: int) -> str:
-    """Why a look-ahead frame is right or wrong (one of :data:`LOOKAHEAD_OUTCOMES`): the current action's
-    label, then whether the forecast has already left it when the truth has not (early) or the reverse (late),
-    else the label of the next action."""
-    if predicted == truth:
-        return LOOKAHEAD_OUTCOMES[0]
-    if current_pred != current_true:
-        return LOOKAHEAD_OUTCOMES[1]
-    if truth == current_true:
-        return LOOKAHEAD_OUTCOMES[2]
-    if predicted == current_true:
-        return LOOKAHEAD_OUTCOMES[3]
-    return LOOKAHEAD_OUTCOMES[4]
 
 
 def demo_rows(checkpoint: Path, episodes: int, first_seed: int, num_samples: int, work: Path,

@@ -62,3 +62,12 @@ def test_bin_label() -> None:
     assert bin_label(1.0, edges) == "[1, 2)"
     assert bin_label(2.0, edges) == ">= 2"
     assert bin_label(-1.0, edges) == "< 0"
+
+
+def test_lookahead_outcome() -> None:
+    from actfusion_training.current_action import lookahead_outcome
+    assert lookahead_outcome(1, 1, 2, 2) == "right"
+    assert lookahead_outcome(0, 1, 1, 2) == "current action wrong (segmentation)"
+    assert lookahead_outcome(1, 1, 2, 1) == "changes too early"
+    assert lookahead_outcome(1, 1, 1, 2) == "changes too late"
+    assert lookahead_outcome(1, 1, 3, 2) == "wrong next action"

@@ -116,6 +116,25 @@ def summarize(rows: Sequence[RemainingDuration],
     return out
 
 
+LOOKAHEAD_OUTCOMES = ("right", "current action wrong (segmentation)", "changes too early", "changes too late",
+                      "wrong next action")
+
+
+def lookahead_outcome(current_pred: int, current_true: int, predicted: int, truth: int) -> str:
+    """Why a look-ahead frame is right or wrong (one of :data:`LOOKAHEAD_OUTCOMES`): the current action's
+    label, then whether the forecast has already left it when the truth has not (early) or the reverse (late),
+    else the label of the next action."""
+    if predicted == truth:
+        return LOOKAHEAD_OUTCOMES[0]
+    if current_pred != current_true:
+        return LOOKAHEAD_OUTCOMES[1]
+    if truth == current_true:
+        return LOOKAHEAD_OUTCOMES[2]
+    if predicted == current_true:
+        return LOOKAHEAD_OUTCOMES[3]
+    return LOOKAHEAD_OUTCOMES[4]
+
+
 def bin_label(value: float, edges: Sequence[float]) -> str:
     """``"[lo, hi)"`` of the bin of ``edges`` (ascending) holding ``value``; ``"< e0"`` / ``">= eN"`` outside."""
     if value < edges[0]:
