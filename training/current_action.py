@@ -11,6 +11,7 @@ samples' own ``r``, the grammar baseline's ``E[D - e | D > e]`` (clipped at ``H`
 the forecast changes at the cut and whether the truth does. :func:`summarize` gives the bias (mean signed
 error, frames and fraction of the truth's mean), the mean absolute error, and the same per group (e.g. by
 elapsed part or by observed ratio), which is what ``benchmarks/bench_current_action_duration.py`` prints.
+:func:`lookahead_outcome` says why one look-ahead frame is wrong (segmentation, too early, too late, next label).
 """
 from __future__ import annotations
 
