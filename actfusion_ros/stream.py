@@ -26,7 +26,8 @@ Conventions
   (``[s_i, s_last + P)`` for the last one), whatever the jitter of the stamps or the features lost
   in between. Future frame ``k`` (0-based) covers ``[s_last + (k+1) P, s_last + (k+2) P)``, so the
   first future segment starts where the last observed one ends. ``confidence`` = mean over the
-  segment's frames of the max class probability. Segments are cut by
+  segment's frames of the max class probability; for the future of K > 1 samples, the fraction of the
+  samples that agree with the segment's label (mean over its frames). Segments are cut by
   :func:`actfusion_model.labels.segments_from_labels` on the argmax labels.
 * **K samples.** A forecaster that samples K futures returns them with its (consensus) probabilities
   (:class:`~actfusion_ros.stream_types.ForecastOutput`); the result keeps them (``future_samples``) and
@@ -94,7 +95,7 @@ from actfusion_ros.sampling import FeatureSampling
 from actfusion_ros.stream_types import (EncodedFrame, ForecastError, ForecastResult, Forecaster, StreamConfig,
                                         StreamStats, timed_segments)
 from actfusion_ros.time_ns import NS_PER_S, as_stamp_ns, seconds_to_ns
-from actfusion_model.consensus import next_action_distribution
+from actfusion_model.consensus import frame_marginals, next_action_distribution
 from actfusion_model.features.base import FeatureExtractor, FrameError, check_frame
 from actfusion_model.horizon import anticipation_horizon
 
@@ -353,7 +354,8 @@ class StreamingAnticipator:
         last = int(stamps[-1])
         observed = timed_segments(obs_probs, stamps, period, self.class_names)
         future_starts = last + period * np.arange(1, horizon + 1, dtype=np.int64)
-        future = timed_segments(fut_probs, future_starts, period, self.class_names)
+        agreement = None if samples is None else frame_marginals(samples, fut_probs.shape[0])
+        future = timed_segments(fut_probs, future_starts, period, self.class_names, agreement)
         current = observed[-1]
         return ForecastResult(
             stamp_ns=last, episode=episode, current=current, observed=observed, future=future,

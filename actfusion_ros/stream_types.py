@@ -269,19 +269,27 @@ class EncodedFrame:
 
 
 def timed_segments(probs: np.ndarray, starts_ns: np.ndarray, period_ns: int,
-                   class_names: Sequence[str]) -> tuple[TimedSegment, ...]:
+                   class_names: Sequence[str], agreement: np.ndarray | None = None) -> tuple[TimedSegment, ...]:
     """Cut frame probabilities ``(C, T)`` into :class:`TimedSegment` s.
 
     Frame ``t`` covers ``[starts_ns[t], starts_ns[t+1])``, the last one ``[starts_ns[-1],
     starts_ns[-1] + period_ns)``: a segment of frames ``[i, j)`` spans ``[starts_ns[i], starts_ns[j])``
     and ends exactly where the next begins, however irregular the stamps. Labels are the argmax
-    (ties: lowest id); ``confidence`` is the mean max-probability over the segment's frames.
+    (ties: lowest id); ``confidence`` is the mean max-probability over the segment's frames, or, given
+    ``agreement`` ``(C, T)`` (the fraction of K sampled futures voting each class per frame,
+    :func:`actfusion_model.consensus.frame_marginals`), the mean agreement with the segment's label: the
+    fraction of samples that agree.
     """
     n = probs.shape[1]
     if n == 0:
         return ()
     labels = probs.argmax(axis=0)
-    top = probs.max(axis=0)
+    if agreement is not None:
+        if np.shape(agreement) != probs.shape:
+            raise ValueError(f"agreement {np.shape(agreement)} must have the shape of probs {probs.shape}")
+        top = np.asarray(agreement, dtype=np.float64)[labels, np.arange(n)]
+    else:
+        top = probs.max(axis=0)
     out = []
     for seg in segments_from_labels(labels):
         end_ns = int(starts_ns[seg.end]) if seg.end < n else int(starts_ns[n - 1]) + int(period_ns)

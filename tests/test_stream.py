@@ -633,8 +633,8 @@ class SamplingForecaster(FakeForecaster):
     """Observed: class 0 throughout; future: K hand-made samples, ``(class, start frame)`` each (None: no
     change), returned as a ForecastOutput with their per-frame mean as the probabilities."""
 
-    def __init__(self, changes, samples_shape=None) -> None:
-        super().__init__(num_classes=3)
+    def __init__(self, changes, samples_shape=None, max_prob: float = 1.0) -> None:
+        super().__init__(num_classes=3, max_prob=max_prob)
         self.changes = changes
         self.samples_shape = samples_shape
 
@@ -674,6 +674,18 @@ def test_k_samples_reach_the_result_with_their_next_action_distribution() -> Non
     assert b.start_ns == first_future + round(8 / 3 * S / 2)               # mean of 2, 2, 4 frames
     assert (b.low_ns, b.high_ns) == (first_future + S, first_future + round(3.6 * S / 2))  # 10%, 90%
     assert c.start_ns == c.low_ns == c.high_ns == first_future + S // 2
+
+
+def test_k_sample_segment_confidence_is_the_fraction_of_samples_that_agree() -> None:
+    """Samples (8 future frames): a a b b b b b b | a a b b b b b b | a a a a b b b b | a c c c c c c c.
+    Votes for a: 1, 3/4 over the consensus a [0, 2); for b: 1/2, 1/2, 3/4 x 4 over b [2, 8). The samples'
+    probabilities are soft (0.7 on their label), so the mean probability is not the vote share."""
+    _, result = _sampled_tick(SamplingForecaster([(1, 2), (1, 2), (1, 4), (2, 1)], max_prob=0.7))
+    a, b = result.future
+    assert (a.label, b.label) == ("a", "b")
+    assert a.confidence == pytest.approx((1 + 0.75) / 2) and b.confidence == pytest.approx((0.5 * 2 + 0.75 * 4) / 6)
+    _, single = _sampled_tick(FakeForecaster(observed_labels=np.zeros(100, int), future_labels=[0] * 8))
+    assert single.future[0].confidence == pytest.approx(float(single.future_probs.max(axis=0).mean()))
 
 
 def test_one_sample_states_its_next_action_with_probability_one() -> None:
