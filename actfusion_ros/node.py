@@ -68,12 +68,15 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
 from actfusion_ros.builder import StartupError
-from actfusion_ros.node_pipeline import (FeatureWorker, NodePipeline, lifecycle_status, parameter_change_refusal,
-                                         release_device_memory)
+from actfusion_ros.node_pipeline import (FeatureWorker, NodePipeline, PictureOutput, lifecycle_status,
+                                         parameter_change_refusal, release_device_memory)
 from actfusion_ros.reporting import SafeLog
-from actfusion_ros.ros_messages import diagnostic_array, forecast_to_msg, segment_to_msg
+from actfusion_ros.ros_messages import (LABEL_INFO_QOS, TIMELINE_IMAGE_QOS, diagnostic_array, forecast_to_msg,
+                                        label_info_type, make_label_info, rgb_image_msg, segment_to_msg)
 from actfusion_ros.ros_params import declare_node_parameters, node_settings
 from actfusion_ros.stream_types import Forecaster, ForecastResult
+from actfusion_ros.topics import (DIAGNOSTICS_TOPIC, NODE_CURRENT_TOPIC, NODE_FUTURE_TOPIC, NODE_LABEL_INFO_TOPIC,
+                                  NODE_NAME, NODE_TIMELINE_TOPIC, RESET_SERVICE)
 
 try:  # rclpy >= Jazzy: timer callbacks may receive the expected call time
     from rclpy.timer import TimerInfo
@@ -82,11 +85,6 @@ except ImportError:  # pragma: no cover - older rclpy
 
 __all__ = ["ActFusionNode", "NODE_NAME"]
 
-NODE_NAME = "actfusion_node"
-FUTURE_TOPIC = "actfusion/future_actions"
-CURRENT_TOPIC = "actfusion/current_action"
-DIAGNOSTICS_TOPIC = "/diagnostics"
-RESET_SERVICE = "~/reset"
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
@@ -113,6 +111,9 @@ class ActFusionNode(LifecycleNode):
         self._jump_handle: Any = None
         self._future_pub: Any = None
         self._current_pub: Any = None
+        self._timeline_pub: Any = None
+        self._label_info_pub: Any = None
+        self._picture_out = PictureOutput(lambda: self._timeline_pub.get_subscription_count(), self._publish_picture)
         self._state = "unconfigured"            # the primary state, as `ros2 lifecycle get` names it
         self._configure_error: str | None = None  # why the last configure failed
         self._activate_error: str | None = None   # why the last activate failed
@@ -171,8 +172,12 @@ class ActFusionNode(LifecycleNode):
                                           else f"{type(err).__name__}: {err}")
         s = settings
         self._pipeline = pipeline
-        self._future_pub = self.create_lifecycle_publisher(ActionForecast, FUTURE_TOPIC, self._out_qos)
-        self._current_pub = self.create_lifecycle_publisher(ActionSegment, CURRENT_TOPIC, self._out_qos)
+        self._future_pub = self.create_lifecycle_publisher(ActionForecast, NODE_FUTURE_TOPIC, self._out_qos)
+        self._current_pub = self.create_lifecycle_publisher(ActionSegment, NODE_CURRENT_TOPIC, self._out_qos)
+        self._label_info_pub = self.create_lifecycle_publisher(label_info_type(), NODE_LABEL_INFO_TOPIC,
+                                                               LABEL_INFO_QOS)
+        if pipeline.picture is not None:
+            self._timeline_pub = self.create_lifecycle_publisher(Image, NODE_TIMELINE_TOPIC, TIMELINE_IMAGE_QOS)
         self._start_diagnostics(s.diagnostics_period_s)
         self._state = "inactive"
         self._log.info(f"configured: model {pipeline.stream.forecaster!r}; extractor {pipeline.stream.extractor!r}")
@@ -201,8 +206,11 @@ class ActFusionNode(LifecycleNode):
             self._stop_processing()
             super().on_deactivate(state)
             return FAILURE
-        self._log.info(p.describe(self._image_sub.topic_name,
-                                  [self._future_pub.topic_name, self._current_pub.topic_name]))
+        # the class map, once per activation; transient local: a late subscriber gets it too
+        self._label_info_pub.publish(make_label_info(p.stream.class_names, self._now_ns()))
+        outputs = [self._future_pub, self._current_pub, self._label_info_pub] + (
+            [self._timeline_pub] if self._timeline_pub is not None else [])
+        self._log.info(p.describe(self._image_sub.topic_name, [o.topic_name for o in outputs]))
         return result
 
     def _start_processing(self, p: NodePipeline) -> None:
@@ -279,10 +287,10 @@ class ActFusionNode(LifecycleNode):
 
     def _drop_pipeline(self) -> None:
         """Forget the configured parts (publishers, stream, model) and free their memory."""
-        for pub in (self._future_pub, self._current_pub):
+        for pub in (self._future_pub, self._current_pub, self._label_info_pub, self._timeline_pub):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
-        self._future_pub = self._current_pub = None
+        self._future_pub = self._current_pub = self._label_info_pub = self._timeline_pub = None
         pipeline, self._pipeline, self._feature_worker = self._pipeline, None, None
         if pipeline is not None:
             pipeline.queue.close()
@@ -346,13 +354,17 @@ class ActFusionNode(LifecycleNode):
             p = self._pipeline
             if self._state == "active" and p is not None:
                 p.tick(expected_ns, self._now_ns, self._publish,
-                       lambda: self._closing.is_set() or not rclpy.ok(context=self.context))
+                       lambda: self._closing.is_set() or not rclpy.ok(context=self.context),
+                       self._picture_out if self._timeline_pub is not None else None)
         finally:
             self._tick_lock.release()
 
     def _publish(self, result: ForecastResult, frame_id: str) -> None:
         self._future_pub.publish(forecast_to_msg(result, frame_id))
         self._current_pub.publish(segment_to_msg(result.current))
+
+    def _publish_picture(self, rgb: Any, stamp_ns: int, frame_id: str) -> None:
+        self._timeline_pub.publish(rgb_image_msg(rgb, stamp_ns, frame_id))
 
     def _on_clock_jump(self, jump: Any) -> None:
         p = self._pipeline
