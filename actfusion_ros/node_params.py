@@ -215,12 +215,17 @@ def defaults() -> dict[str, Any]:
 class TimelineSettings:
     """The ``timeline_*`` parameters: rate (0: no picture), size, span and whether the camera frame is drawn."""
 
-    rate_hz: float = 2.0
-    width: int = 640
-    height: int = 240
-    camera: bool = True
-    past_s: float = 30.0
-    future_s: float = 30.0
+    rate_hz: float
+    width: int
+    height: int
+    camera: bool
+    past_s: float
+    future_s: float
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> "TimelineSettings":
+        """From (validated) parameter values: ``timeline_<field>`` for each field."""
+        return cls(**{f: values[f"timeline_{f}"] for f in cls.__dataclass_fields__})
 
     @property
     def enabled(self) -> bool:
@@ -254,7 +259,7 @@ class NodeSettings:
     diagnostics_period_s: float
     stream: StreamConfig
     autostart: bool = True
-    timeline: TimelineSettings = TimelineSettings()
+    timeline: TimelineSettings = field(default_factory=lambda: TimelineSettings.from_values(defaults()))
 
 
 def parse_extractor_kwargs(text: str) -> dict[str, Any]:
@@ -390,9 +395,7 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
         num_samples=v["num_samples"], seed=v["seed"], class_names_file=v["class_names_file"], extractor=v["extractor"],
         extractor_kwargs=kwargs, tick_rate_hz=v["tick_rate_hz"],
         diagnostics_period_s=v["diagnostics_period_s"], stream=stream, autostart=v["autostart"],
-        timeline=TimelineSettings(rate_hz=v["timeline_rate_hz"], width=v["timeline_width"],
-                                  height=v["timeline_height"], camera=v["timeline_camera"],
-                                  past_s=v["timeline_past_s"], future_s=v["timeline_future_s"]))
+        timeline=TimelineSettings.from_values(v))
 
 
 def read_params_file(path: str | Path, node_name: str = "actfusion_node") -> dict[str, Any]:

@@ -9,15 +9,13 @@ judged over several /diagnostics periods of the node (its steady clock), never b
 """
 from __future__ import annotations
 
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from actfusion_ros.ros_testing import NodeSession, make_image, node_session, ros_skip_reason, synthetic_frame, wait_for
+from actfusion_ros.ros_testing import (NodeSession, camera_feed, node_session, ros_skip_reason, wait_for,
+                                      wait_statuses)
 
 REASON = ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
@@ -30,32 +28,6 @@ PARAMS = {"random_weights": True, "num_samples": 1, "tick_rate_hz": 10.0, "featu
           "timeline_rate_hz": 20.0, "timeline_width": 320, "timeline_height": 120, "timeline_camera": True}
 
 
-@contextmanager
-def _camera(session: NodeSession, hz: float = 20.0) -> Iterator[set[int]]:
-    """Publish frames stamped with the wall clock until the block ends; yields the stamps sent."""
-    from sensor_msgs.msg import Image
-
-    stop, sent, lock = threading.Event(), set(), threading.Lock()
-
-    def run() -> None:
-        i = 0
-        while not stop.is_set():
-            stamp = time.time_ns()
-            with lock:
-                sent.add(stamp)
-            session.image_pub.publish(make_image(Image, synthetic_frame(i), stamp))
-            i += 1
-            stop.wait(1 / hz)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield sent
-    finally:
-        stop.set()
-        thread.join(HANG_S)
-
-
 def _collect(session: NodeSession, msg_type: Any, topic: str, qos: Any) -> list[Any]:
     """Subscribe ``session``'s client to ``topic``; the list the messages are appended to."""
     got: list[Any] = []
@@ -64,15 +36,7 @@ def _collect(session: NodeSession, msg_type: Any, topic: str, qos: Any) -> list[
 
 
 def _wait_statuses(session: NodeSession, state: str, more: int) -> dict[str, str]:
-    """Wait for ``more`` further /diagnostics statuses reporting ``state``; the last one."""
-    def statuses() -> list[dict[str, str]]:
-        return [d for d in session.diagnostics() if d.get("lifecycle_state") == state]
-
-    target = len(statuses()) + more
-    wait_for(lambda: not session.node.alive() or len(statuses()) >= target, HANG_S,
-             f"{more} diagnostics statuses in state {state}", details=session.node.log_tail)
-    assert session.node.alive(), session.node.log_tail()
-    return statuses()[-1]
+    return wait_statuses(session, state, more, HANG_S)
 
 
 def _params(tmp_path: Path, **extra: Any) -> dict[str, Any]:
@@ -88,7 +52,7 @@ def test_a_best_effort_viewer_gets_camera_stamped_pictures_of_the_configured_siz
     from actfusion_ros.frames import image_to_rgb
     from actfusion_ros.ros_messages import time_to_ns
 
-    with node_session(tmp_path, _params(tmp_path), name="timeline") as s, _camera(s) as sent:
+    with node_session(tmp_path, _params(tmp_path), name="timeline") as s, camera_feed(s, join_s=HANG_S) as feed:
         topic = f"{s.namespace}/actfusion_node/timeline_image"
         got = _collect(s, Image, topic, qos_profile_sensor_data)
         wait_for(lambda: not s.node.alive() or len(got) >= 3, HANG_S, "timeline images at the viewer",
@@ -96,7 +60,7 @@ def test_a_best_effort_viewer_gets_camera_stamped_pictures_of_the_configured_siz
         assert s.node.alive(), s.node.log_tail()
         for msg in list(got):
             assert (msg.encoding, msg.width, msg.height, msg.step) == ("rgb8", 320, 120, 960)
-            assert time_to_ns(msg.header.stamp) in sent, "the picture's stamp is a camera stamp that was sent"
+            assert time_to_ns(msg.header.stamp) in feed.stamps, "the picture's stamp is a camera stamp that was sent"
             assert image_to_rgb(msg).shape == (120, 320, 3)
         values = _wait_statuses(s, "active", 2)
         assert int(values["timeline_drawn"]) >= 1 and values["timeline_errors"] == "0"
@@ -105,7 +69,7 @@ def test_a_best_effort_viewer_gets_camera_stamped_pictures_of_the_configured_siz
 def test_without_a_viewer_nothing_is_drawn_and_a_late_subscriber_gets_the_class_map(tmp_path: Path) -> None:
     from actfusion_ros.ros_messages import LABEL_INFO_QOS, label_info_type
 
-    with node_session(tmp_path, _params(tmp_path), name="nopicture") as s, _camera(s):
+    with node_session(tmp_path, _params(tmp_path), name="nopicture") as s, camera_feed(s, join_s=HANG_S):
         wait_for(lambda: not s.node.alive() or len(s.client.messages(s.future_topic)) >= 5, HANG_S,
                  "forecasts", details=s.node.log_tail)
         values = _wait_statuses(s, "active", 3)
@@ -124,7 +88,7 @@ def test_a_deactivated_node_publishes_no_pictures(tmp_path: Path) -> None:
     from sensor_msgs.msg import Image
 
     with node_session(tmp_path, _params(tmp_path, autostart=False), name="timelinelc", active=False) as s, \
-            _camera(s):
+            camera_feed(s, join_s=HANG_S):
         assert s.lifecycle is not None
         got = _collect(s, Image, f"{s.namespace}/actfusion_node/timeline_image", qos_profile_sensor_data)
         assert s.lifecycle.change_state("configure") and s.lifecycle.change_state("activate")
