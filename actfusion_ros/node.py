@@ -1,46 +1,17 @@
 """``actfusion_node``: the thin ROS 2 managed-node shell around :class:`~actfusion_ros.stream.StreamingAnticipator`.
 
-A ``rclpy.lifecycle`` node with the standard services (``~/change_state``, ``~/get_state``,
-``~/get_available_transitions``: ``ros2 lifecycle get/set``); docs/node.md, "Lifecycle"::
+A ``rclpy.lifecycle`` node with the standard services (``ros2 lifecycle get/set``). ``configure`` validates
+the parameters and builds the ROS-free :class:`~actfusion_ros.node_pipeline.NodePipeline` (model, queue,
+counters, live picture) and the lifecycle publishers; ``activate`` creates the image subscription, the feature
+worker and the tick timer and publishes the class map; ``deactivate`` stops the three (model kept); ``cleanup``
+drops the model; ``shutdown`` ends the process. ``autostart`` (default true) configures and activates in the
+constructor. /diagnostics and ``~/reset`` exist in every state. The rules, threads and callback groups:
+docs/node.md ("Lifecycle", "Behaviour"); what is published, on which QoS: "Topics, service, QoS" and
+"Timeline image and class map" (names in :mod:`actfusion_ros.topics`).
 
-    configure   read + validate the parameters, load the model (NodePipeline.build); a failure logs why
-                once and leaves the node unconfigured (fix a parameter, configure again)
-    activate    image subscription, feature worker, tick timer; the forecast publishers are enabled
-    deactivate  the three stopped, queued frames dropped (counted), the episode ended; the model kept
-    cleanup     the model dropped (and the CUDA cache emptied): unconfigured again
-    shutdown    everything stopped and dropped; the process exits 0
-
-``autostart`` (default true) configures and activates in the constructor (a failure: StartupError, exit
-2). /diagnostics and ``~/reset`` exist in every state.
-
-Threads and callback groups while active (a ``MultiThreadedExecutor`` with one thread per group, plus one
-worker; the lifecycle and parameter services are in the default group)::
-
-    image subscription  [group "image", mutually exclusive]  check the header (actfusion_ros.frames) + enqueue
-    feature worker      [a Python thread]                    queue -> StreamingAnticipator.push_encoded
-    tick timer          [group "tick", mutually exclusive]   StreamingAnticipator.tick -> publish
-    diagnostics, reset  [group "misc", mutually exclusive]   /diagnostics, ~/reset
-
-The image callback never waits for features or inference: it checks the message's header (stamp,
-size, encoding, data length) and puts the still encoded image in a bounded queue that drops its oldest
-frame when full (counted). The feature worker hands it to the stream, whose sampler decides by stamp;
-only the frames it uses (taken ones, and the extractor's context frames) are decoded, and the extractor
-runs for the taken ones. A tick that falls due while the previous tick is still
-running is skipped and counted (``skipped_ticks``). Bad images are counted per kind and logged once
-per kind; images over ``max_image_pixels`` are refused from their header and frames stamped more than
-``max_future_s`` ahead of the clock are rejected, both before decoding. The counters obey the sums of
-:mod:`actfusion_ros.counters` (docs/node.md).
-
-Topics (relative names, so a namespace applies; the defaults resolve as shown):
-
-* in  ``image`` (parameter ``image_topic``): ``sensor_msgs/Image`` or, with ``compressed``,
-  ``sensor_msgs/CompressedImage``.
-* out ``/actfusion/future_actions``: ``actfusion_msgs/ActionForecast``, ``header.stamp`` = camera stamp
-  of the last frame used.
-* out ``/actfusion/current_action``: ``actfusion_msgs/ActionSegment``, the action in progress (the
-  same segment as ``ActionForecast.current``).
-* out ``/diagnostics``: ``diagnostic_msgs/DiagnosticArray``.
-* service ``~/reset``: ``std_srvs/Trigger``, starts a new episode.
+The image callback only checks the header and enqueues (``NodePipeline.offer``); the feature worker decodes
+and extracts; the tick (``NodePipeline.tick``) forecasts, publishes, then draws the live picture when someone
+subscribes to ``~/timeline_image``. None of them raises into rclpy: failures are counted per kind.
 
 No ``from __future__ import annotations`` here: rclpy passes ``TimerInfo`` to a timer callback only
 when the parameter's annotation *is* the ``TimerInfo`` class, not a string.
@@ -56,24 +27,24 @@ import threading
 from typing import Any, Callable, Sequence
 
 import rclpy
-from actfusion_msgs.msg import ActionForecast, ActionSegment
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
 from actfusion_ros.builder import StartupError
+from actfusion_ros.node_outputs import NodeOutputs
 from actfusion_ros.node_pipeline import (FeatureWorker, NodePipeline, lifecycle_status, parameter_change_refusal,
                                          release_device_memory)
 from actfusion_ros.reporting import SafeLog
-from actfusion_ros.ros_messages import diagnostic_array, forecast_to_msg, segment_to_msg
+from actfusion_ros.ros_messages import OUTPUT_QOS, diagnostic_array, image_qos
 from actfusion_ros.ros_params import declare_node_parameters, node_settings
 from actfusion_ros.stream_types import Forecaster, ForecastResult
+from actfusion_ros.topics import DIAGNOSTICS_TOPIC, NODE_NAME, RESET_SERVICE
 
 try:  # rclpy >= Jazzy: timer callbacks may receive the expected call time
     from rclpy.timer import TimerInfo
@@ -82,11 +53,6 @@ except ImportError:  # pragma: no cover - older rclpy
 
 __all__ = ["ActFusionNode", "NODE_NAME"]
 
-NODE_NAME = "actfusion_node"
-FUTURE_TOPIC = "actfusion/future_actions"
-CURRENT_TOPIC = "actfusion/current_action"
-DIAGNOSTICS_TOPIC = "/diagnostics"
-RESET_SERVICE = "~/reset"
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
@@ -111,8 +77,7 @@ class ActFusionNode(LifecycleNode):
         self._diag_timer: Any = None
         self._diag_period_s = 0.0
         self._jump_handle: Any = None
-        self._future_pub: Any = None
-        self._current_pub: Any = None
+        self._outputs: NodeOutputs | None = None
         self._state = "unconfigured"            # the primary state, as `ros2 lifecycle get` names it
         self._configure_error: str | None = None  # why the last configure failed
         self._activate_error: str | None = None   # why the last activate failed
@@ -130,9 +95,7 @@ class ActFusionNode(LifecycleNode):
         self._image_group = MutuallyExclusiveCallbackGroup()
         self._tick_group = MutuallyExclusiveCallbackGroup()
         self._misc_group = MutuallyExclusiveCallbackGroup()
-        self._out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                                   reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-        self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, self._out_qos)
+        self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, OUTPUT_QOS)
         self._reset_srv = self.create_service(Trigger, RESET_SERVICE, self._on_reset,
                                               callback_group=self._misc_group)
         self._start_diagnostics(self.get_parameter("diagnostics_period_s").value)
@@ -171,8 +134,7 @@ class ActFusionNode(LifecycleNode):
                                           else f"{type(err).__name__}: {err}")
         s = settings
         self._pipeline = pipeline
-        self._future_pub = self.create_lifecycle_publisher(ActionForecast, FUTURE_TOPIC, self._out_qos)
-        self._current_pub = self.create_lifecycle_publisher(ActionSegment, CURRENT_TOPIC, self._out_qos)
+        self._outputs = NodeOutputs(self, picture=pipeline.picture is not None)
         self._start_diagnostics(s.diagnostics_period_s)
         self._state = "inactive"
         self._log.info(f"configured: model {pipeline.stream.forecaster!r}; extractor {pipeline.stream.extractor!r}")
@@ -201,8 +163,9 @@ class ActFusionNode(LifecycleNode):
             self._stop_processing()
             super().on_deactivate(state)
             return FAILURE
-        self._log.info(p.describe(self._image_sub.topic_name,
-                                  [self._future_pub.topic_name, self._current_pub.topic_name]))
+        # the class map, once per activation; transient local: a late subscriber gets it too
+        self._outputs.publish_class_map(p.stream.class_names, self._now_ns())
+        self._log.info(p.describe(self._image_sub.topic_name, [o.topic_name for o in self._outputs.publishers]))
         return result
 
     def _start_processing(self, p: NodePipeline) -> None:
@@ -210,13 +173,10 @@ class ActFusionNode(LifecycleNode):
         p.overruns.clock_jumped()             # the time spent inactive is no overrun
         p.queue.clear()                       # a frame an image callback queued while deactivating: old
         self._feature_worker = FeatureWorker(p, p.frame_errors.record).start()
-        in_qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=s.qos_depth, durability=DurabilityPolicy.VOLATILE,
-            reliability=(ReliabilityPolicy.BEST_EFFORT if s.qos_reliability == "best_effort"
-                         else ReliabilityPolicy.RELIABLE))
         self._state = "active"
         self._image_sub = self.create_subscription(
-            CompressedImage if s.compressed else Image, s.image_topic, self._on_image, in_qos,
+            CompressedImage if s.compressed else Image, s.image_topic, self._on_image,
+            image_qos(s.qos_reliability, s.qos_depth),
             callback_group=self._image_group)
         tick_cb = self._on_tick_info if TimerInfo is not None else self._on_tick_plain
         self._tick_timer = self.create_timer(1.0 / s.tick_rate_hz, tick_cb, callback_group=self._tick_group)
@@ -279,10 +239,9 @@ class ActFusionNode(LifecycleNode):
 
     def _drop_pipeline(self) -> None:
         """Forget the configured parts (publishers, stream, model) and free their memory."""
-        for pub in (self._future_pub, self._current_pub):
-            if pub is not None:
-                self.destroy_lifecycle_publisher(pub)
-        self._future_pub = self._current_pub = None
+        if self._outputs is not None:
+            self._outputs.destroy()
+        self._outputs = None
         pipeline, self._pipeline, self._feature_worker = self._pipeline, None, None
         if pipeline is not None:
             pipeline.queue.close()
@@ -343,16 +302,12 @@ class ActFusionNode(LifecycleNode):
         if self._closing.is_set() or not self._tick_lock.acquire(blocking=False):
             return
         try:
-            p = self._pipeline
-            if self._state == "active" and p is not None:
-                p.tick(expected_ns, self._now_ns, self._publish,
-                       lambda: self._closing.is_set() or not rclpy.ok(context=self.context))
+            p, out = self._pipeline, self._outputs
+            if self._state == "active" and p is not None and out is not None:
+                p.tick(expected_ns, self._now_ns, out.publish_forecast,
+                       lambda: self._closing.is_set() or not rclpy.ok(context=self.context), out.picture_output)
         finally:
             self._tick_lock.release()
-
-    def _publish(self, result: ForecastResult, frame_id: str) -> None:
-        self._future_pub.publish(forecast_to_msg(result, frame_id))
-        self._current_pub.publish(segment_to_msg(result.current))
 
     def _on_clock_jump(self, jump: Any) -> None:
         p = self._pipeline

@@ -85,7 +85,7 @@ class NodeDiagnostics:
     def __init__(self, stream: StreamingAnticipator, *, queue: FrameQueue, missed_frames: MissedFrameEstimator,
                  bad_images: KindCounter, frame_errors: KindCounter, tick_errors: KindCounter,
                  ticks: TickStats, overruns: TickOverrunCounter, images_received: Callable[[], int],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 picture: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream
         self.queue = queue
         self.missed_frames = missed_frames
@@ -95,6 +95,7 @@ class NodeDiagnostics:
         self.ticks = ticks
         self.overruns = overruns
         self.images_received = images_received
+        self.picture = picture  # a LivePicture (timeline_drawn, timeline_errors.<kind>) or None
         self._clock = clock
         self._prev: tuple[float, int] | None = None  # (clock, frames_accepted) at the previous call
         self._prev_future = 0
@@ -149,6 +150,10 @@ class NodeDiagnostics:
         values.update({f"bad_images.{k}": n for k, n in sorted(bad.items())})
         values.update({f"stream_skips.{k}": n for k, n in sorted(st.skip_reasons.items())})
         values.update({f"resets.{k}": n for k, n in sorted(st.reset_reasons.items())})
+        if self.picture is not None:
+            values["timeline_drawn"] = self.picture.drawn
+            values["timeline_errors"] = self.picture.errors.total
+            values.update({f"timeline_errors.{k}": n for k, n in sorted(self.picture.errors.counts.items())})
         level, message = self._level(st, result)
         return level, message, values
 

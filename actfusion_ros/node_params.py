@@ -25,7 +25,7 @@ from actfusion_ros.stream_types import STREAM_KEYS, WINDOW_POLICIES, StreamConfi
 from actfusion_model.backend_names import BACKENDS
 
 __all__ = ["BACKENDS", "DEVICE_PATTERN", "NodeSettings", "PARAMETERS", "PARAMETER_NAMES", "ParamSpec",
-           "ParameterError", "QOS_RELIABILITY", "declaration_problem", "defaults", "markdown_table",
+           "ParameterError", "QOS_RELIABILITY", "TimelineSettings", "declaration_problem", "defaults", "markdown_table",
            "parse_extractor_kwargs",
            "read_params_file", "spec", "validate_values"]
 
@@ -131,10 +131,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("num_threads", 0, "CPU threads of torch (set once for the whole process at start-up, the extractor "
        "included) and of ONNX Runtime inference (0: their default).", 0, 256),
     _p("ddim_steps", 0, "DDIM denoising steps per forecast (0: the checkpoint's value).", 0, 1000),
-    _p("num_samples", 1,
+    _p("num_samples", 4,
        "Futures sampled per forecast (one encoder pass, K decoder samples); K > 1 publishes their "
        "per-frame consensus and the distribution of the next action over them (ActionForecast.next_actions). "
-       "Costs about K times the decoder's work on a CPU.", 1, 64),
+       "Costs about K times the decoder's work on a CPU; 4 gives most of the next action's calibration "
+       "gain (docs/sampling.md, K x DDIM steps).", 1, 64),
     _p("seed", 0,
        "Seed of the diffusion noise; each tick draws from a generator seeded with (seed, tick number), "
        "so a replayed stream gives the same forecasts.", 0, 2**31 - 1),
@@ -181,6 +182,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "dropped as out of order), in seconds.", 0.0, 1.0e6),
     # --- output
     _p("diagnostics_period_s", 1.0, "Period of the /diagnostics status, in seconds.", 0.01, 3600.0),
+    # --- timeline image (~/timeline_image)
+    _p("timeline_rate_hz", 2.0,
+       "Most timeline images per second (node clock); drawn only after a tick and only while someone "
+       "subscribes to ~/timeline_image. 0: never drawn.", 0.0, 100.0),
+    _p("timeline_width", 640, "Width of the timeline image in pixels.", 160, 4096),
+    _p("timeline_height", 240, "Height of the timeline image in pixels.", 48, 4096),
+    _p("timeline_camera", True, "Draw the latest camera frame above the timeline."),
+    _p("timeline_past_s", 30.0, "Seconds of observed segmentation left of 'now' in the timeline image.",
+       0.001, 1.0e6),
+    _p("timeline_future_s", 30.0, "Seconds of forecast right of 'now' in the timeline image.", 0.001, 1.0e6),
 )
 
 PARAMETER_NAMES: frozenset[str] = frozenset(p.name for p in PARAMETERS)
@@ -198,6 +209,27 @@ def spec(name: str) -> ParamSpec:
 def defaults() -> dict[str, Any]:
     """``{name: default}`` for every parameter."""
     return {p.name: p.default for p in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class TimelineSettings:
+    """The ``timeline_*`` parameters: rate (0: no picture), size, span and whether the camera frame is drawn."""
+
+    rate_hz: float
+    width: int
+    height: int
+    camera: bool
+    past_s: float
+    future_s: float
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> "TimelineSettings":
+        """From (validated) parameter values: ``timeline_<field>`` for each field."""
+        return cls(**{f: values[f"timeline_{f}"] for f in cls.__dataclass_fields__})
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate_hz > 0
 
 
 @dataclass(frozen=True)
@@ -227,6 +259,7 @@ class NodeSettings:
     diagnostics_period_s: float
     stream: StreamConfig
     autostart: bool = True
+    timeline: TimelineSettings = field(default_factory=lambda: TimelineSettings.from_values(defaults()))
 
 
 def parse_extractor_kwargs(text: str) -> dict[str, Any]:
@@ -361,7 +394,8 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
         device=v["device"], num_threads=v["num_threads"], ddim_steps=v["ddim_steps"] or None,
         num_samples=v["num_samples"], seed=v["seed"], class_names_file=v["class_names_file"], extractor=v["extractor"],
         extractor_kwargs=kwargs, tick_rate_hz=v["tick_rate_hz"],
-        diagnostics_period_s=v["diagnostics_period_s"], stream=stream, autostart=v["autostart"])
+        diagnostics_period_s=v["diagnostics_period_s"], stream=stream, autostart=v["autostart"],
+        timeline=TimelineSettings.from_values(v))
 
 
 def read_params_file(path: str | Path, node_name: str = "actfusion_node") -> dict[str, Any]:

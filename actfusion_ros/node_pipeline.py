@@ -23,13 +23,15 @@ from actfusion_ros.frame_queue import FrameQueue
 from actfusion_ros.frames import ImageConversionError, inspect_compressed, inspect_image
 from actfusion_ros.node_diagnostics import NodeDiagnostics, TickStats
 from actfusion_ros.node_params import NodeSettings
+from actfusion_ros.node_timeline import LivePicture
 from actfusion_ros.reporting import KindCounter, error_kind
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import Forecaster, ForecastResult
 from actfusion_ros.tick_overruns import TickOverrunCounter
 from actfusion_ros.time_ns import NS_PER_S, seconds_to_ns, stamp_to_ns
+from actfusion_ros.timeline_image import TimelineConfig
 
-__all__ = ["FeatureWorker", "LIFECYCLE_STATES", "NodePipeline", "lifecycle_status", "parameter_change_refusal",
+__all__ = ["FeatureWorker", "LIFECYCLE_STATES", "NodePipeline", "PictureOutput", "lifecycle_status", "parameter_change_refusal",
            "release_device_memory"]
 
 #: the primary states of a ROS 2 managed node, as ``ros2 lifecycle get`` names them
@@ -52,6 +54,7 @@ class NodePipeline:
     diagnostics: NodeDiagnostics
     tick_period_ns: int
     inspect: Callable[[Any], Any]  # header check of an Image / CompressedImage (actfusion_ros.frames)
+    picture: LivePicture | None = None  # the live picture (None: timeline_rate_hz 0)
     images_received: int = 0
     frame_id: str = ""  # frame id of the last frame handed to the stream
 
@@ -72,15 +75,16 @@ class NodePipeline:
         period_ns = int(round(NS_PER_S / settings.tick_rate_hz))
         overruns = TickOverrunCounter(period_ns)
         ticks = TickStats()
+        picture = _live_picture(settings, stream.class_names, warning)
         pipeline: NodePipeline | None = None
         diagnostics = NodeDiagnostics(
             stream, queue=queue, missed_frames=missed_frames, bad_images=bad_images, frame_errors=frame_errors,
-            tick_errors=tick_errors, ticks=ticks, overruns=overruns,
+            tick_errors=tick_errors, ticks=ticks, overruns=overruns, picture=picture,
             images_received=lambda: pipeline.images_received if pipeline is not None else 0)
         inspect = functools.partial(inspect_compressed if settings.compressed else inspect_image,
                                     max_pixels=settings.max_image_pixels)
         pipeline = cls(settings, stream, queue, bad_images, frame_errors, tick_errors, missed_frames, overruns,
-                       ticks, diagnostics, period_ns, inspect)
+                       ticks, diagnostics, period_ns, inspect, picture)
         return pipeline
 
     def describe(self, image_topic: str, outputs: Sequence[str]) -> str:
@@ -109,11 +113,14 @@ class NodePipeline:
         except (ImageConversionError, ValueError, TypeError) as err:
             self.bad_images.record(error_kind(err), err)
             return
+        if self.picture is not None:
+            self.picture.observe_frame(image)  # the latest camera frame, decoded only if a picture uses it
         self.queue.put((stamp_ns, image, msg.header.frame_id))
 
     def tick(self, expected_ns: int, clock_ns: Callable[[], int], publish: Callable[[ForecastResult, str], object],
-             shutting_down: Callable[[], bool]) -> None:
-        """Count and skip an overrun, else one :meth:`StreamingAnticipator.tick` and ``publish(result, frame_id)``.
+             shutting_down: Callable[[], bool], show: "PictureOutput | None" = None) -> None:
+        """Count and skip an overrun, else one :meth:`StreamingAnticipator.tick` and ``publish(result, frame_id)``;
+        then, with ``show``, the live picture of the published result (:meth:`draw`).
 
         ``expected_ns``: when this call was due (timer clock); ``clock_ns``: the node's clock. A due time
         that fell while the previous tick was still running is skipped and counted
@@ -138,8 +145,43 @@ class NodePipeline:
             self.tick_errors.record(type(err).__name__, err)
             result = None
         elapsed = time.perf_counter() - t0
+        if result is not None and show is not None:
+            self.draw(result, now_ns, show)
         self.overruns.finish(clock_ns())
         self.ticks.finished(elapsed, result)
+
+    def draw(self, result: ForecastResult, now_ns: int, show: "PictureOutput") -> None:
+        """The live picture of ``result`` handed to ``show.publish`` when one is due (someone subscribes, the
+        rate allows); after the forecast is published, not counted in the tick latency. Never raises: a
+        picture that cannot be drawn or published is counted in ``picture.errors`` per kind."""
+        if self.picture is None:
+            return
+        try:
+            rgb = self.picture.picture(result, now_ns, show.subscribers())
+            if rgb is not None:
+                show.publish(rgb, result.stamp_ns, self.frame_id)
+        except Exception as err:  # noqa: BLE001 - the picture never breaks a tick
+            self.picture.errors.record("publish", err)
+
+
+class PictureOutput:
+    """Where :meth:`NodePipeline.draw` sends a picture: ``subscribers()`` (how many listen) and
+    ``publish(rgb, stamp_ns, frame_id)``."""
+
+    def __init__(self, subscribers: Callable[[], int], publish: Callable[[Any, int, str], object]) -> None:
+        self.subscribers = subscribers
+        self.publish = publish
+
+
+def _live_picture(settings: NodeSettings, class_names: Sequence[str],
+                  warning: Callable[[str], object]) -> LivePicture | None:
+    """The node's :class:`LivePicture` from the ``timeline_*`` settings (None when ``timeline_rate_hz`` is 0)."""
+    t = settings.timeline
+    if not t.enabled:
+        return None
+    config = TimelineConfig(class_names=list(class_names), width=t.width, height=t.height, past_s=t.past_s,
+                            future_s=t.future_s)
+    return LivePicture(config, rate_hz=t.rate_hz, camera=t.camera, log=warning)
 
 def release_device_memory() -> None:
     """Collect garbage and, when torch is loaded and CUDA available, empty its cache (never imports torch)."""

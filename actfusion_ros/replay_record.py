@@ -27,6 +27,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from actfusion_ros import topics
 from actfusion_ros.bags import BagError, ImageMessage, McapFileWriter
 from actfusion_ros.stream_types import ForecastResult
 from actfusion_ros.timeline_image import TimelineConfig, TimelineRenderer
@@ -34,11 +35,9 @@ from actfusion_ros.timeline_image import TimelineConfig, TimelineRenderer
 __all__ = ["CURRENT_TOPIC", "FUTURE_TOPIC", "LABEL_INFO_TOPIC", "RecordSettings", "ReplayRecorder", "TIMELINE_TOPIC",
            "interface_definitions"]
 
-#: The node's topics with its default name and no namespace.
-FUTURE_TOPIC = "/actfusion/future_actions"
-CURRENT_TOPIC = "/actfusion/current_action"
-TIMELINE_TOPIC = "/actfusion_node/timeline_image"
-LABEL_INFO_TOPIC = "/actfusion/label_info"
+#: The node's topics with its default name and no namespace (:mod:`actfusion_ros.topics`).
+FUTURE_TOPIC, CURRENT_TOPIC = topics.RESOLVED_FUTURE_TOPIC, topics.RESOLVED_CURRENT_TOPIC
+TIMELINE_TOPIC, LABEL_INFO_TOPIC = topics.RESOLVED_TIMELINE_TOPIC, topics.RESOLVED_LABEL_INFO_TOPIC
 _IMAGE_TYPE = "sensor_msgs/msg/Image"
 _REPO_MSGS = Path(__file__).resolve().parents[1] / "actfusion_msgs" / "msg"
 

@@ -30,8 +30,8 @@ from actfusion_ros.next_actions import TimedAlternative
 from actfusion_ros.time_ns import NS_PER_S, ns_to_stamp_fields
 from actfusion_ros.stream_types import ForecastResult, TimedSegment
 
-__all__ = ["LABEL_INFO_QOS", "LEVELS", "MAX_CLASSES", "TIMELINE_IMAGE_QOS", "alternative_to_msg", "diagnostic_array",
-           "duration_from_s", "forecast_to_msg", "format_value", "label_info_msgtype", "label_info_type",
+__all__ = ["LABEL_INFO_QOS", "LEVELS", "MAX_CLASSES", "OUTPUT_QOS", "TIMELINE_IMAGE_QOS", "alternative_to_msg",
+           "diagnostic_array", "duration_from_s", "image_qos", "forecast_to_msg", "format_value", "label_info_msgtype", "label_info_type",
            "label_info_types", "make_label_info", "rgb_image_msg", "segment_to_msg", "time_from_ns", "time_to_ns"]
 
 LEVELS = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN, "error": DiagnosticStatus.ERROR,
@@ -117,6 +117,18 @@ def rgb_image_msg(rgb: Any, stamp_ns: int, frame_id: str = "") -> Image:
     msg.header.stamp = time_from_ns(stamp_ns)
     msg.header.frame_id = frame_id
     return msg
+
+
+#: QoS of the forecasts, the current action and /diagnostics: reliable, keep last 10, volatile.
+OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.VOLATILE)
+
+
+def image_qos(reliability: str, depth: int) -> QoSProfile:
+    """QoS of the image subscription: keep last ``depth``, volatile, ``best_effort`` or ``reliable``."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, durability=DurabilityPolicy.VOLATILE,
+                      reliability=(ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
+                                   else ReliabilityPolicy.RELIABLE))
 
 
 #: QoS of the class map: reliable, transient local, depth 1 (published once; late subscribers get it).

@@ -391,3 +391,62 @@ def node_session(workdir: Path, params: dict[str, Any], *, name: str, image_dept
         node.kill()
         if client is not None:
             client.close()
+
+
+class CameraFeed:
+    """What :func:`camera_feed` hands over: ``count`` frames sent so far and their ``stamps``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stamps: list[int] = []
+
+    def add(self, stamp_ns: int) -> None:
+        with self._lock:
+            self._stamps.append(stamp_ns)
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self._stamps)
+
+    @property
+    def stamps(self) -> set[int]:
+        with self._lock:
+            return set(self._stamps)
+
+
+@contextmanager
+def camera_feed(session: NodeSession, hz: float = 20.0, join_s: float = 60.0) -> Iterator[CameraFeed]:
+    """Publish :func:`synthetic_frame` images stamped with the wall clock on ``session.image_pub`` at about
+    ``hz`` until the block ends; yields the :class:`CameraFeed` (what was sent)."""
+    from sensor_msgs.msg import Image
+
+    stop, feed = threading.Event(), CameraFeed()
+
+    def run() -> None:
+        while not stop.is_set():
+            stamp = time.time_ns()
+            session.image_pub.publish(make_image(Image, synthetic_frame(feed.count), stamp))
+            feed.add(stamp)
+            stop.wait(1 / hz)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield feed
+    finally:
+        stop.set()
+        thread.join(join_s)
+
+
+def wait_statuses(session: NodeSession, state: str, more: int, timeout: float = 60.0) -> dict[str, str]:
+    """Wait for ``more`` further /diagnostics statuses of the node reporting lifecycle ``state``; the last one
+    (fails with the node's log when it exits or ``timeout`` passes first)."""
+    def statuses() -> list[dict[str, str]]:
+        return [d for d in session.diagnostics() if d.get("lifecycle_state") == state]
+
+    target = len(statuses()) + more
+    wait_for(lambda: not session.node.alive() or len(statuses()) >= target, timeout,
+             f"{more} diagnostics statuses in state {state}", details=session.node.log_tail)
+    assert session.node.alive(), session.node.log_tail()
+    return statuses()[-1]

@@ -96,7 +96,7 @@ def bench_end_to_end(seconds: float, fps: float, tick_rate: float, feature_rate:
           f"tick {tick_rate:g} Hz, features {feature_rate:g} Hz, tiny random-weights model")
     with tempfile.TemporaryDirectory() as tmp, node_session(Path(tmp), {
             "random_weights": True, "tick_rate_hz": tick_rate, "feature_rate_hz": feature_rate,
-            "min_observed_frames": 1}, name="bench", image_depth=5, reliable=False) as session:
+            "min_observed_frames": 1, "num_samples": 1}, name="bench", image_depth=5, reliable=False) as session:
         node, client, pub, topic = session.node, session.client, session.image_pub, session.future_topic
         msg = make_image(Image, rgb, 0)
         publish_s = []

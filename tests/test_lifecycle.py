@@ -7,15 +7,14 @@ node's side), never by the wall clock; every wait is a generous "did not hang" b
 """
 from __future__ import annotations
 
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from actfusion_ros.ros_testing import NodeSession, make_image, node_session, ros_skip_reason, synthetic_frame, wait_for
+from actfusion_ros.ros_testing import (NodeSession, camera_feed, node_session, ros_skip_reason, wait_for,
+                                      wait_statuses)
 
 REASON = ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
@@ -26,39 +25,12 @@ PARAMS = {"autostart": False, "random_weights": True, "tick_rate_hz": 10.0, "fea
           "qos_depth": 10, "num_threads": 1, "diagnostics_period_s": 0.2, "stale_after_s": 100.0}
 
 
-@contextmanager
-def _camera(session: NodeSession, hz: float = 20.0) -> Iterator[list[int]]:
-    """Publish frames stamped with the wall clock until the block ends; yields the count sent (a 1-list)."""
-    from sensor_msgs.msg import Image
-
-    stop, sent = threading.Event(), [0]
-
-    def run() -> None:
-        while not stop.is_set():
-            session.image_pub.publish(make_image(Image, synthetic_frame(sent[0]), time.time_ns()))
-            sent[0] += 1
-            stop.wait(1 / hz)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield sent
-    finally:
-        stop.set()
-        thread.join(HANG_S)
-
-
-def _statuses(session: NodeSession, state: str) -> list[dict[str, str]]:
-    return [d for d in session.diagnostics() if d.get("lifecycle_state") == state]
+def _camera(session: NodeSession) -> Any:
+    return camera_feed(session, join_s=HANG_S)
 
 
 def _wait_statuses(session: NodeSession, state: str, more: int) -> dict[str, str]:
-    """Wait for ``more`` further /diagnostics statuses reporting ``state``; the last one."""
-    target = len(_statuses(session, state)) + more
-    wait_for(lambda: not session.node.alive() or len(_statuses(session, state)) >= target, HANG_S,
-             f"{more} diagnostics statuses in state {state}", details=session.node.log_tail)
-    assert session.node.alive(), session.node.log_tail()
-    return _statuses(session, state)[-1]
+    return wait_statuses(session, state, more, HANG_S)
 
 
 def _forecasts(session: NodeSession) -> list[Any]:
@@ -95,7 +67,7 @@ def test_lifecycle_transitions_over_dds(tmp_path: Path) -> None:
         assert life.get_state() == "unconfigured"
         assert "configure" in life.available_transitions()
         # unconfigured: frames are sent, nothing is taken or published; diagnostics say so
-        wait_for(lambda: sent[0] >= 10, HANG_S, "frames sent")
+        wait_for(lambda: sent.count >= 10, HANG_S, "frames sent")
         _assert_quiet(session, "unconfigured")
         assert _forecasts(session) == []
 

@@ -63,11 +63,12 @@ def test_counters_add_up_through_bad_input_and_tick_errors(ros_context, monkeypa
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
 
-    import actfusion_ros.node as node_module
+    import actfusion_ros.node_outputs as outputs_module   # where the node builds its messages
+    from actfusion_ros.node import ActFusionNode
 
     failing = scenario == "tick_errors"
     built = {"ok": 0, "failed": 0}
-    real_to_msg = node_module.forecast_to_msg
+    real_to_msg = outputs_module.forecast_to_msg
 
     def flaky_to_msg(result: Any, frame_id: str) -> Any:   # messages 2 and 4 cannot be built
         if failing and built["ok"] + built["failed"] + 1 in (2, 4):
@@ -77,10 +78,10 @@ def test_counters_add_up_through_bad_input_and_tick_errors(ros_context, monkeypa
         built["ok"] += 1
         return msg
 
-    monkeypatch.setattr(node_module, "forecast_to_msg", flaky_to_msg)
+    monkeypatch.setattr(outputs_module, "forecast_to_msg", flaky_to_msg)
     params = {"random_weights": True, "tick_rate_hz": 20.0, "feature_rate_hz": 10.0, "min_observed_frames": 1,
               "stale_after_s": 100.0, "max_future_s": 3.0, "diagnostics_period_s": 3600.0}
-    node = node_module.ActFusionNode(context=ros_context, node_name=f"counted_{scenario}",
+    node = ActFusionNode(context=ros_context, node_name=f"counted_{scenario}",
                                      forecaster=FailingSometimes({3, 6} if failing else set()),
                                      parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     executor = MultiThreadedExecutor(num_threads=3, context=ros_context)

@@ -253,3 +253,45 @@ def test_process_threads_are_set_at_start_up_only(monkeypatch) -> None:
             set_process_threads(-1)
     finally:
         torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------- the live picture in the pipeline
+def _pipeline(**values):
+    from actfusion_ros.node_pipeline import NodePipeline
+
+    return NodePipeline.build(_settings(min_observed_frames=1, tick_rate_hz=2.0, **values), forecaster=_Fixed(),
+                              info=lambda m: None, warning=lambda m: None, error=lambda m: None)
+
+
+def _push_and_tick(p, show) -> None:
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    for k in range(4):
+        p.stream.push_frame(k * 500 * MS, rgb)
+    p.tick(1500 * MS, lambda: 1500 * MS, lambda result, frame_id: None, lambda: False, show)
+
+
+def test_the_tick_draws_the_picture_only_for_a_subscriber_and_counts_it() -> None:
+    from actfusion_ros.node_pipeline import PictureOutput
+
+    assert _pipeline(timeline_rate_hz=0.0).picture is None            # 0 disables it
+    p = _pipeline(timeline_width=320, timeline_height=120, timeline_camera=False)
+    shown: list = []
+    _push_and_tick(p, PictureOutput(lambda: 0, lambda *a: shown.append(a)))
+    assert shown == [] and p.diagnostics.values()[2]["timeline_drawn"] == 0   # no subscriber: not drawn
+    _push_and_tick(p, PictureOutput(lambda: 1, lambda *a: shown.append(a)))
+    (rgb, stamp_ns, _), = shown
+    assert rgb.shape == (120, 320, 3) and stamp_ns == 1500 * MS
+    assert p.diagnostics.values()[2]["timeline_drawn"] == 1
+
+
+def test_a_picture_that_cannot_be_published_is_counted_never_raised() -> None:
+    from actfusion_ros.node_pipeline import PictureOutput
+
+    def broken(*args) -> None:
+        raise RuntimeError("publisher gone")
+
+    p = _pipeline()
+    _push_and_tick(p, PictureOutput(lambda: 1, broken))
+    v = p.diagnostics.values()[2]
+    assert v["timeline_errors.publish"] == 1 and v["timeline_errors"] == 1 and v["published"] == 1
+    assert p.tick_errors.total == 0                                   # the tick itself did not fail

@@ -1,110 +1,104 @@
-"""The class map and the timeline image over loopback DDS with the PyPI ROS wheels: a late subscriber gets the
-transient-local class map; a viewer's best-effort subscription gets the rgb8 picture, and the publisher sees it
-subscribe (what gates the drawing)."""
+"""The live picture and the class map of the real ``actfusion_node`` over loopback DDS (PyPI ROS wheels).
+
+The node runs as a subprocess (:func:`actfusion_ros.ros_testing.node_session`) while a camera thread streams
+frames: a best-effort viewer of ``~/timeline_image`` gets rgb8 pictures of the configured size stamped with a
+camera stamp that was sent; with no viewer nothing is drawn (``timeline_drawn`` stays 0); a subscriber created
+after activation gets the transient-local class map with the node's class names; a deactivated node publishes
+no pictures. Waits are on what arrives, bounded by a generous "did not hang" limit; "nothing arrives" is
+judged over several /diagnostics periods of the node (its steady clock), never by the wall clock.
+"""
 from __future__ import annotations
 
-import threading
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from actfusion_ros.ros_testing import wait_for
+from actfusion_ros.ros_testing import (NodeSession, camera_feed, node_session, ros_skip_reason, wait_for,
+                                      wait_statuses)
+
+REASON = ros_skip_reason()
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
 
 NAMES = ["take", "pour", "stir"]
-T0 = 1_700_000_000 * 10**9
-TIMEOUT_S = 60.0  # "did not hang" bound; the tests wait on what arrives
+HANG_S = 60.0  # "did not hang" bound; the tests wait on what arrives
+PARAMS = {"random_weights": True, "num_samples": 1, "tick_rate_hz": 10.0, "feature_rate_hz": 5.0,
+          "min_observed_frames": 1, "max_window_s": 30.0, "max_horizon_s": 4.0, "qos_reliability": "reliable",
+          "qos_depth": 10, "num_threads": 1, "diagnostics_period_s": 0.2, "stale_after_s": 100.0,
+          "timeline_rate_hz": 20.0, "timeline_width": 320, "timeline_height": 120, "timeline_camera": True}
 
 
-class _Spinner:
-    """Spin nodes of one context in a background thread."""
-
-    def __init__(self, context: Any, *nodes: Any) -> None:
-        from rclpy.executors import SingleThreadedExecutor
-
-        self.executor = SingleThreadedExecutor(context=context)
-        for node in nodes:
-            self.executor.add_node(node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def add(self, node: Any) -> None:
-        self.executor.add_node(node)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(TIMEOUT_S)
-        self.executor.shutdown()
+def _collect(session: NodeSession, msg_type: Any, topic: str, qos: Any) -> list[Any]:
+    """Subscribe ``session``'s client to ``topic``; the list the messages are appended to."""
+    got: list[Any] = []
+    session.client.node.create_subscription(msg_type, topic, got.append, qos)
+    return got
 
 
-def test_a_late_subscriber_gets_the_class_map_once(ros_context: Any) -> None:
-    from rclpy.node import Node
-
-    from actfusion_ros.ros_messages import LABEL_INFO_QOS, label_info_type, make_label_info
-
-    label_info = label_info_type()
-    publisher = Node("label_info_pub", context=ros_context)
-    subscriber = Node("label_info_sub", context=ros_context)
-    spinner = _Spinner(ros_context, publisher)
-    try:
-        pub = publisher.create_publisher(label_info, "actfusion/label_info", LABEL_INFO_QOS)
-        pub.publish(make_label_info(NAMES, T0))   # before anyone subscribes
-        got: list[Any] = []
-        subscriber.create_subscription(label_info, "actfusion/label_info", got.append, LABEL_INFO_QOS)
-        spinner.add(subscriber)
-        wait_for(lambda: got, TIMEOUT_S, "the class map at a late subscriber")
-        assert [(c.class_id, c.class_name) for c in got[0].class_map] == [(0, "take"), (1, "pour"), (2, "stir")]
-        assert len(got) == 1
-    finally:
-        spinner.close()
-        publisher.destroy_node()
-        subscriber.destroy_node()
+def _wait_statuses(session: NodeSession, state: str, more: int) -> dict[str, str]:
+    return wait_statuses(session, state, more, HANG_S)
 
 
-def test_a_best_effort_viewer_gets_the_timeline_image(ros_context: Any) -> None:
-    from rclpy.node import Node
+def _params(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    names = tmp_path / "classes.txt"
+    names.write_text("\n".join(NAMES) + "\n")
+    return {**PARAMS, "class_names_file": str(names), **extra}
+
+
+def test_a_best_effort_viewer_gets_camera_stamped_pictures_of_the_configured_size(tmp_path: Path) -> None:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
     from actfusion_ros.frames import image_to_rgb
-    from actfusion_ros.ros_messages import TIMELINE_IMAGE_QOS, rgb_image_msg, time_to_ns
-    from actfusion_ros.stream_types import TimedSegment
-    from actfusion_ros.timeline_image import TimelineConfig, TimelineRenderer
+    from actfusion_ros.ros_messages import time_to_ns
 
-    picture = TimelineRenderer(TimelineConfig(class_names=NAMES, width=320, height=120)).render(
-        [TimedSegment("take", 0, T0 - 10**9, T0, 0.9)], [TimedSegment("pour", 1, T0, T0 + 5 * 10**9, 0.5)])
-    publisher = Node("actfusion_node", context=ros_context)
-    viewer = Node("rqt_image_view", context=ros_context)
-    pub = publisher.create_publisher(Image, "~/timeline_image", TIMELINE_IMAGE_QOS)
-    assert pub.topic_name == "/actfusion_node/timeline_image" and pub.get_subscription_count() == 0
-    got: list[Any] = []
-    viewer.create_subscription(Image, "/actfusion_node/timeline_image", got.append, qos_profile_sensor_data)
-    spinner = _Spinner(ros_context, publisher, viewer)
-    try:
-        wait_for(lambda: pub.get_subscription_count() == 1, TIMEOUT_S, "the viewer to subscribe")
-
-        def received() -> bool:
-            if not got:
-                pub.publish(rgb_image_msg(picture, T0, "camera"))
-            return bool(got)
-
-        wait_for(received, TIMEOUT_S, "a timeline image at the viewer", poll=0.2)
-        msg = got[0]
-        assert (msg.encoding, msg.width, msg.height) == ("rgb8", 320, 120) and time_to_ns(msg.header.stamp) == T0
-        assert np.array_equal(image_to_rgb(msg), picture)
-    finally:
-        spinner.close()
-        publisher.destroy_node()
-        viewer.destroy_node()
+    with node_session(tmp_path, _params(tmp_path), name="timeline") as s, camera_feed(s, join_s=HANG_S) as feed:
+        topic = f"{s.namespace}/actfusion_node/timeline_image"
+        got = _collect(s, Image, topic, qos_profile_sensor_data)
+        wait_for(lambda: not s.node.alive() or len(got) >= 3, HANG_S, "timeline images at the viewer",
+                 details=s.node.log_tail)
+        assert s.node.alive(), s.node.log_tail()
+        for msg in list(got):
+            assert (msg.encoding, msg.width, msg.height, msg.step) == ("rgb8", 320, 120, 960)
+            assert time_to_ns(msg.header.stamp) in feed.stamps, "the picture's stamp is a camera stamp that was sent"
+            assert image_to_rgb(msg).shape == (120, 320, 3)
+        values = _wait_statuses(s, "active", 2)
+        assert int(values["timeline_drawn"]) >= 1 and values["timeline_errors"] == "0"
 
 
-@pytest.fixture(autouse=True)
-def _msgs_built() -> None:
-    msgs = pytest.importorskip("actfusion_msgs.msg", reason="actfusion_msgs not built")
-    if not hasattr(msgs, "LabelInfo"):
-        pytest.fail("actfusion_msgs was built before LabelInfo.msg; rerun scripts/build_msgs.sh", pytrace=False)
+def test_without_a_viewer_nothing_is_drawn_and_a_late_subscriber_gets_the_class_map(tmp_path: Path) -> None:
+    from actfusion_ros.ros_messages import LABEL_INFO_QOS, label_info_type
+
+    with node_session(tmp_path, _params(tmp_path), name="nopicture") as s, camera_feed(s, join_s=HANG_S):
+        wait_for(lambda: not s.node.alive() or len(s.client.messages(s.future_topic)) >= 5, HANG_S,
+                 "forecasts", details=s.node.log_tail)
+        values = _wait_statuses(s, "active", 3)
+        assert int(values["published"]) >= 1 and values["timeline_drawn"] == "0", values
+        # created long after the activation published the class map: transient local delivers it
+        got = _collect(s, label_info_type(), f"{s.namespace}/actfusion/label_info", LABEL_INFO_QOS)
+        wait_for(lambda: got, HANG_S, "the class map at a late subscriber", details=s.node.log_tail)
+        assert [(c.class_id, c.class_name) for c in got[0].class_map] == [(0, "take"), (1, "pour"), (2, "stir")]
+        _wait_statuses(s, "active", 3)
+        assert len(got) == 1, "published once per activation"
+        assert _wait_statuses(s, "active", 1)["timeline_drawn"] == "0"
+
+
+def test_a_deactivated_node_publishes_no_pictures(tmp_path: Path) -> None:
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    with node_session(tmp_path, _params(tmp_path, autostart=False), name="timelinelc", active=False) as s, \
+            camera_feed(s, join_s=HANG_S):
+        assert s.lifecycle is not None
+        got = _collect(s, Image, f"{s.namespace}/actfusion_node/timeline_image", qos_profile_sensor_data)
+        assert s.lifecycle.change_state("configure") and s.lifecycle.change_state("activate")
+        wait_for(lambda: not s.node.alive() or len(got) >= 2, HANG_S, "timeline images while active",
+                 details=s.node.log_tail)
+        assert s.lifecycle.change_state("deactivate")
+        drawn = _wait_statuses(s, "inactive", 3)["timeline_drawn"]  # pictures in flight arrive meanwhile
+        before = len(got)
+        assert _wait_statuses(s, "inactive", 5)["timeline_drawn"] == drawn
+        assert len(got) == before, "timeline images while inactive"
+        assert s.lifecycle.change_state("activate")
+        wait_for(lambda: not s.node.alive() or len(got) > before, HANG_S, "timeline images after reactivation",
+                 details=s.node.log_tail)
