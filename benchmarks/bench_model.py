@@ -17,7 +17,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from actfusion_model.config import model_config  # noqa: E402
+from timing import timed_runs  # noqa: E402  (benchmarks/timing.py, beside this script)
 from actfusion_model.diffusion import sample_noise  # noqa: E402
 from actfusion_model.network import ActFusion  # noqa: E402
 
@@ -46,14 +46,7 @@ AUTHORS = {
 
 def median_time(fn: Callable[[], object], repeats: int, *, warmup: int = 1) -> float:
     """Median wall time of ``fn`` over ``repeats`` runs after ``warmup`` untimed runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timed_runs(fn, repeats, warmup=warmup))
 
 
 def bench(preset: str, length: int, *, repeats: int, steps: int) -> dict[str, float]:

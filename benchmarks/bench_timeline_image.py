@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +23,7 @@ sys.path.insert(0, str(REPO))
 from actfusion_ros.next_actions import TimedAlternative  # noqa: E402
 from actfusion_ros.stream_types import TimedSegment  # noqa: E402
 from actfusion_ros.timeline_image import TimelineConfig, TimelineRenderer  # noqa: E402
+from timing import timed_runs  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 S = 10**9
 T0 = 1_700_000_000 * S
@@ -46,14 +46,7 @@ def _tick(num_classes: int, segments: int, past_s: float, future_s: float):
 
 
 def _median_ms(fn: Callable[[], object], n: int) -> tuple[float, float]:
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    arr = np.asarray(times) * 1e3
+    arr = np.asarray(timed_runs(fn, n, warmup=5)) * 1e3
     return float(np.median(arr)), float(np.percentile(arr, 95))
 
 
