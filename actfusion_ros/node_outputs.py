@@ -40,6 +40,11 @@ class NodeOutputs:
     def publishers(self) -> list[Any]:
         return [p for p in (self.future, self.current, self.label_info, self.timeline) if p is not None]
 
+    @property
+    def topic_names(self) -> list[str]:
+        """The full names of the topics published (for the activation's log line)."""
+        return [p.topic_name for p in self.publishers]
+
     def publish_forecast(self, result: ForecastResult, frame_id: str) -> None:
         """A tick's result: the forecast and the current action."""
         self.future.publish(forecast_to_msg(result, frame_id))

@@ -32,7 +32,7 @@ from actfusion_ros.time_ns import NS_PER_S, seconds_to_ns, stamp_to_ns
 from actfusion_ros.timeline_image import TimelineConfig
 
 __all__ = ["FeatureWorker", "LIFECYCLE_STATES", "NodePipeline", "PictureOutput", "lifecycle_status", "parameter_change_refusal",
-           "release_device_memory"]
+           "release_device_memory", "reset_reply"]
 
 #: the primary states of a ROS 2 managed node, as ``ros2 lifecycle get`` names them
 LIFECYCLE_STATES = ("unconfigured", "inactive", "active", "finalized")
@@ -253,6 +253,14 @@ def parameter_change_refusal(names: Sequence[str], state: str) -> str | None:
         return None
     return (f"{', '.join(ours)}: can be changed only while the node is unconfigured (it is {state}); "
             f"deactivate and clean it up first, the values apply at the next configure")
+
+
+def reset_reply(pipeline: NodePipeline | None, state: str) -> tuple[bool, str]:
+    """The ``~/reset`` service's ``(success, message)`` in lifecycle ``state``: a new episode
+    (:meth:`NodePipeline.reset_episode`), or, with nothing configured (``pipeline`` None), why not."""
+    if pipeline is None:
+        return False, f"the node is {state}: no episode to reset"
+    return True, pipeline.reset_episode()
 
 
 def lifecycle_status(state: str, values: tuple[str, str, dict[str, Any]] | None,

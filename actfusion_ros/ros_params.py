@@ -1,14 +1,15 @@
-"""Declaring ``actfusion_node``'s parameters on an rclpy node: descriptors and start-up problems (ROS glue).
+"""``actfusion_node``'s parameters on an rclpy node: declared, guarded, read (ROS glue).
 
 The table and the validation are ROS-free (:mod:`actfusion_ros.node_params`); this module turns each
 :class:`~actfusion_ros.node_params.ParamSpec` into a ``ParameterDescriptor`` (with
-``IntegerRange`` / ``FloatingPointRange`` where numeric) and collects what rclpy refuses.
+``IntegerRange`` / ``FloatingPointRange`` where numeric) and collects what rclpy refuses;
+:class:`NodeParameters` also refuses changes outside the unconfigured state and reads the settings.
 """
 from __future__ import annotations
 
 from typing import Callable, Mapping
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
                               ParameterException)
 from rclpy.node import Node
@@ -16,8 +17,9 @@ from rclpy.node import Node
 from actfusion_ros.builder import StartupError
 from actfusion_ros.node_params import (PARAMETERS, NodeSettings, ParameterError, ParamSpec, declaration_problem,
                                        validate_values)
+from actfusion_ros.node_pipeline import parameter_change_refusal
 
-__all__ = ["declare_node_parameters", "descriptor", "node_settings"]
+__all__ = ["NodeParameters", "declare_node_parameters", "descriptor", "node_settings"]
 
 # Parameters rclpy or launch may pass that are not ours (not reported as unknown).
 _FOREIGN_PARAMETERS = ("use_sim_time", "start_type_description_service", "start_parameter_services",
@@ -80,3 +82,31 @@ def node_settings(node: Node, declaration_problems: Mapping[str, str]) -> NodeSe
         raise StartupError(str(ParameterError(problems)))
     assert settings is not None
     return settings
+
+
+class NodeParameters:
+    """The parameters of ``node`` (built with ``automatically_declare_parameters_from_overrides=True``):
+    declared by the constructor (:func:`declare_node_parameters`; ``warn`` receives the unknown ones),
+    changed only while ``state()`` is ``unconfigured`` (:func:`~actfusion_ros.node_pipeline.parameter_change_refusal`),
+    read and validated by :meth:`settings` (each ``configure``)."""
+
+    def __init__(self, node: Node, state: Callable[[], str], warn: Callable[[str], object]) -> None:
+        self._node = node
+        self._state = state
+        #: values rclpy refused at start-up and not set again since (``{name: 'name: what is wrong'}``)
+        self.declaration_problems = declare_node_parameters(node, warn)
+        node.add_on_set_parameters_callback(self._on_set_parameters)
+        node.add_post_set_parameters_callback(self._on_parameters_set)
+
+    def settings(self) -> NodeSettings:
+        """The validated settings (:func:`node_settings`); :class:`StartupError` says what is wrong."""
+        return node_settings(self._node, self.declaration_problems)
+
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        """Our parameters change only while unconfigured (they are read by the next configure)."""
+        refusal = parameter_change_refusal([p.name for p in params], self._state())
+        return SetParametersResult(successful=refusal is None, reason=refusal or "")
+
+    def _on_parameters_set(self, params: list) -> None:
+        for p in params:  # a value set again replaces one rclpy refused at start-up
+            self.declaration_problems.pop(p.name, None)

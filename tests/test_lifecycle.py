@@ -228,3 +228,23 @@ def test_cleanup_frees_the_model_and_empties_the_cuda_cache(ros_context, monkeyp
             node.stream
     finally:
         node.destroy_node()
+
+
+def test_shutdown_while_active_frees_the_model(ros_context) -> None:
+    """The shutdown transition straight from active stops everything and drops the model: nothing rclpy
+    still holds (the cancelled tick timer, the clock-jump callback) keeps it alive (a weak reference dies)."""
+    import gc
+    import weakref
+
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+
+    node = _node(ros_context, "shutdown_active")
+    try:
+        assert node.trigger_configure() == R.SUCCESS and node.trigger_activate() == R.SUCCESS
+        model = weakref.ref(node.stream.forecaster.model)
+        assert node.trigger_shutdown() == R.SUCCESS and node.lifecycle_state == "finalized"
+        gc.collect()
+        assert model() is None, gc.get_referrers(model())
+        assert node._worker is None and node.last_result is None
+    finally:
+        node.destroy_node()

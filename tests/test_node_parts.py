@@ -18,7 +18,7 @@ from actfusion_ros.frames import (ERROR_KINDS, ImageConversionError, ImageTooLar
                                   image_to_rgb)
 from actfusion_ros.node_diagnostics import NodeDiagnostics, TickStats
 from actfusion_ros.node_params import declaration_problem, spec, validate_values
-from actfusion_ros.node_pipeline import lifecycle_status, parameter_change_refusal
+from actfusion_ros.node_pipeline import lifecycle_status, parameter_change_refusal, reset_reply
 from actfusion_ros.reporting import KindCounter, error_kind
 from actfusion_ros.tick_overruns import TickOverrunCounter
 from actfusion_model.labels import load_class_names
@@ -268,6 +268,14 @@ def _push_and_tick(p, show) -> None:
     for k in range(4):
         p.stream.push_frame(k * 500 * MS, rgb)
     p.tick(1500 * MS, lambda: 1500 * MS, lambda result, frame_id: None, lambda: False, show)
+
+
+def test_reset_starts_a_new_episode_only_when_configured() -> None:
+    assert reset_reply(None, "unconfigured") == (False, "the node is unconfigured: no episode to reset")
+    p = _pipeline()
+    before = p.stream.episode
+    assert reset_reply(p, "active") == (True, f"new episode {before + 1}")
+    assert p.stream.episode == before + 1 and p.stream.stats.reset_reasons == {"service": 1}
 
 
 def test_the_tick_draws_the_picture_only_for_a_subscriber_and_counts_it() -> None:
