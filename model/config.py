@@ -128,9 +128,15 @@ class MaskingConfig:
     boundary_threshold: float = 0.5
     segment_classes: int = 2
     anticipation_ratio: float = 4.0  # r of the r*N^O rule ("ant_ratio" type)
+    # Temporal speed augmentation: each sample's video is resampled in time by s ~ log-uniform [1/a, a]
+    # (nearest neighbour) before offset, masking and targets; a = time_stretch, 1.0 = off.
+    time_stretch: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "types", tuple(self.types))
+        if not self.time_stretch >= 1.0:
+            raise ConfigError(f"MaskingConfig.time_stretch={self.time_stretch!r}: must be >= 1.0 (1.0 = off; "
+                              "a draws each video's speed factor log-uniformly in [1/a, a])")
         bad = [t for t in self.types if t not in MASK_TYPES]
         if bad or not self.types:
             raise ConfigError(f"MaskingConfig.types={self.types!r}: unknown {bad}; choose from {MASK_TYPES}")

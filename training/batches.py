@@ -3,7 +3,10 @@
 Per iteration (reference §2, §5): an offset ``o`` uniform in ``[0, sample_rate)`` gives ``features[:, o::sr]``;
 one masking strategy is drawn uniformly from ``masking.types`` (repeats weight it), including ``ant_ratio``
 (the r*N^O crop); the boundary target is smoothed at the raw rate, subsampled and re-normalised; Gaussian
-soft labels are built when the loss config asks for them. :func:`collate` pads a list of samples to the
+soft labels are built when the loss config asks for them. With ``masking.time_stretch = a > 1`` the video is
+first resampled in time at the raw rate by a speed factor ``s`` log-uniform in ``[1/a, a]`` (nearest
+neighbour: stretched frame ``i`` reads source frame ``floor(i / s)``), and its boundary target is recomputed
+from the stretched labels, so offset, masks, crop and every target follow the stretched video. :func:`collate` pads a list of samples to the
 longest (targets with IGNORE_INDEX, everything else with zeros) and marks each video's frames in ``valid``.
 """
 from __future__ import annotations
@@ -61,6 +64,26 @@ class TrainingSample:
     soft_targets: torch.Tensor | None
     mask_type: str
     offset: int
+    stretch: float = 1.0  # the sample's temporal speed factor (1.0: not stretched)
+
+
+def stretch_indices(num_frames: int, factor: float) -> np.ndarray:
+    """Source frame of each frame of a video of ``num_frames`` resampled in time by ``factor`` (> 0).
+
+    The stretched video has ``max(1, round(num_frames * factor))`` frames and frame ``i`` reads source frame
+    ``floor(i / factor)`` (nearest neighbour: one-hot features stay one-hot, labels stay labels).
+    """
+    if num_frames < 1 or not factor > 0:
+        raise ValueError(f"need num_frames >= 1 and factor > 0, got {num_frames}, {factor}")
+    length = max(1, int(round(num_frames * factor)))
+    src = np.floor(np.arange(length, dtype=np.float64) / factor).astype(np.int64)
+    return np.minimum(src, num_frames - 1)
+
+
+def draw_time_stretch(max_factor: float, np_rng: np.random.Generator) -> float:
+    """A speed factor log-uniform in ``[1 / max_factor, max_factor]`` (one numpy draw)."""
+    bound = float(np.log(max_factor))
+    return float(np.exp(np_rng.uniform(-bound, bound)))
 
 
 def soft_targets(targets: np.ndarray, num_classes: int, sigma: float) -> np.ndarray:
@@ -77,13 +100,25 @@ def soft_targets(targets: np.ndarray, num_classes: int, sigma: float) -> np.ndar
 
 def draw_sample(video: CachedVideo, cfg: ExperimentConfig, np_rng: np.random.Generator, py_rng: random.Random,
                 device: torch.device) -> TrainingSample:
-    """Offset (numpy), masking type (python), mask geometry (numpy) -> model-ready tensors."""
+    """Speed factor (numpy, only when ``masking.time_stretch`` > 1), offset (numpy), masking type (python),
+    mask geometry (numpy) -> model-ready tensors."""
     sr = cfg.model.sample_rate
+    record, raw_boundary, source = video.record, video.boundary, None
+    stretch = 1.0
+    if cfg.masking.time_stretch > 1.0:
+        stretch = draw_time_stretch(cfg.masking.time_stretch, np_rng)
+        source = stretch_indices(record.num_frames, stretch)
+        raw_boundary = boundary_targets(record.labels[source], cfg.loss.boundary_sigma)
+    num_frames = record.num_frames if source is None else source.size
     offset = int(np_rng.integers(sr)) if sr > 1 else 0
-    if offset >= video.record.num_frames:
+    if offset >= num_frames:
         offset = 0
-    feats, labels = sample(video.record.features, video.record.labels, sr, offset)
-    boundary = subsample_boundary(video.boundary, sr, offset)
+    if source is None:
+        feats, labels = sample(record.features, record.labels, sr, offset)
+    else:  # gather only the model-rate frames of the stretched video (no raw-rate copy of the features)
+        picked = source[offset::sr]
+        feats, labels = record.features[:, picked], record.labels[picked]
+    boundary = subsample_boundary(raw_boundary, sr, offset)
     kind = py_rng.choice(cfg.masking.types)
     ms = masked_sample(kind, feats, labels, boundary, cfg.masking, np_rng)
     soft = None
@@ -95,7 +130,8 @@ def draw_sample(video: CachedVideo, cfg: ExperimentConfig, np_rng: np.random.Gen
         return torch.from_numpy(np.ascontiguousarray(x)).to(dtype).unsqueeze(0).to(device)
 
     return TrainingSample(tensor(ms.features, torch.float32), tensor(ms.visible, torch.bool),
-                          tensor(ms.targets, torch.long), tensor(ms.boundary, torch.float32), soft, kind, offset)
+                          tensor(ms.targets, torch.long), tensor(ms.boundary, torch.float32), soft, kind, offset,
+                          stretch)
 
 
 @dataclass
