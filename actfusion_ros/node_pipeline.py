@@ -96,9 +96,13 @@ class NodePipeline:
                 f"r={s.stream.ratio:g}, window {s.stream.max_window_s:g} s; publishing {' and '.join(outputs)}")
 
     def reset_episode(self) -> str:
-        """The ``~/reset`` service: start a new episode; the reply's message."""
+        """The ``~/reset`` service: start a new episode; the reply's message. Frames still queued were taken
+        before the reset: they belong to the old episode and are dropped (counted in ``frames_dropped``), so a
+        feature worker that lags the camera cannot carry them into the new one."""
+        dropped = self.queue.clear()
         self.stream.reset("service")
-        return f"new episode {self.stream.episode}"
+        old = f" ({dropped} queued frame(s) of the old episode dropped)" if dropped else ""
+        return f"new episode {self.stream.episode}{old}"
 
     def offer(self, msg: Any, now_ns: int) -> None:
         """The image callback: count ``msg``, check its header (never decodes) and enqueue it. Frames stamped

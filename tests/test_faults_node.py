@@ -256,7 +256,7 @@ def test_a_reset_during_a_tick_discards_its_result(ros_context) -> None:
         wait_for(fc.inside.is_set, HANG_S, "a tick inside the model")
         published = r.published()
         response = r.node._on_reset(Trigger.Request(), Trigger.Response())
-        assert response.success and response.message == "new episode 1"
+        assert response.success and response.message.startswith("new episode 1")
         fc.block = False
         fc.release.set()
         wait_for(lambda: r.values().get("stream_skips.reset_during_inference") == 1, HANG_S,

@@ -365,7 +365,10 @@ def test_node_over_dds(tmp_path: Path) -> None:
 
         # --- 3. ~/reset starts a new episode: num_observed restarts
         max_before = max(m.num_observed_frames for m in forecasts())
-        time.sleep(0.3)  # let the queue drain (no frames in flight across the reset)
+        # every frame sent so far has reached the node (in flight across the reset it would be a new-episode
+        # frame); frames it has not processed yet are dropped by the reset
+        wait_for(lambda: int((node_diag() or {}).get("images_received", -1)) >= len(sent) + 2, HANG_S,
+                 "the node to receive every image sent", details=lambda: f"{node_diag()}\n{log()}")
         assert reset.wait_for_service(timeout_sec=HANG_S), f"reset service not available\n{log()}"
         future = reset.call_async(Trigger.Request())
         response = wait_for(lambda: future.done() and future.result(), HANG_S, "the reset response", details=log)

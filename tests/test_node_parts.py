@@ -278,6 +278,15 @@ def test_reset_starts_a_new_episode_only_when_configured() -> None:
     assert p.stream.episode == before + 1 and p.stream.stats.reset_reasons == {"service": 1}
 
 
+def test_reset_drops_the_frames_still_queued_from_the_old_episode() -> None:
+    p = _pipeline()
+    for item in ("old-1", "old-2"):
+        p.queue.put(item)
+    ok, message = reset_reply(p, "active")
+    assert ok and message.endswith("(2 queued frame(s) of the old episode dropped)"), message
+    assert p.queue.dropped == 2 and p.queue.get(timeout=0.0) is None
+
+
 def test_the_tick_draws_the_picture_only_for_a_subscriber_and_counts_it() -> None:
     from actfusion_ros.node_pipeline import PictureOutput
 
