@@ -81,7 +81,7 @@ def build_forecaster(settings: NodeSettings, input_dim: int, class_names: Sequen
         if s.random_weights:
             return ModelForecaster.random_weights(
                 input_dim=input_dim, class_names=class_names or DEFAULT_RANDOM_CLASSES, steps=s.ddim_steps,
-                seed=s.seed, device=s.device)
+                seed=s.seed, device=s.device, num_samples=s.num_samples)
         if s.backend == "torch":
             return ModelForecaster.from_checkpoint(s.checkpoint, device=s.device, steps=s.ddim_steps,
                                                    seed=s.seed, class_names=class_names, num_samples=s.num_samples)

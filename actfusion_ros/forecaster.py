@@ -156,7 +156,7 @@ class ModelForecaster:
     @classmethod
     def random_weights(cls, *, input_dim: int, class_names: Sequence[str] = DEFAULT_RANDOM_CLASSES,
                        preset: str = "tiny", weight_seed: int = 0, steps: int | None = None,
-                       seed: int = 0, device: str = "cpu") -> "ModelForecaster":
+                       seed: int = 0, device: str = "cpu", num_samples: int = 1) -> "ModelForecaster":
         """An untrained model of ``preset`` (default the few-thousand-parameter ``tiny``) for tests.
 
         Weights are drawn from a forked RNG seeded ``weight_seed``: deterministic, and the global
@@ -166,7 +166,7 @@ class ModelForecaster:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(weight_seed))
             model = ActFusion(cfg)
-        return cls(model, class_names, steps=steps, seed=seed, device=device)
+        return cls(model, class_names, steps=steps, seed=seed, device=device, num_samples=num_samples)
 
     # ------------------------------------------------------------------ inference
     def generator(self, tick: int) -> torch.Generator:

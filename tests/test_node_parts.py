@@ -312,3 +312,14 @@ def test_a_picture_that_cannot_be_published_is_counted_never_raised() -> None:
     v = p.diagnostics.values()[2]
     assert v["timeline_errors.publish"] == 1 and v["timeline_errors"] == 1 and v["published"] == 1
     assert p.tick_errors.total == 0                                   # the tick itself did not fail
+
+
+def test_random_weights_sample_as_many_futures_as_num_samples() -> None:
+    """random_weights honours num_samples like every other model source (it used to sample one future)."""
+    from actfusion_ros.builder import build_forecaster
+
+    forecaster = build_forecaster(_settings(num_samples=3), input_dim=6, class_names=["a", "b"])
+    assert forecaster.num_samples == 3
+    out = forecaster(np.zeros((6, 5), np.float32), 4)
+    assert out.future_samples is not None and out.future_samples.shape == (3, 2, 4)
+    assert build_forecaster(_settings(num_samples=1), input_dim=6, class_names=["a", "b"]).num_samples == 1
