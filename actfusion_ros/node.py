@@ -117,7 +117,8 @@ class ActFusionNode(LifecycleNode):
             return self._configure_failed(str(err) if isinstance(err, StartupError)
                                           else f"{type(err).__name__}: {err}")
         self._pipeline = pipeline
-        self._outputs = NodeOutputs(self, picture=pipeline.picture is not None)
+        self._outputs = NodeOutputs(self, picture=pipeline.picture is not None,
+                                    marginals=settings.publish_marginals)
         self._diagnostics.start(settings.diagnostics_period_s)
         self._state = "inactive"
         self._log.info(f"configured: model {pipeline.stream.forecaster!r}; extractor {pipeline.stream.extractor!r}")

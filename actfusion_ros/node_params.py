@@ -182,6 +182,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "dropped as out of order), in seconds.", 0.0, 1.0e6),
     # --- output
     _p("diagnostics_period_s", 1.0, "Period of the /diagnostics status, in seconds.", 0.01, 3600.0),
+    _p("publish_marginals", False,
+       "Also publish each forecast's per-frame class distribution on actfusion/future_marginals "
+       "(actfusion_msgs/ForecastMarginals, classes x future frames, stamped like the forecast; with K > 1 "
+       "samples the fraction voting for each class)."),
     # --- timeline image (~/timeline_image)
     _p("timeline_rate_hz", 2.0,
        "Most timeline images per second (node clock); drawn only after a tick and only while someone "
@@ -258,6 +262,7 @@ class NodeSettings:
     tick_rate_hz: float
     diagnostics_period_s: float
     stream: StreamConfig
+    publish_marginals: bool
     autostart: bool = True
     timeline: TimelineSettings = field(default_factory=lambda: TimelineSettings.from_values(defaults()))
 
@@ -394,7 +399,8 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
         device=v["device"], num_threads=v["num_threads"], ddim_steps=v["ddim_steps"] or None,
         num_samples=v["num_samples"], seed=v["seed"], class_names_file=v["class_names_file"], extractor=v["extractor"],
         extractor_kwargs=kwargs, tick_rate_hz=v["tick_rate_hz"],
-        diagnostics_period_s=v["diagnostics_period_s"], stream=stream, autostart=v["autostart"],
+        diagnostics_period_s=v["diagnostics_period_s"], stream=stream,
+        publish_marginals=v["publish_marginals"], autostart=v["autostart"],
         timeline=TimelineSettings.from_values(v))
 
 

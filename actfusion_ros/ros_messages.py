@@ -4,6 +4,9 @@
   ``header.stamp`` = the camera stamp of the last feature used (never the clock's ``now``).
 * :func:`segment_to_msg`: :class:`~actfusion_ros.stream.TimedSegment` -> ``actfusion_msgs/ActionSegment``;
   times are copied exactly (``[start, end)``, see the stream's segment-time convention).
+* :func:`marginals_to_msg`: a result's per-frame class distribution
+  (:meth:`~actfusion_ros.stream_types.ForecastResult.future_marginals`) -> ``actfusion_msgs/ForecastMarginals``,
+  stamped like the tick's forecast (the node's optional ``actfusion/future_marginals``).
 * :func:`alternative_to_msg`: :class:`~actfusion_ros.next_actions.TimedAlternative` ->
   ``actfusion_msgs/ActionAlternative`` (one possible next action, its probability and start interval).
 * :func:`diagnostic_array`: one ``diagnostic_msgs/DiagnosticStatus`` with key/value pairs.
@@ -16,10 +19,12 @@
 """
 from __future__ import annotations
 
+import array
 import math
 from typing import Any, Mapping, Sequence
 
-from actfusion_msgs.msg import ActionAlternative, ActionForecast, ActionSegment
+import numpy as np
+from actfusion_msgs.msg import ActionAlternative, ActionForecast, ActionSegment, ForecastMarginals
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -32,7 +37,7 @@ from actfusion_ros.stream_types import ForecastResult, TimedSegment
 
 __all__ = ["LABEL_INFO_QOS", "LEVELS", "MAX_CLASSES", "OUTPUT_QOS", "TIMELINE_IMAGE_QOS", "alternative_to_msg",
            "diagnostic_array", "duration_from_s", "image_qos", "forecast_to_msg", "format_value", "label_info_msgtype", "label_info_type",
-           "label_info_types", "make_label_info", "rgb_image_msg", "segment_to_msg", "time_from_ns", "time_to_ns"]
+           "label_info_types", "make_label_info", "marginals_to_msg", "rgb_image_msg", "segment_to_msg", "time_from_ns", "time_to_ns"]
 
 LEVELS = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN, "error": DiagnosticStatus.ERROR,
           "stale": DiagnosticStatus.STALE}
@@ -85,6 +90,22 @@ def forecast_to_msg(result: ForecastResult, frame_id: str = "") -> ActionForecas
     msg.partial = bool(result.partial)
     msg.next_actions = [alternative_to_msg(a) for a in result.next_actions]
     msg.num_samples = int(result.num_samples)
+    return msg
+
+
+def marginals_to_msg(result: ForecastResult, frame_id: str = "") -> ForecastMarginals:
+    """A tick's per-frame class distribution -> ``ForecastMarginals`` (row-major classes x future frames),
+    stamped with the camera time of the last feature used, as the tick's ``ActionForecast``."""
+    probs = result.future_marginals()
+    num_classes, horizon = probs.shape
+    msg = ForecastMarginals(num_samples=int(result.num_samples), num_classes=int(num_classes),
+                            horizon_frames=int(horizon))
+    msg.header.stamp = time_from_ns(result.stamp_ns)
+    msg.header.frame_id = frame_id
+    sec, nanosec = divmod(int(result.feature_period_ns), NS_PER_S)
+    msg.frame_period = Duration(sec=sec, nanosec=nanosec)
+    # C order: probabilities[c * horizon + h]; array('f', bytes) copies the buffer (no per-element checks)
+    msg.probabilities = array.array("f", np.ascontiguousarray(probs, dtype=np.float32).tobytes())
     return msg
 
 

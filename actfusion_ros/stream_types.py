@@ -19,6 +19,7 @@ import numpy as np
 
 from actfusion_ros.next_actions import TimedAlternative
 from actfusion_ros.time_ns import NS_PER_S, period_ns_from_rate
+from actfusion_model.consensus import frame_marginals
 from actfusion_model.features.pipeline import FeaturePipeline
 from actfusion_model.labels import segments_from_labels
 
@@ -189,6 +190,15 @@ class ForecastResult:
     future_samples: np.ndarray | None = None
     num_samples: int = 1
     next_actions: tuple[TimedAlternative, ...] = ()
+
+    def future_marginals(self) -> np.ndarray:
+        """``(C, H)`` float32 per-frame class distribution of the forecast: for K > 1 samples the fraction of
+        samples whose most probable class is ``c`` at future frame ``h`` (the votes behind the future segments'
+        confidences, :func:`actfusion_model.consensus.frame_marginals`); for one sample its probabilities.
+        Each column sums to 1."""
+        if self.future_samples is None:
+            return np.asarray(self.future_probs, dtype=np.float32)
+        return frame_marginals(self.future_samples, self.future_probs.shape[0]).astype(np.float32)
 
 
 @dataclass(frozen=True)

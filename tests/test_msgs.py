@@ -26,7 +26,7 @@ STALE = "actfusion_msgs was built before ActionAlternative.msg; rerun scripts/bu
 
 REPO = Path(__file__).resolve().parents[1]
 MSG_DIR = REPO / "actfusion_msgs" / "msg"
-MSG_NAMES = ("ActionSegment", "ActionAlternative", "ActionForecast", "VisionClass", "LabelInfo")
+MSG_NAMES = ("ActionSegment", "ActionAlternative", "ActionForecast", "ForecastMarginals", "VisionClass", "LabelInfo")
 T0 = 1_700_000_000_000_000_000  # ns
 
 
@@ -276,11 +276,15 @@ def test_rosbags_type_hash_matches_generated(typestore: Any) -> None:
 
 
 # --------------------------------------------------------------------------- from a stream result
-def test_stream_result_with_k_samples_round_trips_through_the_message() -> None:
-    """forecast_to_msg fills next_actions and num_samples from a K-sample stream result, exactly."""
+PERIOD = 500_000_000  # ns: 2 Hz features
+
+
+def _k_sample_result(k_samples: bool = True) -> Any:
+    """A real stream result over 4 observed frames (horizon 8) whose forecaster returns 4 hand-made one-hot
+    samples: current "idle"; "reach" from future frame 1 in samples 0 and 1, "pour" from frame 3 in sample 2,
+    no change in sample 3 (``k_samples=False``: only the mean probabilities, as one sample would)."""
     import numpy as np
 
-    from actfusion_ros.ros_messages import forecast_to_msg, time_to_ns
     from actfusion_ros.stream import StreamingAnticipator
     from actfusion_ros.stream_types import ForecastOutput, StreamConfig
     from actfusion_model.features.base import FeatureExtractor
@@ -291,23 +295,31 @@ def test_stream_result_with_k_samples_round_trips_through_the_message() -> None:
         def _compute(self, frames: np.ndarray) -> np.ndarray:
             return np.zeros((len(frames), 1), np.float32)
 
-    def sampling(observed: np.ndarray, horizon: int) -> ForecastOutput:
-        # current "idle"; "reach" from future frame 1 in 2 samples, "pour" from frame 3 in 1, no change in 1
+    def sampling(observed: np.ndarray, horizon: int) -> Any:
         labels = np.zeros((4, horizon), int)
         labels[0, 1:] = labels[1, 1:] = 1
         labels[2, 3:] = 2
         samples = np.eye(3, dtype=np.float32)[labels].transpose(0, 2, 1)   # (K, C, H) one-hot
         obs = np.zeros((3, observed.shape[1]), np.float32)
         obs[0] = 1.0
+        if not k_samples:
+            return obs, samples.mean(axis=0)
         return ForecastOutput(obs, samples.mean(axis=0), samples)
 
     sampling.num_classes = 3
-    period = 500_000_000
     cfg = StreamConfig(feature_rate_hz=2.0, ratio=2.0, max_horizon_s=None, min_observed_frames=2, stale_after_s=1e6)
     stream = StreamingAnticipator(cfg, Constant(), sampling, ["idle", "reach", "pour"])
     for i in range(4):
-        stream.push_frame(T0 + i * period, np.zeros((2, 2, 3), np.uint8))
-    result = stream.tick(T0 + 4 * period)
+        stream.push_frame(T0 + i * PERIOD, np.zeros((2, 2, 3), np.uint8))
+    return stream.tick(T0 + 4 * PERIOD)
+
+
+def test_stream_result_with_k_samples_round_trips_through_the_message() -> None:
+    """forecast_to_msg fills next_actions and num_samples from a K-sample stream result, exactly."""
+    from actfusion_ros.ros_messages import forecast_to_msg, time_to_ns
+
+    period = PERIOD
+    result = _k_sample_result()
     msg = forecast_to_msg(result, "camera")
     back = serialization.deserialize_message(serialization.serialize_message(msg), ActionForecast)
     assert list(back.next_actions) == list(msg.next_actions) and back.num_samples == 4
@@ -321,3 +333,43 @@ def test_stream_result_with_k_samples_round_trips_through_the_message() -> None:
     for a, alt in zip(back.next_actions, result.next_actions):
         assert (time_to_ns(a.expected_start), time_to_ns(a.start_lower), time_to_ns(a.start_upper)) == \
             (alt.start_ns, alt.low_ns, alt.high_ns)
+
+
+# --------------------------------------------------------------------------- per-frame marginals
+def test_marginals_message_holds_the_votes_of_the_k_samples_row_major() -> None:
+    """marginals_to_msg: the fraction of the 4 hand-made samples voting each class at each future frame,
+    row-major classes x frames, stamped like the forecast, with the feature period; it survives a round trip."""
+    import numpy as np
+
+    from actfusion_ros.ros_messages import forecast_to_msg, marginals_to_msg, time_to_ns
+
+    ForecastMarginals = getattr(msgs, "ForecastMarginals", None)
+    assert ForecastMarginals is not None, "actfusion_msgs was built before ForecastMarginals.msg; rerun scripts/build_msgs.sh"
+    result = _k_sample_result()
+    msg = marginals_to_msg(result, "camera")
+    back = serialization.deserialize_message(serialization.serialize_message(msg), ForecastMarginals)
+    assert (back.num_samples, back.num_classes, back.horizon_frames) == (4, 3, 8)
+    assert time_to_ns(back.header.stamp) == time_to_ns(forecast_to_msg(result).header.stamp) == T0 + 3 * PERIOD
+    assert back.header.frame_id == "camera"
+    assert back.frame_period.sec * 1_000_000_000 + back.frame_period.nanosec == PERIOD
+    expected = np.zeros((3, 8))
+    expected[0, 0] = 1.0                                       # every sample is still "idle" at frame 0
+    expected[:, 1:3] = [[0.5], [0.5], [0.0]]                    # samples 0, 1 "reach"; 2, 3 "idle"
+    expected[:, 3:] = [[0.25], [0.5], [0.25]]                   # sample 2 "pour", sample 3 "idle"
+    got = np.asarray(back.probabilities, dtype=np.float64).reshape(3, 8)
+    np.testing.assert_allclose(got, expected, atol=0)
+    np.testing.assert_allclose(got.sum(axis=0), 1.0)
+
+
+def test_marginals_of_one_sample_are_its_probabilities() -> None:
+    """With one sample (no K samples returned) the marginals are the forecast's probabilities themselves."""
+    import numpy as np
+
+    from actfusion_ros.ros_messages import marginals_to_msg
+
+    result = _k_sample_result(k_samples=False)
+    assert result.num_samples == 1 and result.future_samples is None
+    msg = marginals_to_msg(result)
+    got = np.asarray(msg.probabilities, dtype=np.float32).reshape(msg.num_classes, msg.horizon_frames)
+    np.testing.assert_array_equal(got, result.future_probs)
+    assert msg.num_samples == 1 and not np.allclose(got, np.round(got)), "mean probabilities, not votes"
