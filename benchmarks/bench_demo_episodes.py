@@ -4,7 +4,7 @@
                                              [--first-seed 1000] [--num-samples 8] [--work DIR]
 
 One episode (``make demo``'s) is a small sample: its action durations may run long or short. This renders
-``--episodes`` unseen episodes (seeds from ``--first-seed``; the demo trains on seeds 0-39), writes each to a
+``--episodes`` unseen episodes (seeds from ``--first-seed``; the demo trains on seeds 0-159), writes each to a
 bag and replays it through the streaming pipeline exactly as ``actfusion-replay`` does (same scoring code),
 then prints the per-episode and mean MoC and look-ahead accuracies of the model, "repeat the last observed
 action" and the segment grammars fitted on the demo's training labels (``--baseline-labels``, if the
