@@ -42,7 +42,7 @@ DEMO_CONFIG = REPO / "training" / "configs" / "demo.yaml"
 NUM_SAMPLES = 8
 #: Rendered episodes (2 held out, 15 % of the rest for validation): with 40 the model learned sequence patterns of
 #: its 32 training episodes that the world does not have and lost to "repeat last" at 2 s on the unseen episode
-#: (docs/training.md, "Does the forecast leave the current action too early?"); 160 cost ~40 s of rendering.
+#: (docs/training.md, "Does the forecast leave the current action too early?"); 160 made ``make demo`` 8 s longer.
 DEMO_EPISODES = 160
 #: After the bag has been played, how long the live part keeps listening for forecasts still in flight.
 DRAIN_S = 5.0
