@@ -45,27 +45,41 @@ def test_each_forecast_has_its_marginals_with_the_same_stamp_and_votes(tmp_path:
                                           got.append, OUTPUT_QOS)
         wait_for(lambda: not s.node.alive() or len(got) >= 5, HANG_S, "marginals", details=s.node.log_tail)
         assert s.node.alive(), s.node.log_tail()
-        forecasts = {time_to_ns(f.header.stamp): f for f in s.client.messages(s.future_topic)}
         matched = 0
         for m in list(got):
             stamp = time_to_ns(m.header.stamp)
-            wait_for(lambda: any(time_to_ns(f.header.stamp) == stamp for f in s.client.messages(s.future_topic)),
-                     HANG_S, "the forecast of these marginals")
-            forecasts = {time_to_ns(f.header.stamp): f for f in s.client.messages(s.future_topic)}
-            f = forecasts[stamp]
-            assert (m.num_samples, m.num_classes, m.horizon_frames) == (K, len(NAMES), f.horizon_frames)
-            period = m.frame_period.sec * 1_000_000_000 + m.frame_period.nanosec
-            assert period == round(1e9 / f.feature_rate_hz)
+
+            def same_stamp() -> list[Any]:
+                return [f for f in s.client.messages(s.future_topic) if time_to_ns(f.header.stamp) == stamp]
+
+            wait_for(same_stamp, HANG_S, "the forecast of these marginals")
             probs = np.asarray(m.probabilities, dtype=np.float64).reshape(m.num_classes, m.horizon_frames)
             np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-6)
             np.testing.assert_allclose(probs * K, np.round(probs * K), atol=1e-5)  # votes of K samples
-            for seg in f.future:
-                h0 = (time_to_ns(seg.start) - stamp) // period - 1
-                h1 = (time_to_ns(seg.end) - stamp) // period - 1
-                assert 0 <= h0 < h1 <= m.horizon_frames
-                assert seg.confidence == pytest.approx(probs[seg.class_id, h0:h1].mean(), abs=1e-5)
+            period = m.frame_period.sec * 1_000_000_000 + m.frame_period.nanosec
+            # two ticks between camera frames share a stamp (10 Hz ticks, 5 Hz features) but draw other noise:
+            # the marginals belong to one of the forecasts with their stamp
+            assert any(_consistent(m, probs, period, f, stamp) for f in same_stamp()), \
+                f"no forecast stamped {stamp} has these marginals' votes as its confidences"
             matched += 1
         assert matched >= 5
+
+
+def _consistent(m: Any, probs: np.ndarray, period: int, f: Any, stamp: int) -> bool:
+    """Whether forecast ``f`` is the one of marginals ``m``: same sample count and size, and each future
+    segment's confidence is the mean marginal of its label over its span."""
+    from actfusion_ros.ros_messages import time_to_ns
+
+    if (m.num_samples, m.num_classes, m.horizon_frames) != (K, len(NAMES), f.horizon_frames) or \
+            period != round(1e9 / f.feature_rate_hz) or f.num_samples != K:
+        return False
+    for seg in f.future:
+        h0 = (time_to_ns(seg.start) - stamp) // period - 1
+        h1 = (time_to_ns(seg.end) - stamp) // period - 1
+        if not (0 <= h0 < h1 <= m.horizon_frames) or \
+                abs(seg.confidence - probs[seg.class_id, h0:h1].mean()) > 1e-5:
+            return False
+    return bool(f.future)
 
 
 def test_without_the_parameter_the_topic_has_no_publisher(tmp_path: Path) -> None:
