@@ -102,7 +102,7 @@ def marginals_to_msg(result: ForecastResult, frame_id: str = "") -> ForecastMarg
                             horizon_frames=int(horizon))
     msg.header.stamp = time_from_ns(result.stamp_ns)
     msg.header.frame_id = frame_id
-    sec, nanosec = divmod(int(result.feature_period_ns), NS_PER_S)
+    sec, nanosec = ns_to_stamp_fields(int(result.feature_period_ns))  # exact nanoseconds, as time_from_ns
     msg.frame_period = Duration(sec=sec, nanosec=nanosec)
     # C order: probabilities[c * horizon + h]; array('f', bytes) copies the buffer (no per-element checks)
     msg.probabilities = array.array("f", np.ascontiguousarray(probs, dtype=np.float32).tobytes())
