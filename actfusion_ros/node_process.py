@@ -7,11 +7,17 @@ installed by :mod:`actfusion_ros.node_entry` before this module (and rclpy, torc
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+import time
+from typing import Callable, Sequence
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
 from rclpy.task import Future
+
+try:  # "a destroyed entity was used" (a RuntimeError); Kilted has it in rclpy.exceptions
+    from rclpy.exceptions import InvalidHandle
+except ImportError:  # pragma: no cover - older layouts
+    from rclpy._rclpy_pybind11 import InvalidHandle
 
 from actfusion_ros.builder import StartupError
 from actfusion_ros.node import NODE_NAME, ActFusionNode
@@ -61,7 +67,8 @@ def _run(args: Sequence[str] | None, shutdown: ShutdownRequest) -> int:
         try:
             executor.add_node(node)
             if not shutdown.requested:
-                executor.spin_until_future_complete(finalized)
+                spin_until_finalized(executor, finalized, on_race=lambda err: node.get_logger().debug(
+                    f"executor wait set raced an entity destruction ({err}); spinning on"))
         except (KeyboardInterrupt, ShutdownSignal, ExternalShutdownException):
             pass
         except RuntimeError:
@@ -73,6 +80,42 @@ def _run(args: Sequence[str] | None, shutdown: ShutdownRequest) -> int:
             shutdown.stop_interrupting()  # a second signal must not break the clean-up
             _shut_down(node, executor)
     return 0
+
+
+#: how many races in a row :func:`spin_until_finalized` spins on before it gives up; "in a row": each within
+#: :data:`RACE_STREAK_S` of the spin before (a fault that is no race fails every build at once)
+MAX_WAIT_SET_RACES = 1000
+RACE_STREAK_S = 1.0
+
+
+def spin_until_finalized(executor: Executor, finalized: Future, *,
+                         on_race: Callable[[Exception], None] | None = None,
+                         max_races: int = MAX_WAIT_SET_RACES) -> int:
+    """``executor.spin_until_future_complete(finalized)``, spun on across rclpy's wait-set race; returns the
+    races seen. It returns as that does: ``finalized`` done, or the executor or its context shut down.
+
+    rclpy's executor (ros2/rclpy#1142 and #1206, still in Kilted) lists the nodes' waitables, then enters each
+    one to build the wait set. A QoS event handler whose subscription or publisher a callback in another
+    executor thread destroyed in between - a deactivation destroys the image subscription, a cleanup or the
+    shutdown transition the publishers - fails that enter and is skipped there, but is still added to the wait
+    set, and ``InvalidHandle`` ("destruction was requested") ends the spin. The destroyed entity is already
+    off the node's lists, so the next wait set is built without it: spin again. ``on_race(err)`` is told of
+    each race; more than ``max_races`` in a row means something else keeps using destroyed entities:
+    re-raised.
+    """
+    races = streak = 0
+    while True:
+        began = time.monotonic()
+        try:
+            executor.spin_until_future_complete(finalized)
+            return races
+        except InvalidHandle as err:
+            races += 1
+            streak = streak + 1 if time.monotonic() - began < RACE_STREAK_S else 1
+            if streak > max_races:
+                raise
+            if on_race is not None:
+                on_race(err)
 
 
 def _shut_down(node: ActFusionNode, executor: MultiThreadedExecutor) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -330,6 +331,85 @@ def test_main_exits_cleanly_when_a_signal_races_the_executor(monkeypatch, shut_d
     finally:
         rclpy.try_shutdown()
         restore_env(old)
+
+
+@contextmanager
+def _switch_interval(seconds: float) -> Iterator[None]:
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
+def test_spin_carries_on_when_a_callback_destroys_entities_during_the_wait_set_build() -> None:
+    """rclpy's wait-set race (seen in CI as the lifecycle shutdown's exit 1): a callback in another executor
+    thread destroys a subscription or publisher while the spinning thread builds its wait set, and the
+    entity's QoS event handler raises InvalidHandle out of ``spin_until_future_complete``. Thread switches
+    every microsecond make the race all but certain here (plain ``spin_until_future_complete`` raised in 3 of
+    3 tries); ``spin_until_finalized``, which the node process spins, must carry on until the churn is done."""
+    from std_msgs.msg import String
+
+    from actfusion_ros.node_process import spin_until_finalized
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+    from rclpy.task import Future
+
+    rounds, told = 40, []
+    with private_context(unique_domain_id()) as ctx:
+        node = rclpy.create_node("spin_race", context=ctx)
+        done, churned = Future(), [0]
+
+        def churn() -> None:   # what deactivate (image subscription) and cleanup / shutdown (publishers) do
+            if done.done():
+                return
+            for _ in range(20):
+                sub = node.create_subscription(String, "spin_race_in", lambda _m: None, 10)
+                pub = node.create_publisher(String, "spin_race_out", 10)
+                node.destroy_subscription(sub)
+                node.destroy_publisher(pub)
+            churned[0] += 1
+            if churned[0] == rounds:
+                done.set_result(True)
+
+        node.create_timer(0.001, churn, callback_group=MutuallyExclusiveCallbackGroup())
+        executor = MultiThreadedExecutor(num_threads=3, context=ctx)
+        executor.add_node(node)
+        try:
+            with _switch_interval(1e-6):
+                races = spin_until_finalized(executor, done, on_race=told.append)
+        finally:
+            executor.shutdown(timeout_sec=HANG_S)
+            node.destroy_node()
+    assert done.done() and churned[0] == rounds
+    assert races == len(told) and all("destruction was requested" in str(err) for err in told), told
+
+
+def test_spin_gives_up_on_a_race_that_never_ends_and_returns_with_the_executor(monkeypatch) -> None:
+    """More races than ``max_races`` are a real fault (an entity used after destruction on every build):
+    re-raised, not spun on forever. A spin that returns without the future done (the context or the
+    executor shut down by a signal) returns at once, with no spin again."""
+    from rclpy.exceptions import InvalidHandle
+    from rclpy.task import Future
+
+    from actfusion_ros.node_process import spin_until_finalized
+
+    class Executor:
+        def __init__(self, raises: int) -> None:
+            self.raises, self.spins = raises, 0
+
+        def spin_until_future_complete(self, future, timeout_sec=None) -> None:
+            self.spins += 1
+            if self.spins <= self.raises:
+                raise InvalidHandle("cannot use Destroyable because destruction was requested")
+
+    forever = Executor(raises=10**9)
+    with pytest.raises(InvalidHandle):
+        spin_until_finalized(forever, Future(), max_races=5)
+    assert forever.spins == 6
+    twice, told = Executor(raises=2), []
+    assert spin_until_finalized(twice, Future(), on_race=told.append, max_races=5) == 2
+    assert twice.spins == 3 and len(told) == 2
 
 
 # ============================================================================ signals, over DDS
