@@ -114,7 +114,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, *,
         if value:
             return value
         if time.monotonic() > deadline:
-            extra = f"\n{details()}" if details else ""
+            # what timed out is said again after the details: a CI log that keeps only the head and the
+            # tail of a long failure still shows it
+            extra = f"\n{details()}\n(timed out waiting for {what})" if details else ""
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{extra}")
         time.sleep(poll)
 
