@@ -118,7 +118,6 @@ class _Counters:
     future_frames: int = 0
     ticks: int = 0
     published: int = 0
-    stale_ticks: int = 0
     skip_reasons: Counter = field(default_factory=Counter)
     reset_reasons: Counter = field(default_factory=Counter)
 
@@ -188,7 +187,7 @@ class StreamingAnticipator:
                 ticks=c.ticks,
                 published=c.published,
                 skipped_ticks=sum(c.skip_reasons.values()),
-                stale_ticks=c.stale_ticks,
+                stale_ticks=c.skip_reasons["stale"],
                 skip_reasons=MappingProxyType(dict(c.skip_reasons)),
                 buffer_length=len(self._buffer),
                 dropped_features=self._buffer.dropped,
@@ -319,7 +318,6 @@ class StreamingAnticipator:
                     return None
                 latest = self._sampler.latest_stamp_ns
                 if latest is not None and now - latest > self._stale_ns:
-                    self._counters.stale_ticks += 1
                     self._skip_locked("stale")
                     return None
                 partial = n < cfg.min_observed_frames
