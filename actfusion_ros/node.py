@@ -26,7 +26,7 @@ if __name__ == "__main__":  # python -m actfusion_ros.node: signal handling befo
 import threading
 from typing import Any, Callable, Sequence
 
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
@@ -44,6 +44,32 @@ from actfusion_ros.topics import NODE_NAME, RESET_SERVICE
 __all__ = ["ActFusionNode", "NODE_NAME"]
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+
+
+#: the lifecycle services that only read the state machine (``ros2 lifecycle get``, ``ros2 lifecycle list``)
+_LIFECYCLE_QUERIES = ("_service_get_state", "_service_get_available_states",
+                      "_service_get_available_transitions", "_service_get_transition_graph")
+
+
+def _answer_lifecycle_queries_during_transitions(node: LifecycleNode) -> list[Any]:
+    """Move the read-only lifecycle services of ``node`` into a reentrant callback group of their own;
+    returns the services moved.
+
+    rclpy's ``LifecycleNode`` creates all five lifecycle services in the node's default (mutually exclusive)
+    callback group, and a transition runs inside the ``change_state`` callback, so during a long configure
+    (a model load, a TensorRT engine build of minutes) ``ros2 lifecycle get`` would wait for it to end.
+    Moved, a query answers at once (e.g. ``configuring``); ``change_state`` stays alone in the default group,
+    so transitions still run one at a time.
+    """
+    queries = ReentrantCallbackGroup()
+    moved = []
+    for attr in _LIFECYCLE_QUERIES:
+        service = getattr(node, attr, None)  # absent with enable_communication_interface=False
+        if service is not None:
+            service.callback_group = queries
+            queries.add_entity(service)
+            moved.append(service)
+    return moved
 
 
 class ActFusionNode(LifecycleNode):
@@ -74,6 +100,7 @@ class ActFusionNode(LifecycleNode):
         # overrides auto-declared: get_parameters_by_prefix (public) sees them all (ros_params re-declares ours)
         super().__init__(node_name, **{**node_kwargs, "automatically_declare_parameters_from_overrides": True})
         self._log = SafeLog(self.get_logger())  # fixed severity per call site; never raises
+        _answer_lifecycle_queries_during_transitions(self)
         self._params = NodeParameters(self, lambda: self._state, self._log.warning)
         self._shared = ActivityShared(self._on_image, self._closing, image_group=MutuallyExclusiveCallbackGroup(),
                                       tick_group=MutuallyExclusiveCallbackGroup())

@@ -248,3 +248,62 @@ def test_shutdown_while_active_frees_the_model(ros_context) -> None:
         assert node._worker is None and node.last_result is None
     finally:
         node.destroy_node()
+
+
+def test_lifecycle_get_answers_during_a_long_configure(ros_context, monkeypatch) -> None:
+    """rclpy puts every lifecycle service in the node's default callback group, where the transition runs:
+    ``ros2 lifecycle get`` would wait for a configure that builds a TensorRT engine for minutes. The node
+    moves the queries into a group of their own: while configure is held inside the model load, get_state
+    answers ``configuring`` (and the available transitions answer too); released, configure succeeds."""
+    import threading
+
+    from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
+    from rclpy.executors import MultiThreadedExecutor
+
+    from actfusion_ros import node_pipeline
+
+    entered, release = threading.Event(), threading.Event()
+    build = node_pipeline.NodePipeline.build
+
+    def held_build(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        release.wait(HANG_S)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(node_pipeline.NodePipeline, "build", staticmethod(held_build))
+    node = _node(ros_context, "long_configure")
+    client_node = __import__("rclpy").create_node("long_configure_client", context=ros_context)
+    executor = MultiThreadedExecutor(num_threads=3, context=ros_context)
+    executor.add_node(node)
+    executor.add_node(client_node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    fqn = node.get_fully_qualified_name()
+    try:
+        change = client_node.create_client(ChangeState, f"{fqn}/change_state")
+        get = client_node.create_client(GetState, f"{fqn}/get_state")
+        transitions = client_node.create_client(GetAvailableTransitions, f"{fqn}/get_available_transitions")
+        for c in (change, get, transitions):
+            assert c.wait_for_service(timeout_sec=HANG_S), c.srv_name
+        request = ChangeState.Request()
+        request.transition.label = "configure"
+        configured = change.call_async(request)
+        assert entered.wait(HANG_S), "configure never reached the model load"
+        state = get.call_async(GetState.Request())
+        listed = transitions.call_async(GetAvailableTransitions.Request())
+        # held for as long as a hang bound allows: only an answer that waits for configure fails
+        wait_for(lambda: state.done() and listed.done(), HANG_S / 2,
+                 "get_state / get_available_transitions while configure is held")
+        assert state.result().current_state.label == "configuring"
+        assert not configured.done()
+        release.set()
+        wait_for(configured.done, HANG_S, "the configure reply")
+        assert configured.result().success and node.lifecycle_state == "inactive"
+        after = get.call_async(GetState.Request())
+        wait_for(after.done, HANG_S, "get_state after configure")
+        assert after.result().current_state.label == "inactive"
+    finally:
+        release.set()
+        executor.shutdown(timeout_sec=HANG_S)
+        client_node.destroy_node()
+        node.destroy_node()
