@@ -58,8 +58,8 @@ def _answer_lifecycle_queries_during_transitions(node: LifecycleNode) -> list[An
     rclpy's ``LifecycleNode`` creates all five lifecycle services in the node's default (mutually exclusive)
     callback group, and a transition runs inside the ``change_state`` callback, so during a long configure
     (a model load, a TensorRT engine build of minutes) ``ros2 lifecycle get`` would wait for it to end.
-    Moved, a query answers at once (e.g. ``configuring``); ``change_state`` stays alone in the default group,
-    so transitions still run one at a time.
+    Moved, a query answers at once (e.g. ``configuring``); ``change_state`` stays in the default group, with
+    rclpy's parameter services, so transitions still run one at a time and never beside a parameter change.
     """
     queries = ReentrantCallbackGroup()
     moved = []

@@ -257,6 +257,7 @@ def test_lifecycle_get_answers_during_a_long_configure(ros_context, monkeypatch)
     answers ``configuring`` (and the available transitions answer too); released, configure succeeds."""
     import threading
 
+    import rclpy
     from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
     from rclpy.executors import MultiThreadedExecutor
 
@@ -272,7 +273,7 @@ def test_lifecycle_get_answers_during_a_long_configure(ros_context, monkeypatch)
 
     monkeypatch.setattr(node_pipeline.NodePipeline, "build", staticmethod(held_build))
     node = _node(ros_context, "long_configure")
-    client_node = __import__("rclpy").create_node("long_configure_client", context=ros_context)
+    client_node = rclpy.create_node("long_configure_client", context=ros_context)
     executor = MultiThreadedExecutor(num_threads=3, context=ros_context)
     executor.add_node(node)
     executor.add_node(client_node)
