@@ -304,40 +304,90 @@ def _mcap_chunk_data(data: bytes | bytearray, body: int, path: Path) -> tuple[in
     return body + 24, records
 
 
+#: the Footer record: opcode, length, summary_start, summary_offset_start, summary_crc
+_MCAP_FOOTER_SIZE = 1 + 8 + 8 + 8 + 4
+_COPY_BLOCK = 1 << 20
+
+
+class _CrcStream:
+    """Writes to ``out`` and keeps the two running CRC-32s the MCAP trailer needs: of every byte written
+    (the data section's, read at DataEnd) and of every byte from offset ``summary_start`` on (0: none)."""
+
+    def __init__(self, out: Any, summary_start: int) -> None:
+        self.out, self.summary_start = out, summary_start
+        self.pos = self.data_crc = self.summary_crc = 0
+
+    def write(self, piece: bytes | bytearray) -> None:
+        self.out.write(piece)
+        self.data_crc = zlib.crc32(piece, self.data_crc)
+        end = self.pos + len(piece)
+        if self.summary_start and end > self.summary_start:
+            self.summary_crc = zlib.crc32(piece[max(0, self.summary_start - self.pos):], self.summary_crc)
+        self.pos = end
+
+
+def _read_exact(src: Any, n: int, path: Path) -> bytes:
+    data = src.read(n)
+    if len(data) != n:
+        raise BagError(f"{path}: not a complete MCAP file (a record runs past the end)")
+    return data
+
+
 def write_mcap_crcs(path: str | Path) -> int:
     """Fill in the CRC-32s of an MCAP file that has 0 ("none") in their place; returns the chunks done.
 
     Per the MCAP specification: a Chunk's ``uncompressed_crc`` covers its uncompressed records; DataEnd's
     ``data_section_crc`` covers every byte from the start of the file up to the DataEnd record; the
     Footer's ``summary_crc`` covers the summary section and the Footer up to that field. The file is
-    rewritten atomically (same size).
+    rewritten atomically (same size), streamed record by record: memory holds one chunk at a time, not
+    the file (a replay recorded with its camera images can be many GB).
     """
-    from actfusion_model.io import atomic_write_bytes
+    from actfusion_model.io import atomic_open
 
     path = Path(path)
-    data = bytearray(path.read_bytes())
-    if not (data.startswith(MCAP_MAGIC) and data.endswith(MCAP_MAGIC)):
-        raise BagError(f"{path}: not a complete MCAP file (magic bytes missing)")
-    pos, chunks = len(MCAP_MAGIC), 0
-    while pos + 9 <= len(data) - len(MCAP_MAGIC):
-        opcode = data[pos]
-        (length,) = struct.unpack_from("<Q", data, pos + 1)
-        body = pos + 9
-        if opcode == _MCAP_CHUNK:
-            crc_at, records = _mcap_chunk_data(data, body, path)
-            struct.pack_into("<I", data, crc_at, zlib.crc32(records))
-            chunks += 1
-        elif opcode == _MCAP_DATA_END:
-            struct.pack_into("<I", data, body, zlib.crc32(data[:pos]))
-        elif opcode == _MCAP_FOOTER:
-            (summary_start,) = struct.unpack_from("<Q", data, body)
-            if summary_start:
-                struct.pack_into("<I", data, body + 16, zlib.crc32(data[summary_start:body + 16]))
-            break
-        pos = body + length
-    else:
-        raise BagError(f"{path}: no MCAP footer found")
-    atomic_write_bytes(path, bytes(data))
+    size = path.stat().st_size
+    magic = len(MCAP_MAGIC)
+    with open(path, "rb") as src:
+        head = src.read(magic)
+        src.seek(max(0, size - magic))
+        if size < 2 * magic or head != MCAP_MAGIC or src.read() != MCAP_MAGIC:
+            raise BagError(f"{path}: not a complete MCAP file (magic bytes missing)")
+        footer_at = size - magic - _MCAP_FOOTER_SIZE
+        src.seek(max(0, footer_at))
+        footer = src.read(_MCAP_FOOTER_SIZE)
+        if footer_at < magic or footer[0] != _MCAP_FOOTER:
+            raise BagError(f"{path}: no MCAP footer found")
+        (summary_start,) = struct.unpack_from("<Q", footer, 9)
+        src.seek(magic)
+        chunks = 0
+        with atomic_open(path) as dst:
+            out = _CrcStream(dst, summary_start)
+            out.write(MCAP_MAGIC)
+            while out.pos < footer_at:
+                header = _read_exact(src, 9, path)
+                opcode = header[0]
+                (length,) = struct.unpack_from("<Q", header, 1)
+                before = out.data_crc  # DataEnd's CRC: every byte up to its record
+                out.write(header)
+                if opcode == _MCAP_CHUNK:
+                    body = bytearray(_read_exact(src, length, path))
+                    crc_at, records = _mcap_chunk_data(body, 0, path)
+                    struct.pack_into("<I", body, crc_at, zlib.crc32(records))
+                    out.write(body)
+                    chunks += 1
+                elif opcode == _MCAP_DATA_END:
+                    body = bytearray(_read_exact(src, length, path))
+                    struct.pack_into("<I", body, 0, before)
+                    out.write(body)
+                else:
+                    for done in range(0, length, _COPY_BLOCK):
+                        out.write(_read_exact(src, min(_COPY_BLOCK, length - done), path))
+            if out.pos != footer_at:
+                raise BagError(f"{path}: no MCAP footer found (records do not end where the footer begins)")
+            body = bytearray(_read_exact(src, _MCAP_FOOTER_SIZE, path))
+            out.write(body[:9 + 16])  # the Footer up to its summary_crc field
+            crc = struct.pack("<I", out.summary_crc) if summary_start else bytes(body[25:29])
+            dst.write(crc + MCAP_MAGIC)
     return chunks
 
 

@@ -185,6 +185,64 @@ def test_a_byte_changed_inside_an_mcap_chunk_is_refused(tmp_path: Path) -> None:
         list(read_images(bag, "/camera/image_raw"))
 
 
+def test_write_mcap_crcs_streams_a_large_file_one_chunk_at_a_time(tmp_path: Path) -> None:
+    """A replay recorded with its camera images can be many GB: filling in the CRCs must not hold the file.
+    A 24 MB MCAP of 1 MB chunks is checksummed with a traced peak of a few MB (reading it whole took twice
+    its size), and the reference reader accepts every CRC."""
+    import tracemalloc
+
+    from actfusion_ros.bags import McapFileWriter, _typestore
+
+    ts = _typestore()
+    string = ts.types["std_msgs/msg/String"]
+    path = tmp_path / "big.mcap"
+    rng = np.random.default_rng(0)
+    with McapFileWriter(path) as writer:       # writes with the CRCs zeroed, then fills them in
+        conn = writer.add_connection("/t", "std_msgs/msg/String", typestore=ts)
+        for i in range(240):
+            text = rng.integers(97, 123, size=100_000, dtype=np.uint8).tobytes().decode()
+            writer.write(conn, T0 + i, ts.serialize_cdr(string(data=text), "std_msgs/msg/String"))
+    size = path.stat().st_size
+    assert size > 24_000_000
+    _zero_mcap_crcs(path)
+    tracemalloc.start()
+    try:
+        from actfusion_ros.bags import write_mcap_crcs
+        chunks = write_mcap_crcs(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert chunks >= 20 and path.stat().st_size == size
+    assert peak < 8_000_000, f"peak {peak / 1e6:.1f} MB for a {size / 1e6:.1f} MB file"
+    mcap = pytest.importorskip("mcap", reason="mcap (the reference MCAP library) not installed")
+    del mcap
+    from mcap.records import Chunk
+    from mcap.stream_reader import StreamReader
+    with open(path, "rb") as fh:
+        records = list(StreamReader(fh, validate_crcs=True, emit_chunks=True).records)  # raises on a bad CRC
+    assert sum(isinstance(r, Chunk) for r in records) == chunks
+
+
+def _zero_mcap_crcs(path: Path) -> None:
+    """Set every chunk, data-section and summary CRC of ``path`` back to 0 (as rosbags writes them)."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    pos = 8
+    while True:
+        opcode, (length,) = data[pos], struct.unpack_from("<Q", data, pos + 1)
+        body = pos + 9
+        if opcode == 0x06:
+            struct.pack_into("<I", data, body + 24, 0)
+        elif opcode == 0x0F:
+            struct.pack_into("<I", data, body, 0)
+        elif opcode == 0x02:
+            struct.pack_into("<I", data, body + 16, 0)
+            break
+        pos = body + length
+    path.write_bytes(bytes(data))
+
+
 def test_write_mcap_crcs_refuses_a_file_that_is_not_mcap(tmp_path: Path) -> None:
     from actfusion_ros.bags import write_mcap_crcs
 
