@@ -88,6 +88,6 @@ def build_forecaster(settings: NodeSettings, input_dim: int, class_names: Sequen
         return ModelForecaster.from_export(s.onnx_dir, backend=s.backend, device=s.device,
                                            steps=s.ddim_steps, seed=s.seed, class_names=class_names,
                                            engine_dir=s.engine_dir or None, threads=s.num_threads or None,
-                                           num_samples=s.num_samples)
+                                           num_samples=s.num_samples, sample_workers=s.sample_workers)
     except (CheckpointError, ForecasterError, ValueError, RuntimeError) as err:
         raise StartupError(f"cannot load the model: {err}") from None

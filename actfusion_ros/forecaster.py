@@ -128,12 +128,14 @@ class ModelForecaster:
     def from_export(cls, onnx_dir: str | Path, *, backend: str = "onnxruntime", device: str | None = None,
                     steps: int | None = None, seed: int = 0, class_names: Sequence[str] | None = None,
                     engine_dir: str | Path | None = None, threads: int | None = None,
-                    num_samples: int = 1) -> "ModelForecaster":
+                    num_samples: int = 1, sample_workers: int = 1) -> "ModelForecaster":
         """The ``onnxruntime`` or ``tensorrt`` backend over an ``actfusion-export`` directory.
 
         ``device``: default cpu (onnxruntime) / cuda (tensorrt). ``engine_dir``: TensorRT engine cache
         (default ``<onnx_dir>/tensorrt``; engines are built there on first use). ``threads``: ONNX
-        Runtime intra-op threads. ``class_names``: replaces the export manifest's names.
+        Runtime intra-op threads. ``sample_workers``: ONNX Runtime's concurrent sample chunks
+        (:class:`~actfusion_model.runtime.onnx_backend.OnnxRuntimeBackend`). ``class_names``: replaces the
+        export manifest's names.
         """
         if backend not in EXPORT_BACKENDS:
             raise ForecasterError(f"from_export serves {' and '.join(EXPORT_BACKENDS)}, not {backend!r}")
@@ -143,6 +145,8 @@ class ModelForecaster:
             options["engine_dir"] = Path(engine_dir)
         if backend == "onnxruntime" and threads:
             options["intra_op_threads"] = int(threads)
+        if backend == "onnxruntime" and sample_workers != 1:
+            options["sample_workers"] = sample_workers
         try:
             runtime = load_backend(backend, Path(onnx_dir), device=device, **options)
         except (ImportError, OSError, ValueError, RuntimeError) as err:

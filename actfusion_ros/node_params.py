@@ -130,6 +130,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("device", "cpu", "Inference device: cpu, cuda or cuda:N."),
     _p("num_threads", 0, "CPU threads of torch (set once for the whole process at start-up, the extractor "
        "included) and of ONNX Runtime inference (0: their default).", 0, 256),
+    _p("sample_workers", 1,
+       "onnxruntime backend on the CPU: how many chunks of the K sampled futures run at once, each on its own "
+       "thread (1: one after the other; other backends ignore it). On 2 idle cores 2 made K = 8 cost 3.95x one "
+       "sample instead of 7.0x (docs/sampling.md, Cost of K samples); leave cores for the camera and the "
+       "extractor.", 1, 64),
     _p("ddim_steps", 0, "DDIM denoising steps per forecast (0: the checkpoint's value).", 0, 1000),
     _p("num_samples", 4,
        "Futures sampled per forecast (one encoder pass, K decoder samples); K > 1 publishes their "
@@ -253,6 +258,7 @@ class NodeSettings:
     engine_dir: str
     device: str
     num_threads: int
+    sample_workers: int
     ddim_steps: int | None
     num_samples: int
     seed: int
@@ -396,7 +402,7 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
         checkpoint=v["checkpoint"],
         random_weights=v["random_weights"], backend=v["backend"], onnx_dir=v["onnx_dir"],
         engine_dir=v["engine_dir"],
-        device=v["device"], num_threads=v["num_threads"], ddim_steps=v["ddim_steps"] or None,
+        device=v["device"], num_threads=v["num_threads"], sample_workers=v["sample_workers"], ddim_steps=v["ddim_steps"] or None,
         num_samples=v["num_samples"], seed=v["seed"], class_names_file=v["class_names_file"], extractor=v["extractor"],
         extractor_kwargs=kwargs, tick_rate_hz=v["tick_rate_hz"],
         diagnostics_period_s=v["diagnostics_period_s"], stream=stream,

@@ -56,20 +56,24 @@ def random_model(preset: str) -> ActFusion:
 
 
 def make_backends(model: ActFusion, onnx_dir: Path | None, *, threads: int, ort_threads: Sequence[str],
-                  sample_chunks: Sequence[str] = ("auto",)) -> dict[str, Backend]:
+                  sample_chunks: Sequence[str] = ("auto",), sample_workers: Sequence[int] = (1,)) -> dict[str, Backend]:
     """Every backend this machine can run, eager CPU torch first (the baseline); ONNX Runtime on the CPU
-    once per ``ort_threads`` x ``sample_chunks`` setting (``sample_chunk`` of the backend; "all": None)."""
+    once per ``ort_threads`` x ``sample_chunks`` x ``sample_workers`` setting (``sample_chunk`` of the backend,
+    "all": None; ``sample_workers``: chunks run at once)."""
     backends: dict[str, Backend] = {f"torch-cpu ({threads}t)": load_backend("torch", model, threads=threads)}
     if onnx_dir is not None:
         for spec in ort_threads:
             for chunk in sample_chunks:
-                value = spec if spec == "auto" else int(spec)
-                chunk_value = None if chunk == "all" else chunk if chunk == "auto" else int(chunk)
-                backend = load_backend("onnxruntime", onnx_dir, intra_op_threads=value, sample_chunk=chunk_value)
-                used = f"{backend.intra_op_threads}t" if backend.intra_op_threads else "ORT default"
-                label = "auto: " + used if spec == "auto" else used
-                label += f", chunk {chunk}" if len(sample_chunks) > 1 else ""
-                backends[f"onnxruntime-cpu ({label})"] = backend
+                for workers in sample_workers:
+                    value = spec if spec == "auto" else int(spec)
+                    chunk_value = None if chunk == "all" else chunk if chunk == "auto" else int(chunk)
+                    backend = load_backend("onnxruntime", onnx_dir, intra_op_threads=value, sample_chunk=chunk_value,
+                                           sample_workers=int(workers))
+                    used = f"{backend.intra_op_threads}t" if backend.intra_op_threads else "ORT default"
+                    label = "auto: " + used if spec == "auto" else used
+                    label += f", chunk {chunk}" if len(sample_chunks) > 1 else ""
+                    label += f", {workers} workers" if len(sample_workers) > 1 or workers != 1 else ""
+                    backends[f"onnxruntime-cpu ({label})"] = backend
     if torch.cuda.is_available():
         import copy
 
@@ -164,7 +168,8 @@ def sampling_table(args: argparse.Namespace, work: Path) -> None:
               else [(preset, random_model(preset)) for preset in args.presets])
     for label, model in models:
         backends = make_backends(model, export_for(model, work, label), threads=args.threads,
-                                 ort_threads=args.ort_threads, sample_chunks=args.sample_chunk)
+                                 ort_threads=args.ort_threads, sample_chunks=args.sample_chunk,
+                                 sample_workers=args.sample_workers)
         n_obs = max(1, round(length / 5))
         obs = torch.randn(1, model.cfg.input_dim, n_obs, generator=torch.Generator().manual_seed(length))
         for name, backend in backends.items():
@@ -250,7 +255,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sample-chunk", nargs="+", default=["auto"],
                    help="ONNX Runtime sample_chunk settings of --sampling: auto, all (one call) or a count; "
                    "one row each")
+    p.add_argument("--sample-workers", type=int, nargs="+", default=[1],
+                   help="ONNX Runtime sample_workers settings of --sampling (chunks run at once); one row each")
     args = p.parse_args(argv)
+    if any(w < 1 for w in args.sample_workers):
+        p.error("--sample-workers values must be >= 1")
     if any(k < 1 for k in args.samples) or any(s < 1 for s in args.step_grid):
         p.error("--samples and --step-grid values must be >= 1")
     if args.quick:

@@ -245,7 +245,8 @@ def test_compressed_input_callback(ros_context) -> None:
 
 
 def test_node_with_onnxruntime_backend(ros_context, tmp_path: Path) -> None:
-    """backend onnxruntime + onnx_dir: the node builds its forecaster through actfusion_model.runtime."""
+    """backend onnxruntime + onnx_dir: the node builds its forecaster through actfusion_model.runtime, with
+    the parameters that reach ONNX Runtime (num_threads, sample_workers)."""
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
     export = pytest.importorskip("actfusion_model.export", reason="actfusion_model.export not installed")
     pytest.importorskip("actfusion_model.runtime", reason="actfusion_model.runtime not installed")
@@ -255,11 +256,13 @@ def test_node_with_onnxruntime_backend(ros_context, tmp_path: Path) -> None:
     ref = ModelForecaster.random_weights(input_dim=dim, class_names=["idle", "reach", "pour"], seed=4)
     export.export_onnx(ref.model, tmp_path / "onnx", class_names=["idle", "reach", "pour"], verify_length=None)
     node = ActFusionNode(context=ros_context, node_name="ort", parameter_overrides=_params(
-        backend="onnxruntime", onnx_dir=str(tmp_path / "onnx"), seed=4, num_threads=1, stale_after_s=100.0))
+        backend="onnxruntime", onnx_dir=str(tmp_path / "onnx"), seed=4, num_threads=1, stale_after_s=100.0,
+        num_samples=4, sample_workers=2))
     try:
         fc = node.stream.forecaster
         assert (fc.backend, fc.class_names, node.stream.class_names) == (
             "onnxruntime", ("idle", "reach", "pour"), ("idle", "reach", "pour"))
+        assert (fc.runtime.intra_op_threads, fc.runtime.sample_workers, fc.num_samples) == (1, 2, 4)
         t0 = time.time_ns()
         for i in range(6):
             node.stream.push_frame(t0 + i * 500_000_000, synthetic_frame(i))

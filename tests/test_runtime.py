@@ -341,6 +341,34 @@ def test_onnxruntime_runs_k_samples_in_chunks_that_equal_one_call(tiny_onnx: Pat
         load_backend("onnxruntime", tiny_onnx, sample_chunk=0)
 
 
+def test_onnxruntime_sample_workers_run_chunks_at_once_with_the_same_result(tiny_onnx: Path, tiny: ActFusion) -> None:
+    """``sample_workers=2``: the chunks of one denoise step run concurrently (the first two calls meet at a
+    barrier, which calls one after the other never pass) and the forecast equals the sequential one."""
+    import itertools
+    import threading
+
+    obs = _observed(tiny, 10, seed=3)
+    one = load_backend("onnxruntime", tiny_onnx, intra_op_threads=1, sample_chunk=2)
+    two = load_backend("onnxruntime", tiny_onnx, intra_op_threads=1, sample_chunk=2, sample_workers=2)
+    meet, order, threads = threading.Barrier(2, timeout=30.0), itertools.count(), set()
+    for name, session in two._sessions.items():
+        def spy(outputs, feed, _run=session.run):
+            threads.add(threading.get_ident())
+            if next(order) < 2:
+                meet.wait()  # BrokenBarrierError unless two calls are in flight together
+            return _run(outputs, feed)
+        if name.startswith("denoise_step"):
+            session.run = spy  # type: ignore[method-assign]
+    runs = [forecast(b, obs, horizon=11, num_samples=5, steps=2, generator=torch.Generator().manual_seed(2))
+            for b in (one, two)]
+    assert len(threads) == 2 and two.details()["sample_workers"] == 2
+    torch.testing.assert_close(runs[1].future_probs, runs[0].future_probs, atol=0, rtol=0)
+    torch.testing.assert_close(runs[1].observed_probs, runs[0].observed_probs, atol=0, rtol=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(BackendError, match="sample_workers"):
+            load_backend("onnxruntime", tiny_onnx, sample_workers=bad)
+
+
 def test_onnxruntime_batch_equals_torch_batch(tiny_onnx: Path, tiny: ActFusion) -> None:
     obs = _observed(tiny, 9, seed=5)
     runs = [forecast(load_backend(kind, src, **opts), obs, num_samples=3, generator=torch.Generator().manual_seed(1))

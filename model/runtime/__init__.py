@@ -27,7 +27,8 @@ def load_backend(kind: str, source: str | Path | Any, *, device: str | torch.dev
     ``kind``: 'torch' (``source``: checkpoint path or ActFusion model; default device 'cpu'),
     'onnxruntime' (``source``: export directory; default device 'cpu'), or 'tensorrt' (``source``:
     export directory; default device 'cuda'). ``options`` go to the backend's constructor, e.g.
-    ``precision``/``compile``/``cuda_graphs`` (torch), ``intra_op_threads`` (onnxruntime),
+    ``precision``/``compile``/``cuda_graphs`` (torch), ``intra_op_threads``/``sample_chunk``/``sample_workers``
+    (onnxruntime),
     ``engine_dir``/``profile``/``fp16`` (tensorrt).
     """
     resolved = canonical_backend(kind)
