@@ -132,9 +132,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "included) and of ONNX Runtime inference (0: their default).", 0, 256),
     _p("sample_workers", 1,
        "onnxruntime backend on the CPU: how many chunks of the K sampled futures run at once, each on its own "
-       "thread (1: one after the other; other backends ignore it). On 2 idle cores 2 made K = 8 cost 3.95x one "
-       "sample instead of 7.0x (docs/sampling.md, Cost of K samples); leave cores for the camera and the "
-       "extractor.", 1, 64),
+       "thread (1: one after the other; other backends ignore it). On 2 idle cores 2 made K = 8 cost 3.7x one "
+       "sample per tick instead of 6.8x, K = 4 2.0x instead of 3.5x (docs/sampling.md, Cost of K samples); "
+       "leave cores for the camera and the extractor.", 1, 64),
     _p("ddim_steps", 0, "DDIM denoising steps per forecast (0: the checkpoint's value).", 0, 1000),
     _p("num_samples", 4,
        "Futures sampled per forecast (one encoder pass, K decoder samples); K > 1 publishes their "

@@ -56,8 +56,8 @@ class OnnxRuntimeBackend:
     call. Every sample is computed on its own in the graph, so chunks give the same result.
     ``sample_workers``: how many of those chunks run at once, each call on its own thread (ONNX Runtime
     releases the GIL and runs concurrent calls on one session); 1 (default): one after the other. On 2 idle
-    cores, 2 workers made K = 8 at T = 1024 cost 3.95x one sample per tick instead of 7.0x, where two
-    intra-op threads per call made it 7.9x (docs/sampling.md, "Cost of K samples"). Same result: the chunks
+    cores, 2 workers made K = 8 at T = 1024 cost 3.7x one sample per tick instead of 6.8x (K = 4: 2.0x
+    instead of 3.5x), where two intra-op threads per call made it 7.9x (docs/sampling.md, "Cost of K samples"). Same result: the chunks
     are the same calls.
     """
 
