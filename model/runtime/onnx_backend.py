@@ -57,8 +57,8 @@ class OnnxRuntimeBackend:
     ``sample_workers``: how many of those chunks run at once, each call on its own thread (ONNX Runtime
     releases the GIL and runs concurrent calls on one session); 1 (default): one after the other. On 2 idle
     cores, 2 workers made K = 8 at T = 1024 cost 3.7x one sample per tick instead of 6.8x (K = 4: 2.0x
-    instead of 3.5x), where two intra-op threads per call made it 7.9x (docs/sampling.md, "Cost of K samples"). Same result: the chunks
-    are the same calls.
+    instead of 3.5x), where two intra-op threads per call made it 7.9x (docs/sampling.md, "Cost of K
+    samples"). Same result: the chunks are the same calls. The CUDA provider runs all K in one call.
     """
 
     #: ``sample_chunk="auto"``: samples x frames per call (measured at T = 256 and 1024, 50salads preset).
