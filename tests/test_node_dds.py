@@ -311,13 +311,18 @@ def test_node_over_dds(tmp_path: Path) -> None:
         def forecasts() -> list:
             return client.messages(fut_topic)
 
-        def node_diags() -> list[dict]:
-            values = (diagnostics_values(arr, f"{ns}/actfusion_node") for arr in client.messages("/diagnostics"))
+        def node_diags(since: int = 0) -> list[dict]:
+            """The node's diagnostics values in the /diagnostics messages from number ``since`` on."""
+            arrays = client.messages("/diagnostics")[since:]
+            values = (diagnostics_values(arr, f"{ns}/actfusion_node") for arr in arrays)
             return [v for v in values if v is not None]
 
         def node_diag() -> dict | None:
-            diags = node_diags()
-            return diags[-1] if diags else None
+            for arr in reversed(client.messages("/diagnostics")):
+                values = diagnostics_values(arr, f"{ns}/actfusion_node")
+                if values is not None:
+                    return values
+            return None
 
         # --- 1. a stream of images -> forecasts
         send(60)  # 2 s at 30 Hz -> ~20 features at 10 Hz
@@ -373,10 +378,10 @@ def test_node_over_dds(tmp_path: Path) -> None:
         # node has not processed yet are dropped by the reset. Either every image sent has reached the node, or
         # its count stood still over 5 diagnostics published after the last send (1 s of the node running): a
         # loaded machine can stall the node past the QoS depth, and KEEP_LAST then drops the oldest images.
-        diags_before = len(node_diags())
+        diags_before = len(client.messages("/diagnostics"))
 
         def all_received() -> bool:
-            counts = [int(v["images_received"]) for v in node_diags()[diags_before:]]
+            counts = [int(v["images_received"]) for v in node_diags(diags_before)]
             return bool(counts) and (counts[-1] >= len(sent) + 2 or len(counts) >= 5 and len(set(counts[-5:])) == 1)
 
         wait_for(all_received, HANG_S, "the node to receive every image sent, or no more of them",
