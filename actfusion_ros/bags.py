@@ -385,8 +385,9 @@ def write_mcap_crcs(path: str | Path) -> int:
             if out.pos != footer_at:
                 raise BagError(f"{path}: no MCAP footer found (records do not end where the footer begins)")
             body = bytearray(_read_exact(src, _MCAP_FOOTER_SIZE, path))
-            out.write(body[:9 + 16])  # the Footer up to its summary_crc field
-            crc = struct.pack("<I", out.summary_crc) if summary_start else bytes(body[25:29])
+            crc_at = _MCAP_FOOTER_SIZE - 4
+            out.write(body[:crc_at])  # the Footer up to its summary_crc field
+            crc = struct.pack("<I", out.summary_crc) if summary_start else bytes(body[crc_at:])
             dst.write(crc + MCAP_MAGIC)
     return chunks
 

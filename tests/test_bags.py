@@ -227,16 +227,18 @@ def _zero_mcap_crcs(path: Path) -> None:
     """Set every chunk, data-section and summary CRC of ``path`` back to 0 (as rosbags writes them)."""
     import struct
 
+    from actfusion_ros.bags import _MCAP_CHUNK, _MCAP_DATA_END, _MCAP_FOOTER, MCAP_MAGIC
+
     data = bytearray(path.read_bytes())
-    pos = 8
+    pos = len(MCAP_MAGIC)
     while True:
         opcode, (length,) = data[pos], struct.unpack_from("<Q", data, pos + 1)
         body = pos + 9
-        if opcode == 0x06:
+        if opcode == _MCAP_CHUNK:
             struct.pack_into("<I", data, body + 24, 0)
-        elif opcode == 0x0F:
+        elif opcode == _MCAP_DATA_END:
             struct.pack_into("<I", data, body, 0)
-        elif opcode == 0x02:
+        elif opcode == _MCAP_FOOTER:
             struct.pack_into("<I", data, body + 16, 0)
             break
         pos = body + length
