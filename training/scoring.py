@@ -129,7 +129,8 @@ def model_next_action_events(videos: Sequence[VideoPredictions], num_classes: in
     One event per video and alpha, as :func:`actfusion_training.prob_metrics.lta_next_action_case` (and so the
     baselines) place it; the stated distribution is the K-sample one of each forecast
     (:attr:`actfusion_training.inference.LtaPrediction.next_action`). "Current correct": the model's current action
-    (its segmentation of the last observed frame) is the ground truth's.
+    (its segmentation of the last observed frame) is the ground truth's. A prediction without a distribution
+    (``next_action`` None, the field's default) states none and is left out; a protocol without any is omitted.
     """
     out = {}
     for protocol in options.protocols:
@@ -137,10 +138,14 @@ def model_next_action_events(videos: Sequence[VideoPredictions], num_classes: in
         for v in videos:
             for alpha in options.alphas:
                 pred = v.lta[(protocol, alpha)]
+                if pred.next_action is None:
+                    continue
                 case = lta_next_action_case(v.labels, pred.sample_rate, alpha, protocol, options.ratio)
                 probs.append(outcome_vector(pred.next_action.as_mapping(), num_classes))
                 truth.append(outcome_index(case.truth, num_classes))
                 current.append(pred.next_action.current == case.current)
+        if not probs:
+            continue
         out[protocol] = (np.stack(probs), np.asarray(truth, dtype=np.int64), np.asarray(current, dtype=bool))
     return out
 
@@ -159,7 +164,8 @@ def next_action_metrics(videos: Sequence[VideoPredictions], num_classes: int, op
 def score_predictions(videos: Sequence[VideoPredictions], class_names: Sequence[str],
                       options: ScoringOptions) -> dict:
     """Metrics of the predictions: TAS (acc, edit, f1@k, score), MoC per protocol/alpha/beta, latencies,
-    and with LTA ``next_action[protocol]`` (:func:`next_action_metrics`).
+    and with LTA ``next_action[protocol]`` (:func:`next_action_metrics`; empty when no prediction carries a
+    next-action distribution).
 
     ``lta_mean[protocol]`` is the mean of its MoC values (the authors' LTA score), ``combined`` the mean of
     the TAS score and ``lta_mean['gt']`` (the authors' selection criterion) when LTA was run.
