@@ -43,8 +43,8 @@ from actfusion_ros.next_actions import TimedAlternative
 from actfusion_ros.stream_types import EncodedFrame, ForecastResult, TimedSegment, timed_segments
 from actfusion_ros.time_ns import NS_PER_S
 
-__all__ = ["FrameLabels", "RenderGate", "camera_rgb", "TimelineConfig", "TimelineImageError", "TimelineLayout",
-           "TimelineRenderer", "default_colors", "frame_label_segments"]
+__all__ = ["FONT", "FrameLabels", "RenderGate", "camera_rgb", "TimelineConfig", "TimelineImageError",
+           "TimelineLayout", "TimelineRenderer", "default_colors", "frame_label_segments"]
 
 RGB = tuple[int, int, int]
 
@@ -57,7 +57,9 @@ _BASE_COLORS: tuple[RGB, ...] = (
 BACKGROUND: RGB = (32, 32, 32)
 TEXT: RGB = (235, 235, 235)
 NOW_MARKER: RGB = (255, 255, 255)
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
+#: The font of every text drawn (OpenCV's Hershey simplex); its metrics differ between OpenCV releases, so
+#: code and tests measure text with ``cv2.getTextSize(text, FONT, scale, 1)`` rather than assume a width.
+FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 class TimelineImageError(ValueError):
@@ -342,10 +344,10 @@ class TimelineRenderer:
         img[rows[0]:rows[1], x0:x1] = color
         label = seg.label or self.config.class_names[seg.class_id]
         scale = lay.font_scale * 0.9
-        (tw, th), _ = cv2.getTextSize(label, _FONT, scale, 1)
+        (tw, th), _ = cv2.getTextSize(label, FONT, scale, 1)
         if tw + 4 <= x1 - x0 and th + 4 <= (rows[1] - rows[0]) // 2:
             y = (rows[0] + rows[1] + th) // 2
-            cv2.putText(img, label, (x0 + 2, y), _FONT, scale, _text_color(color), 1, cv2.LINE_AA)
+            cv2.putText(img, label, (x0 + 2, y), FONT, scale, _text_color(color), 1, cv2.LINE_AA)
 
     def _draw_alternatives(self, img: np.ndarray, lay: TimelineLayout, alternatives: Sequence[TimedAlternative],
                            now_ns: int) -> None:
@@ -376,9 +378,9 @@ class TimelineRenderer:
                 continue
             cv2.line(img, (x, top), (x, top + 3), TEXT, 1)
             text = "now" if k == 0 else f"{t:+g}s"
-            (tw, th), _ = cv2.getTextSize(text, _FONT, lay.font_scale * 0.85, 1)
+            (tw, th), _ = cv2.getTextSize(text, FONT, lay.font_scale * 0.85, 1)
             tx = int(np.clip(x - tw // 2, 0, img.shape[1] - tw))
-            cv2.putText(img, text, (tx, min(bottom - 2, top + 4 + th)), _FONT, lay.font_scale * 0.85, TEXT, 1,
+            cv2.putText(img, text, (tx, min(bottom - 2, top + 4 + th)), FONT, lay.font_scale * 0.85, TEXT, 1,
                         cv2.LINE_AA)
         # the "now" marker over the strip and the alternatives band
         x_now = int(round(lay.plot_left + lay.past_s / lay.seconds_per_px))
@@ -396,10 +398,10 @@ class TimelineRenderer:
         width = lay.plot_right - lay.plot_left
         for k in range(len(texts), -1, -1):
             line = "   ".join(p for p in (now, ("next: " + ", ".join(texts[:k])) if k else "") if p)
-            if k == 0 or cv2.getTextSize(line, _FONT, lay.font_scale, 1)[0][0] <= width:
+            if k == 0 or cv2.getTextSize(line, FONT, lay.font_scale, 1)[0][0] <= width:
                 break
         if line:
-            cv2.putText(img, line, (lay.plot_left, lay.header[1] - 3), _FONT, lay.font_scale, TEXT, 1, cv2.LINE_AA)
+            cv2.putText(img, line, (lay.plot_left, lay.header[1] - 3), FONT, lay.font_scale, TEXT, 1, cv2.LINE_AA)
 
     @staticmethod
     def _draw_camera(img: np.ndarray, rgb: np.ndarray, rows: tuple[int, int]) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
 from actfusion_ros.next_actions import TimedAlternative
 from actfusion_ros.stream_types import EncodedFrame, ForecastResult, TimedSegment
-from actfusion_ros.timeline_image import (BACKGROUND, FrameLabels, RenderGate, TimelineConfig, TimelineImageError,
-                                          TimelineRenderer, default_colors)
+from actfusion_ros.timeline_image import (BACKGROUND, FONT, FrameLabels, RenderGate, TimelineConfig,
+                                          TimelineImageError, TimelineRenderer, default_colors)
 
 S = 10**9
 T0 = 1_700_000_000 * S
@@ -253,13 +254,43 @@ def test_live_picture_draws_when_due_with_the_latest_frame_and_counts_what_it_ca
     assert live.drawn == 4 and live.picture(None, T0 + 9 * S, subscribers=1) is None
 
 
+def _header_line(current: str, alternatives: list[str]) -> str:
+    """The header text as the renderer writes it: ``now: ...   next: a, b``."""
+    return current + ("   next: " + ", ".join(alternatives) if alternatives else "")
+
+
 def test_the_header_keeps_only_the_alternatives_that_fit() -> None:
+    # The premise (the first alternative fits the plot's width, the second does not) is built from OpenCV's own
+    # text metrics, which differ between releases (Hershey fonts in 4.x and 5.x): the label length is chosen
+    # by measuring, never assumed.
     r = _renderer()
     lay = r.layout()
-    alts = [TimedAlternative(f"reach_{k}", 0.3, T0 + k * S, T0, T0 + 2 * S, class_id=k)
-            for k in range(3)]
+    width = lay.plot_right - lay.plot_left
+
+    def measured(text: str) -> int:
+        return cv2.getTextSize(text, FONT, lay.font_scale, 1)[0][0]
+
+    def alts_named(name: str) -> list[TimedAlternative]:
+        return [TimedAlternative(f"{name}{k}", 0.3, T0 + k * S, T0, T0 + 2 * S, class_id=k) for k in range(3)]
+
+    current = "now: pour 50%"   # OBSERVED[-1]: "pour", confidence 0.5; "now" is its end, T0
+    chosen = None
+    for n in range(1, 200):
+        texts = [f"{'x' * n}{k} 30% @ +{k}.0s" for k in range(3)]
+        if measured(_header_line(current, texts[:1])) <= width < measured(_header_line(current, texts[:2])):
+            chosen = "x" * n
+            break
+    assert chosen is not None, "no label length makes exactly one alternative fit: the premise cannot be built"
+    alts = alts_named(chosen)
     img = r.render(OBSERVED, FUTURE, next_actions=alts)
     header = img[lay.header[0]:lay.header[1]]
     drawn = np.flatnonzero(np.any(header != BACKGROUND, axis=(0, 2)))
     assert drawn.size and drawn.max() < lay.plot_right    # the text ends inside the plot, not cut at the edge
     assert not np.array_equal(header, r.render(OBSERVED, FUTURE)[lay.header[0]:lay.header[1]])  # one fits
+    only_first = r.render(OBSERVED, FUTURE, next_actions=alts[:1])[lay.header[0]:lay.header[1]]
+    assert np.array_equal(header, only_first)              # ... and only that one: the header is the same
+    # and when not even one fits, the header names the current action alone
+    too_long = alts_named("x" * 200)
+    assert measured(_header_line(current, [f"{'x' * 200}0 30% @ +0.0s"])) > width
+    alone = r.render(OBSERVED, FUTURE, next_actions=too_long)[lay.header[0]:lay.header[1]]
+    assert np.array_equal(alone, r.render(OBSERVED, FUTURE)[lay.header[0]:lay.header[1]])
