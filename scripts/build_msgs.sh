@@ -17,7 +17,12 @@
 # of a msgs wheel) and rebuilds incrementally in build/msgs.
 # Environment: JOBS (parallel build jobs, default 2), CMAKE (default cmake),
 #              BUILD_DIR (default <repo>/build/msgs; wiped if it was configured
-#              for another venv, since cmake caches the package locations).
+#              for another venv, since cmake caches the package locations),
+#              CONSTRAINTS (a pip constraints file for step 1's wheels; `make
+#              msgs` passes the repo's constraints.txt),
+#              VERBOSE=1 (show cmake's output; by default it goes to
+#              BUILD_DIR/{configure,build}.log and its last lines are shown
+#              only when a step fails).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,10 +31,26 @@ PKG="${REPO}/actfusion_msgs"
 B="${BUILD_DIR:-${REPO}/build/msgs}"
 JOBS="${JOBS:-2}"
 CMAKE="${CMAKE:-cmake}"
+CONSTRAINTS="${CONSTRAINTS:-}"
+VERBOSE="${VERBOSE:-0}"
 T0=${SECONDS}
 
 log() { echo "[build_msgs $((SECONDS - T0))s] $*"; }
 die() { echo "[build_msgs] ERROR: $*" >&2; exit 1; }
+# Run a step with its output in a log file (all of it on the console with VERBOSE=1); on failure show the
+# log's last lines on stderr and stop.
+quiet() {
+    local logfile="$1"; shift
+    if [ "${VERBOSE}" = "1" ]; then
+        "$@" 2>&1 | tee "${logfile}"
+        return "${PIPESTATUS[0]}"
+    fi
+    if ! "$@" >"${logfile}" 2>&1; then
+        echo "[build_msgs] FAILED: $* -- last 60 lines of ${logfile}:" >&2
+        tail -n 60 "${logfile}" >&2
+        return 1
+    fi
+}
 trap 'echo "[build_msgs] FAILED at line ${LINENO}: ${BASH_COMMAND}" >&2' ERR
 
 [ -d "${V}" ] || die "venv '${V}' does not exist (create it first: python3.11 -m venv ${V})"
@@ -39,6 +60,7 @@ PY="${V}/bin/python"
 PYVER="$("${PY}" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" || die "${PY} does not run"
 [ "${PYVER}" = "3.11" ] || die "${PY} is Python ${PYVER}; the PyPI ROS 2 wheels are cp311 only"
 [ -f "${PKG}/package.xml" ] || die "message package not found at ${PKG}"
+[ -z "${CONSTRAINTS}" ] || [ -f "${CONSTRAINTS}" ] || die "CONSTRAINTS file '${CONSTRAINTS}' does not exist"
 command -v "${CMAKE}" >/dev/null || die "cmake not found (apt-get install cmake)"
 command -v c++ >/dev/null || command -v g++ >/dev/null || die "no C++ compiler found"
 log "venv=${V} package=${PKG} build=${B}"
@@ -54,8 +76,8 @@ for n in "${NEEDED[@]}"; do
     grep -qx -- "${n}" <<<"${INSTALLED}" || MISSING+=("${n}")
 done
 if [ "${#MISSING[@]}" -gt 0 ]; then
-    log "pip install ${MISSING[*]}"
-    "${PY}" -m pip install "${MISSING[@]}"
+    log "pip install ${MISSING[*]}${CONSTRAINTS:+ (constraints: ${CONSTRAINTS})}"
+    "${PY}" -m pip install -q ${CONSTRAINTS:+-c "${CONSTRAINTS}"} "${MISSING[@]}"
 else
     log "build-time wheels present"
 fi
@@ -91,14 +113,15 @@ if [ -f "${B}/CMakeCache.txt" ]; then
 fi
 export AMENT_PREFIX_PATH="${V}${AMENT_PREFIX_PATH:+:${AMENT_PREFIX_PATH}}"
 export CMAKE_PREFIX_PATH="${V}${CMAKE_PREFIX_PATH:+:${CMAKE_PREFIX_PATH}}"
-log "configure: ${CMAKE} -S ${PKG} -B ${B}"
-"${CMAKE}" -S "${PKG}" -B "${B}" \
+mkdir -p "${B}"
+log "configure: ${CMAKE} -S ${PKG} -B ${B} (output: ${B}/configure.log)"
+quiet "${B}/configure.log" "${CMAKE}" -S "${PKG}" -B "${B}" \
     -DCMAKE_PREFIX_PATH="${V}" \
     -DCMAKE_INSTALL_PREFIX="${V}" \
     -DPython3_EXECUTABLE="${PY}" \
     -DBUILD_TESTING=OFF
-log "build: -j${JOBS}"
-"${CMAKE}" --build "${B}" -j "${JOBS}"
+log "build: -j${JOBS} (output: ${B}/build.log)"
+quiet "${B}/build.log" "${CMAKE}" --build "${B}" -j "${JOBS}"
 log "install into ${V}"
 "${CMAKE}" --install "${B}" >"${B}/install.log"
 log "installed $(wc -l <"${B}/install.log") files (list: ${B}/install.log)"
