@@ -261,27 +261,26 @@ def _header_line(current: str, alternatives: list[str]) -> str:
 
 def test_the_header_keeps_only_the_alternatives_that_fit() -> None:
     # The premise (the first alternative fits the plot's width, the second does not) is built from OpenCV's own
-    # text metrics, which differ between releases (Hershey fonts in 4.x and 5.x): the label length is chosen
-    # by measuring, never assumed.
-    r = _renderer()
-    lay = r.layout()
-    width = lay.plot_right - lay.plot_left
+    # text metrics, which differ between releases (Hershey fonts in 4.x and 5.x): the image width is chosen by
+    # measuring the header lines, never assumed.
+    alts = [TimedAlternative(f"reach_{k}", 0.3, T0 + k * S, T0, T0 + 2 * S, class_id=k) for k in range(3)]
+    current = "now: pour 50%"   # OBSERVED[-1]: "pour", confidence 0.5; "now" is its end, T0
+    texts = [f"reach_{k} 30% @ +{k}.0s" for k in range(3)]
 
-    def measured(text: str) -> int:
+    def renderer(width: int) -> TimelineRenderer:
+        return TimelineRenderer(TimelineConfig(class_names=NAMES, colors=COLORS, width=width, height=200,
+                                               past_s=10.0, future_s=20.0))
+
+    def measured(text: str, lay) -> int:
         return cv2.getTextSize(text, FONT, lay.font_scale, 1)[0][0]
 
-    def alts_named(name: str) -> list[TimedAlternative]:
-        return [TimedAlternative(f"{name}{k}", 0.3, T0 + k * S, T0, T0 + 2 * S, class_id=k) for k in range(3)]
+    def fits(r: TimelineRenderer, k: int) -> bool:
+        lay = r.layout()
+        return measured(_header_line(current, texts[:k]), lay) <= lay.plot_right - lay.plot_left
 
-    current = "now: pour 50%"   # OBSERVED[-1]: "pour", confidence 0.5; "now" is its end, T0
-    chosen = None
-    for n in range(1, 200):
-        texts = [f"{'x' * n}{k} 30% @ +{k}.0s" for k in range(3)]
-        if measured(_header_line(current, texts[:1])) <= width < measured(_header_line(current, texts[:2])):
-            chosen = "x" * n
-            break
-    assert chosen is not None, "no label length makes exactly one alternative fit: the premise cannot be built"
-    alts = alts_named(chosen)
+    r = next((r for r in map(renderer, range(160, 4097)) if fits(r, 1) and not fits(r, 2)), None)
+    assert r is not None, "no image width makes exactly one alternative fit: the premise cannot be built"
+    lay = r.layout()
     img = r.render(OBSERVED, FUTURE, next_actions=alts)
     header = img[lay.header[0]:lay.header[1]]
     drawn = np.flatnonzero(np.any(header != BACKGROUND, axis=(0, 2)))
@@ -289,8 +288,8 @@ def test_the_header_keeps_only_the_alternatives_that_fit() -> None:
     assert not np.array_equal(header, r.render(OBSERVED, FUTURE)[lay.header[0]:lay.header[1]])  # one fits
     only_first = r.render(OBSERVED, FUTURE, next_actions=alts[:1])[lay.header[0]:lay.header[1]]
     assert np.array_equal(header, only_first)              # ... and only that one: the header is the same
-    # and when not even one fits, the header names the current action alone
-    too_long = alts_named("x" * 200)
-    assert measured(_header_line(current, [f"{'x' * 200}0 30% @ +0.0s"])) > width
-    alone = r.render(OBSERVED, FUTURE, next_actions=too_long)[lay.header[0]:lay.header[1]]
-    assert np.array_equal(alone, r.render(OBSERVED, FUTURE)[lay.header[0]:lay.header[1]])
+    # a narrower image where not even the first fits: the header names the current action alone
+    narrow = next(n for n in map(renderer, range(r.config.width, 159, -1)) if not fits(n, 1))
+    nlay = narrow.layout()
+    alone = narrow.render(OBSERVED, FUTURE, next_actions=alts)[nlay.header[0]:nlay.header[1]]
+    assert np.array_equal(alone, narrow.render(OBSERVED, FUTURE)[nlay.header[0]:nlay.header[1]])
