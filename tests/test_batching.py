@@ -48,10 +48,20 @@ def test_batch_size_one_is_the_recorded_step_exactly():
         got = record_reference_step(Path(tmp), batch_size=1)
     assert got["losses"] == ref["losses"]
     assert set(got["grads"]) == set(ref["grads"])
+    # Bit-exact only on the recording machine's CPU kernels: another machine's kernels (e.g. AVX-512 oneDNN)
+    # sum in another order, so gradients differ by ~1e-8 absolute. A different step (batching bug, another
+    # RNG draw) differs by far more. Adam's first step is ~lr * sign(grad), so a weight whose gradient is
+    # rounding noise (biases before an instance norm: mathematically zero) moves by noise * lr / eps; those
+    # weights are compared only through their (equal) gradients.
     for k in ref["grads"]:
-        assert torch.equal(got["grads"][k], ref["grads"][k]), k
+        torch.testing.assert_close(got["grads"][k], ref["grads"][k], rtol=1e-4, atol=1e-7,
+                                   msg=lambda m, k=k: f"{k}: {m}")
     for k in ref["weights"]:
-        assert torch.equal(got["weights"][k], ref["weights"][k]), k
+        grad = ref["grads"].get(k)
+        meaningful = torch.ones_like(ref["weights"][k], dtype=torch.bool) if grad is None else grad.abs() > 1e-6
+        # atol 1e-5: far below the lr (2e-3) that a wrong step moves a weight by
+        torch.testing.assert_close(got["weights"][k][meaningful], ref["weights"][k][meaningful], rtol=0,
+                                   atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
 
 
 def test_collate_pads_and_marks_valid_frames():
