@@ -106,17 +106,25 @@ class NodePipeline:
 
     def offer(self, msg: Any, now_ns: int) -> None:
         """The image callback: count ``msg``, check its header (never decodes) and enqueue it. Frames stamped
-        too far ahead of ``now_ns`` and bad images are counted (bad images per kind, logged once per kind)."""
+        too far ahead of ``now_ns`` and bad images are counted (bad images per kind, logged once per kind).
+        Every stamp is an arrival for the missed-frames estimate; a bad image's never teaches it the camera's
+        interval."""
         self.images_received += 1
         try:
             stamp_ns = stamp_to_ns(msg.header.stamp)
-            self.missed_frames.observe(stamp_ns)
+        except (ValueError, TypeError) as err:
+            self.bad_images.record(error_kind(err), err)
+            return
+        try:
             if not self.stream.admit(stamp_ns, now_ns):
+                self.missed_frames.observe(stamp_ns)
                 return  # stamped too far ahead of the clock: counted, not decoded
             image = self.inspect(msg)  # decoded later, only if the sampler uses the frame
         except (ImageConversionError, ValueError, TypeError) as err:
+            self.missed_frames.observe(stamp_ns, learn=False)  # it arrived: no gap, but no rhythm to learn
             self.bad_images.record(error_kind(err), err)
             return
+        self.missed_frames.observe(stamp_ns)
         if self.picture is not None:
             self.picture.observe_frame(image)  # the latest camera frame, decoded only if a picture uses it
         self.queue.put((stamp_ns, image, msg.header.frame_id))

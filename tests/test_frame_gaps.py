@@ -80,3 +80,38 @@ def test_arguments_are_checked() -> None:
         MissedFrameEstimator(0)
     with pytest.raises(ValueError, match="min_intervals"):
         MissedFrameEstimator(S, window=4, min_intervals=5)
+
+
+def test_a_burst_of_frames_1_ms_apart_loses_nothing_and_keeps_the_rate() -> None:
+    """Issue 18: a burst of frames 1 ms apart (a driver flushing its buffer, a malformed burst) made the median
+    interval 1 ms, and every camera interval after it then counted as ~32 lost frames (thousands in all)."""
+    before = _camera(300, seed=2)
+    burst = [before[-1] + (k + 1) * MS for k in range(500)]
+    after = [burst[-1] + S // 30 + k * S // 30 for k in range(300)]
+    est = _run([*before, *burst, *after])
+    assert est.missed == 0
+    assert est.rate_hz == pytest.approx(30.0, rel=0.02)
+
+
+def test_arrivals_that_may_not_teach_the_rate_close_gaps_without_training() -> None:
+    """Malformed frames arrive (no gap across them) but never teach the interval: a malformed burst 1 ms apart
+    before any good frame leaves the rate to the good frames."""
+    est = MissedFrameEstimator(5 * S, min_intervals=4)
+    for k in range(200):
+        assert est.observe(T0 + k * MS, learn=False) == 0
+    assert est.interval_ns is None
+    good = [T0 + 200 * MS + k * 100 * MS for k in range(20)]
+    assert [est.observe(s) for s in good] == [0] * 20
+    assert est.observe(good[-1] + 100 * MS, learn=False) == 0          # one malformed frame on time
+    assert est.observe(good[-1] + 200 * MS) == 0                       # no gap across it
+    assert est.missed == 0 and est.interval_ns == 100 * MS
+
+
+def test_a_faster_camera_is_followed_once_it_lasts() -> None:
+    slow = _camera(200, fps=10.0, jitter_ms=0.0)
+    fast = [slow[-1] + k * S // 40 for k in range(1, 400)]            # the camera speeds up to 40 fps
+    est = _run([*slow, *fast], window=32)
+    assert est.rate_hz == pytest.approx(40.0)
+    assert est.missed == 0
+    lost = est.observe(fast[-1] + 3 * S // 40)                          # then two frames lost at 40 fps
+    assert lost == 2

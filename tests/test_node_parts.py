@@ -323,3 +323,26 @@ def test_random_weights_sample_as_many_futures_as_num_samples() -> None:
     out = forecaster(np.zeros((6, 5), np.float32), 4)
     assert out.future_samples is not None and out.future_samples.shape == (3, 2, 4)
     assert build_forecaster(_settings(num_samples=1), input_dim=6, class_names=["a", "b"]).num_samples == 1
+
+
+def _image_msg(stamp_ns: int, encoding: str = "rgb8") -> SimpleNamespace:
+    stamp = SimpleNamespace(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+    return SimpleNamespace(header=SimpleNamespace(stamp=stamp, frame_id="camera"), height=8, width=8,
+                           encoding=encoding, is_bigendian=0, step=24, data=bytes(192))
+
+
+def test_a_burst_of_malformed_frames_1_ms_apart_is_no_lost_frame() -> None:
+    """Issue 18: malformed frames 1 ms apart (before the first good frame, and in the middle of the stream)
+    made /diagnostics read thousands of frames_missed_estimate although no frame was lost."""
+    p = _pipeline(max_future_s=1e6)
+    t0, period = 1_700_000_000 * 10**9, 10**9 // 30
+    stamps = [t0 + k * MS for k in range(200)]                                   # malformed, 1 ms apart
+    stamps += [stamps[-1] + period * (k + 1) for k in range(100)]                # the camera, 30 fps
+    stamps += [stamps[-1] + (k + 1) * MS for k in range(300)]                    # malformed again
+    stamps += [stamps[-1] + period * (k + 1) for k in range(100)]
+    for k, stamp in enumerate(stamps):
+        p.offer(_image_msg(stamp, "rgb8" if 200 <= k < 300 or k >= 600 else "yuv422"), stamp)
+    v = p.diagnostics.values()[2]
+    assert v["bad_images.encoding"] == 500 and v["images_received"] == 700
+    assert v["frames_missed_estimate"] == 0
+    assert v["camera_rate_hz"] == pytest.approx(30.0, rel=0.01)
