@@ -50,6 +50,8 @@ test-latest:
 	@$(VENV_LATEST)/bin/python scripts/freeze_constraints.py --out build/latest-versions.txt >/dev/null
 	@grep -v '^#' build/latest-versions.txt | while read -r pin; do \
 	    if grep -qix -- "$$pin" $(CONSTRAINTS); then echo "  $$pin"; else echo "* $$pin"; fi; done
+	@echo "== test-latest: $$(grep -v '^#' build/latest-versions.txt | grep -vixcF -f $(CONSTRAINTS)) of \
+	$$(grep -vc '^#' build/latest-versions.txt) versions differ from $(CONSTRAINTS)"
 	$(VENV_LATEST)/bin/python -m pytest -q $(TESTS)
 
 # Refresh the pins from a venv whose suite passed (default: $(VENV_LATEST), after `make test-latest`).
