@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from actfusion_model.labels import load_class_names
 from actfusion_ros.node_params import NodeSettings
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import Forecaster
-from actfusion_model.labels import load_class_names
 
 __all__ = ["StartupError", "build_anticipator", "build_forecaster"]
 
@@ -72,9 +72,11 @@ def build_anticipator(settings: NodeSettings, *, forecaster: Forecaster | None =
 
 
 def build_forecaster(settings: NodeSettings, input_dim: int, class_names: Sequence[str] | None) -> Forecaster:
-    """The :class:`~actfusion_ros.forecaster.ModelForecaster` the settings name (backend, files, seed)."""
-    from actfusion_ros.forecaster import DEFAULT_RANDOM_CLASSES, ForecasterError, ModelForecaster
+    """The :class:`~actfusion_ros.forecaster.ModelForecaster` the settings name (backend, files, seed): a
+    backend whose registry entry runs a checkpoint loads ``checkpoint``, one that runs an export ``onnx_dir``."""
     from actfusion_model.checkpoint import CheckpointError
+    from actfusion_model.runtime.registry import CHECKPOINT, backend_entry
+    from actfusion_ros.forecaster import DEFAULT_RANDOM_CLASSES, ForecasterError, ModelForecaster
 
     s = settings
     try:
@@ -82,10 +84,12 @@ def build_forecaster(settings: NodeSettings, input_dim: int, class_names: Sequen
             return ModelForecaster.random_weights(
                 input_dim=input_dim, class_names=class_names or DEFAULT_RANDOM_CLASSES, steps=s.ddim_steps,
                 seed=s.seed, device=s.device, num_samples=s.num_samples)
-        if s.backend == "torch":
-            return ModelForecaster.from_checkpoint(s.checkpoint, device=s.device, steps=s.ddim_steps,
-                                                   seed=s.seed, class_names=class_names, num_samples=s.num_samples)
-        return ModelForecaster.from_export(s.onnx_dir, backend=s.backend, device=s.device,
+        entry = backend_entry(s.backend)
+        if entry.runs == CHECKPOINT:
+            return ModelForecaster.from_checkpoint(s.checkpoint, backend=entry.name, device=s.device,
+                                                   steps=s.ddim_steps, seed=s.seed, class_names=class_names,
+                                                   num_samples=s.num_samples)
+        return ModelForecaster.from_export(s.onnx_dir, backend=entry.name, device=s.device,
                                            steps=s.ddim_steps, seed=s.seed, class_names=class_names,
                                            engine_dir=s.engine_dir or None, threads=s.num_threads or None,
                                            num_samples=s.num_samples, sample_workers=s.sample_workers)

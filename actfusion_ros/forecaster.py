@@ -2,11 +2,12 @@
 
 :class:`ModelForecaster` turns ``(observed (D, N_O) float32, horizon)`` into frame probabilities
 ``(C, N_O)`` and ``(C, H)`` (and, with ``num_samples`` K > 1, the K sampled futures ``(K, C, H)``: a
-:class:`~actfusion_ros.stream_types.ForecastOutput`) by calling :func:`actfusion_model.runtime.forecast`, the one forecast function that
-evaluation and replay also use, on a :mod:`actfusion_model.runtime` backend: ``torch`` (an ActFusion model; fp16
-autocast, ``torch.compile`` and CUDA graphs through ``backend_options``), ``onnxruntime`` or ``tensorrt``
-(an ``actfusion-export`` directory). The stream applies the r*N^O rule and its cap; the forecaster passes
-the resulting horizon on, and the forecast function checks it and the features once.
+:class:`~actfusion_ros.stream_types.ForecastOutput`) by calling :func:`actfusion_model.runtime.forecast`, the
+one forecast function that evaluation and replay also use, on a :mod:`actfusion_model.runtime` backend:
+``torch`` (an ActFusion model; fp16 autocast, ``torch.compile`` and CUDA graphs through ``backend_options``),
+``onnxruntime`` or ``tensorrt`` (an ``actfusion-export`` directory); what each backend runs and which settings
+it takes is its entry in :mod:`actfusion_model.runtime.registry`. The stream applies the r*N^O rule and its
+cap; the forecaster passes the resulting horizon on, and the forecast function checks it and the features once.
 
 Randomness: the DDIM noise of tick ``k`` comes from a ``torch.Generator`` seeded with
 :func:`tick_seed` ``(seed, k)``, so a replayed stream gives the same forecasts run after run, and the
@@ -21,14 +22,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from actfusion_model.backend_names import BACKENDS, EXPORT_BACKENDS
 from actfusion_model.checkpoint import load_checkpoint
 from actfusion_model.config import ModelConfig, model_config
 from actfusion_model.consensus import frame_marginals
 from actfusion_model.features.pipeline import FeaturePipeline, checkpoint_pipeline
 from actfusion_model.network import ActFusion
 from actfusion_model.runtime import Backend, BackendError, forecast, load_backend, schedule_for
-
+from actfusion_model.runtime.registry import BACKENDS, CHECKPOINT, EXPORT, BackendEntry, backend_entry, backend_names
 from actfusion_ros.stream_types import ForecastOutput
 
 __all__ = ["BACKENDS", "ForecasterError", "ModelForecaster", "tick_seed"]
@@ -69,19 +69,18 @@ class ModelForecaster:
     def __init__(self, model: ActFusion | None, class_names: Sequence[str], *, steps: int | None = None,
                  seed: int = 0, device: str = "cpu", backend: str = "torch", runtime: Backend | None = None,
                  backend_options: Mapping[str, Any] | None = None, num_samples: int = 1) -> None:
-        if backend not in BACKENDS:
-            raise ForecasterError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        entry = _entry(backend)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ForecasterError(f"seed must be an int >= 0, got {seed!r}")
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
             raise ForecasterError(f"num_samples must be an int >= 1, got {num_samples!r}")
         self.device = _check_device(device)
         if runtime is None:
-            if backend != "torch":
+            if entry.runs != CHECKPOINT:
                 raise ForecasterError(f"backend {backend!r} needs an actfusion_model.runtime backend")
             if model is None:
-                raise ForecasterError("backend 'torch' needs an ActFusion model")
-            runtime = _load(backend, model, device=self.device, **dict(backend_options or {}))
+                raise ForecasterError(f"backend {entry.name!r} needs an ActFusion model")
+            runtime = _load(entry.name, model, device=self.device, **dict(backend_options or {}))
         cfg: ModelConfig = runtime.config
         if len(class_names) != cfg.num_classes:
             raise ForecasterError(f"{len(class_names)} class names for a model with {cfg.num_classes} classes")
@@ -90,7 +89,7 @@ class ModelForecaster:
         except ValueError as err:
             raise ForecasterError(str(err)) from None
         self.runtime = runtime
-        self.model = getattr(runtime, "model", None) if backend == "torch" else None
+        self.model = getattr(runtime, "model", None) if entry.runs == CHECKPOINT else None
         self.config = cfg
         self.class_names = tuple(str(n) for n in class_names)
         # The feature pipeline the model was trained on, when its checkpoint records one.
@@ -100,27 +99,28 @@ class ModelForecaster:
         self.steps = self.schedule.num_steps
         self.seed = int(seed)
         self.num_samples = int(num_samples)
-        self.backend = backend
+        self.backend = entry.name
         self.calls = 0
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, device: str = "cpu", steps: int | None = None,
-                        seed: int = 0, class_names: Sequence[str] | None = None,
+    def from_checkpoint(cls, path: str | Path, *, backend: str = "torch", device: str = "cpu",
+                        steps: int | None = None, seed: int = 0, class_names: Sequence[str] | None = None,
                         expected_config: ModelConfig | None = None,
                         backend_options: Mapping[str, Any] | None = None,
                         num_samples: int = 1) -> "ModelForecaster":
-        """The torch backend over a checkpoint (:func:`actfusion_model.checkpoint.load_checkpoint`).
+        """A backend that runs a checkpoint (default ``torch``) over one
+        (:func:`actfusion_model.checkpoint.load_checkpoint`).
 
         ``class_names`` replaces the names stored in the checkpoint (same count required).
-        ``backend_options`` go to :class:`actfusion_model.runtime.torch_backend.TorchBackend` (``precision``,
-        ``compile``, ``cuda_graphs``: CUDA only).
+        ``backend_options`` go to the backend, e.g. :class:`actfusion_model.runtime.torch_backend.TorchBackend`'s
+        (``precision``, ``compile``, ``cuda_graphs``: CUDA only).
         """
         ckpt = load_checkpoint(path, expected_config=expected_config)
         forecaster = cls(ckpt.model, list(class_names) if class_names is not None else ckpt.class_names,
-                         steps=steps, seed=seed, device=device, backend_options=backend_options,
-                         num_samples=num_samples)
+                         steps=steps, seed=seed, device=device, backend=backend,
+                         backend_options=backend_options, num_samples=num_samples)
         forecaster.pipeline = checkpoint_pipeline(ckpt.metadata)
         return forecaster
 
@@ -129,32 +129,30 @@ class ModelForecaster:
                     steps: int | None = None, seed: int = 0, class_names: Sequence[str] | None = None,
                     engine_dir: str | Path | None = None, threads: int | None = None,
                     num_samples: int = 1, sample_workers: int = 1) -> "ModelForecaster":
-        """The ``onnxruntime`` or ``tensorrt`` backend over an ``actfusion-export`` directory.
+        """A backend that runs an ``actfusion-export`` directory (``onnxruntime``, ``tensorrt``: its registry
+        entry runs :data:`~actfusion_model.runtime.registry.EXPORT`).
 
-        ``device``: default cpu (onnxruntime) / cuda (tensorrt). ``engine_dir``: TensorRT engine cache
-        (default ``<onnx_dir>/tensorrt``; engines are built there on first use). ``threads``: ONNX
-        Runtime intra-op threads. ``sample_workers``: ONNX Runtime's concurrent sample chunks
-        (:class:`~actfusion_model.runtime.onnx_backend.OnnxRuntimeBackend`). ``class_names``: replaces the
-        export manifest's names.
+        ``device``: default the entry's first device kind (cpu for onnxruntime, cuda for tensorrt). The
+        deployment settings go to the backends whose entry takes them (the entry names the option):
+        ``engine_dir``: TensorRT engine cache (default ``<onnx_dir>/tensorrt``; engines are built there on
+        first use); ``threads``: ONNX Runtime intra-op threads; ``sample_workers``: ONNX Runtime's concurrent
+        sample chunks (:class:`~actfusion_model.runtime.onnx_backend.OnnxRuntimeBackend`). ``class_names``:
+        replaces the export manifest's names.
         """
-        if backend not in EXPORT_BACKENDS:
-            raise ForecasterError(f"from_export serves {' and '.join(EXPORT_BACKENDS)}, not {backend!r}")
-        device = device or ("cuda" if backend == "tensorrt" else "cpu")
-        options: dict[str, Any] = {}
-        if backend == "tensorrt" and engine_dir:
-            options["engine_dir"] = Path(engine_dir)
-        if backend == "onnxruntime" and threads:
-            options["intra_op_threads"] = int(threads)
-        if backend == "onnxruntime" and sample_workers != 1:
-            options["sample_workers"] = sample_workers
+        entry = _entry(backend)
+        if entry.runs != EXPORT:
+            exports = [name for name in backend_names() if backend_entry(name).runs == EXPORT]
+            raise ForecasterError(f"from_export serves {' and '.join(exports)}, not {backend!r}")
+        device = device or entry.default_device
+        options = entry.options_from(threads=threads, engine_dir=engine_dir, sample_workers=sample_workers)
         try:
-            runtime = load_backend(backend, Path(onnx_dir), device=device, **options)
+            runtime = load_backend(entry.name, Path(onnx_dir), device=device, **options)
         except (ImportError, OSError, ValueError, RuntimeError) as err:
             raise ForecasterError(f"backend {backend!r} could not be loaded from {onnx_dir}: {err}") from None
         names = list(class_names) if class_names is not None else list(getattr(runtime, "class_names", []))
         if not names:
             raise ForecasterError(f"{onnx_dir}: the export names no classes; give class_names")
-        return cls(None, names, steps=steps, seed=seed, device=device, backend=backend, runtime=runtime,
+        return cls(None, names, steps=steps, seed=seed, device=device, backend=entry.name, runtime=runtime,
                    num_samples=num_samples)
 
     @classmethod
@@ -212,6 +210,14 @@ def consensus_probs(samples: np.ndarray) -> np.ndarray:
     votes = frame_marginals(samples, samples.shape[1]) * samples.shape[0]
     score = votes + 0.5 * samples.mean(axis=0)
     return (score / score.sum(axis=0, keepdims=True)).astype(np.float32)
+
+
+def _entry(backend: str) -> BackendEntry:
+    """The registry entry of ``backend``; :class:`ForecasterError` naming the registered ones."""
+    try:
+        return backend_entry(backend)
+    except BackendError as err:
+        raise ForecasterError(str(err)) from None
 
 
 def _load(backend: str, source: Any, **options: Any) -> Backend:

@@ -16,13 +16,13 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
+from actfusion_model.runtime.registry import BACKENDS, CHECKPOINT, EXPORT, BackendError, backend_entry, backend_names
 from actfusion_ros.frames import DEFAULT_MAX_IMAGE_PIXELS
 from actfusion_ros.stream_types import STREAM_KEYS, WINDOW_POLICIES, StreamConfig
-from actfusion_model.backend_names import BACKENDS
 
 __all__ = ["BACKENDS", "DEVICE_PATTERN", "NodeSettings", "PARAMETERS", "PARAMETER_NAMES", "ParamSpec",
            "ParameterError", "QOS_RELIABILITY", "TimelineSettings", "declaration_problem", "defaults", "markdown_table",
@@ -48,8 +48,9 @@ class ParamSpec:
     """Declaration of one parameter.
 
     ``default`` fixes the type (bool, int, float or str). ``minimum`` / ``maximum`` (inclusive) become
-    the descriptor's range; ``choices`` are listed in its ``additional_constraints`` and checked by
-    :func:`validate_values`.
+    the descriptor's range; :attr:`choices` are listed in its ``additional_constraints`` and checked by
+    :func:`validate_values`: ``fixed_choices``, or, for values registered at run time (the backends),
+    ``choices_from()`` read at each use.
     """
 
     name: str
@@ -57,7 +58,15 @@ class ParamSpec:
     description: str
     minimum: float | int | None = None
     maximum: float | int | None = None
-    choices: tuple[str, ...] | None = None
+    fixed_choices: tuple[str, ...] | None = None
+    choices_from: Callable[[], Sequence[str]] | None = None
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        """The values it may take (None: any)."""
+        if self.choices_from is not None:
+            return tuple(self.choices_from())
+        return self.fixed_choices
 
     @property
     def type(self) -> type:
@@ -80,8 +89,10 @@ class ParamSpec:
 
 
 def _p(name: str, default: Any, description: str, minimum: Any = None, maximum: Any = None,
-       choices: tuple[str, ...] | None = None) -> ParamSpec:
-    return ParamSpec(name, default, description, minimum, maximum, choices)
+       choices: tuple[str, ...] | Callable[[], Sequence[str]] | None = None) -> ParamSpec:
+    if callable(choices):
+        return ParamSpec(name, default, description, minimum, maximum, choices_from=choices)
+    return ParamSpec(name, default, description, minimum, maximum, fixed_choices=choices)
 
 
 _S = StreamConfig()  # the stream's own defaults, so the two never disagree
@@ -120,7 +131,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "Use a tiny randomly initialised model (tests and demos; the forecasts mean nothing). "
        "Its input size follows the extractor, its classes the class_names_file (default 5)."),
     _p("backend", "torch",
-       "Inference backend: torch (checkpoint), onnxruntime or tensorrt (onnx_dir).", choices=BACKENDS),
+       "Inference backend: torch (checkpoint), onnxruntime or tensorrt (onnx_dir).", choices=backend_names),
     _p("onnx_dir", "",
        "Directory written by actfusion-export (ONNX graphs + manifest with the model config and class "
        "names); required by the onnxruntime and tensorrt backends."),
@@ -355,25 +366,12 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
         problems.append("image_topic: must not be empty")
     if not DEVICE_PATTERN.match(v["device"]):
         problems.append(f"device: {v['device']!r} is not cpu, cuda or cuda:N")
-    if v["backend"] == "torch":
-        if v["random_weights"] and v["checkpoint"]:
-            problems.append("checkpoint / random_weights: give one of them, not both")
-        elif not v["random_weights"] and not v["checkpoint"]:
-            problems.append("checkpoint: required by backend torch (path of a model checkpoint), or set "
-                            "random_weights: true for a tiny untrained test model")
-    else:
-        if v["random_weights"]:
-            problems.append(f"random_weights: only with backend torch, got backend {v['backend']!r}")
-        if not v["onnx_dir"]:
-            problems.append(f"onnx_dir: required by backend {v['backend']} (a directory written by "
-                            "actfusion-export)")
-    if v["backend"] == "tensorrt" and not v["device"].startswith("cuda"):
-        problems.append(f"device: backend tensorrt runs on cuda, got {v['device']!r}")
+    problems += _backend_problems(v)
     if check_files:
         for name in ("checkpoint", "class_names_file"):
             if v[name] and not Path(v[name]).expanduser().is_file():
                 problems.append(f"{name}: file not found: {v[name]}")
-        if v["onnx_dir"] and v["backend"] != "torch" and not Path(v["onnx_dir"]).expanduser().is_dir():
+        if v["onnx_dir"] and _runs(v["backend"]) != CHECKPOINT and not Path(v["onnx_dir"]).expanduser().is_dir():
             problems.append(f"onnx_dir: directory not found: {v['onnx_dir']}")
     if available_extractors is None:
         from actfusion_model.features import available_extractors as _available
@@ -409,6 +407,43 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
         diagnostics_period_s=v["diagnostics_period_s"], stream=stream,
         publish_marginals=v["publish_marginals"], autostart=v["autostart"],
         timeline=TimelineSettings.from_values(v))
+
+
+def _backend_problems(v: Mapping[str, Any]) -> list[str]:
+    """The rules between ``backend`` and the parameters its registry entry needs: a checkpoint backend a
+    ``checkpoint`` (or ``random_weights``), an export backend an ``onnx_dir``; ``device`` one of its device
+    kinds. An unknown backend gives none (the ``backend`` choices said so)."""
+    try:
+        entry = backend_entry(v["backend"])
+    except BackendError:
+        return []
+    problems = []
+    if entry.runs == CHECKPOINT:
+        if v["random_weights"] and v["checkpoint"]:
+            problems.append("checkpoint / random_weights: give one of them, not both")
+        elif not v["random_weights"] and not v["checkpoint"]:
+            problems.append(f"checkpoint: required by backend {entry.name} (path of a model checkpoint), or set "
+                            "random_weights: true for a tiny untrained test model")
+    if entry.runs == EXPORT:
+        if v["random_weights"]:
+            checkpoint_backends = [n for n in backend_names() if backend_entry(n).runs == CHECKPOINT]
+            problems.append(f"random_weights: only with backend {' or '.join(checkpoint_backends)}, got backend "
+                            f"{v['backend']!r}")
+        if not v["onnx_dir"]:
+            problems.append(f"onnx_dir: required by backend {entry.name} (a directory written by "
+                            "actfusion-export)")
+    device_problem = entry.device_problem(v["device"]) if DEVICE_PATTERN.match(v["device"]) else None
+    if device_problem is not None:
+        problems.append(f"device: {device_problem}")
+    return problems
+
+
+def _runs(backend: str) -> str | None:
+    """What ``backend`` runs (its registry entry's ``runs``), None when no backend has that name."""
+    try:
+        return backend_entry(backend).runs
+    except BackendError:
+        return None
 
 
 def read_params_file(path: str | Path, node_name: str = "actfusion_node") -> dict[str, Any]:

@@ -1,18 +1,7 @@
-"""The names of the inference backends: the one list, torch-free so that parameter validation and CLIs can
-import it without loading a runtime (:mod:`actfusion_model.runtime` implements them)."""
+"""The built-in backends' names, for the callers that still import them from here (the replay CLI's
+``--backend`` choices). The one list is the registry's: :mod:`actfusion_model.runtime.registry`."""
 from __future__ import annotations
 
-#: Canonical backend names, in the order docs and CLIs list them.
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+from actfusion_model.runtime.registry import BACKENDS, canonical_backend
 
-#: Accepted spellings -> canonical name.
-ALIASES = {"torch": "torch", "pytorch": "torch", "onnxruntime": "onnxruntime", "ort": "onnxruntime",
-           "onnx": "onnxruntime", "tensorrt": "tensorrt", "trt": "tensorrt"}
-
-#: Backends that run an ``actfusion-export`` directory (the others run a checkpoint).
-EXPORT_BACKENDS = ("onnxruntime", "tensorrt")
-
-
-def canonical_backend(kind: str) -> str | None:
-    """The canonical name of ``kind`` (any accepted spelling, any case), or None if unknown."""
-    return ALIASES.get(str(kind).lower())
+__all__ = ["BACKENDS", "canonical_backend"]

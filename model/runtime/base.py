@@ -1,6 +1,7 @@
-"""What the runtime backends share: their error, a description for logs, class names, and the accuracy
-side of the fewer-DDIM-steps trade-off. The interface they implement (:class:`actfusion_model.forecast.Backend`) and
-the forecast function that drives them (:func:`actfusion_model.forecast.forecast`) live in :mod:`actfusion_model.forecast`.
+"""What the runtime backends share: a description for logs, class names, and the accuracy side of the
+fewer-DDIM-steps trade-off. Their error is :class:`~actfusion_model.runtime.registry.BackendError`; the
+interface they implement (:class:`actfusion_model.forecast.Backend`) and the forecast function that drives
+them (:func:`actfusion_model.forecast.forecast`) live in :mod:`actfusion_model.forecast`.
 """
 from __future__ import annotations
 
@@ -11,10 +12,7 @@ import torch
 
 from actfusion_model.config import ModelConfig
 from actfusion_model.forecast import Backend, forecast
-
-
-class BackendError(RuntimeError):
-    """A backend cannot be created or run (missing package or device, bad files, wrong shapes)."""
+from actfusion_model.runtime.registry import BackendError
 
 
 def describe(backend: Backend) -> Mapping[str, Any]:

@@ -1,4 +1,5 @@
-"""ONNX Runtime backend over the graphs written by ``actfusion-export`` (read through :mod:`actfusion_model.export_manifest`).
+"""ONNX Runtime backend over the graphs written by ``actfusion-export`` (read through
+:mod:`actfusion_model.export_manifest`).
 
 CPUExecutionProvider by default; the CUDA provider when asked for (``device='cuda'``) and installed.
 The DDIM loop runs on CPU torch tensors (a few element-wise ops on (1, C, T)); with the CUDA provider
@@ -17,7 +18,7 @@ import torch
 
 from actfusion_model.config import ConfigError, model_config_from_dict
 from actfusion_model.export_manifest import BATCH_GRAPH, ExportError, graph_entries, read_manifest
-from actfusion_model.runtime.base import BackendError
+from actfusion_model.runtime.registry import BackendError
 from actfusion_model.torch_threads import process_threads, set_process_threads
 
 _CPU = "CPUExecutionProvider"
@@ -47,7 +48,8 @@ class OnnxRuntimeBackend:
     intra-op threads of this process for the DDIM arithmetic :func:`actfusion_model.runtime.forecast` runs around the
     graphs (1: the (1, C, T) element-wise ops gain nothing from OpenMP, whose spinning workers slowed ORT
     down; None leaves torch's setting alone), set here at construction unless the process already chose a
-    count at start-up (:mod:`actfusion_model.torch_threads`: never per forecast). ``verify_hashes``: refuse graph files that differ from the manifest.
+    count at start-up (:mod:`actfusion_model.torch_threads`: never per forecast). ``verify_hashes``: refuse
+    graph files that differ from the manifest.
     ``sample_chunk``: the most samples one ``denoise_step_batch`` call takes on the CPU provider (K samples
     go through it in chunks; a chunk of one uses ``denoise_step``); ``"auto"`` (default) keeps a chunk's
     activations well inside the L2 cache, ``max(1, CHUNK_FRAMES // T)`` samples of T frames (2 at T = 1024,

@@ -22,11 +22,19 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from actfusion_model.config import ConfigError, model_config_from_dict
-from actfusion_model.export_manifest import (BATCH_GRAPH, GRAPHS, SAMPLE_AXIS, ExportError, graph_entries, input_axes,
-                                   read_manifest, samples_batched)
+from actfusion_model.export_manifest import (
+    BATCH_GRAPH,
+    GRAPHS,
+    SAMPLE_AXIS,
+    ExportError,
+    graph_entries,
+    input_axes,
+    read_manifest,
+    samples_batched,
+)
 from actfusion_model.io import atomic_write_bytes
-from actfusion_model.runtime.base import BackendError
 from actfusion_model.runtime.engine_cache import EngineKey, EngineMismatchError, ensure_engine
+from actfusion_model.runtime.registry import BackendError
 
 _LOG = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ import torch
 
 from actfusion_model.forecast import EagerBackend
 from actfusion_model.network import ActFusion
-from actfusion_model.runtime.base import BackendError, default_class_names
+from actfusion_model.runtime.base import default_class_names
+from actfusion_model.runtime.registry import BackendError
 from actfusion_model.torch_threads import set_process_threads
 
 _LOG = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ class _CapturedStep:
 
 
 class TorchBackend(EagerBackend):
-    """Runs :class:`actfusion_model.network.ActFusion` directly: the :class:`~actfusion_model.forecast.EagerBackend` plus options.
+    """Runs :class:`actfusion_model.network.ActFusion` directly: the
+    :class:`~actfusion_model.forecast.EagerBackend` plus options.
 
     ``precision``: 'fp32' (default), or 'fp16' / 'bf16' autocast (CUDA only). ``compile``: wrap the
     decoder step in ``torch.compile`` (CUDA only). ``cuda_graphs``: capture the decoder step per length
