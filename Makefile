@@ -64,3 +64,8 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) build
+
+# Lint (ruff.toml: pyflakes, pycodestyle, import order, 120 columns); ruff is installed into the venv.
+.PHONY: lint
+lint: setup
+	$(PY) -m ruff check .
