@@ -1,4 +1,5 @@
-"""Parameters of ``actfusion_node``: the one declaration table, and their validation (ROS-free).
+"""Parameters of ``actfusion_node``: the one declaration table, their validation, and when they may change
+(ROS-free).
 
 :data:`PARAMETERS` lists every parameter the node declares (name, default, type, description, range,
 choices). ``actfusion_ros.node`` turns each :class:`ParamSpec` into an rclpy ``ParameterDescriptor``
@@ -6,7 +7,8 @@ choices). ``actfusion_ros.node`` turns each :class:`ParamSpec` into an rclpy ``P
 exactly these parameters (``tests/test_launch.py`` checks it). :func:`validate_values` checks a full set
 of values - types, ranges, choices, the cross-parameter rules and :class:`~actfusion_ros.stream.StreamConfig`
 - and returns a :class:`NodeSettings`, or raises :class:`ParameterError` listing *every* problem, so a
-bad YAML file is fixed in one go.
+bad YAML file is fixed in one go. :func:`parameter_change_refusal` is the rule the node applies to
+``ros2 param set``: its parameters change only while it is unconfigured.
 
 Nothing here imports rclpy, so it is testable (and the table printable as docs) without ROS.
 """
@@ -26,6 +28,7 @@ from actfusion_ros.stream_types import STREAM_KEYS, WINDOW_POLICIES, StreamConfi
 
 __all__ = ["BACKENDS", "DEVICE_PATTERN", "NodeSettings", "PARAMETERS", "PARAMETER_NAMES", "ParamSpec",
            "ParameterError", "QOS_RELIABILITY", "TimelineSettings", "declaration_problem", "defaults", "markdown_table",
+           "parameter_change_refusal",
            "parse_extractor_kwargs",
            "read_params_file", "spec", "validate_values"]
 
@@ -229,6 +232,17 @@ def spec(name: str) -> ParamSpec:
 def defaults() -> dict[str, Any]:
     """``{name: default}`` for every parameter."""
     return {p.name: p.default for p in PARAMETERS}
+
+
+def parameter_change_refusal(names: Sequence[str], state: str) -> str | None:
+    """Why the node's parameters ``names`` cannot be set in lifecycle ``state`` (None: they can). They are
+    read by ``configure``, so they change only while unconfigured; ``autostart`` (read once, at start-up)
+    and parameters that are not the node's (``use_sim_time``, ...) always can."""
+    ours = sorted(n for n in names if n in PARAMETER_NAMES and n != "autostart")
+    if not ours or state == "unconfigured":
+        return None
+    return (f"{', '.join(ours)}: can be changed only while the node is unconfigured (it is {state}); "
+            f"deactivate and clean it up first, the values apply at the next configure")
 
 
 @dataclass(frozen=True)

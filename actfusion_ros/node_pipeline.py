@@ -31,7 +31,7 @@ from actfusion_ros.tick_overruns import TickOverrunCounter
 from actfusion_ros.time_ns import NS_PER_S, seconds_to_ns, stamp_to_ns
 from actfusion_ros.timeline_image import TimelineConfig
 
-__all__ = ["FeatureWorker", "LIFECYCLE_STATES", "NodePipeline", "PictureOutput", "lifecycle_status", "parameter_change_refusal",
+__all__ = ["FeatureWorker", "LIFECYCLE_STATES", "NodePipeline", "PictureOutput", "lifecycle_status",
            "release_device_memory", "reset_reply"]
 
 #: the primary states of a ROS 2 managed node, as ``ros2 lifecycle get`` names them
@@ -252,19 +252,6 @@ class FeatureWorker:
             return True
         self.thread.join(timeout_s)
         return not self.thread.is_alive()
-
-
-def parameter_change_refusal(names: Sequence[str], state: str) -> str | None:
-    """Why the node's parameters ``names`` cannot be set in lifecycle ``state`` (None: they can). They are
-    read by ``configure``, so they change only while unconfigured; ``autostart`` (read once, at start-up)
-    and parameters that are not the node's (``use_sim_time``, ...) always can."""
-    from actfusion_ros.node_params import PARAMETER_NAMES
-
-    ours = sorted(n for n in names if n in PARAMETER_NAMES and n != "autostart")
-    if not ours or state == "unconfigured":
-        return None
-    return (f"{', '.join(ours)}: can be changed only while the node is unconfigured (it is {state}); "
-            f"deactivate and clean it up first, the values apply at the next configure")
 
 
 def reset_reply(pipeline: NodePipeline | None, state: str) -> tuple[bool, str]:

@@ -16,8 +16,7 @@ from rclpy.node import Node
 
 from actfusion_ros.builder import StartupError
 from actfusion_ros.node_params import (PARAMETERS, NodeSettings, ParameterError, ParamSpec, declaration_problem,
-                                       validate_values)
-from actfusion_ros.node_pipeline import parameter_change_refusal
+                                       parameter_change_refusal, validate_values)
 
 __all__ = ["NodeParameters", "declare_node_parameters", "descriptor", "node_settings"]
 
@@ -87,7 +86,7 @@ def node_settings(node: Node, declaration_problems: Mapping[str, str]) -> NodeSe
 class NodeParameters:
     """The parameters of ``node`` (built with ``automatically_declare_parameters_from_overrides=True``):
     declared by the constructor (:func:`declare_node_parameters`; ``warn`` receives the unknown ones),
-    changed only while ``state()`` is ``unconfigured`` (:func:`~actfusion_ros.node_pipeline.parameter_change_refusal`),
+    changed only while ``state()`` is ``unconfigured`` (:func:`~actfusion_ros.node_params.parameter_change_refusal`),
     read and validated by :meth:`settings` (each ``configure``)."""
 
     def __init__(self, node: Node, state: Callable[[], str], warn: Callable[[str], object]) -> None:
