@@ -18,16 +18,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from actfusion_ros.builder import build_anticipator
-from actfusion_ros.frame_gaps import MissedFrameEstimator
 from actfusion_ros.frame_queue import FrameQueue
 from actfusion_ros.frames import ImageConversionError, inspect_compressed, inspect_image
-from actfusion_ros.node_diagnostics import NodeDiagnostics, TickStats
+from actfusion_ros.node_diagnostics import MissedFrameEstimator, NodeDiagnostics, TickOverrunCounter, TickStats
 from actfusion_ros.node_params import NodeSettings
 from actfusion_ros.node_timeline import LivePicture
 from actfusion_ros.reporting import KindCounter, error_kind
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import Forecaster, ForecastResult
-from actfusion_ros.tick_overruns import TickOverrunCounter
 from actfusion_ros.time_ns import NS_PER_S, seconds_to_ns, stamp_to_ns
 from actfusion_ros.timeline_image import TimelineConfig
 
@@ -136,7 +134,7 @@ class NodePipeline:
 
         ``expected_ns``: when this call was due (timer clock); ``clock_ns``: the node's clock. A due time
         that fell while the previous tick was still running is skipped and counted
-        (:class:`~actfusion_ros.tick_overruns.TickOverrunCounter`). A failing tick (forecaster, message
+        (:class:`~actfusion_ros.node_diagnostics.TickOverrunCounter`). A failing tick (forecaster, message
         building, publication) is counted and logged once per kind, unless ``shutting_down()``.
         """
         now_ns = clock_ns()

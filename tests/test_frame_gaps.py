@@ -1,10 +1,11 @@
-"""Tests of actfusion_ros.frame_gaps: frames lost before the callback, estimated from stamp gaps."""
+"""Tests of the missed-frames estimate (actfusion_ros.node_diagnostics.MissedFrameEstimator): frames lost before
+the callback, estimated from stamp gaps."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from actfusion_ros.frame_gaps import MissedFrameEstimator
+from actfusion_ros.node_diagnostics import MissedFrameEstimator
 
 S = 1_000_000_000
 MS = 1_000_000

@@ -1,4 +1,4 @@
-"""The node's /diagnostics counters add up (actfusion_ros.counters), also when images are bad, frames come
+"""The node's /diagnostics counters add up (actfusion_ros.node_diagnostics), also when images are bad, frames come
 from the future or were lost before the callback, the forecaster fails and messages cannot be built."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from actfusion_ros.counters import IDENTITIES, identity_violations
+from actfusion_ros.node_diagnostics import IDENTITIES, identity_violations
 from actfusion_ros.ros_testing import (make_image, ros_skip_reason, synthetic_frame, wait_for)
 
 S = 1_000_000_000

@@ -12,15 +12,13 @@ import numpy as np
 import pytest
 
 from actfusion_ros.builder import StartupError, build_anticipator
-from actfusion_ros.frame_gaps import MissedFrameEstimator
 from actfusion_ros.frame_queue import FrameQueue
 from actfusion_ros.frames import (ERROR_KINDS, ImageConversionError, ImageTooLargeError, compressed_to_rgb,
                                   image_to_rgb)
-from actfusion_ros.node_diagnostics import NodeDiagnostics, TickStats
+from actfusion_ros.node_diagnostics import MissedFrameEstimator, NodeDiagnostics, TickOverrunCounter, TickStats
 from actfusion_ros.node_params import declaration_problem, parameter_change_refusal, spec, validate_values
 from actfusion_ros.node_pipeline import lifecycle_status, reset_reply
 from actfusion_ros.reporting import KindCounter, error_kind
-from actfusion_ros.tick_overruns import TickOverrunCounter
 from actfusion_model.labels import load_class_names
 
 MS = 1_000_000
