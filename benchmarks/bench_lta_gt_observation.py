@@ -21,6 +21,11 @@ reads only ``groundTruth/`` of ``--source`` (sample rate: ``--sample-rate``, els
 ``--time-budget MIN`` trains for MIN minutes of wall-clock (``actfusion-train --time-budget``);
 ``--checkpoint`` scores an already trained model instead of training; ``--sample-rate`` also overrides the
 config's ``model.sample_rate`` for training; ``--num-samples K`` scores the per-frame consensus of K samples.
+
+Duration diagnostic (r*N^O layout, alpha 0.2 and 0.3, the first noise seed): how many future frames the
+forecast keeps the current action before it first leaves it, against the truth and against the order-1
+grammar's ``E[D - e | D > e]`` (:mod:`actfusion_training.current_action`; all clipped at the horizon): the
+median of each, and the share of forecasts that leave it earlier than the truth does.
 """
 from __future__ import annotations
 
@@ -101,6 +106,20 @@ def config_with_sample_rate(config: Path, sample_rate: int | None, work: Path) -
     return out
 
 
+def config_sample_rate(config: Path, data: Path, split: int) -> int:
+    """The config's ``model.sample_rate``, with ``auto`` resolved from the training split's label lengths."""
+    import yaml
+
+    from actfusion_model.labels import ClassMapping
+    from actfusion_training.run_config import AUTO, auto_sample_rate
+
+    stated = (yaml.safe_load(config.read_text()) or {}).get("model", {}).get("sample_rate")
+    if stated != AUTO:
+        return int(load_experiment_config(config).model.sample_rate)
+    labels = read_split_labels(data, split, "train", ClassMapping.from_file(data / "mapping.txt"))
+    return auto_sample_rate(float(np.median([x.size for x in labels.values()])))
+
+
 def training_facts(checkpoint: Path) -> str:
     """How the checkpoint was trained, from its metadata: steps, epochs, batch size, wall-clock, budget."""
     from actfusion_model.checkpoint import load_checkpoint
@@ -114,6 +133,39 @@ def training_facts(checkpoint: Path) -> str:
     if meta.get("time_budget_minutes") is not None:
         parts.append(f"budget {meta['time_budget_minutes']:g} min (stopped on it: {meta.get('stopped_on_budget')})")
     return ", ".join(parts)
+
+
+def duration_diagnostic(checkpoint: Path, data: Path, split: int, seed: int) -> dict[str, dict[str, float]]:
+    """``{alpha: {figure: value}}``: frames the model and the order-1 grammar keep the current action after the
+    cut vs the truth (medians) and the share of forecasts leaving it earlier than the truth (r*N^O, 1 sample)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_current_action_duration import lta_rows
+
+    out: dict[str, dict[str, float]] = {}
+    for alpha in (0.2, 0.3):
+        rows, _ = lta_rows(checkpoint, data, split, 1, [seed], "mode", alphas=(alpha,))
+        truth = np.array([r.truth for r in rows], dtype=np.float64)
+        model = np.array([r.predicted for r in rows], dtype=np.float64)
+        grammar = np.array([r.grammar for r in rows], dtype=np.float64)
+        out[f"{alpha:g}"] = {
+            "forecasts": float(len(rows)), "truth_median": float(np.median(truth)),
+            "model_median": float(np.median(model)), "grammar_median": float(np.median(grammar)),
+            "model_earlier_share": float(np.mean(model < truth) * 100.0),
+            "grammar_earlier_share": float(np.mean(grammar < truth) * 100.0),
+            "model_first_frame_current_share": float(np.mean([not r.changes_at_cut for r in rows]) * 100.0)}
+    return out
+
+
+def print_duration_diagnostic(diag: dict[str, dict[str, float]]) -> None:
+    print("\nHow long the forecast keeps the current action after the cut (r*N^O, model-rate frames, medians; "
+          "earlier = leaves it before the truth does):")
+    print("| alpha | forecasts | truth | model | grammar order 1 | model earlier | grammar earlier | "
+          "model's first future frame = current |")
+    print("|---|---|---|---|---|---|---|---|")
+    for alpha, d in diag.items():
+        print(f"| {alpha} | {d['forecasts']:.0f} | {d['truth_median']:.0f} | {d['model_median']:.0f} | "
+              f"{d['grammar_median']:.0f} | {d['model_earlier_share']:.0f}% | {d['grammar_earlier_share']:.0f}% | "
+              f"{d['model_first_frame_current_share']:.0f}% |")
 
 
 def mean_tables(tables: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, float]]:
@@ -149,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_lta_"))
     if args.baselines_only:
-        sr = args.sample_rate or load_experiment_config(args.config).model.sample_rate
+        sr = args.sample_rate or config_sample_rate(args.config, args.source, args.split)
         tables = baselines(args.source, args.split, sr, work / "baselines")
         print(f"{args.source.name} split {args.split}, ground-truth observation, label-only baselines fitted on the "
               f"training split, forecasts at sample rate {sr}, offset 0")
@@ -206,7 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{lat['lta_gt_per_forecast']:.3f} | {lat['lta_rn_per_forecast']:.3f} |")
     for name, means in base_mean.items():
         print(f"| {name.replace('_', ' ')} | | {means['gt']:.1f} | {means['rn']:.1f} | | |")
-    print(json.dumps({"baseline": base, "model": {str(s): [r["lta"] for r in rs] for s, rs in sweep.items()}}))
+    diag = duration_diagnostic(ckpt, data, args.split, args.seeds[0])
+    print_duration_diagnostic(diag)
+    print(json.dumps({"baseline": base, "model": {str(s): [r["lta"] for r in rs] for s, rs in sweep.items()},
+                      "duration": diag}))
     print(f"\nwork directory: {work}")
     return 0
 

@@ -20,6 +20,7 @@ class ConfigError(ValueError):
 TIMESTEP_WEIGHTINGS = ("none", "min_snr")
 LR_SCHEDULES = ("constant", "cosine")
 MASK_TYPES = ("full", "ant", "random_num_patch", "random_patch", "boundary", "segment", "ant_ratio")
+MASKED_INPUTS = ("token", "carry")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +56,11 @@ class ModelConfig:
     sample_rate: int = 1
     # Self-conditioning: the decoder also sees its previous x0 estimate (C more input channels).
     self_condition: bool = False
+    # What a masked frame feeds the encoder. "token": the learnable mask token (the paper). "carry": the
+    # features of the last visible frame before it plus the token (so "the current action goes on" is the
+    # default the network departs from), and a learned embedding of the frames since that visible frame
+    # (so it knows how long ago the cut was). Not in the paper (docs/training.md, "Persistence").
+    masked_input: str = "token"
 
     def __post_init__(self) -> None:
         def need(cond: bool, name: str, msg: str) -> None:
@@ -79,6 +85,7 @@ class ModelConfig:
         need(self.ddim_steps <= self.num_timesteps, "ddim_steps", f"must be <= num_timesteps={self.num_timesteps}")
         need(self.ddim_eta >= 0, "ddim_eta", "must be >= 0")
         need(self.rel_max_dist >= 0, "rel_max_dist", "must be >= 0")
+        need(self.masked_input in MASKED_INPUTS, "masked_input", f"choose from {MASKED_INPUTS}")
 
     @property
     def cond_dim(self) -> int:
@@ -131,9 +138,17 @@ class MaskingConfig:
     # Temporal speed augmentation: each sample's video is resampled in time by s ~ log-uniform [1/a, a]
     # (nearest neighbour) before offset, masking and targets; a = time_stretch, 1.0 = off.
     time_stretch: float = 1.0
+    # Training windows (model-rate frames; 0 = the whole video): a sample keeps at most ``window_observed``
+    # frames before the anticipation cut and ``window_future`` after it (other masks: a random window of
+    # their sum), so the work per sample is bounded whatever the video's length.
+    window_observed: int = 0
+    window_future: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "types", tuple(self.types))
+        if self.window_observed < 0 or self.window_future < 0 or (self.window_observed > 0) != (self.window_future > 0):
+            raise ConfigError(f"MaskingConfig.window_observed={self.window_observed!r}, window_future="
+                              f"{self.window_future!r}: both 0 (whole videos) or both >= 1")
         if not self.time_stretch >= 1.0:
             raise ConfigError(f"MaskingConfig.time_stretch={self.time_stretch!r}: must be >= 1.0 (1.0 = off; "
                               "a draws each video's speed factor log-uniformly in [1/a, a])")
@@ -162,11 +177,25 @@ class TrainingConfig:
     warmup_iters: int = 0  # optimizer steps of linear warm-up from 0 to lr
     min_lr_ratio: float = 0.0  # cosine floor, as a fraction of lr
     ema_decay: float = 0.0  # exponential moving average of the weights (0: off); used to validate and save
+    # Stop after this many optimizer steps (None: epochs / time budget decide); the LR schedule spans them.
+    max_steps: int | None = None
+    # Validate (and keep best.pt) every N optimizer steps and/or every M minutes of wall-clock, besides
+    # every ``eval_every`` epochs: a budgeted run on many long videos selects its model within an epoch.
+    eval_every_steps: int | None = None
+    eval_every_minutes: float | None = None
+    validation_max_videos: int | None = None  # validate on the first N of the (fixed) validation videos
 
     def __post_init__(self) -> None:
         def need(cond: bool, name: str, msg: str) -> None:
             if not cond:
                 raise ConfigError(f"TrainingConfig.{name}={getattr(self, name)!r}: {msg}")
+
+        for name in ("max_steps", "eval_every_steps", "validation_max_videos"):
+            need(getattr(self, name) is None or getattr(self, name) >= 1, name, "must be >= 1 or null")
+        need(self.eval_every_minutes is None or self.eval_every_minutes > 0, "eval_every_minutes",
+             "must be > 0 or null")
+        need(self.eval_every >= 1 and self.checkpoint_every >= 1, "eval_every", "eval_every and "
+             "checkpoint_every must be >= 1")
 
         need(self.batch_size >= 1, "batch_size", "must be >= 1")
         need(self.accumulate >= 1, "accumulate", "must be >= 1")

@@ -83,7 +83,8 @@ class EagerBackend:
         frame_mask = torch.as_tensor(frame_mask)
         frame_mask = (frame_mask if frame_mask.dtype == torch.bool else frame_mask > 0.5).to(self.device)
         with torch.inference_mode():
-            logits, condition = self.model.encoder(self.model.structure_input(features, frame_mask))
+            x, gap = self.model.encoder_input(features, frame_mask)
+            logits, condition = self.model.encoder(x, None, gap)
         return logits.float(), condition
 
     def prepare(self, condition: torch.Tensor, num_samples: int = 1) -> Any:

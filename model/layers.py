@@ -39,6 +39,36 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-5, valid: torch.Tensor | None
     return centred / torch.sqrt(var + eps)
 
 
+GAP_SCALES = tuple(2.0 ** k for k in range(12))  # frames: the decay lengths of the gap features
+MAX_GAP_DOUBLINGS = 20  # last_visible_index looks back up to 2**20 frames in a graph of unknown length
+
+
+def last_visible_index(frame_mask: torch.Tensor, doublings: int | None = None) -> torch.Tensor:
+    """(B, T) bool -> (B, T) int64: the index of the last True frame at or before each frame (-1: none).
+
+    A running maximum by pointer doubling (``doublings`` shifted maxima; default ``ceil(log2 T)``), so it
+    exports to ONNX with a dynamic time axis (there with :data:`MAX_GAP_DOUBLINGS`).
+    """
+    length = frame_mask.shape[-1]
+    idx = torch.arange(length, device=frame_mask.device).expand(frame_mask.shape)
+    last = torch.where(frame_mask, idx, torch.full_like(idx, -1))
+    if doublings is None:
+        doublings = max(1, math.ceil(math.log2(max(2, length))))
+    for k in range(doublings):
+        shift = 2 ** k
+        last = torch.maximum(last, F.pad(last, (shift, 0), value=-1)[..., :length])
+    return last
+
+
+def gap_features(frame_mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """(B, T) mask and :func:`last_visible_index` -> (B, len(GAP_SCALES), T): ``exp(-gap / s)`` per scale ``s``
+    on masked frames (``gap``: frames since the last visible frame, or since the start), 0 on visible ones."""
+    idx = torch.arange(frame_mask.shape[-1], device=frame_mask.device).expand(frame_mask.shape)
+    gap = (idx - last).to(torch.float32)  # last = -1 before any visible frame: idx + 1
+    scales = torch.tensor(GAP_SCALES, dtype=torch.float32, device=frame_mask.device).view(1, -1, 1)
+    return torch.exp(-gap.unsqueeze(1) / scales) * (~frame_mask).unsqueeze(1).to(torch.float32)
+
+
 def zero_padding(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     """``x`` (B, C, T) with the frames past each sample's end (``valid`` False) set to 0; as is without a mask."""
     return x if valid is None else x * valid.unsqueeze(1).to(x.dtype)

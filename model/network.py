@@ -18,7 +18,8 @@ from actfusion_model.config import LossConfig, ModelConfig
 from actfusion_model.diffusion import (cosine_alphas_cumprod, ddim_sample, ddim_schedule, labels_to_signal, q_sample,
                              sample_noise, signal_to_unit, training_timesteps)
 from actfusion_model.forecast import EagerBackend, forecast
-from actfusion_model.layers import DecoderLayer, EncoderLayer, sinusoidal_embedding
+from actfusion_model.layers import (GAP_SCALES, DecoderLayer, EncoderLayer, gap_features, last_visible_index,
+                                    sinusoidal_embedding)
 
 
 class Encoder(nn.Module):
@@ -33,6 +34,8 @@ class Encoder(nn.Module):
                          max_dist=cfg.rel_max_dist)
             for i in range(cfg.enc_layers))
         self.conv_out = nn.Conv1d(cfg.enc_dim, cfg.num_classes, 1)
+        # masked_input "carry": frames since the last visible frame, embedded after conv_in.
+        self.gap_in = nn.Linear(len(GAP_SCALES), cfg.enc_dim, bias=False) if cfg.masked_input == "carry" else None
 
     def input_dropout(self, x: torch.Tensor) -> torch.Tensor:
         """Dropout2d over whole feature channels, then over whole frames (training only)."""
@@ -45,9 +48,15 @@ class Encoder(nn.Module):
             x = x * F.dropout(x.new_ones(b, 1, t), self.cfg.enc_temporal_dropout, True)
         return x
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, D, T) structured input -> (logits (B, C, T), condition (B, cond_dim, T))."""
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None,
+                gap: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, D, T) structured input (and, for ``masked_input: carry``, its (B, G, T) gap features) ->
+        (logits (B, C, T), condition (B, cond_dim, T))."""
         h = self.conv_in(self.input_dropout(x))
+        if self.gap_in is not None:
+            if gap is None:
+                raise ValueError("model.masked_input 'carry' needs the gap features (ActFusion.encoder_input)")
+            h = h + self.gap_in(gap.transpose(1, 2)).transpose(1, 2)
         taken = []
         for i, layer in enumerate(self.layers):
             h = layer(h, valid)
@@ -146,13 +155,32 @@ class ActFusion(nn.Module):
 
     # -- the small public surface ------------------------------------------------------------
     def structure_input(self, features: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
-        """Eq. 3: ``F' = F * M + (1 - M) * m`` as a ``where`` (observed frames kept in order)."""
+        """Eq. 3: ``F' = F * M + (1 - M) * m`` as a ``where`` (observed frames kept in order).
+
+        With ``masked_input: carry`` a masked frame reads the features of the last visible frame before it
+        plus the token (the token alone where no frame before it is visible).
+        """
+        return self.encoder_input(features, frame_mask)[0]
+
+    def encoder_input(self, features: torch.Tensor, frame_mask: torch.Tensor | None
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the encoder reads: the structured input (B, D, T) and, for ``masked_input: carry``, the gap
+        features (B, G, T) of :func:`actfusion_model.layers.gap_features` (else None)."""
+        carry = self.cfg.masked_input == "carry"
         if frame_mask is None:
-            return features
+            if not carry:
+                return features, None
+            frame_mask = torch.ones(features.shape[0], features.shape[2], dtype=torch.bool, device=features.device)
         if frame_mask.shape != (features.shape[0], features.shape[2]):
             raise ValueError(f"frame_mask has shape {tuple(frame_mask.shape)}, expected "
                              f"{(features.shape[0], features.shape[2])} (batch, time)")
-        return torch.where(frame_mask.unsqueeze(1), features, self.mask_token.to(features.dtype))
+        token = self.mask_token.to(features.dtype)
+        if not carry:
+            return torch.where(frame_mask.unsqueeze(1), features, token), None
+        last = last_visible_index(frame_mask)
+        src = last.clamp(min=0).unsqueeze(1).expand(-1, features.shape[1], -1)
+        carried = torch.gather(features, 2, src) * (last >= 0).unsqueeze(1).to(features.dtype)
+        return torch.where(frame_mask.unsqueeze(1), features, carried + token), gap_features(frame_mask, last)
 
     def encode(self, features: torch.Tensor, frame_mask: torch.Tensor | None = None,
                valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,7 +189,8 @@ class ActFusion(nn.Module):
         if valid is not None and valid.shape != (features.shape[0], features.shape[2]):
             raise ValueError(f"valid has shape {tuple(valid.shape)}, expected "
                              f"{(features.shape[0], features.shape[2])} (batch, time)")
-        return self.encoder(self.structure_input(features, frame_mask), valid)
+        x, gap = self.encoder_input(features, frame_mask)
+        return self.encoder(x, valid, gap)
 
     def denoise(self, condition: torch.Tensor, timestep: torch.Tensor | int, noisy_labels01: torch.Tensor,
                 valid: torch.Tensor | None = None) -> torch.Tensor:

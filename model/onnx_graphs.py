@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from actfusion_model.export_manifest import BATCH_GRAPH, ExportError
-from actfusion_model.layers import LOG_EPS, DecoderLayer, EncoderLayer, WindowedAttention
+from actfusion_model.layers import (LOG_EPS, MAX_GAP_DOUBLINGS, DecoderLayer, EncoderLayer, WindowedAttention,
+                                    gap_features, last_visible_index)
 from actfusion_model.network import ActFusion
 
 DEFAULT_LENGTH = 64
@@ -199,6 +200,12 @@ class EncoderGraph(nn.Module):
         # The mask token after conv_in: conv_in is per-frame linear, so where() commutes with it.
         token = F.conv1d(model.mask_token.detach(), w_in, enc.conv_in.bias.detach())  # (1, F, 1)
         self.register_buffer("token", token.clone())
+        # masked_input "carry": a masked frame reads conv_in of the last visible frame plus conv_in's image of
+        # the token without its bias, and the gap features' projection is added (ActFusion.encoder_input).
+        self.carry = model.cfg.masked_input == "carry"
+        if self.carry:
+            self.register_buffer("token_delta", (token - enc.conv_in.bias.detach().view(1, -1, 1)).clone())
+            self.register_buffer("w_gap", enc.gap_in.weight.detach().t().contiguous().clone())  # (G, F)
         self.layers = nn.ModuleList(_EncoderLayer(layer) for layer in enc.layers)
         self.register_buffer("w_out", _dense(enc.conv_out))
         self.register_buffer("b_out", enc.conv_out.bias.detach().clone())
@@ -206,7 +213,14 @@ class EncoderGraph(nn.Module):
     def forward(self, features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _require_batch_one(features, "features")
         h = F.conv1d(features, self.w_in, self.b_in)  # (1, F, T): one GEMM over the 2048-d input
-        h = torch.where(frame_mask.unsqueeze(1), h, self.token)[0].t()  # (T, F)
+        if self.carry:
+            last = last_visible_index(frame_mask, MAX_GAP_DOUBLINGS)
+            carried = torch.gather(h, 2, last.clamp(min=0).unsqueeze(1).expand(-1, h.shape[1], -1))
+            masked = torch.where((last >= 0).unsqueeze(1), carried + self.token_delta, self.token)
+            h = torch.where(frame_mask.unsqueeze(1), h, masked)[0].t()  # (T, F)
+            h = h + torch.matmul(gap_features(frame_mask, last)[0].t(), self.w_gap)
+        else:
+            h = torch.where(frame_mask.unsqueeze(1), h, self.token)[0].t()  # (T, F)
         taken = []
         for i, layer in enumerate(self.layers):
             h = layer(h)

@@ -6,7 +6,9 @@ one masking strategy is drawn uniformly from ``masking.types`` (repeats weight i
 soft labels are built when the loss config asks for them. With ``masking.time_stretch = a > 1`` the video is
 first resampled in time at the raw rate by a speed factor ``s`` log-uniform in ``[1/a, a]`` (nearest
 neighbour: stretched frame ``i`` reads source frame ``floor(i / s)``), and its boundary target is recomputed
-from the stretched labels, so offset, masks, crop and every target follow the stretched video. :func:`collate` pads a list of samples to the
+from the stretched labels, so offset, masks, crop and every target follow the stretched video. With
+``masking.window_observed``/``window_future`` > 0 the masked sample is then cut to a window around its
+anticipation cut (:func:`window_bounds`), so a sample's cost is bounded by the window, not the video. :func:`collate` pads a list of samples to the
 longest (targets with IGNORE_INDEX, everything else with zeros) and marks each video's frames in ``valid``.
 """
 from __future__ import annotations
@@ -17,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from actfusion_model.config import ExperimentConfig
-from actfusion_model.masking import IGNORE_INDEX, masked_sample
+from actfusion_model.config import ExperimentConfig, MaskingConfig
+from actfusion_model.masking import IGNORE_INDEX, MaskedSample, masked_sample
 from actfusion_training.data import (MsTcnDataset, VideoRecord, boundary_targets, gaussian_soft_labels,
                            subsample_boundary, sample)
 
@@ -65,6 +67,42 @@ class TrainingSample:
     mask_type: str
     offset: int
     stretch: float = 1.0  # the sample's temporal speed factor (1.0: not stretched)
+    window_start: int = 0  # first model-rate frame of the masked sample kept (masking.window_*)
+
+
+def anticipation_cut(visible: np.ndarray) -> int | None:
+    """Where the masked suffix of an anticipative mask starts (None: the mask is not "prefix visible, rest
+    masked" with both parts present)."""
+    n = int(visible.size)
+    cut = int(np.argmin(visible)) if n else 0
+    if n == 0 or visible[cut] or cut == 0 or visible[cut:].any():
+        return None
+    return cut
+
+
+def window_bounds(ms: MaskedSample, cfg: MaskingConfig, np_rng: np.random.Generator) -> tuple[int, int]:
+    """``[start, end)`` of the training window of a masked sample (``masking.window_*``; whole sample if 0).
+
+    An anticipative sample keeps up to ``window_observed`` frames before its cut and ``window_future`` from
+    it; any other sample a window of their sum at a uniformly drawn start (one numpy draw, only then).
+    """
+    length = int(ms.visible.size)
+    if cfg.window_observed <= 0:
+        return 0, length
+    cut = anticipation_cut(ms.visible)
+    if cut is not None:
+        return max(0, cut - cfg.window_observed), min(length, cut + cfg.window_future)
+    size = cfg.window_observed + cfg.window_future
+    if length <= size:
+        return 0, length
+    start = int(np_rng.integers(length - size + 1))
+    return start, start + size
+
+
+def crop(ms: MaskedSample, start: int, end: int) -> MaskedSample:
+    """Frames ``[start, end)`` of a masked sample (features, targets, boundary and mask alike)."""
+    return MaskedSample(ms.features[:, start:end], ms.targets[start:end], ms.boundary[start:end],
+                        ms.visible[start:end])
 
 
 def stretch_indices(num_frames: int, factor: float) -> np.ndarray:
@@ -121,6 +159,9 @@ def draw_sample(video: CachedVideo, cfg: ExperimentConfig, np_rng: np.random.Gen
     boundary = subsample_boundary(raw_boundary, sr, offset)
     kind = py_rng.choice(cfg.masking.types)
     ms = masked_sample(kind, feats, labels, boundary, cfg.masking, np_rng)
+    start, end = window_bounds(ms, cfg.masking, np_rng)
+    if (start, end) != (0, ms.visible.size):
+        ms = crop(ms, start, end)
     soft = None
     if cfg.loss.soft_label_sigma is not None:
         soft = torch.from_numpy(soft_targets(ms.targets, cfg.model.num_classes, cfg.loss.soft_label_sigma))
@@ -131,7 +172,7 @@ def draw_sample(video: CachedVideo, cfg: ExperimentConfig, np_rng: np.random.Gen
 
     return TrainingSample(tensor(ms.features, torch.float32), tensor(ms.visible, torch.bool),
                           tensor(ms.targets, torch.long), tensor(ms.boundary, torch.float32), soft, kind, offset,
-                          stretch)
+                          stretch, start)
 
 
 @dataclass

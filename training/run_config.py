@@ -1,7 +1,15 @@
-"""Resolve a training YAML against a dataset: ``num_classes`` from ``mapping.txt``, ``input_dim`` from features.
+"""Resolve a training YAML against a dataset: ``num_classes`` from ``mapping.txt``, ``input_dim`` from features,
+and ``model.sample_rate: auto`` from the videos' lengths.
 
-A YAML may leave both out (they are then taken from the data, overriding the preset's defaults) or state
-them; a stated value that disagrees with the data is a :class:`~actfusion_model.config.ConfigError` naming both.
+A YAML may leave ``num_classes``/``input_dim`` out (they are then taken from the data, overriding the preset's
+defaults) or state them; a stated value that disagrees with the data is a
+:class:`~actfusion_model.config.ConfigError` naming both.
+
+``sample_rate: auto`` is :func:`auto_sample_rate` of the training videos' median length: the power of two
+nearest to ``sqrt(median) / 16``. Longer recordings are both longer in time and, usually, denser in frames,
+so the model-rate length grows as the square root of the raw one: a compromise between temporal resolution
+and the encoder's reach. It gives the rates measured best with the CPU recipe: 2 for GTEA (median 1058
+frames at 15 fps), 8 for 50 Salads (11769 at 30 fps) and 2 for Breakfast (940 at 15 fps).
 """
 from __future__ import annotations
 
@@ -17,13 +25,25 @@ from actfusion_model.labels import ClassMapping
 from actfusion_training.data import DatasetError, MsTcnDataset
 
 
+AUTO = "auto"
+
+
 @dataclass(frozen=True)
 class DataFacts:
-    """What the data dictates about the model: class count and names, feature dimension."""
+    """What the data dictates about the model: class count and names, feature dimension, video lengths."""
 
     mapping: ClassMapping
     input_dim: int
     source: str  # where input_dim was read, for error messages
+    median_frames: float | None = None  # median length of the videos at the raw rate (for sample_rate: auto)
+
+
+def auto_sample_rate(median_frames: float) -> int:
+    """``model.sample_rate: auto``: the power of two nearest (in log) to ``sqrt(median_frames) / 16``, at least 1
+    (see the module docstring for why and what it gives on the standard datasets)."""
+    if not median_frames > 0:
+        raise ConfigError(f"sample_rate: auto needs videos with frames, got a median length of {median_frames}")
+    return 2 ** max(0, int(round(np.log2(np.sqrt(float(median_frames)) / 16.0))))
 
 
 def data_facts(dataset: MsTcnDataset) -> DataFacts:
@@ -37,7 +57,8 @@ def data_facts(dataset: MsTcnDataset) -> DataFacts:
         raise DatasetError(f"cannot read {path}: {err}") from None
     if feats.ndim != 2:
         raise DatasetError(f"{path}: features must be 2-D (D, T), got shape {feats.shape}")
-    return DataFacts(dataset.mapping, int(feats.shape[0]), str(path))
+    median = float(np.median([dataset.load_labels(n).size for n in dataset.names]))
+    return DataFacts(dataset.mapping, int(feats.shape[0]), str(path), median)
 
 
 def _yaml_model_section(path: Path) -> Mapping[str, Any]:
@@ -61,4 +82,11 @@ def resolve_config(path: str | Path, facts: DataFacts) -> ExperimentConfig:
         if key in stated and stated[key] != actual:
             raise ConfigError(f"{path}: model.{key} = {stated[key]!r} in the config, but {where[key]} "
                               f"gives {actual}; remove model.{key} from the config to take it from the data")
+    if stated.get("sample_rate") == AUTO:
+        if facts.median_frames is None:
+            raise ConfigError(f"{path}: model.sample_rate: auto needs the videos' lengths")
+        from_data["sample_rate"] = auto_sample_rate(facts.median_frames)
+    elif isinstance(stated.get("sample_rate"), str):
+        raise ConfigError(f"{path}: model.sample_rate must be a positive integer or 'auto', got "
+                          f"{stated['sample_rate']!r}")
     return load_experiment_config(path, **from_data)

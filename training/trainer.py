@@ -55,6 +55,8 @@ from actfusion_training.rng import RngBundle
 from actfusion_training.run_config import data_facts, resolve_config
 from actfusion_training.run_log import CsvLog, Scalars
 from actfusion_training.schedule import WeightAverage, budget_total_steps, lr_factor
+from actfusion_training.baselines import fit_baselines, score_baselines
+from actfusion_training.inference import PROTOCOLS
 from actfusion_training.scoring import ScoringOptions, score_model
 
 STATE_FORMAT = "actfusion_ros/trainer_state/1"
@@ -62,8 +64,13 @@ LOSS_TERMS = ("total", "enc_ce", "enc_smooth", "enc_boundary", "dec_ce", "dec_sm
 LOSS_COLUMNS = ("iteration", "epoch", "step", "video", "mask", "offset", "frames") + LOSS_TERMS
 EPOCH_COLUMNS = ("epoch", "step", "iterations", "seconds", "loss") + tuple(
     f"val_{k}" for k in ("acc", "edit", "f1@10", "f1@25", "f1@50", "tas_score", "lta_gt_mean", "combined"))
+# One row per validation (every epoch-, step- or minute-triggered one): the model next to the baselines.
+VALIDATION_COLUMNS = ("step", "epoch", "minutes", "val_acc", "val_edit", "model_lta_gt", "model_lta_rn",
+                      "best_baseline_gt", "best_baseline_rn", "best_baseline_gt_name", "best_baseline_rn_name",
+                      "combined")
 # Training-config fields that may change between a run and its resumption.
-RESUMABLE_CHANGES = {"training.epochs", "training.eval_every", "training.checkpoint_every"}
+RESUMABLE_CHANGES = {"training.epochs", "training.eval_every", "training.checkpoint_every", "training.max_steps",
+                     "training.eval_every_steps", "training.eval_every_minutes"}
 BUDGET_TIMING_STEPS = 10  # optimizer steps timed before a time budget's step count is estimated
 
 
@@ -107,6 +114,7 @@ class Progress:
     best_epoch: int | None = None
     schedule_total: int | None = None  # optimizer steps the LR schedule spans (set under a time budget)
     stopped_on_budget: bool = False
+    last_eval_step: int = 0  # optimizer step of the latest validation (step-triggered validation counts from it)
     rng: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,6 +222,8 @@ class Trainer:
             self.train_names, self.val_names = split_train_validation(names, tc.validation_fraction, tc.seed)
         else:
             self.train_names, self.val_names = list(names), []
+        # The videos validation scores: a fixed subset (the first validation_max_videos) of the held-out ones.
+        self.scored_val_names = self.val_names[:tc.validation_max_videos]
         self.class_names = list(dataset.mapping.names)
         self.dataset = MsTcnDataset(options.data_root, options.split, "train", names=names)
         self.store = VideoStore(self.dataset, self.cfg.loss.boundary_sigma, options.cache_bytes)
@@ -235,6 +245,9 @@ class Trainer:
         if options.time_budget_minutes is not None and not options.time_budget_minutes > 0:
             raise ConfigError(f"--time-budget must be > 0 minutes, got {options.time_budget_minutes}")
         self._started: float | None = None  # clock() when run() began (the budget's origin)
+        self._last_eval_clock: float | None = None  # clock() of this invocation's latest validation
+        self.last_metrics: dict[str, Any] | None = None  # the latest validation's metrics (main rank)
+        self.baselines = self._validation_baselines()
         self._timing: tuple[int, float] | None = None  # (step, clock) where budget timing began
         self.budget_spent = False
         self.last_batch: TrainingBatch | None = None  # the latest iteration's batch (benchmarks read it)
@@ -262,14 +275,18 @@ class Trainer:
                               f"usable as --config\n" + yaml.safe_dump(resolved, sort_keys=False))
             self.loss_csv = CsvLog(self.out / "loss.csv", LOSS_COLUMNS)
             self.epoch_csv = CsvLog(self.out / "epochs.csv", EPOCH_COLUMNS)
+            self.validation_csv = CsvLog(self.out / "validation.csv", VALIDATION_COLUMNS)
             if self.opt.resume:  # drop rows logged after the resumed step (or a partial last line)
                 done = self.progress.iteration
                 self.loss_csv.truncate(lambda r: int(r["iteration"]) <= done)
                 epoch = self.progress.epoch
                 self.epoch_csv.truncate(lambda r: int(r["epoch"]) <= epoch)
+                step = self.progress.step
+                self.validation_csv.truncate(lambda r: int(r["step"]) <= step)
             else:  # rows of an attempt that died before its first trainer_state.pt: none of it was kept
                 self.loss_csv.truncate(lambda r: False)
                 self.epoch_csv.truncate(lambda r: False)
+                self.validation_csv.truncate(lambda r: False)
             self.scalars = Scalars(self.out / "tensorboard", purge_step=self.progress.iteration + 1,
                                    note=self.log)
 
@@ -393,6 +410,8 @@ class Trainer:
     def schedule_total(self) -> int:
         """Optimizer steps the LR schedule spans: the epochs' total, or the time budget's estimate."""
         full = self.cfg.training.epochs * self.steps_per_epoch()
+        if self.cfg.training.max_steps is not None:
+            full = min(full, self.cfg.training.max_steps)
         total = self.progress.schedule_total
         return full if total is None else min(full, total)
 
@@ -418,9 +437,11 @@ class Trainer:
             self._timing = (p.step, now)
         timed = p.step - self._timing[0]
         if timed == BUDGET_TIMING_STEPS and self.cfg.training.lr_schedule != "constant":
+            cap = self.cfg.training.epochs * self.steps_per_epoch()
+            if self.cfg.training.max_steps is not None:
+                cap = min(cap, self.cfg.training.max_steps)
             p.schedule_total = budget_total_steps(p.step, timed, now - self._timing[1],
-                                                  budget - (now - self._started),
-                                                  self.cfg.training.epochs * self.steps_per_epoch())
+                                                  budget - (now - self._started), cap)
         self.budget_spent = any_rank(now - self._started >= budget, self.ctx)
         return self.budget_spent
 
@@ -475,9 +496,103 @@ class Trainer:
                 self.opt.on_iteration(self, p.iteration)
             if sync and any_rank(self.stop.requested, self.ctx):
                 return "stop"
+            if sync and self.steps_reached() and not last:
+                return "max_steps"
             if budget_spent and not last:
                 return "budget"
+            if sync and not last and self._validation_due():
+                best = self._validation_point(p.epoch + 1)
+                self._take_snapshot()
+                self.save(best_metrics=best)
         return "done"
+
+    def steps_reached(self) -> bool:
+        """Whether ``training.max_steps`` optimizer steps are done."""
+        max_steps = self.cfg.training.max_steps
+        return max_steps is not None and self.progress.step >= max_steps
+
+    def _validation_due(self) -> bool:
+        """A step- or minute-triggered validation is due (``eval_every_steps`` / ``eval_every_minutes``)."""
+        tc, p = self.cfg.training, self.progress
+        if not self.val_names:
+            return False
+        due = tc.eval_every_steps is not None and p.step - p.last_eval_step >= tc.eval_every_steps
+        if tc.eval_every_minutes is not None and self._started is not None:
+            since = self._last_eval_clock if self._last_eval_clock is not None else self._started
+            due = due or self.opt.clock() - since >= 60.0 * tc.eval_every_minutes
+        return any_rank(due, self.ctx)
+
+    def _validation_baselines(self) -> dict[str, dict[str, float | None]]:
+        """``{baseline: {protocol: mean MoC}}`` of the label-only baselines on the scored validation videos,
+        fitted on the training videos' labels at the model's sample rate (deterministic: computed once)."""
+        if not self.scored_val_names:
+            return {}
+        sr = self.cfg.model.sample_rate
+        fitted = fit_baselines([self.dataset.load_labels(n) for n in self.train_names], sr)
+        videos = [(n, self.dataset.load_labels(n)) for n in self.scored_val_names]
+        run = score_baselines(fitted, videos, sr, protocols=PROTOCOLS)
+        return {name: dict(m["lta_mean"]) for name, m in run.metrics.items()}
+
+    def best_baseline(self, protocol: str) -> tuple[str | None, float | None]:
+        """The baseline with the highest mean validation MoC under ``protocol``, and that MoC."""
+        scored = [(m.get(protocol), name) for name, m in self.baselines.items() if m.get(protocol) is not None]
+        if not scored:
+            return None, None
+        value, name = max(scored)
+        return name, value
+
+    def _validation_point(self, epoch_label: int) -> dict[str, Any] | None:
+        """Validate, log the model next to the baselines, update the best score; the best's metadata or None."""
+        p = self.progress
+        p.last_eval_step = p.step
+        self._last_eval_clock = self.opt.clock()
+        metrics = self.validate() if self.ctx.is_main else None
+        best = None
+        if metrics is not None:
+            row: dict[str, Any] = {"step": p.step, "epoch": epoch_label, "combined": metrics["combined"],
+                                   "minutes": round((self.opt.clock() - (self._started or 0.0)) / 60.0, 3),
+                                   "val_acc": metrics["tas"]["acc"], "val_edit": metrics["tas"]["edit"]}
+            words = []
+            for protocol in PROTOCOLS:
+                model_moc = metrics["lta_mean"].get(protocol)
+                name, base = self.best_baseline(protocol)
+                row.update({f"model_lta_{protocol}": model_moc, f"best_baseline_{protocol}": base,
+                            f"best_baseline_{protocol}_name": name})
+                if model_moc is not None:
+                    words.append(f"{protocol} {model_moc:.1f}" + ("" if base is None else
+                                 f" vs {base:.1f} ({name})"))
+            self.validation_csv.append(row)
+            self.last_validation = row
+            for key in ("acc", "edit", "f1@50", "score"):
+                self.scalars.add(f"val/{key}", metrics["tas"][key], p.iteration)
+            self.scalars.add("val/combined", metrics["combined"], p.iteration)
+            self.log(f"validation at step {p.step}: TAS acc {metrics['tas']['acc']:.1f}; LTA MoC model vs the best "
+                     f"label-only baseline: " + ", ".join(words) + f" ({len(self.scored_val_names)} videos)")
+            if p.best_score is None or metrics["combined"] > p.best_score:
+                p.best_score, p.best_epoch = metrics["combined"], epoch_label
+                best = {"epoch": epoch_label, "step": p.step, "videos": list(self.scored_val_names),
+                        "baselines": self.baselines, **metrics}
+        barrier(self.ctx)
+        return best
+
+    def verdict(self) -> str:
+        """One plain line: does the model beat the label-only baselines on the validation videos?"""
+        row = getattr(self, "last_validation", None)
+        if row is None:
+            return "no validation ran: nothing says whether the model beats the label-only baselines"
+        parts, wins = [], []
+        for protocol, title in (("gt", "ground-truth length"), ("rn", "r*N^O")):
+            model_moc, base = row.get(f"model_lta_{protocol}"), row.get(f"best_baseline_{protocol}")
+            if model_moc is None or base is None:
+                continue
+            wins.append(model_moc > base)
+            parts.append(f"{title} {model_moc:.1f} vs {base:.1f} ({row[f'best_baseline_{protocol}_name']})")
+        if not parts:
+            return "the validation scored no forecasts: nothing says whether the model beats the baselines"
+        head = ("the model BEATS the best label-only baseline" if all(wins) else
+                "the model does NOT beat the best label-only baseline" if not any(wins) else
+                "the model beats the best label-only baseline under one protocol only")
+        return f"{head} on the validation videos at step {row['step']} (mean LTA MoC: " + "; ".join(parts) + ")"
 
     def _end_epoch(self, *, complete: bool = True, on_budget: bool = False) -> bool:
         """Validation, best/periodic checkpoints and the epoch row; then move to the next epoch.
@@ -494,18 +609,12 @@ class Trainer:
                                "loss": p.epoch_loss_sum / max(1, p.epoch_iterations)}
         best = None
         if self.val_names and (done % tc.eval_every == 0 or final):
-            metrics = self.validate() if self.ctx.is_main else None
-            if metrics is not None:
-                row.update({f"val_{k}": metrics["tas"][k] for k in ("acc", "edit", "f1@10", "f1@25", "f1@50")})
-                row.update(val_tas_score=metrics["tas"]["score"], val_lta_gt_mean=metrics["lta_mean"].get("gt"),
-                           val_combined=metrics["combined"])
-                for key in ("acc", "edit", "f1@50", "score"):
-                    self.scalars.add(f"val/{key}", metrics["tas"][key], p.iteration)
-                self.scalars.add("val/combined", metrics["combined"], p.iteration)
-                if p.best_score is None or metrics["combined"] > p.best_score:
-                    p.best_score, p.best_epoch = metrics["combined"], done
-                    best = {"epoch": done, "videos": list(self.val_names), **metrics}
-            barrier(self.ctx)
+            best = self._validation_point(done)
+        metrics = self.last_metrics if self.val_names and p.last_eval_step == p.step else None
+        if metrics is not None:
+            row.update({f"val_{k}": metrics["tas"][k] for k in ("acc", "edit", "f1@10", "f1@25", "f1@50")})
+            row.update(val_tas_score=metrics["tas"]["score"], val_lta_gt_mean=metrics["lta_mean"].get("gt"),
+                       val_combined=metrics["combined"])
         if self.ctx.is_main:
             self.epoch_csv.append(row)
             self.scalars.add("loss/epoch", row["loss"], p.iteration)
@@ -520,14 +629,16 @@ class Trainer:
         return not any_rank(self.stop.requested, self.ctx)
 
     def validate(self) -> dict[str, Any]:
-        """TAS + ground-truth-length LTA on the validation videos (offset 0 only, fixed noise seeds)."""
+        """TAS + LTA under both horizon protocols on the scored validation videos (offset 0 only, fixed noise
+        seeds); also kept as ``last_metrics``."""
         tc = self.cfg.training
-        records = [self.store.get(n).record for n in self.val_names]
+        records = [self.store.get(n).record for n in self.scored_val_names]
         options = ScoringOptions(seed=tc.seed, median_filter=tc.median_filter, aggregate_offsets=False,
-                                 protocols=("gt",))
+                                 protocols=PROTOCOLS)
         try:
             with self.evaluated_weights():
-                return score_model(self.model, records, self.class_names, options).metrics
+                self.last_metrics = score_model(self.model, records, self.class_names, options).metrics
+                return self.last_metrics
         finally:
             self.model.train()
 
@@ -556,16 +667,23 @@ class Trainer:
                     if result == "stop":
                         status = "interrupted"
                         break
-                    if result == "budget":
+                    if result in ("budget", "max_steps"):
                         self._end_epoch(complete=False, on_budget=True)
-                        status = "budget"
+                        status = "budget" if result == "budget" else "finished"
                         break
-                    if not self._end_epoch(on_budget=self.budget_spent and self.progress.epoch + 1 < tc.epochs):
+                    stop_now = (self.budget_spent or self.steps_reached()) and self.progress.epoch + 1 < tc.epochs
+                    if not self._end_epoch(on_budget=stop_now):
                         status = "interrupted"
+                        break
+                    if self.steps_reached():
                         break
                     if self.budget_spent:
                         status = "budget" if self.progress.epoch < tc.epochs else "finished"
                         break
+                if status != "interrupted" and self.steps_reached():
+                    self.log(f"training.max_steps = {tc.max_steps} optimizer steps done")
+                if status != "interrupted" and self.val_names:
+                    self.log(self.verdict())
                 if status == "budget":
                     self.log(f"time budget of {self.opt.time_budget_minutes} min spent after step "
                              f"{self.snapshot.step} (epoch {self.snapshot.epoch + 1}); validated and saved, "
