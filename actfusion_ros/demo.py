@@ -4,7 +4,11 @@
    an action grammar) provides training episodes and one unseen test episode.
 2. Features come from the same causal extractor and feature-rate sampling the node uses
    (:func:`actfusion_ros.extract.extract_sampled`), written as an MS-TCN dataset.
-3. A tiny ActFusion is trained on them on the CPU (:mod:`actfusion_training.trainer`, the tiny config).
+3. A tiny ActFusion is trained on them on the CPU (:mod:`actfusion_training.trainer`, ``training/configs/
+   demo.yaml``) for a fixed number of optimizer steps (its ``training.max_steps``), so the model, and every
+   figure after it, is the same on a fast or a loaded machine; only the time it takes differs. A progress
+   bar shows the steps; a generous wall-clock guard (``--max-train-minutes``) stops a machine too slow for
+   it, and then the console and the report say the model was stopped early.
 4. The unseen episode is written to a rosbag2 (JPEG frames + a ground-truth label topic).
 5. Live: ``actfusion_node`` runs as its own process over real DDS (loopback only) while
    ``actfusion-play`` publishes the bag; the demo prints every forecast as it arrives. Without rclpy
@@ -22,8 +26,9 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import yaml
@@ -46,6 +51,9 @@ NUM_SAMPLES = 8
 DEMO_EPISODES = 160
 #: After the bag has been played, how long the live part keeps listening for forecasts still in flight.
 DRAIN_S = 5.0
+#: The wall-clock guard of the training (minutes): only a machine far slower than the README's (1605 steps in
+#: 2.5 minutes; about 6 minutes with the other core busy) reaches it; the model is then reported as stopped early.
+MAX_TRAIN_MINUTES = 30.0
 IMAGE_TOPIC = "/camera/image_raw/compressed"
 LABEL_TOPIC = "/action/label"
 
@@ -82,17 +90,156 @@ def build_dataset(world: ActivityWorld, seeds: Sequence[int], root: Path, featur
     write_dataset_pipeline(root, FeaturePipeline.of(EXTRACTOR, feature_rate_hz, EXTRACTOR_KWARGS))
 
 
-def train_model(root: Path, run: Path, out: Path, *, minutes: float, epochs: int | None = None) -> Path:
-    """Train :data:`DEMO_CONFIG` on ``root`` for ``minutes`` of wall-clock (or ``epochs``, whichever ends
-    first); copy the selected checkpoint (with its pipeline record) to ``out``."""
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What the demo's training did: ``steps`` optimizer steps of the ``max_steps`` asked for (None: no step
+    limit, e.g. ``--epochs`` decided), in ``seconds`` of wall-clock; ``stopped_early`` when the wall-clock guard
+    (or a signal) ended it before its steps or epochs were done, so the model is under-trained."""
+
+    status: str
+    steps: int
+    epochs: int
+    max_steps: int | None
+    seconds: float
+    guard_minutes: float
+    stopped_early: bool
+
+    def summary(self) -> str:
+        """One line for the console and the report."""
+        asked = f" of training.max_steps = {self.max_steps}" if self.max_steps is not None else ""
+        line = f"{self.steps} optimizer steps{asked} ({self.epochs} epochs) in {self.seconds:.0f} s"
+        if self.max_steps is not None and self.steps < self.max_steps and not self.stopped_early:
+            line += " (the epochs asked for ended it first)"
+        if self.stopped_early:
+            why = (f"the {self.guard_minutes:g}-minute guard" if self.status == "guard" else
+                   "an interrupt" if self.status == "interrupted" else self.status)
+            line += (f"; STOPPED EARLY by {why}: the model is under-trained and the figures below are not "
+                     "the README's")
+        return line
+
+
+class StepProgress:
+    """A progress bar over optimizer steps: tqdm on a terminal, else a plain line every ``every`` percent
+    (a log file gets no carriage returns)."""
+
+    def __init__(self, total: int | None, *, tty: bool | None = None, every: int = 10,
+                 write: Callable[[str], None] = print) -> None:
+        self.total, self.every, self.write = total, every, write
+        self.tty = sys.stdout.isatty() if tty is None else tty
+        self._bar = None
+        self._next_pct = every
+        if self.tty and total:
+            from tqdm import tqdm
+            self._bar = tqdm(total=total, unit="step", desc="      training", file=sys.stdout, leave=True)
+        self._shown = 0
+
+    def update(self, steps: int, seconds: float) -> None:
+        if self._bar is not None:
+            self._bar.update(steps - self._shown)
+            self._shown = steps
+            return
+        if not self.total:
+            return
+        pct = 100 * steps // self.total
+        if pct >= self._next_pct:
+            self.write(f"      training: {pct:3d}% ({steps}/{self.total} steps, {seconds:.0f} s)")
+            self._next_pct = (pct // self.every + 1) * self.every
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def demo_config(work: Path, max_steps: int | None) -> Path:
+    """:data:`DEMO_CONFIG`, with ``training.max_steps`` replaced when ``max_steps`` is given (a copy in ``work``)."""
+    if max_steps is None:
+        return DEMO_CONFIG
+    from actfusion_model.io import atomic_write_text
+
+    data = yaml.safe_load(DEMO_CONFIG.read_text())
+    data.setdefault("training", {})["max_steps"] = int(max_steps)
+    path = work / "demo_config.yaml"
+    atomic_write_text(path, f"# {DEMO_CONFIG.name} with training.max_steps = {max_steps} (actfusion-demo "
+                      f"--max-steps)\n" + yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def train_model(root: Path, run: Path, out: Path, *, config: Path = DEMO_CONFIG, epochs: int | None = None,
+                guard_minutes: float = MAX_TRAIN_MINUTES, clock: Callable[[], float] = time.monotonic,
+                progress: bool | None = None) -> TrainingOutcome:
+    """Train ``config`` on ``root`` until its ``training.max_steps`` (or ``epochs``, whichever ends first);
+    copy the selected checkpoint (with its pipeline record) to ``out``.
+
+    ``guard_minutes`` of wall-clock (``clock``) is only a guard: reaching it stops the training after the current
+    step and the outcome says ``stopped_early``. It is not the trainer's time budget, which would also shorten the
+    LR schedule to what it expects to reach: the schedule spans exactly ``max_steps`` on any machine.
+    """
     from actfusion_model.io import atomic_write_bytes
     from actfusion_training.trainer import TrainOptions, train
 
-    _, run_dir = train(TrainOptions(config=DEMO_CONFIG, data_root=root, split=1, out=run, epochs=epochs,
-                                    time_budget_minutes=minutes, progress=False))
+    t0 = clock()
+    seen: dict[str, Any] = {}
+    bar: StepProgress | None = None
+
+    def on_iteration(trainer: Any, _iteration: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = StepProgress(trainer.cfg.training.max_steps, tty=progress)
+        seen["trainer"] = trainer
+        bar.update(trainer.progress.step, clock() - t0)
+        if clock() - t0 >= 60.0 * guard_minutes and not trainer.stop.requested:
+            seen["guard"] = True
+            trainer.stop.requested = True   # the trainer stops after this step, saves, and says so
+            trainer.stop.signal_name = f"the demo's {guard_minutes:g}-minute guard"
+
+    try:
+        status, run_dir = train(TrainOptions(config=config, data_root=root, split=1, out=run, epochs=epochs,
+                                             progress=False, on_iteration=on_iteration))
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = clock() - t0
+    trainer = seen.get("trainer")
+    if trainer is None:
+        raise RuntimeError("the demo's training ran no step")
+    tc = trainer.cfg.training
+    steps = int(trainer.progress.step)
+    if seen.get("guard"):
+        status = "guard"
+    reached = tc.max_steps is not None and steps >= tc.max_steps
+    stopped_early = status in ("guard", "interrupted", "budget") and not reached
     best = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
     atomic_write_bytes(out, best.read_bytes())
-    return out
+    return TrainingOutcome(status=status, steps=steps, epochs=int(trainer.progress.epoch), max_steps=tc.max_steps,
+                           seconds=float(seconds), guard_minutes=float(guard_minutes), stopped_early=stopped_early)
+
+
+def write_training_record(work: Path, outcome: TrainingOutcome) -> None:
+    """``work/training.json``: the outcome, read again when a later run reuses the model."""
+    from actfusion_model.io import atomic_write_text
+
+    atomic_write_text(work / "training.json", json.dumps(asdict(outcome), indent=2) + "\n")
+
+
+def read_training_record(work: Path) -> TrainingOutcome | None:
+    path = work / "training.json"
+    try:
+        return TrainingOutcome(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def add_training_to_report(report_md: Path, outcome: TrainingOutcome | None) -> None:
+    """Put the training's outcome at the top of the replay's ``replay.md`` (rewritten atomically)."""
+    from actfusion_model.io import atomic_write_text
+
+    if outcome is None or not report_md.is_file():
+        return
+    text = report_md.read_text()
+    head, sep, rest = text.partition("\n")
+    note = (f"\n**Model: {outcome.summary()}.**\n" if outcome.stopped_early
+            else f"\nModel (actfusion-demo): {outcome.summary()}.\n")
+    atomic_write_text(report_md, head + sep + note + rest if sep else text + "\n" + note)
 
 
 def label_events(world: ActivityWorld, episode: Episode) -> list[tuple[int, str]]:
@@ -267,9 +414,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="actfusion-demo", description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=Path("demo_output"), help="output folder")
     ap.add_argument("--episodes", type=int, default=DEMO_EPISODES, help="training + held-out episodes")
-    ap.add_argument("--train-minutes", type=float, default=2.5, help="training budget (wall-clock minutes)")
-    ap.add_argument("--epochs", type=int, default=None, help="stop training after this many epochs (default: "
-                    "the budget decides)")
+    ap.add_argument("--max-steps", type=int, default=None, help="optimizer steps to train (default: "
+                    f"training.max_steps of {DEMO_CONFIG.name})")
+    ap.add_argument("--epochs", type=int, default=None, help="stop training after this many epochs, if that "
+                    "comes first (default: the steps decide)")
+    ap.add_argument("--max-train-minutes", type=float, default=MAX_TRAIN_MINUTES,
+                    help="wall-clock guard: stop the training after this long and report it as stopped early")
     ap.add_argument("--feature-rate", type=float, default=4.0, help="model feature rate (Hz)")
     ap.add_argument("--test-seed", type=int, default=1000, help="seed of the unseen episode")
     ap.add_argument("--retrain", action="store_true", help="train again even if a model exists")
@@ -278,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         demo_domain_id()  # a bad ROS_DOMAIN_ID is refused before minutes of training
+        if args.max_steps is not None and args.max_steps < 1:
+            raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}")
+        if not args.max_train_minutes > 0:
+            raise ValueError(f"--max-train-minutes must be > 0, got {args.max_train_minutes}")
     except ValueError as err:
         print(f"actfusion-demo: error: {err}", file=sys.stderr)
         return 2
@@ -295,13 +449,19 @@ def main(argv: list[str] | None = None) -> int:
         data = work / "dataset"
         shutil.rmtree(data, ignore_errors=True)
         build_dataset(world, range(args.episodes), data, args.feature_rate)
-        _say(f"[2/5] training a small ActFusion ({DEMO_CONFIG.name}) for {args.train_minutes:g} min on the CPU ...")
-        t0 = time.perf_counter()
+        config = demo_config(work, args.max_steps)
+        steps = yaml.safe_load(config.read_text()).get("training", {}).get("max_steps")
+        _say(f"[2/5] training a small ActFusion ({DEMO_CONFIG.name}) for {steps} optimizer steps on the CPU "
+             f"(guard: {args.max_train_minutes:g} min) ...")
         shutil.rmtree(work / "run", ignore_errors=True)
-        train_model(data, work / "run", model_path, minutes=args.train_minutes, epochs=args.epochs)
-        _say(f"      trained in {time.perf_counter() - t0:.0f} s -> {model_path}")
+        training = train_model(data, work / "run", model_path, config=config, epochs=args.epochs,
+                               guard_minutes=args.max_train_minutes)
+        write_training_record(work, training)
+        _say(f"      trained {training.summary()} -> {model_path}")
     else:
-        _say(f"[1-2/5] using the trained model {model_path} (--retrain to train again)")
+        training = read_training_record(work)
+        _say(f"[1-2/5] using the trained model {model_path} (--retrain to train again)"
+             + (f": {training.summary()}" if training else ""))
     episode = world.episode(args.test_seed)
     bag = write_episode_bag(world, episode, work / "episode_bag")
     _say(f"[3/5] wrote an unseen episode ({episode.num_frames / episode.fps:.1f} s, "
@@ -328,7 +488,10 @@ def main(argv: list[str] | None = None) -> int:
                       "--image-topic", IMAGE_TOPIC, "--label-topic", LABEL_TOPIC, "--tick-rate", "2.0",
                       "--max-horizon-s", "60", "--num-samples", str(NUM_SAMPLES)]
                      + (["--baseline-labels", str(work / "dataset")] if (work / "dataset").is_dir() else []))
+    add_training_to_report(work / "replay" / "replay.md", training)
     _say(f"demo finished in {time.perf_counter() - t_start:.0f} s; timeline: {work / 'replay' / 'timeline.png'}")
+    if training is not None and training.stopped_early:
+        _say(f"note: the model was STOPPED EARLY ({training.summary()})")
     return rc
 
 
