@@ -261,18 +261,28 @@ def test_shipped_configs_load(data: Path):
     configs = Path(__file__).resolve().parents[1] / "training" / "configs"
     got = {p.stem: resolve_config(p, facts) for p in sorted(configs.glob("*.yaml"))}
     assert set(got) == {"50salads", "breakfast", "gtea", "tiny", "50salads_onehot", "cpu_hour", "demo",
-                        "cpu_hour_no_stretch"}
+                        "cpu_hour_no_stretch", "cpu_hour_whole_videos"}
     assert (got["50salads"].training.lr, got["50salads"].training.accumulate, got["50salads"].model.sample_rate) == (5e-4, 4, 8)
     assert (got["breakfast"].training.lr, got["breakfast"].loss.soft_label_sigma, got["breakfast"].model.enc_dim) == (1e-4, 4.0, 256)
     assert (got["gtea"].training.weight_decay, got["gtea"].model.cond_layers) == (1e-6, (7, 9))
     assert all("ant_ratio" in c.masking.types for c in got.values())
-    for name in ("cpu_hour", "demo"):  # the CPU-budget recipe: batched, EMA, cosine LR, unweighted CE
+    for name in ("cpu_hour", "cpu_hour_whole_videos", "demo"):  # CPU-budget recipes: batched, EMA, cosine LR
         c = got[name]
         assert (c.training.batch_size, c.training.lr_schedule, c.loss.class_weighting) == (4, "cosine", False)
         assert c.model.dec_input_condition and c.loss.dec_timesteps_per_video == 4 and c.training.ema_decay > 0
-    # the recipe has speed augmentation on; its ablation is cpu_hour with masking.time_stretch off, nothing else
-    assert got["cpu_hour"].masking.time_stretch == 1.25 and got["cpu_hour_no_stretch"].masking.time_stretch == 1.0
-    assert dataclasses.replace(got["cpu_hour_no_stretch"], masking=got["cpu_hour"].masking) == got["cpu_hour"]
+    # the recipe: carry, windows, sample rate from the data (2 for these GTEA-length videos), validation by the
+    # clock; its ablation (the recipe before them) differs in exactly those keys
+    recipe, before = got["cpu_hour"], got["cpu_hour_whole_videos"]
+    assert (recipe.model.masked_input, recipe.model.sample_rate) == ("carry", 2)
+    assert (recipe.masking.window_observed, recipe.masking.window_future) == (256, 512)
+    assert (recipe.training.eval_every_minutes, recipe.training.validation_max_videos) == (10, 24)
+    assert dataclasses.replace(
+        before, model=dataclasses.replace(before.model, masked_input="carry", sample_rate=2),
+        masking=dataclasses.replace(before.masking, window_observed=256, window_future=512),
+        training=dataclasses.replace(before.training, eval_every_minutes=10, validation_max_videos=24)) == recipe
+    # speed augmentation on; its ablation is the earlier recipe with masking.time_stretch off, nothing else
+    assert recipe.masking.time_stretch == 1.25 and got["cpu_hour_no_stretch"].masking.time_stretch == 1.0
+    assert dataclasses.replace(got["cpu_hour_no_stretch"], masking=before.masking) == before
 
 
 # ---------------------------------------------------------------------------------------------- parts

@@ -504,6 +504,7 @@ class Trainer:
                 best = self._validation_point(p.epoch + 1)
                 self._take_snapshot()
                 self.save(best_metrics=best)
+                t_start = time.perf_counter()  # epochs.csv's seconds count training, not validation
         return "done"
 
     def steps_reached(self) -> bool:
