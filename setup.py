@@ -54,7 +54,7 @@ setup(
             "actfusion-build-engine = actfusion_model.build_engine:main",
             "actfusion-train = actfusion_training.train:main",
             "actfusion-eval = actfusion_training.eval_model:main",
-            "actfusion_node = actfusion_ros.node_entry:main",
+            "actfusion_node = actfusion_ros.node:main",
             "actfusion-replay = actfusion_ros.replay:main",
             "actfusion-play = actfusion_ros.play:main",
             "actfusion-extract = actfusion_ros.extract:main",

@@ -1,6 +1,6 @@
 """Benchmark actfusion_node: image callback cost and end-to-end delay (frame stamp -> forecast).
 
-1. Callback cost, in process: ``ActFusionNode._on_image`` (conversion + enqueue, everything the image
+1. Callback cost, in process: ``ActFusionNode.image_callback`` (conversion + enqueue, everything the image
    callback does) on 640x480 ``rgb8`` Images and JPEG CompressedImages, with the feature worker
    running as in the node. Median / p95 over ``--frames`` calls.
 2. End to end, over loopback DDS: the node as a subprocess (tiny random-weights model), 640x480 rgb8
@@ -53,7 +53,7 @@ def bench_callback(frames: int) -> None:
     from sensor_msgs.msg import CompressedImage, Image
 
     from actfusion_ros.frames import rgb_to_jpeg
-    from actfusion_ros.node import ActFusionNode
+    from actfusion_ros.node.actfusion_node import ActFusionNode
 
     domain = unique_domain_id()
     old = apply_loopback_env(domain)
@@ -78,7 +78,7 @@ def bench_callback(frames: int) -> None:
                 stamp = t0 + i * 33_333_333
                 msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
                 start = time.perf_counter()
-                node._on_image(msg)
+                node.image_callback(msg)
                 durations.append(time.perf_counter() - start)
             name = "CompressedImage jpeg" if compressed else "Image rgb8          "
             print(f"   {name}: {stats_ms(durations)}")

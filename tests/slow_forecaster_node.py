@@ -1,7 +1,7 @@
 """actfusion_node with a fake model whose calls last until shutdown, each logged to a marker file.
 
 ``python -m tests.slow_forecaster_node MARKER --ros-args ...`` runs the real entry point
-(actfusion_ros.node_entry: signal handling, rclpy, spin, shutdown) with the model replaced: a call
+(actfusion_ros.node.main: signal handling, rclpy, spin, shutdown) with the model replaced: a call
 appends ``enter <k>`` to MARKER, waits until the ROS context is shut down (a signal; at most 60 s),
 then appends ``leave <k> shut_down=<bool>``. A test waits for ``enter 1`` and sends a signal, which
 therefore lands while a tick is running (tests/test_faults_node.py).
@@ -47,13 +47,13 @@ class ContextBoundForecaster:
 
 def main(argv: Sequence[str]) -> int:
     marker = Path(argv[0])
-    from actfusion_ros import builder, node_entry
+    from actfusion_ros import builder, node
 
     def build(s: Any, input_dim: int, names: Any) -> ContextBoundForecaster:
         return ContextBoundForecaster(marker, input_dim)
 
     builder.build_forecaster = build  # type: ignore[assignment]
-    return node_entry.main(list(argv[1:]))
+    return node.main(list(argv[1:]))
 
 
 if __name__ == "__main__":

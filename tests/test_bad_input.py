@@ -22,8 +22,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from actfusion_ros.ros_testing import (REPO, loopback_env, make_image, ros_skip_reason, synthetic_frame,
-                                       unique_domain_id, wait_for, write_params)
+from actfusion_ros.ros_testing import (
+    REPO,
+    loopback_env,
+    make_image,
+    ros_skip_reason,
+    synthetic_frame,
+    unique_domain_id,
+    wait_for,
+    write_params,
+)
 
 S = 1_000_000_000
 ROS = ros_skip_reason()
@@ -50,7 +58,7 @@ class Fixed:
 def _node(ctx: Any, name: str, **params: Any) -> Any:
     from rclpy.parameter import Parameter
 
-    from actfusion_ros.node import ActFusionNode
+    from actfusion_ros.node.actfusion_node import ActFusionNode
 
     values = {"random_weights": True, "tick_rate_hz": 50.0, "feature_rate_hz": 10.0, "min_observed_frames": 1,
               "stale_after_s": 100.0, **params}
@@ -80,8 +88,8 @@ def test_malformed_raw_images_are_counted_per_kind_and_skipped(ros_context, capf
 
     try:
         for _ in range(10):
-            node._on_image(image())
-        wait_for(lambda: node.stream.stats.published >= 1, 60.0, "a forecast from good images")
+            node.image_callback(image())
+        wait_for(lambda: node.pipeline.stream.stats.published >= 1, 60.0, "a forecast from good images")
         bad = [
             image(encoding="yuv422"), image(encoding="32FC1"), image(encoding=""),          # encodings
             image(height=0), image(width=0),                                               # zero sizes
@@ -92,15 +100,15 @@ def test_malformed_raw_images_are_counted_per_kind_and_skipped(ros_context, capf
         stamp_bad.header.stamp.nanosec = 1_500_000_000                                     # not a valid stamp
         bad.append(stamp_bad)
         for msg in bad:
-            node._on_image(msg)
+            node.image_callback(msg)
         longer = image()
         longer.data = bytes(longer.data) + b"\x00" * 100           # extra bytes beyond step*height: fine
-        node._on_image(longer)
+        node.image_callback(longer)
         for _ in range(10):                                        # the camera switches to 32x24 mid-stream
-            node._on_image(image(size=(24, 32)))
-        wait_for(lambda: node.stream.stats.reset_reasons.get("frame_shape") == 1, 60.0, "the size change")
-        published = node.stream.stats.published
-        wait_for(lambda: node.stream.stats.published > published, 60.0, "forecasts after the size change")
+            node.image_callback(image(size=(24, 32)))
+        wait_for(lambda: node.pipeline.stream.stats.reset_reasons.get("frame_shape") == 1, 60.0, "the size change")
+        published = node.pipeline.stream.stats.published
+        wait_for(lambda: node.pipeline.stream.stats.published > published, 60.0, "forecasts after the size change")
         level, _, v = node.diagnostics_values()
         assert v["bad_images"] == len(bad) == 8
         assert {key: n for key, n in v.items() if key.startswith("bad_images.")} == {
@@ -134,11 +142,11 @@ def test_broken_compressed_images_are_counted_and_skipped(ros_context) -> None:
             "empty": [b""],
         }
         for data in [d for ds in cases.values() for d in ds]:
-            node._on_image(CompressedImage(format="jpeg", data=data))
-        node._on_image(CompressedImage(format="webp", data=jpeg))
-        node._on_image(CompressedImage(format="jpeg", data=jpeg))
-        assert node._queue.put_count == 1
-        assert node._bad_images.counts == {"corrupt": 2, "truncated": 1, "empty": 1, "format": 1}
+            node.image_callback(CompressedImage(format="jpeg", data=data))
+        node.image_callback(CompressedImage(format="webp", data=jpeg))
+        node.image_callback(CompressedImage(format="jpeg", data=jpeg))
+        assert node.pipeline.queue.put_count == 1
+        assert node.pipeline.bad_images.counts == {"corrupt": 2, "truncated": 1, "empty": 1, "format": 1}
     finally:
         node.destroy_node()
 
@@ -198,9 +206,9 @@ def checkpoint_3_classes(tmp_path: Path) -> Path:
 
 
 def test_a_checkpoint_for_another_class_count_is_refused_naming_both(checkpoint_3_classes: Path) -> None:
-    from actfusion_ros.forecaster import ForecasterError, ModelForecaster
     from actfusion_model.checkpoint import CheckpointError
     from actfusion_model.config import model_config
+    from actfusion_ros.forecaster import ForecasterError, ModelForecaster
 
     with pytest.raises(ForecasterError, match="5 class names for a model with 3 classes"):
         ModelForecaster.from_checkpoint(checkpoint_3_classes, class_names=list("abcde"))
@@ -215,7 +223,7 @@ def test_the_node_refuses_class_names_that_do_not_fit_the_checkpoint(ros_context
     from rclpy.parameter import Parameter
 
     from actfusion_ros.builder import StartupError
-    from actfusion_ros.node import ActFusionNode
+    from actfusion_ros.node.actfusion_node import ActFusionNode
 
     names = tmp_path / "names.txt"
     names.write_text("a\nb\nc\nd\ne\n")
@@ -239,8 +247,8 @@ def test_the_node_refuses_class_names_that_do_not_fit_the_checkpoint(ros_context
 
 
 def test_class_name_files_errors_name_the_file(tmp_path: Path) -> None:
-    from actfusion_ros.node_params import ParameterError, validate_values
     from actfusion_model.labels import ClassMapping, LabelError
+    from actfusion_ros.node_params import ParameterError, validate_values
 
     with pytest.raises(ParameterError, match=r"class_names_file: file not found: /no/such/names\.txt"):
         validate_values({"random_weights": True, "class_names_file": "/no/such/names.txt"})
@@ -398,11 +406,11 @@ def test_decompression_bombs_and_oversized_frames_are_refused_from_their_header(
     try:
         node.close()  # stop the worker: inspect what the callback enqueues
         for _ in range(3):
-            node._on_image(CompressedImage(format="jpeg", data=bomb))
-        assert decoded == [] and node._bad_images.counts == {"too_large": 3}
-        node._on_image(CompressedImage(format="jpeg", data=jpeg))
-        assert decoded == [] and node._queue.put_count == 1   # enqueued encoded: the worker decodes it if used
-        stamp_ns, image, _ = node._queue._items[0]
+            node.image_callback(CompressedImage(format="jpeg", data=bomb))
+        assert decoded == [] and node.pipeline.bad_images.counts == {"too_large": 3}
+        node.image_callback(CompressedImage(format="jpeg", data=jpeg))
+        assert decoded == [] and node.pipeline.queue.put_count == 1   # enqueued encoded: the worker decodes it if used
+        stamp_ns, image, _ = node.pipeline.queue._items[0]
         assert image.decode().shape == image.shape and decoded == [1]
         assert node.diagnostics_values()[2]["bad_images.too_large"] == 3
     finally:
@@ -410,11 +418,11 @@ def test_decompression_bombs_and_oversized_frames_are_refused_from_their_header(
     small = _node(ros_context, "small", max_image_pixels=48 * 64 - 1)  # the parameter reaches the check
     try:
         small.close()
-        small._on_image(make_image(Image, synthetic_frame(0), time.time_ns()))
+        small.image_callback(make_image(Image, synthetic_frame(0), time.time_ns()))
         huge = make_image(Image, synthetic_frame(0), time.time_ns())
         huge.width, huge.height, huge.step = 8000, 8000, 24000       # 9 KB of data claiming 192 MB
-        small._on_image(huge)
-        assert small._bad_images.counts == {"too_large": 2} and small._queue.put_count == 0
+        small.image_callback(huge)
+        assert small.pipeline.bad_images.counts == {"too_large": 2} and small.pipeline.queue.put_count == 0
     finally:
         small.destroy_node()
 
@@ -432,13 +440,13 @@ def test_frames_stamped_far_ahead_of_the_clock_are_rejected_and_reported(ros_con
     try:
         day = 86_400 * S
         for k in range(5):
-            node._on_image(make_image(Image, synthetic_frame(k), time.time_ns() + day + k * S // 30))
-        wait_for(lambda: node.stream.stats.future_frames == 5, 60.0, "the five frames a day ahead")
+            node.image_callback(make_image(Image, synthetic_frame(k), time.time_ns() + day + k * S // 30))
+        wait_for(lambda: node.pipeline.stream.stats.future_frames == 5, 60.0, "the five frames a day ahead")
         level, message, v = node.diagnostics_values()
         assert level == "warn" and "5 frame(s) stamped more than max_future_s = 3 s ahead" in message, message
         assert v["future_frames"] == 5 and v["frames_accepted"] == 0 and node.last_result is None
         for k in range(5):
-            node._on_image(make_image(Image, synthetic_frame(k), time.time_ns()))
+            node.image_callback(make_image(Image, synthetic_frame(k), time.time_ns()))
             time.sleep(1 / 30)
         wait_for(lambda: node.last_result is not None, 60.0, "a forecast from frames stamped now")
         assert node.last_result.stamp_ns < time.time_ns() + 3 * S       # never a forecast from the future

@@ -20,8 +20,17 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pytest
 
-from actfusion_ros.ros_testing import (apply_loopback_env, make_image, node_session, private_context, restore_env,
-                                       ros_skip_reason, synthetic_frame, unique_domain_id, wait_for)
+from actfusion_ros.ros_testing import (
+    apply_loopback_env,
+    make_image,
+    node_session,
+    private_context,
+    restore_env,
+    ros_skip_reason,
+    synthetic_frame,
+    unique_domain_id,
+    wait_for,
+)
 
 REASON = ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
@@ -36,7 +45,7 @@ if REASON is None:
     from sensor_msgs.msg import Image
     from std_srvs.srv import Trigger
 
-    from actfusion_ros.node import ActFusionNode
+    from actfusion_ros.node.actfusion_node import ActFusionNode
     from actfusion_ros.sampler import sample_frame_indices
 
 S = 1_000_000_000
@@ -118,7 +127,7 @@ class Running:
         return self.node.diagnostics_values()[2]
 
     def published(self) -> int:
-        return self.node.stream.stats.published
+        return self.node.pipeline.stream.stats.published
 
     def send(self, n: int, hz: float = 30.0, stamp_fn=None, stop: threading.Event | None = None) -> None:
         """``n`` frames through the image callback, stamped with the wall clock (or ``stamp_fn(k)``)."""
@@ -126,7 +135,7 @@ class Running:
             if stop is not None and stop.is_set():
                 return
             stamp = time.time_ns() if stamp_fn is None else stamp_fn(self.sent)
-            self.node._on_image(make_image(Image, synthetic_frame(self.sent), stamp))
+            self.node.image_callback(make_image(Image, synthetic_frame(self.sent), stamp))
             self.sent += 1
             if hz:
                 time.sleep(1.0 / hz)
@@ -167,7 +176,7 @@ def test_camera_stall_stops_forecasts_resume_restarts_them_and_a_long_gap_starts
         # the camera comes back: forecasts resume in the same episode
         r.send(15)
         wait_for(lambda: r.published() > p_stalled + 1, HANG_S, "forecasts after the camera resumed")
-        assert r.node.stream.episode == 0 and r.values()["resets"] == 0
+        assert r.node.pipeline.stream.episode == 0 and r.values()["resets"] == 0
         # a stall longer than episode_gap_s: the next frame starts a new episode
         time.sleep(1.3)
         r.send(10)
@@ -175,7 +184,7 @@ def test_camera_stall_stops_forecasts_resume_restarts_them_and_a_long_gap_starts
         p_gap = r.published()
         wait_for(lambda: r.published() > p_gap, HANG_S, "forecasts in the new episode")
         assert r.node.last_result.episode == 1
-        assert r.node._tick_errors.total == 0
+        assert r.node.pipeline.tick_errors.total == 0
 
 
 def test_frames_faster_than_the_worker_drop_the_oldest_and_slow_inference_drops_none(ros_context) -> None:
@@ -184,35 +193,35 @@ def test_frames_faster_than_the_worker_drop_the_oldest_and_slow_inference_drops_
     with running(ros_context, "overload", fc, queue_size=q) as r:
         base = time.time_ns()
         gate, entered = threading.Event(), threading.Event()
-        real_push = r.node.stream.push_encoded
+        real_push = r.node.pipeline.stream.push_encoded
 
         def gated_push(stamp_ns: int, image: Any) -> bool:   # the feature worker stuck on frame 0
             entered.set()
             assert gate.wait(HANG_S)
             return real_push(stamp_ns, image)
 
-        r.node.stream.push_encoded = gated_push
+        r.node.pipeline.stream.push_encoded = gated_push
         camera = lambda k: base + k * S // 30  # noqa: E731 - 30 fps stamps
         r.send(1, hz=0, stamp_fn=camera)
         assert entered.wait(HANG_S)
         r.send(q + 21, hz=0, stamp_fn=camera)                     # a burst while the worker is stuck
         gate.set()
-        wait_for(lambda: r.node.stream.stats.frames_received == 1 + q, HANG_S, "the queue to drain")
+        wait_for(lambda: r.node.pipeline.stream.stats.frames_received == 1 + q, HANG_S, "the queue to drain")
         v = r.values()
         assert (v["images_received"], v["frames_dropped"], v["queue_length"]) == (1 + q + 21, 21, 0)
         survivors = [0] + list(range(22, 22 + q))                 # the oldest 21 of the burst were dropped
         expected = [camera(k) for k in np.asarray(survivors)[sample_frame_indices(
             [camera(k) for k in survivors], 10.0)]]
-        np.testing.assert_array_equal(r.node.stream.snapshot()[1], expected)
+        np.testing.assert_array_equal(r.node.pipeline.stream.snapshot()[1], expected)
         # now inference is slow (0.25 s per tick at 10 Hz) and frames come at 60 Hz: nothing is dropped
         fc.slow = set(range(fc.calls + 1, fc.calls + 100))
         fast = [camera(21 + q) + (j + 1) * S // 60 for j in range(45)]
-        ticks_before = r.node.stream.stats.ticks
+        ticks_before = r.node.pipeline.stream.stats.ticks
         r.send(45, hz=60.0, stamp_fn=lambda k: fast[k - 1 - q - 21])
-        wait_for(lambda: r.node.stream.stats.frames_received == 1 + q + 45, HANG_S, "the 60 Hz frames")
+        wait_for(lambda: r.node.pipeline.stream.stats.frames_received == 1 + q + 45, HANG_S, "the 60 Hz frames")
         v = r.values()
         assert v["frames_dropped"] == 21, v
-        st = r.node.stream.stats
+        st = r.node.pipeline.stream.stats
         all_stamps = [camera(k) for k in survivors] + fast
         assert st.frames_accepted == len(sample_frame_indices(all_stamps, 10.0)) == len(expected) + 7
         assert st.ticks > ticks_before and v["skipped_ticks"] > 0     # inference was the bottleneck
@@ -256,7 +265,7 @@ def test_a_reset_during_a_tick_discards_its_result(ros_context) -> None:
         fc.inside.clear()
         wait_for(fc.inside.is_set, HANG_S, "a tick inside the model")
         published = r.published()
-        response = r.node._on_reset(Trigger.Request(), Trigger.Response())
+        response = r.node.reset_callback(Trigger.Request(), Trigger.Response())
         assert response.success and response.message.startswith("new episode 1")
         fc.block = False
         fc.release.set()
@@ -284,7 +293,7 @@ def test_sim_clock_and_stamps_jumping_back_restart_the_episode(sim_context) -> N
                     msg = Clock()
                     msg.clock.sec, msg.clock.nanosec = divmod(sim, S)
                     clock.publish(msg)
-                    r.node._on_image(make_image(Image, synthetic_frame(i), sim))
+                    r.node.image_callback(make_image(Image, synthetic_frame(i), sim))
                     time.sleep(1 / 30)
 
             play(1000.0, 30)
@@ -310,10 +319,10 @@ def test_main_exits_cleanly_when_a_signal_races_the_executor(monkeypatch, shut_d
     context down while ``spin()`` builds its wait set, and ``spin()`` raises RCLError ("the given context
     is not valid") instead of ExternalShutdownException. That is a shutdown (exit 0); the same error with
     the context still up is a real failure and propagates."""
-    import actfusion_ros.node_process as node_module
+    import actfusion_ros.node.process as node_module
 
     class RacingExecutor(MultiThreadedExecutor):
-        def spin_until_future_complete(self, future, timeout_sec=None) -> None:  # what node_process spins
+        def spin_until_future_complete(self, future, timeout_sec=None) -> None:  # what the node process spins
             if shut_down:
                 rclpy.shutdown()                    # what rclpy's SIGINT / SIGTERM handler does
             raise RuntimeError("failed to initialize wait set: the given context is not valid, either "
@@ -349,11 +358,11 @@ def test_spin_carries_on_when_a_callback_destroys_entities_during_the_wait_set_b
     entity's QoS event handler raises InvalidHandle out of ``spin_until_future_complete``. Thread switches
     every microsecond make the race all but certain here (plain ``spin_until_future_complete`` raised in 3 of
     3 tries); ``spin_until_finalized``, which the node process spins, must carry on until the churn is done."""
-    from std_msgs.msg import String
-
-    from actfusion_ros.node_process import spin_until_finalized
     from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
     from rclpy.task import Future
+    from std_msgs.msg import String
+
+    from actfusion_ros.node.process import spin_until_finalized
 
     rounds, told = 40, []
     with private_context(unique_domain_id()) as ctx:
@@ -392,7 +401,7 @@ def test_spin_gives_up_on_a_race_that_never_ends_and_returns_with_the_executor(m
     from rclpy.exceptions import InvalidHandle
     from rclpy.task import Future
 
-    from actfusion_ros.node_process import spin_until_finalized
+    from actfusion_ros.node.process import spin_until_finalized
 
     class Executor:
         def __init__(self, raises: int) -> None:
@@ -470,7 +479,7 @@ def test_shutdown_is_ordered_and_bounded_while_the_worker_is_stuck_in_an_extract
     r = Running(ros_context, "stuck", fc)
     node, events = r.node, []
     gate, entered = threading.Event(), threading.Event()
-    real_push = node.stream.push_encoded
+    real_push = node.pipeline.stream.push_encoded
 
     def stuck_push(stamp_ns: int, image: Any) -> bool:          # a slow extraction in the worker
         entered.set()
@@ -478,12 +487,12 @@ def test_shutdown_is_ordered_and_bounded_while_the_worker_is_stuck_in_an_extract
         events.append("extraction finished")
         return real_push(stamp_ns, image)
 
-    node.stream.push_encoded = stuck_push
-    worker, real_join = node._worker, node._worker.join
+    node.pipeline.stream.push_encoded = stuck_push
+    worker, real_join = node.feature_worker.thread, node.feature_worker.thread.join
 
     def spy_join(timeout: float | None = None) -> None:
-        events.append(("join", node._tick_timer.is_canceled(), node._diag_timer.is_canceled(),
-                       node._image_sub in node.subscriptions, timeout))
+        events.append(("join", node.tick_timer.is_canceled(), node.diagnostics_timer.is_canceled(),
+                       node.image_sub in node.subscriptions, timeout))
         real_join(timeout)
 
     worker.join = spy_join
@@ -502,12 +511,12 @@ def test_shutdown_is_ordered_and_bounded_while_the_worker_is_stuck_in_an_extract
         # timers stopped and no more images from DDS before the join; the node destroyed only after it
         assert events == [("join", True, True, False, 0.2), "destroy stuck"], events
         assert worker.is_alive()                                  # still extracting: given up on, not waited for
-        node._on_image(make_image(Image, synthetic_frame(1), time.time_ns()))   # a frame already in flight
+        node.image_callback(make_image(Image, synthetic_frame(1), time.time_ns()))   # a frame already in flight
         gate.set()
         real_join(HANG_S)
         assert not worker.is_alive() and events[-1] == "extraction finished"
-        assert node.stream.stats.frames_received == 1             # the stuck frame only: nothing taken after close
-        assert node._frame_errors.total == 0
+        assert node.pipeline.stream.stats.frames_received == 1    # the stuck frame only: nothing taken after close
+        assert node.pipeline.frame_errors.total == 0
     finally:
         gate.set()
         r.listener.destroy_node()

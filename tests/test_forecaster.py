@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from actfusion_model.checkpoint import save_checkpoint
+from actfusion_model.features import build_extractor
 from actfusion_ros.forecaster import BACKENDS, ForecasterError, ModelForecaster, tick_seed
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import Forecaster, StreamConfig
-from actfusion_model.checkpoint import save_checkpoint
-from actfusion_model.features import build_extractor
 
 NAMES = ("idle", "reach", "pour")
 DIM = 12
@@ -172,9 +172,9 @@ def test_onnxruntime_backend_matches_torch(tmp_path: Path) -> None:
 
 def test_num_samples_returns_the_per_frame_consensus_of_k_samples() -> None:
     """K samples from one encoder pass; the probabilities are vote shares whose argmax is the per-frame mode."""
-    from actfusion_ros.forecaster import consensus_probs
     from actfusion_model.consensus import per_frame_mode
     from actfusion_model.forecast import forecast
+    from actfusion_ros.forecaster import consensus_probs
 
     one = ModelForecaster.random_weights(input_dim=32, weight_seed=3, seed=5)
     many = ModelForecaster(one.model, one.class_names, seed=5, num_samples=6)
@@ -197,9 +197,9 @@ def test_num_samples_returns_the_per_frame_consensus_of_k_samples() -> None:
 
 def test_num_samples_hands_back_the_k_samples_of_the_tick() -> None:
     """K > 1: the call returns the K futures it drew (the tick's seed), beside their consensus."""
+    from actfusion_model.forecast import forecast
     from actfusion_ros.forecaster import consensus_probs
     from actfusion_ros.stream_types import ForecastOutput
-    from actfusion_model.forecast import forecast
 
     one = ModelForecaster.random_weights(input_dim=32, weight_seed=3, seed=5)
     many = ModelForecaster(one.model, one.class_names, seed=5, num_samples=4)

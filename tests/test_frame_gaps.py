@@ -1,11 +1,11 @@
-"""Tests of the missed-frames estimate (actfusion_ros.node_diagnostics.MissedFrameEstimator): frames lost before
+"""Tests of the missed-frames estimate (actfusion_ros.node.diagnostics.MissedFrameEstimator): frames lost before
 the callback, estimated from stamp gaps."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from actfusion_ros.node_diagnostics import MissedFrameEstimator
+from actfusion_ros.node.diagnostics import MissedFrameEstimator
 
 S = 1_000_000_000
 MS = 1_000_000

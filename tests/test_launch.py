@@ -148,5 +148,6 @@ def test_config_names_match_declarations() -> None:
 def test_setup_installs_launch_and_config() -> None:
     setup_py = (REPO / "setup.py").read_text()
     assert "launch/*.launch.py" in setup_py and "config/*.yaml" in setup_py
-    # the console script enters through node_entry, which installs the signal handling before importing the node
-    assert "actfusion_node = actfusion_ros.node_entry:main" in setup_py
+    # the console script enters through actfusion_ros.node.main, which installs the signal handling before it
+    # imports the node
+    assert "actfusion_node = actfusion_ros.node:main" in setup_py

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from actfusion_ros.ros_testing import (NodeSession, camera_feed, node_session, ros_skip_reason, wait_for,
-                                      wait_statuses)
+from actfusion_ros.ros_testing import NodeSession, camera_feed, node_session, ros_skip_reason, wait_for, wait_statuses
 
 REASON = ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
@@ -162,10 +161,41 @@ def test_autostart_then_shutdown_while_forecasting(tmp_path: Path) -> None:
 def _node(ros_context: Any, name: str, **params: Any) -> Any:
     from rclpy.parameter import Parameter
 
-    from actfusion_ros.node import ActFusionNode
+    from actfusion_ros.node.actfusion_node import ActFusionNode
 
     return ActFusionNode(context=ros_context, node_name=name, parameter_overrides=[
         Parameter(k, value=v) for k, v in {**PARAMS, **params}.items()])
+
+
+def test_lifecycle_status_per_state() -> None:
+    from actfusion_ros.node.actfusion_node import lifecycle_status
+
+    active = ("warn", "waiting for images", {"episode": 0})
+    assert lifecycle_status("unconfigured", None, None) == (
+        "warn", "unconfigured: no model loaded", {"lifecycle_state": "unconfigured"})
+    level, message, values = lifecycle_status("unconfigured", None, "2 invalid parameter(s):\n  a: x\n  b: y")
+    assert (level, values) == ("error", {"lifecycle_state": "unconfigured"})
+    assert message == "unconfigured: configure failed: 2 invalid parameter(s): a: x b: y"
+    assert lifecycle_status("inactive", active, None) == (
+        "ok", "inactive: model loaded, not processing images", {"lifecycle_state": "inactive", "episode": 0})
+    assert lifecycle_status("active", active, None) == (
+        "warn", "waiting for images", {"lifecycle_state": "active", "episode": 0})
+
+
+def test_reset_starts_a_new_episode_only_when_configured(ros_context) -> None:
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+    from std_srvs.srv import Trigger
+
+    node = _node(ros_context, "reset_rule")
+    try:
+        reply = node.reset_callback(Trigger.Request(), Trigger.Response())
+        assert (reply.success, reply.message) == (False, "the node is unconfigured: no episode to reset")
+        assert node.trigger_configure() == R.SUCCESS
+        before = node.pipeline.stream.episode
+        reply = node.reset_callback(Trigger.Request(), Trigger.Response())
+        assert (reply.success, reply.message) == (True, f"new episode {before + 1}")
+    finally:
+        node.destroy_node()
 
 
 def test_a_failing_activate_leaves_the_node_inactive_until_fixed(ros_context) -> None:
@@ -179,16 +209,16 @@ def test_a_failing_activate_leaves_the_node_inactive_until_fixed(ros_context) ->
         assert node.trigger_configure() == R.SUCCESS and node.lifecycle_state == "inactive"
         assert node.trigger_activate() == R.FAILURE
         assert node.lifecycle_state == "inactive" and "InvalidTopicName" in node._activate_error
-        assert node._worker is None and node._tick_timer is None and node._image_sub is None
-        assert node.stream is not None                                # the model stays loaded
+        assert node.feature_worker is None and node.tick_timer is None and node.image_sub is None
+        assert node.pipeline.stream is not None                       # the model stays loaded
         [refused] = node.set_parameters([Parameter("image_topic", value="camera")])
         assert not refused.successful                                 # inactive: parameters frozen
         assert node.trigger_cleanup() == R.SUCCESS and node.lifecycle_state == "unconfigured"
         [accepted] = node.set_parameters([Parameter("image_topic", value="camera")])
         assert accepted.successful
         assert node.trigger_configure() == R.SUCCESS and node.trigger_activate() == R.SUCCESS
-        assert node.lifecycle_state == "active" and node._image_sub.topic_name == "/camera"
-        assert node._worker.is_alive()
+        assert node.lifecycle_state == "active" and node.image_sub.topic_name == "/camera"
+        assert node.feature_worker.thread.is_alive()
     finally:
         node.destroy_node()
 
@@ -213,7 +243,7 @@ def test_cleanup_frees_the_model_and_empties_the_cuda_cache(ros_context, monkeyp
     node = _node(ros_context, "cleanup")
     try:
         assert node.trigger_configure() == R.SUCCESS
-        model = weakref.ref(node.stream.forecaster.model)
+        model = weakref.ref(node.pipeline.stream.forecaster.model)
         assert node.trigger_activate() == R.SUCCESS and node.trigger_deactivate() == R.SUCCESS
         gc.collect()
         assert model() is not None                                    # deactivate keeps the model
@@ -225,7 +255,7 @@ def test_cleanup_frees_the_model_and_empties_the_cuda_cache(ros_context, monkeyp
         assert node.lifecycle_state == "unconfigured" and emptied == [True]
         assert model() is None, gc.get_referrers(model())
         with pytest.raises(RuntimeError, match="unconfigured"):
-            node.stream
+            node.pipeline.stream
     finally:
         node.destroy_node()
 
@@ -241,11 +271,11 @@ def test_shutdown_while_active_frees_the_model(ros_context) -> None:
     node = _node(ros_context, "shutdown_active")
     try:
         assert node.trigger_configure() == R.SUCCESS and node.trigger_activate() == R.SUCCESS
-        model = weakref.ref(node.stream.forecaster.model)
+        model = weakref.ref(node.pipeline.stream.forecaster.model)
         assert node.trigger_shutdown() == R.SUCCESS and node.lifecycle_state == "finalized"
         gc.collect()
         assert model() is None, gc.get_referrers(model())
-        assert node._worker is None and node.last_result is None
+        assert node.feature_worker is None and node.last_result is None
     finally:
         node.destroy_node()
 
@@ -261,7 +291,7 @@ def test_lifecycle_get_answers_during_a_long_configure(ros_context, monkeypatch)
     from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
     from rclpy.executors import MultiThreadedExecutor
 
-    from actfusion_ros import node_pipeline
+    from actfusion_ros.node import pipeline as node_pipeline
 
     entered, release = threading.Event(), threading.Event()
     build = node_pipeline.NodePipeline.build

@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_one_list_of_backend_names() -> None:
-    from actfusion_ros import forecaster, node_params
     from actfusion_model import backend_names
+    from actfusion_ros import forecaster, node_params
 
     assert BACKENDS is backend_names.BACKENDS is node_params.BACKENDS is forecaster.BACKENDS
     assert node_params.spec("backend").choices == BACKENDS

@@ -1,4 +1,4 @@
-"""The node's /diagnostics counters add up (actfusion_ros.node_diagnostics), also when images are bad, frames come
+"""The node's /diagnostics counters add up (actfusion_ros.node.diagnostics), also when images are bad, frames come
 from the future or were lost before the callback, the forecaster fails and messages cannot be built."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from actfusion_ros.node_diagnostics import IDENTITIES, identity_violations
-from actfusion_ros.ros_testing import (make_image, ros_skip_reason, synthetic_frame, wait_for)
+from actfusion_ros.node.diagnostics import IDENTITIES, identity_violations
+from actfusion_ros.ros_testing import make_image, ros_skip_reason, synthetic_frame, wait_for
 
 S = 1_000_000_000
 ROS = ros_skip_reason()
@@ -63,8 +63,8 @@ def test_counters_add_up_through_bad_input_and_tick_errors(ros_context, monkeypa
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
 
-    import actfusion_ros.node_outputs as outputs_module   # where the node builds its messages
-    from actfusion_ros.node import ActFusionNode
+    import actfusion_ros.node.actfusion_node as outputs_module  # where the node builds its messages
+    from actfusion_ros.node.actfusion_node import ActFusionNode
 
     failing = scenario == "tick_errors"
     built = {"ok": 0, "failed": 0}
@@ -102,11 +102,11 @@ def test_counters_add_up_through_bad_input_and_tick_errors(ros_context, monkeypa
                 msg.width, msg.height, msg.step = 8000, 8000, 24000       # bad: too large
             elif not failing and k % 25 == 19:
                 msg.header.stamp.sec += 86_400                            # a day ahead of the clock
-            node._on_image(msg)
+            node.image_callback(msg)
             time.sleep(1 / 30)
         wait_for(lambda: built["ok"] >= 5 and (not failing or built["failed"] == 2), 60.0, "forecasts")
         # stop ticking, then let the worker and a running tick finish: the sums must then hold exactly
-        node._tick_timer.cancel()
+        node.tick_timer.cancel()
         wait_for(lambda: not identity_violations(node.diagnostics_values()[2]), 60.0,
                  "the counters to add up", details=lambda: "\n".join(identity_violations(
                      node.diagnostics_values()[2])))

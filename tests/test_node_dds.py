@@ -15,14 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actfusion_ros.ros_testing import (diagnostics_values, make_image, node_session, ros_skip_reason,
-                                       synthetic_frame, wait_for)
+from actfusion_ros.ros_testing import (
+    diagnostics_values,
+    make_image,
+    node_session,
+    ros_skip_reason,
+    synthetic_frame,
+    wait_for,
+)
 
 REASON = ros_skip_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
 
 if REASON is None:
-    import rclpy
     from actfusion_msgs.msg import ActionForecast, ActionSegment
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from rclpy.executors import MultiThreadedExecutor
@@ -31,13 +36,19 @@ if REASON is None:
     from sensor_msgs.msg import Image
     from std_srvs.srv import Trigger
 
+    from actfusion_model.features import build_extractor
     from actfusion_ros.builder import StartupError
-    from actfusion_ros.node import ActFusionNode
-    from actfusion_ros.ros_messages import (diagnostic_array, duration_from_s, forecast_to_msg,
-                                            segment_to_msg, time_from_ns, time_to_ns)
+    from actfusion_ros.node.actfusion_node import ActFusionNode
+    from actfusion_ros.ros_messages import (
+        diagnostic_array,
+        duration_from_s,
+        forecast_to_msg,
+        segment_to_msg,
+        time_from_ns,
+        time_to_ns,
+    )
     from actfusion_ros.stream import StreamingAnticipator
     from actfusion_ros.stream_types import StreamConfig, TimedSegment
-    from actfusion_model.features import build_extractor
 
 T0 = 1_700_000_000_123_456_789
 HANG_S = 60.0   # "did not hang" bound: only a hang fails on time
@@ -189,13 +200,13 @@ def test_node_counts_overruns_bad_images_and_shuts_down_during_tick(ros_context)
     try:
         t_start = time.time_ns()
         for i in range(12):
-            node._on_image(make_image(Image, synthetic_frame(i), t_start + i * 50_000_000))
+            node.image_callback(make_image(Image, synthetic_frame(i), t_start + i * 50_000_000))
         bad = make_image(Image, synthetic_frame(0), t_start)
         bad.encoding = "yuv422"
-        node._on_image(bad)
+        node.image_callback(bad)
         short = make_image(Image, synthetic_frame(0), t_start)
         short.data = bytes(10)
-        node._on_image(short)
+        node.image_callback(short)
         wait_for(lambda: fc.calls >= 3, HANG_S, "three forecasts from the slow forecaster")
         level, message, values = node.diagnostics_values()
         assert values["bad_images"] == 2 and values["bad_images.encoding"] == 1
@@ -203,19 +214,19 @@ def test_node_counts_overruns_bad_images_and_shuts_down_during_tick(ros_context)
         # 3 ticks of 0.3 s at 20 Hz: most of the ~18 due times fall inside a running tick
         assert values["skipped_ticks"] >= 8, values
         assert values["published"] >= 2 and values["images_received"] == 14
-        response = node._on_reset(Trigger.Request(), Trigger.Response())
-        assert response.success and node.stream.episode == 1
+        response = node.reset_callback(Trigger.Request(), Trigger.Response())
+        assert response.success and node.pipeline.stream.episode == 1
         # shut down while the forecaster is running
         fc.in_call.clear()
-        node._on_image(make_image(Image, synthetic_frame(20), time.time_ns()))
+        node.image_callback(make_image(Image, synthetic_frame(20), time.time_ns()))
         wait_for(fc.in_call.is_set, HANG_S, "a tick in progress")
         stopper = threading.Thread(target=lambda: (executor.shutdown(timeout_sec=HANG_S), node.destroy_node()))
         stopper.start()
         stopper.join(HANG_S)
         assert not stopper.is_alive(), "shutdown during a tick hung"
         # what happened: the worker stopped, and the tick in progress ended without an error (below)
-        assert not node._worker.is_alive()
-        assert node._tick_errors.total == 0, node._tick_errors.counts
+        assert not node.feature_worker.thread.is_alive()
+        assert node.pipeline.tick_errors.total == 0, node.pipeline.tick_errors.counts
     finally:
         executor.shutdown(timeout_sec=1.0)
         spin.join(5.0)
@@ -230,16 +241,16 @@ def test_compressed_input_callback(ros_context) -> None:
     node = ActFusionNode(context=ros_context, node_name="jpeg", forecaster=FakeForecaster(),
                          parameter_overrides=_params(random_weights=True, compressed=True))
     try:
-        assert node._image_sub.msg_type is CompressedImage
+        assert node.image_sub.msg_type is CompressedImage
         node.close()  # stop the worker: inspect the queue
         jpeg = rgb_to_jpeg(synthetic_frame(3), 95)
         good = CompressedImage(format="rgb8; jpeg compressed bgr8", data=jpeg)
         good.header.stamp.sec = 5
-        node._on_image(good)
-        node._on_image(CompressedImage(format="jpeg", data=jpeg[: len(jpeg) // 2]))
-        node._on_image(CompressedImage(format="webp", data=jpeg))
-        assert node._queue.put_count == 1
-        assert node._bad_images.counts == {"truncated": 1, "format": 1}
+        node.image_callback(good)
+        node.image_callback(CompressedImage(format="jpeg", data=jpeg[: len(jpeg) // 2]))
+        node.image_callback(CompressedImage(format="webp", data=jpeg))
+        assert node.pipeline.queue.put_count == 1
+        assert node.pipeline.bad_images.counts == {"truncated": 1, "format": 1}
     finally:
         node.destroy_node()
 
@@ -259,14 +270,14 @@ def test_node_with_onnxruntime_backend(ros_context, tmp_path: Path) -> None:
         backend="onnxruntime", onnx_dir=str(tmp_path / "onnx"), seed=4, num_threads=1, stale_after_s=100.0,
         num_samples=4, sample_workers=2))
     try:
-        fc = node.stream.forecaster
-        assert (fc.backend, fc.class_names, node.stream.class_names) == (
+        fc = node.pipeline.stream.forecaster
+        assert (fc.backend, fc.class_names, node.pipeline.stream.class_names) == (
             "onnxruntime", ("idle", "reach", "pour"), ("idle", "reach", "pour"))
         assert (fc.runtime.intra_op_threads, fc.runtime.sample_workers, fc.num_samples) == (1, 2, 4)
         t0 = time.time_ns()
         for i in range(6):
-            node.stream.push_frame(t0 + i * 500_000_000, synthetic_frame(i))
-        result = node.stream.tick(t0 + 3 * 10**9)
+            node.pipeline.stream.push_frame(t0 + i * 500_000_000, synthetic_frame(i))
+        result = node.pipeline.stream.tick(t0 + 3 * 10**9)
         assert result is not None and result.num_observed == 6 and result.horizon == 24
         msg = forecast_to_msg(result)
         assert {s.label for s in msg.future} <= {"idle", "reach", "pour"}

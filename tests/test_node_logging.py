@@ -18,8 +18,15 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from actfusion_ros.ros_testing import (Client, make_image, private_context, ros_skip_reason, synthetic_frame,
-                                       unique_domain_id, wait_for)
+from actfusion_ros.ros_testing import (
+    Client,
+    make_image,
+    private_context,
+    ros_skip_reason,
+    synthetic_frame,
+    unique_domain_id,
+    wait_for,
+)
 
 REASON = ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
@@ -29,8 +36,8 @@ if REASON is None:
     from sensor_msgs.msg import CompressedImage, Image
 
     from actfusion_ros.frames import compressed_to_rgb, image_to_rgb, rgb_to_jpeg
-    from actfusion_ros.time_ns import stamp_to_ns
     from actfusion_ros.reporting import error_kind
+    from actfusion_ros.time_ns import stamp_to_ns
     from tests.test_faults_node import ScriptedForecaster, running
 
 HANG_S = 60.0
@@ -114,7 +121,7 @@ def test_every_rejection_interleaved_with_failing_ticks_and_extraction_keeps_the
             pub = client.node.create_publisher(CompressedImage if compressed else Image, topic,
                                                QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
             wait_for(lambda: pub.get_subscription_count() > 0, HANG_S, "the node's image subscription")
-            push, push_faults = r.node.stream.push_encoded, {}                 # stamp -> exception to raise
+            push, push_faults = r.node.pipeline.stream.push_encoded, {}  # stamp -> exception to raise
 
             def faulty_push(stamp_ns: int, image: Any) -> bool:         # the feature worker's thread
                 err = push_faults.pop(stamp_ns, None)
@@ -122,7 +129,7 @@ def test_every_rejection_interleaved_with_failing_ticks_and_extraction_keeps_the
                     raise err
                 return push(stamp_ns, image)
 
-            r.node.stream.push_encoded = faulty_push
+            r.node.pipeline.stream.push_encoded = faulty_push
             sent = [0]
 
             def good(n: int, fault: BaseException | None = None) -> None:
@@ -141,39 +148,41 @@ def test_every_rejection_interleaved_with_failing_ticks_and_extraction_keeps_the
                     good(1)
 
             def bad_counted() -> bool:
-                return r.node._bad_images.counts == dict(expected_bad)
+                return r.node.pipeline.bad_images.counts == dict(expected_bad)
 
             good(20)
             wait_for(lambda: r.published() >= 2, HANG_S, "forecasts on good frames")
             # 1. a tick error first, then every kind of bad frame and a failing extraction
             fc.fail = set(range(fc.calls + 1, fc.calls + 4))
-            wait_for(lambda: r.node._tick_errors.total >= 1, HANG_S, "a failed tick")
+            wait_for(lambda: r.node.pipeline.tick_errors.total >= 1, HANG_S, "a failed tick")
             bad()
             good(3, fault=RuntimeError("extractor: CUDA out of memory"))
             wait_for(bad_counted, HANG_S, "every bad frame counted",
-                     details=lambda: f"{r.node._bad_images.counts} != {dict(expected_bad)}")
+                     details=lambda: f"{r.node.pipeline.bad_images.counts} != {dict(expected_bad)}")
             # 2. then another kind of tick error while bad frames and failing extractions go on
             fc.fail_value = set(range(fc.calls + 1, fc.calls + 4))
             bad()
             good(3, fault=TypeError("extractor: unexpected frame"))
-            wait_for(lambda: "ValueError" in r.node._tick_errors.counts, HANG_S, "a ValueError tick")
+            wait_for(lambda: "ValueError" in r.node.pipeline.tick_errors.counts, HANG_S, "a ValueError tick")
             bad()
             wait_for(bad_counted, HANG_S, "every bad frame counted",
-                     details=lambda: f"{r.node._bad_images.counts} != {dict(expected_bad)}")
+                     details=lambda: f"{r.node.pipeline.bad_images.counts} != {dict(expected_bad)}")
             # 3. good frames only: the node forecasts again, every thread alive
             fc.fail, fc.fail_value = set(), set()
             p = r.published()
             good(30)
             wait_for(lambda: r.published() >= p + 3, HANG_S, "forecasts after the storm")
-            assert r._thread.is_alive() and r.node._worker.is_alive()
+            assert r._thread.is_alive() and r.node.feature_worker.thread.is_alive()
             assert r.node._log.failures == 0          # the logger never refused a line: no call site changed severity
-            counts = r.node._tick_errors.counts
+            counts = r.node.pipeline.tick_errors.counts
             assert counts.get("RuntimeError", 0) >= 1 and counts.get("ValueError", 0) >= 1, counts
-            assert set(r.node._frame_errors.counts) == {"RuntimeError", "TypeError"}, r.node._frame_errors.counts
+            frame_errors = r.node.pipeline.frame_errors.counts
+            assert set(frame_errors) == {"RuntimeError", "TypeError"}, frame_errors
         finally:
             client.close()
     err = capfd.readouterr().err
     assert "Logger severity cannot be changed" not in err and "Traceback" not in err, err[-3000:]
-    for line in ["tick failed (RuntimeError)", "tick failed (ValueError)", "frame rejected by the stream (RuntimeError)",
-                 "frame rejected by the stream (TypeError)", *(f"bad image skipped ({kind})" for kind in expected_bad)]:
+    for line in ["tick failed (RuntimeError)", "tick failed (ValueError)",
+                 "frame rejected by the stream (RuntimeError)", "frame rejected by the stream (TypeError)",
+                 *(f"bad image skipped ({kind})" for kind in expected_bad)]:
         assert err.count(line) == 1, (line, err[-3000:])

@@ -6,9 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from actfusion_ros.node_params import (PARAMETER_NAMES, PARAMETERS, NodeSettings, ParameterError,
-                                       defaults, markdown_table, parse_extractor_kwargs, read_params_file,
-                                       spec, validate_values)
+from actfusion_ros.node_params import (
+    PARAMETER_NAMES,
+    PARAMETERS,
+    NodeSettings,
+    ParameterError,
+    defaults,
+    markdown_table,
+    parse_extractor_kwargs,
+    read_params_file,
+    spec,
+    validate_values,
+)
 from actfusion_ros.stream_types import StreamConfig
 
 REPO = Path(__file__).resolve().parents[1]

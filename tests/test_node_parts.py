@@ -1,6 +1,6 @@
 """The node's ROS-free parts: frame queue, kind counters, class names, tick overruns, tick statistics and
-diagnostics, error kinds, the builder, parameter declaration problems, process threads, the lifecycle
-rules (status per state, parameter changes)."""
+diagnostics, error kinds, the builder, parameter declaration problems and changes, process threads, the
+pipeline's tick, reset and live picture. (The lifecycle rules are the node's: tests/test_lifecycle.py.)"""
 from __future__ import annotations
 
 import threading
@@ -11,15 +11,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from actfusion_model.labels import load_class_names
 from actfusion_ros.builder import StartupError, build_anticipator
 from actfusion_ros.frame_queue import FrameQueue
-from actfusion_ros.frames import (ERROR_KINDS, ImageConversionError, ImageTooLargeError, compressed_to_rgb,
-                                  image_to_rgb)
-from actfusion_ros.node_diagnostics import MissedFrameEstimator, NodeDiagnostics, TickOverrunCounter, TickStats
+from actfusion_ros.frames import ERROR_KINDS, ImageConversionError, ImageTooLargeError, compressed_to_rgb, image_to_rgb
+from actfusion_ros.node.diagnostics import MissedFrameEstimator, NodeDiagnostics, TickOverrunCounter, TickStats
 from actfusion_ros.node_params import declaration_problem, parameter_change_refusal, spec, validate_values
-from actfusion_ros.node_pipeline import lifecycle_status, reset_reply
 from actfusion_ros.reporting import KindCounter, error_kind
-from actfusion_model.labels import load_class_names
 
 MS = 1_000_000
 
@@ -52,19 +50,6 @@ def test_frame_queue_clear_counts_and_reopen_accepts_again() -> None:
     q.reopen()
     q.put("next")
     assert q.get(timeout=1.0) == "next"
-
-
-def test_lifecycle_status_per_state() -> None:
-    active = ("warn", "waiting for images", {"episode": 0})
-    assert lifecycle_status("unconfigured", None, None) == (
-        "warn", "unconfigured: no model loaded", {"lifecycle_state": "unconfigured"})
-    level, message, values = lifecycle_status("unconfigured", None, "2 invalid parameter(s):\n  a: x\n  b: y")
-    assert (level, values) == ("error", {"lifecycle_state": "unconfigured"})
-    assert message == "unconfigured: configure failed: 2 invalid parameter(s): a: x b: y"
-    assert lifecycle_status("inactive", active, None) == (
-        "ok", "inactive: model loaded, not processing images", {"lifecycle_state": "inactive", "episode": 0})
-    assert lifecycle_status("active", active, None) == (
-        "warn", "waiting for images", {"lifecycle_state": "active", "episode": 0})
 
 
 def test_parameters_change_only_while_unconfigured() -> None:
@@ -253,26 +238,49 @@ def test_process_threads_are_set_at_start_up_only(monkeypatch) -> None:
         torch.set_num_threads(before)
 
 
-# ---------------------------------------------------------------------- the live picture in the pipeline
+# ---------------------------------------------------------------------- the pipeline: tick, reset, live picture
 def _pipeline(**values):
-    from actfusion_ros.node_pipeline import NodePipeline
+    from actfusion_ros.node.pipeline import NodePipeline
 
     return NodePipeline.build(_settings(min_observed_frames=1, tick_rate_hz=2.0, **values), forecaster=_Fixed(),
                               info=lambda m: None, warning=lambda m: None, error=lambda m: None)
 
 
-def _push_and_tick(p, show) -> None:
+class _Host:
+    """The node a tick runs in (actfusion_ros.node.pipeline.TickHost): a fixed clock, ``subscribers`` to the
+    live picture, which ``show(rgb, stamp_ns, frame_id)`` publishes; forecasts are dropped."""
+
+    def __init__(self, subscribers: int, show) -> None:
+        self.subscribers, self.show = subscribers, show
+
+    def now_ns(self) -> int:
+        return 1500 * MS
+
+    def publish_forecast(self, result, frame_id: str) -> None:
+        pass
+
+    def picture_subscribers(self) -> int:
+        return self.subscribers
+
+    def publish_picture(self, rgb, stamp_ns: int, frame_id: str) -> None:
+        self.show(rgb, stamp_ns, frame_id)
+
+    def shutting_down(self) -> bool:
+        return False
+
+
+def _push_and_tick(p, host: _Host) -> None:
     rgb = np.zeros((8, 8, 3), np.uint8)
     for k in range(4):
         p.stream.push_frame(k * 500 * MS, rgb)
-    p.tick(1500 * MS, lambda: 1500 * MS, lambda result, frame_id: None, lambda: False, show)
+    p.tick(1500 * MS, host)
 
 
-def test_reset_starts_a_new_episode_only_when_configured() -> None:
-    assert reset_reply(None, "unconfigured") == (False, "the node is unconfigured: no episode to reset")
+def test_reset_starts_a_new_episode() -> None:
+    """(Without a pipeline, the node's reset says why not: tests/test_lifecycle.py.)"""
     p = _pipeline()
     before = p.stream.episode
-    assert reset_reply(p, "active") == (True, f"new episode {before + 1}")
+    assert p.reset_episode() == f"new episode {before + 1}"
     assert p.stream.episode == before + 1 and p.stream.stats.reset_reasons == {"service": 1}
 
 
@@ -280,33 +288,29 @@ def test_reset_drops_the_frames_still_queued_from_the_old_episode() -> None:
     p = _pipeline()
     for item in ("old-1", "old-2"):
         p.queue.put(item)
-    ok, message = reset_reply(p, "active")
-    assert ok and message.endswith("(2 queued frame(s) of the old episode dropped)"), message
+    message = p.reset_episode()
+    assert message.endswith("(2 queued frame(s) of the old episode dropped)"), message
     assert p.queue.dropped == 2 and p.queue.get(timeout=0.0) is None
 
 
 def test_the_tick_draws_the_picture_only_for_a_subscriber_and_counts_it() -> None:
-    from actfusion_ros.node_pipeline import PictureOutput
-
     assert _pipeline(timeline_rate_hz=0.0).picture is None            # 0 disables it
     p = _pipeline(timeline_width=320, timeline_height=120, timeline_camera=False)
     shown: list = []
-    _push_and_tick(p, PictureOutput(lambda: 0, lambda *a: shown.append(a)))
+    _push_and_tick(p, _Host(0, lambda *a: shown.append(a)))
     assert shown == [] and p.diagnostics.values()[2]["timeline_drawn"] == 0   # no subscriber: not drawn
-    _push_and_tick(p, PictureOutput(lambda: 1, lambda *a: shown.append(a)))
+    _push_and_tick(p, _Host(1, lambda *a: shown.append(a)))
     (rgb, stamp_ns, _), = shown
     assert rgb.shape == (120, 320, 3) and stamp_ns == 1500 * MS
     assert p.diagnostics.values()[2]["timeline_drawn"] == 1
 
 
 def test_a_picture_that_cannot_be_published_is_counted_never_raised() -> None:
-    from actfusion_ros.node_pipeline import PictureOutput
-
     def broken(*args) -> None:
         raise RuntimeError("publisher gone")
 
     p = _pipeline()
-    _push_and_tick(p, PictureOutput(lambda: 1, broken))
+    _push_and_tick(p, _Host(1, broken))
     v = p.diagnostics.values()[2]
     assert v["timeline_errors.publish"] == 1 and v["timeline_errors"] == 1 and v["published"] == 1
     assert p.tick_errors.total == 0                                   # the tick itself did not fail

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from actfusion_ros.signals import ShutdownRequest, ShutdownSignal
+from actfusion_ros.node.signals import ShutdownRequest, ShutdownSignal
 
 
 def _send(sig: int) -> None:

@@ -229,7 +229,7 @@ def _result() -> ForecastResult:
 
 
 def test_live_picture_draws_when_due_with_the_latest_frame_and_counts_what_it_cannot_draw() -> None:
-    from actfusion_ros.node_timeline import LivePicture
+    from actfusion_ros.node.pipeline import LivePicture
 
     logged: list[str] = []
     config = TimelineConfig(class_names=NAMES, colors=COLORS, width=400, height=200, past_s=10.0, future_s=20.0)

@@ -2,7 +2,7 @@
 
 Follows the rclpy examples: ``with rclpy.init(args=args):`` around building the node and spinning it, with
 ``KeyboardInterrupt`` / ``ExternalShutdownException`` meaning a normal shutdown. Signal handling is
-installed by :mod:`actfusion_ros.node_entry` before this module (and rclpy, torch) is imported.
+installed by :func:`actfusion_ros.node.main` before this module (and rclpy, torch) is imported.
 """
 from __future__ import annotations
 
@@ -20,16 +20,17 @@ except ImportError:  # pragma: no cover - older layouts
     from rclpy._rclpy_pybind11 import InvalidHandle
 
 from actfusion_ros.builder import StartupError
-from actfusion_ros.node import NODE_NAME, ActFusionNode
-from actfusion_ros.signals import ShutdownRequest, ShutdownSignal
+from actfusion_ros.node.actfusion_node import ActFusionNode
+from actfusion_ros.node.signals import ShutdownRequest, ShutdownSignal
+from actfusion_ros.topics import NODE_NAME
 
 __all__ = ["main"]
 
 
 def main(args: Sequence[str] | None = None, shutdown: ShutdownRequest | None = None) -> int:
-    """Spin until Ctrl-C / SIGTERM or the lifecycle transition shutdown; exit 0 (also for a signal at any moment of start-up, spin or
-    shutdown), or 2 on a bad start. ``shutdown``: handlers already installed (actfusion_ros.node_entry);
-    by default they are installed here and restored on return."""
+    """Spin until Ctrl-C / SIGTERM or the lifecycle transition shutdown; exit 0 (also for a signal at any
+    moment of start-up, spin or shutdown), or 2 on a bad start. ``shutdown``: handlers already installed
+    (:func:`actfusion_ros.node.main`); by default they are installed here and restored on return."""
     own = shutdown is None
     if shutdown is None:
         shutdown = ShutdownRequest().install()

@@ -1,39 +1,57 @@
-"""What ``actfusion_node`` holds between ``configure`` and ``cleanup``, and its feature worker (ROS-free).
+"""What ``actfusion_node`` holds between ``configure`` and ``cleanup``, and what it does with it (ROS-free).
 
 :class:`NodePipeline` is everything the lifecycle transition ``configure`` builds from the validated
 settings: the :class:`~actfusion_ros.stream.StreamingAnticipator` (model loaded), the frame queue, the
-counters and the /diagnostics builder; ``cleanup`` drops every reference to it, then
-:func:`release_device_memory` collects it and empties the CUDA cache. :class:`FeatureWorker` is the thread that feeds queued frames to the stream,
-started by ``activate`` and stopped by ``deactivate``. :func:`lifecycle_status` is the /diagnostics
-status of a node in any lifecycle state. The rules (what each state does) are in docs/node.md, "Lifecycle".
+counters and the /diagnostics builder, the live picture; ``cleanup`` drops every reference to it. Its
+:meth:`~NodePipeline.offer` is the image callback's work, its :meth:`~NodePipeline.tick` the tick's: it
+forecasts and hands the result to the node that runs it (a :class:`TickHost`: its clock and publishers).
+:class:`FeatureWorker` is the thread that feeds queued frames to the stream, started by ``activate`` and
+stopped by ``deactivate``. :class:`LivePicture` decides when the tick draws the timeline picture, with which
+camera frame. What each lifecycle state does is the node's (:mod:`actfusion_ros.node.actfusion_node`;
+docs/node.md, "Lifecycle").
 """
 from __future__ import annotations
 
 import functools
-import gc
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
 
 from actfusion_ros.builder import build_anticipator
 from actfusion_ros.frame_queue import FrameQueue
 from actfusion_ros.frames import ImageConversionError, inspect_compressed, inspect_image
-from actfusion_ros.node_diagnostics import MissedFrameEstimator, NodeDiagnostics, TickOverrunCounter, TickStats
+from actfusion_ros.node.diagnostics import MissedFrameEstimator, NodeDiagnostics, TickOverrunCounter, TickStats
 from actfusion_ros.node_params import NodeSettings
-from actfusion_ros.node_timeline import LivePicture
 from actfusion_ros.reporting import KindCounter, error_kind
 from actfusion_ros.stream import StreamingAnticipator
-from actfusion_ros.stream_types import Forecaster, ForecastResult
+from actfusion_ros.stream_types import EncodedFrame, Forecaster, ForecastResult
 from actfusion_ros.time_ns import NS_PER_S, seconds_to_ns, stamp_to_ns
-from actfusion_ros.timeline_image import TimelineConfig
+from actfusion_ros.timeline_image import RenderGate, TimelineConfig, TimelineImageError, TimelineRenderer, camera_rgb
 
-__all__ = ["FeatureWorker", "LIFECYCLE_STATES", "NodePipeline", "PictureOutput", "lifecycle_status",
-           "release_device_memory", "reset_reply"]
+__all__ = ["FeatureWorker", "LivePicture", "NodePipeline", "TickHost"]
 
-#: the primary states of a ROS 2 managed node, as ``ros2 lifecycle get`` names them
-LIFECYCLE_STATES = ("unconfigured", "inactive", "active", "finalized")
+
+class TickHost(Protocol):
+    """What a tick needs from the node that runs it (:class:`~actfusion_ros.node.actfusion_node.ActFusionNode`
+    is one): its clock, its publishers, whether it is shutting down."""
+
+    def now_ns(self) -> int:
+        """The node's clock now."""
+
+    def publish_forecast(self, result: ForecastResult, frame_id: str) -> None:
+        """Publish a tick's result (raises when it cannot)."""
+
+    def picture_subscribers(self) -> int:
+        """How many listen to the live picture (0 also when it has no publisher)."""
+
+    def publish_picture(self, rgb: np.ndarray, stamp_ns: int, frame_id: str) -> None:
+        """Publish a live picture (raises when it cannot)."""
+
+    def shutting_down(self) -> bool:
+        """True once the node or its context is shutting down (a failing tick is then not counted)."""
 
 
 @dataclass
@@ -127,17 +145,16 @@ class NodePipeline:
             self.picture.observe_frame(image)  # the latest camera frame, decoded only if a picture uses it
         self.queue.put((stamp_ns, image, msg.header.frame_id))
 
-    def tick(self, expected_ns: int, clock_ns: Callable[[], int], publish: Callable[[ForecastResult, str], object],
-             shutting_down: Callable[[], bool], show: "PictureOutput | None" = None) -> None:
-        """Count and skip an overrun, else one :meth:`StreamingAnticipator.tick` and ``publish(result, frame_id)``;
-        then, with ``show``, the live picture of the published result (:meth:`draw`).
+    def tick(self, expected_ns: int, host: TickHost) -> None:
+        """Count and skip an overrun, else one :meth:`StreamingAnticipator.tick` and
+        ``host.publish_forecast(result, frame_id)``; then the live picture of the published result (:meth:`draw`).
 
-        ``expected_ns``: when this call was due (timer clock); ``clock_ns``: the node's clock. A due time
-        that fell while the previous tick was still running is skipped and counted
-        (:class:`~actfusion_ros.node_diagnostics.TickOverrunCounter`). A failing tick (forecaster, message
-        building, publication) is counted and logged once per kind, unless ``shutting_down()``.
+        ``expected_ns``: when this call was due (timer clock); ``host``: the node that runs the tick (its
+        clock, its publishers). A due time that fell while the previous tick was still running is skipped and
+        counted (:class:`~actfusion_ros.node.diagnostics.TickOverrunCounter`). A failing tick (forecaster,
+        message building, publication) is counted and logged once per kind, unless ``host.shutting_down()``.
         """
-        now_ns = clock_ns()
+        now_ns = host.now_ns()
         if not self.overruns.start(expected_ns, now_ns):
             return
         t0 = time.perf_counter()
@@ -145,42 +162,33 @@ class NodePipeline:
         try:
             result = self.stream.tick(now_ns)
             if result is not None:
-                publish(result, self.frame_id)
+                host.publish_forecast(result, self.frame_id)
                 self.ticks.published()
         except Exception as err:  # noqa: BLE001 - a failing tick must not kill the node
             if result is not None:  # the stream gave a result: building or publishing it failed
                 self.ticks.publish_failed()
-            if shutting_down():
+            if host.shutting_down():
                 return  # shutting down while a tick was running
             self.tick_errors.record(type(err).__name__, err)
             result = None
         elapsed = time.perf_counter() - t0
-        if result is not None and show is not None:
-            self.draw(result, now_ns, show)
-        self.overruns.finish(clock_ns())
+        if result is not None:
+            self.draw(result, now_ns, host)
+        self.overruns.finish(host.now_ns())
         self.ticks.finished(elapsed, result)
 
-    def draw(self, result: ForecastResult, now_ns: int, show: "PictureOutput") -> None:
-        """The live picture of ``result`` handed to ``show.publish`` when one is due (someone subscribes, the
-        rate allows); after the forecast is published, not counted in the tick latency. Never raises: a
-        picture that cannot be drawn or published is counted in ``picture.errors`` per kind."""
+    def draw(self, result: ForecastResult, now_ns: int, host: TickHost) -> None:
+        """The live picture of ``result`` handed to ``host.publish_picture`` when one is due (someone
+        subscribes, the rate allows); after the forecast is published, not counted in the tick latency. Never
+        raises: a picture that cannot be drawn or published is counted in ``picture.errors`` per kind."""
         if self.picture is None:
             return
         try:
-            rgb = self.picture.picture(result, now_ns, show.subscribers())
+            rgb = self.picture.picture(result, now_ns, host.picture_subscribers())
             if rgb is not None:
-                show.publish(rgb, result.stamp_ns, self.frame_id)
+                host.publish_picture(rgb, result.stamp_ns, self.frame_id)
         except Exception as err:  # noqa: BLE001 - the picture never breaks a tick
             self.picture.errors.record("publish", err)
-
-
-class PictureOutput:
-    """Where :meth:`NodePipeline.draw` sends a picture: ``subscribers()`` (how many listen) and
-    ``publish(rgb, stamp_ns, frame_id)``."""
-
-    def __init__(self, subscribers: Callable[[], int], publish: Callable[[Any, int, str], object]) -> None:
-        self.subscribers = subscribers
-        self.publish = publish
 
 
 def _live_picture(settings: NodeSettings, class_names: Sequence[str],
@@ -192,16 +200,6 @@ def _live_picture(settings: NodeSettings, class_names: Sequence[str],
     config = TimelineConfig(class_names=list(class_names), width=t.width, height=t.height, past_s=t.past_s,
                             future_s=t.future_s)
     return LivePicture(config, rate_hz=t.rate_hz, camera=t.camera, log=warning)
-
-def release_device_memory() -> None:
-    """Collect garbage and, when torch is loaded and CUDA available, empty its cache (never imports torch)."""
-    gc.collect()
-    torch = sys.modules.get("torch")
-    try:
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001 - freeing memory is best effort, never a failed transition
-        pass
 
 
 class FeatureWorker:
@@ -252,29 +250,59 @@ class FeatureWorker:
         return not self.thread.is_alive()
 
 
-def reset_reply(pipeline: NodePipeline | None, state: str) -> tuple[bool, str]:
-    """The ``~/reset`` service's ``(success, message)`` in lifecycle ``state``: a new episode
-    (:meth:`NodePipeline.reset_episode`), or, with nothing configured (``pipeline`` None), why not."""
-    if pipeline is None:
-        return False, f"the node is {state}: no episode to reset"
-    return True, pipeline.reset_episode()
+class LivePicture:
+    """The node's live picture: when to draw, with which camera frame, and failures counted (thread-safe:
+    :meth:`observe_frame` from the image callback, :meth:`picture` from the tick).
 
+    It holds a :class:`~actfusion_ros.timeline_image.TimelineRenderer`, a
+    :class:`~actfusion_ros.timeline_image.RenderGate` (a rate limit; nothing while no one subscribes) and the
+    latest camera frame, still encoded (the image callback hands it over with :meth:`observe_frame`; it is
+    decoded only when a picture is drawn with it). After a tick, :meth:`picture` gives the image to publish or
+    ``None``; a frame or result it cannot draw is counted per kind in ``errors`` (the first of each kind
+    logged) and skipped, never raised into the tick. ``camera``: draw the latest camera frame above the
+    timeline.
+    """
 
-def lifecycle_status(state: str, values: tuple[str, str, dict[str, Any]] | None,
-                     configure_error: str | None) -> tuple[str, str, dict[str, Any]]:
-    """The node's /diagnostics ``(level, message, values)`` in lifecycle ``state``.
+    def __init__(self, config: TimelineConfig, *, rate_hz: float, camera: bool = True,
+                 log: Callable[[str], Any] | None = None) -> None:
+        self.renderer = TimelineRenderer(config)
+        self.gate = RenderGate(rate_hz)
+        self.camera = bool(camera)
+        self.errors = KindCounter("timeline image skipped", log)
+        self.drawn = 0
+        self._frame: np.ndarray | EncodedFrame | None = None
+        self._lock = threading.Lock()
 
-    ``values``: the configured pipeline's status (None when unconfigured); ``configure_error``: why the
-    last configure failed (None if it did not). Unconfigured: ERROR after a failed configure, else WARN;
-    inactive: OK (model loaded, not processing); active: the pipeline's own status. Every status has the
-    key ``lifecycle_state``."""
-    if values is None:
-        if configure_error:
-            why = " ".join(configure_error.split())
-            return "error", f"unconfigured: configure failed: {why}", {"lifecycle_state": state}
-        return "warn", f"{state}: no model loaded", {"lifecycle_state": state}
-    level, message, pipeline_values = values
-    pipeline_values = {"lifecycle_state": state, **pipeline_values}
-    if state != "active":
-        return "ok", f"{state}: model loaded, not processing images", pipeline_values
-    return level, message, pipeline_values
+    def observe_frame(self, frame: np.ndarray | EncodedFrame | Any) -> None:
+        """Keep ``frame`` (an RGB array or an encoded frame with ``decode()``) as the latest camera frame."""
+        if self.camera:
+            with self._lock:
+                self._frame = frame
+
+    def picture(self, result: ForecastResult | None, now_ns: int, subscribers: int) -> np.ndarray | None:
+        """The picture of ``result`` when one is due (someone subscribes, the rate allows), else ``None``.
+
+        A result that cannot be drawn is counted (``errors``, kind ``result``) and gives ``None``; a camera
+        frame that does not decode is counted (kind ``camera_frame``), dropped, and the picture drawn without it.
+        """
+        if result is None or not self.gate.due(int(now_ns), int(subscribers)):
+            return None
+        with self._lock:
+            frame = self._frame
+        rgb = None
+        if frame is not None:
+            try:
+                rgb = camera_rgb(frame)
+            except TimelineImageError as err:
+                self.errors.record("camera_frame", err)
+                with self._lock:
+                    if self._frame is frame:
+                        self._frame = None   # not tried again
+        try:
+            image = self.renderer.render_result(result, camera_frame=rgb)
+        except TimelineImageError as err:
+            self.errors.record("result", err)
+            return None
+        self.drawn += 1
+        return image
+
