@@ -2,9 +2,10 @@
 (ROS-free).
 
 :data:`PARAMETERS` lists every parameter the node declares (name, default, type, description, range,
-choices). ``actfusion_ros.node`` turns each :class:`ParamSpec` into an rclpy ``ParameterDescriptor``
-(with ``IntegerRange`` / ``FloatingPointRange`` where numeric); ``config/anticipate.yaml`` must name
-exactly these parameters (``tests/test_launch.py`` checks it). :func:`validate_values` checks a full set
+choices). The node turns each :class:`ParamSpec` into an rclpy ``ParameterDescriptor``
+(:func:`actfusion_ros.node.actfusion_node.parameter_descriptor`, with ``IntegerRange`` / ``FloatingPointRange``
+where numeric); ``config/anticipate.yaml`` must name exactly these parameters (``tests/test_launch.py`` checks
+it). :func:`validate_values` checks a full set
 of values - types, ranges, choices, the cross-parameter rules and :class:`~actfusion_ros.stream.StreamConfig`
 - and returns a :class:`NodeSettings`, or raises :class:`ParameterError` listing *every* problem, so a
 bad YAML file is fixed in one go. :func:`parameter_change_refusal` is the rule the node applies to
