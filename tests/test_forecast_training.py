@@ -222,3 +222,12 @@ def test_sample_rate_auto_is_resolved_from_the_training_videos(data: Path, tmp_p
     path.write_text(yaml.safe_dump({"preset": "tiny", "model": {"sample_rate": "fast"}}))
     with pytest.raises(ConfigError, match="'auto'"):
         resolve_config(path, facts)
+
+
+def test_a_finished_max_steps_run_resumes_to_a_larger_max_steps(data: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    first = write_config(tmp_path / "a.yaml", epochs=100, accumulate=1, max_steps=2, validation_fraction=0.0)
+    assert run(first, data, out) == "finished" and state_of(out)["progress"]["step"] == 2
+    assert run(first, data, out, resume=True) == "finished" and state_of(out)["progress"]["step"] == 2
+    more = write_config(tmp_path / "b.yaml", epochs=100, accumulate=1, max_steps=4, validation_fraction=0.0)
+    assert run(more, data, out, resume=True) == "finished" and state_of(out)["progress"]["step"] == 4

@@ -47,16 +47,16 @@ from actfusion_model.io import atomic_open, atomic_write_text
 from actfusion_model.losses import actfusion_loss
 from actfusion_model.diffusion import min_snr_weights, training_timesteps
 from actfusion_model.network import ActFusion, TrainingOutputs, training_outputs
+from actfusion_training.baselines import fit_baselines, score_baselines
 from actfusion_training.batches import TrainingBatch, VideoStore, collate, draw_sample
 from actfusion_training.data import MsTcnDataset, class_weights, split_train_validation
 from actfusion_training.distributed import (DistContext, any_rank, barrier, gather_objects, init_distributed, shard,
                                   shutdown)
+from actfusion_training.inference import PROTOCOLS
 from actfusion_training.rng import RngBundle
 from actfusion_training.run_config import data_facts, resolve_config
 from actfusion_training.run_log import CsvLog, Scalars
 from actfusion_training.schedule import WeightAverage, budget_total_steps, lr_factor
-from actfusion_training.baselines import fit_baselines, score_baselines
-from actfusion_training.inference import PROTOCOLS
 from actfusion_training.scoring import ScoringOptions, score_model
 
 STATE_FORMAT = "actfusion_ros/trainer_state/1"
@@ -663,7 +663,7 @@ class Trainer:
         self.progress.stopped_on_budget = False
         try:
             with self.stop.installed():
-                while self.progress.epoch < tc.epochs:
+                while self.progress.epoch < tc.epochs and not self.steps_reached():
                     result = self._run_epoch(bar)
                     if result == "stop":
                         status = "interrupted"
