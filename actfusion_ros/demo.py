@@ -98,7 +98,7 @@ class TrainingOutcome:
 
     status: str
     steps: int
-    epochs: int
+    epochs: float   # steps / optimizer steps per epoch
     max_steps: int | None
     seconds: float
     guard_minutes: float
@@ -107,7 +107,7 @@ class TrainingOutcome:
     def summary(self) -> str:
         """One line for the console and the report."""
         asked = f" of training.max_steps = {self.max_steps}" if self.max_steps is not None else ""
-        line = f"{self.steps} optimizer steps{asked} ({self.epochs} epochs) in {self.seconds:.0f} s"
+        line = f"{self.steps} optimizer steps{asked} ({self.epochs:.1f} epochs) in {self.seconds:.0f} s"
         if self.max_steps is not None and self.steps < self.max_steps and not self.stopped_early:
             line += " (the epochs asked for ended it first)"
         if self.stopped_early:
@@ -210,7 +210,8 @@ def train_model(root: Path, run: Path, out: Path, *, config: Path = DEMO_CONFIG,
     stopped_early = status in ("guard", "interrupted", "budget") and not reached
     best = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
     atomic_write_bytes(out, best.read_bytes())
-    return TrainingOutcome(status=status, steps=steps, epochs=int(trainer.progress.epoch), max_steps=tc.max_steps,
+    return TrainingOutcome(status=status, steps=steps, epochs=round(steps / max(1, trainer.steps_per_epoch()), 2),
+                           max_steps=tc.max_steps,
                            seconds=float(seconds), guard_minutes=float(guard_minutes), stopped_early=stopped_early)
 
 
