@@ -17,6 +17,9 @@ BATCH_GRAPH = "denoise_step_batch"  # the denoise step over K samples (exports s
 BATCH_GRAPHS_KEY = "batch_graphs"  # where the manifest lists it: "graphs" keeps exactly GRAPHS
 TIME_AXIS = "T"
 SAMPLE_AXIS = "K"  # the denoise step's batch of noisy samples of one observation
+#: What an export's graphs compute in (``actfusion-export --precision``): ``fp16`` graphs hold fp16 weights and
+#: activations (a few ops in fp32) behind fp32 inputs and outputs, so every backend feeds and reads them alike.
+PRECISIONS = ("fp32", "fp16")
 
 
 class ExportError(RuntimeError):
@@ -63,6 +66,14 @@ def graph_entries(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """``{name: entry}`` of every graph of an export: :data:`GRAPHS`, then :data:`BATCH_GRAPH` where the
     export has it (older exports do not)."""
     return {**{g: manifest["graphs"][g] for g in GRAPHS}, **manifest.get(BATCH_GRAPHS_KEY, {})}
+
+
+def export_precision(manifest: Mapping[str, Any]) -> str:
+    """The precision the export's graphs compute in (:data:`PRECISIONS`); exports older than the field are fp32."""
+    precision = manifest.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ExportError(f"export precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    return str(precision)
 
 
 def samples_batched(manifest: Mapping[str, Any]) -> bool:

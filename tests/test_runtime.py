@@ -454,3 +454,10 @@ def test_forecaster_output_is_numpy_float32(tiny: ActFusion) -> None:
     obs, fut, samples = ModelForecaster(tiny, CLASSES)(np.zeros((tiny.cfg.input_dim, 3), np.float32), 5)
     assert samples is None  # one sample: no sample array
     assert obs.dtype == fut.dtype == np.float32 and obs.shape == (len(CLASSES), 3) and fut.shape == (len(CLASSES), 5)
+
+
+def test_build_engine_refuses_the_gone_fp16_flag_naming_the_fp16_export(tiny_onnx: Path, capsys) -> None:
+    from actfusion_model.build_engine import main
+
+    assert main(["--onnx-dir", str(tiny_onnx), "--out", str(tiny_onnx / "trt"), "--fp16"]) == 2
+    assert "actfusion-export --precision fp16" in capsys.readouterr().err

@@ -7,7 +7,7 @@ optimization profile and precision it was built with. Beside ``X.engine`` a JSON
 - no engine (or no sidecar): build;
 - key equal and the engine file matches its recorded sha256: reuse;
 - engine file changed behind the sidecar's back (truncated copy, manual edit): rebuild;
-- key differs only in build inputs (ONNX hash, TensorRT version, profile, fp16): rebuild, logging what
+- key differs only in build inputs (ONNX hash, TensorRT version, profile, precision): rebuild, logging what
   changed;
 - key differs in the GPU: refuse with :class:`EngineMismatchError` naming both GPUs (an engine directory
   copied from another machine is a deployment mistake; rebuilding can take minutes on a small board),
@@ -47,7 +47,7 @@ class EngineKey:
     min_length: int
     opt_length: int
     max_length: int
-    fp16: bool
+    fp16: bool  # the precision: the graphs of an fp16 export (strongly typed networks keep the graph's types)
     opt_samples: int = 1  # the sample axis (batched denoise step only)
     max_samples: int = 1
 

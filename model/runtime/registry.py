@@ -126,7 +126,7 @@ _BUILT_IN = (
                  settings={"threads": "intra_op_threads", "sample_workers": "sample_workers"},
                  aliases=("ort", "onnx")),
     BackendEntry("tensorrt", "actfusion_model.runtime.tensorrt_backend:TensorRTBackend", EXPORT, ("cuda",),
-                 options={"engine_dir": None, "profile": None, "fp16": False, "build": True,
+                 options={"engine_dir": None, "profile": None, "build": True,
                           "allow_gpu_change": False, "workspace_bytes": None},
                  settings={"engine_dir": "engine_dir"},
                  aliases=("trt",)),
@@ -186,7 +186,7 @@ def load_backend(kind: str, source: Any, *, device: Any = None, class_names: Seq
     entry's first device kind (cpu; cuda for tensorrt). ``class_names``: a checkpoint backend's class names
     (export backends read the manifest's). ``options`` go to the backend's loader and must be among the
     entry's, e.g. ``precision``/``compile``/``cuda_graphs`` (torch), ``intra_op_threads``/``sample_chunk``/
-    ``sample_workers`` (onnxruntime), ``engine_dir``/``profile``/``fp16`` (tensorrt).
+    ``sample_workers`` (onnxruntime), ``engine_dir``/``profile`` (tensorrt; its precision is the export's).
     """
     return backend_entry(kind).load(source, device=device, class_names=class_names, **options)
 

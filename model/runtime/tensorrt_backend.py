@@ -1,9 +1,17 @@
 """TensorRT backend: engines built from the exported ONNX graphs, run on torch CUDA tensors.
 
-Written against the TensorRT (10.x) Python API: ``trt.Builder`` + ``OnnxParser`` + ``BuilderConfig``
-with one optimization profile over the time axis (min/opt/max length) and, for the batched denoise step,
-the sample axis (1/opt/max samples), optional FP16, a timing cache,
-``build_serialized_network``; ``Runtime.deserialize_cuda_engine``, one execution context per engine,
+One build for both TensorRT majors a fleet runs: 10.x (JetPack 6 on Jetson Orin ships 10.3) and 11.x (the
+desktop ``pip install tensorrt``; 11 does not support JetPack). Networks are **strongly typed**: the
+``STRONGLY_TYPED`` creation flag on 10.x, the only kind of network on 11.x, which removed weak typing and with
+it ``BuilderFlag.FP16``. So the precision of an engine is the precision of its ONNX graphs: an fp32 export
+gives fp32 engines, ``actfusion-export --precision fp16`` gives fp16 ones (graph inputs and outputs stay fp32
+either way, so this backend feeds both alike). Every TensorRT name used here outside a version guard
+(:func:`tensorrt_major`) exists in 10.3 and in 11.x: ``tests/test_tensorrt_api.py`` checks the source
+against the names the PyPI bindings wheels of both export.
+
+The API used: ``trt.Builder`` + ``OnnxParser`` + ``BuilderConfig`` with one optimization profile over the time
+axis (min/opt/max length) and, for the batched denoise step, the sample axis (1/opt/max samples), a timing
+cache, ``build_serialized_network``; ``Runtime.deserialize_cuda_engine``, one execution context per engine,
 ``set_input_shape`` / ``set_tensor_address`` (torch tensors' ``data_ptr``) and ``execute_async_v3`` on
 torch's current CUDA stream, so the DDIM arithmetic that follows in torch is ordered after it.
 
@@ -17,7 +25,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 
@@ -27,6 +35,7 @@ from actfusion_model.export_manifest import (
     GRAPHS,
     SAMPLE_AXIS,
     ExportError,
+    export_precision,
     graph_entries,
     input_axes,
     read_manifest,
@@ -35,6 +44,9 @@ from actfusion_model.export_manifest import (
 from actfusion_model.io import atomic_write_bytes
 from actfusion_model.runtime.engine_cache import EngineKey, EngineMismatchError, ensure_engine
 from actfusion_model.runtime.registry import BackendError
+
+if TYPE_CHECKING:  # annotations only: tensorrt is imported at run time by import_tensorrt()
+    import tensorrt
 
 _LOG = logging.getLogger(__name__)
 
@@ -48,6 +60,18 @@ def import_tensorrt() -> Any:
                            "on x86 with CUDA, or the JetPack python3-libnvinfer on Jetson) and a CUDA GPU; "
                            f"import failed: {err}") from err
     return tensorrt
+
+
+def tensorrt_major(trt: Any) -> int:
+    """The major version of the imported TensorRT module (10 on JetPack 6, 11 on a desktop)."""
+    return int(str(trt.__version__).split(".", 1)[0])
+
+
+def network_flags(trt: Any) -> int:
+    """``create_network`` flags of a strongly typed network on this TensorRT."""
+    if tensorrt_major(trt) < 11:
+        return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return 0  # 11.x: every network is strongly typed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,8 +113,9 @@ def gpu_identity(device: str | torch.device = "cuda") -> tuple[str, str]:
     return torch.cuda.get_device_name(device), f"{major}.{minor}"
 
 
-def engine_file(engine_dir: str | Path, graph: str, fp16: bool) -> Path:
-    return Path(engine_dir) / f"{graph}.{'fp16' if fp16 else 'fp32'}.engine"
+def engine_file(engine_dir: str | Path, graph: str, precision: str) -> Path:
+    """Where the engine of ``graph`` from an export of ``precision`` (fp32 / fp16) is cached."""
+    return Path(engine_dir) / f"{graph}.{precision}.engine"
 
 
 def _timing_cache_file(engine_dir: Path, key: EngineKey) -> Path:
@@ -98,10 +123,11 @@ def _timing_cache_file(engine_dir: Path, key: EngineKey) -> Path:
     return engine_dir / f"timing-{tag.strip('-')}.cache"
 
 
-def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: LengthProfile, fp16: bool,
+def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: LengthProfile,
                  workspace_bytes: int | None = None, timing_cache: str | Path | None = None,
                  axes: Mapping[str, Sequence[int | str]] | None = None) -> None:
-    """Parse one ONNX graph, build a serialized engine with ``profile`` over every dynamic axis, write it.
+    """Parse one ONNX graph into a strongly typed network (its tensors keep the graph's types: fp16 where an
+    fp16 export has them), build a serialized engine with ``profile`` over every dynamic axis, write it.
 
     ``axes``: the manifest's input shapes (:func:`actfusion_model.export_manifest.input_axes`), naming which dynamic
     axis is the sample axis; without it every dynamic axis is a time axis."""
@@ -109,7 +135,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Len
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: networks are always explicit-batch
+    network = builder.create_network(network_flags(trt))  # explicit batch: the only kind since 10.0
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -117,8 +143,6 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Len
     config = builder.create_builder_config()
     if workspace_bytes:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
-    if fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
     opt = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
@@ -140,14 +164,18 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Len
         atomic_write_bytes(timing_cache, bytes(memoryview(cache.serialize())))  # updated by the build
 
 
-def build_engines(onnx_dir: str | Path, engine_dir: str | Path, *, profile: LengthProfile, fp16: bool = False,
+def build_engines(onnx_dir: str | Path, engine_dir: str | Path, *, profile: LengthProfile,
                   device: str | torch.device = "cuda", force: bool = False, allow_gpu_change: bool = False,
                   build_missing: bool = True, workspace_bytes: int | None = None) -> dict[str, tuple[Path, str]]:
-    """Make sure an up-to-date engine exists for each exported graph; ``{graph: (path, 'reused'|'built')}``."""
+    """Make sure an up-to-date engine exists for each exported graph; ``{graph: (path, 'reused'|'built')}``.
+
+    The engines' precision is the export's (:func:`actfusion_model.export_manifest.export_precision`); it is
+    in their file names and cache keys."""
     trt = import_tensorrt()
     onnx_dir, engine_dir = Path(onnx_dir), Path(engine_dir)
     try:
         manifest = read_manifest(onnx_dir)  # verifies every graph's sha256
+        precision = export_precision(manifest)
     except ExportError as err:
         raise BackendError(str(err)) from None
     gpu_name, capability = gpu_identity(device)
@@ -162,7 +190,7 @@ def build_engines(onnx_dir: str | Path, engine_dir: str | Path, *, profile: Leng
         samples = (profile.opt_samples, profile.max_samples) if graph == BATCH_GRAPH else (1, 1)
         key = EngineKey(onnx_sha256=entry["sha256"], tensorrt_version=str(trt.__version__), gpu_name=gpu_name,
                         compute_capability=capability, min_length=profile.min_length,
-                        opt_length=profile.opt_length, max_length=profile.max_length, fp16=fp16,
+                        opt_length=profile.opt_length, max_length=profile.max_length, fp16=precision == "fp16",
                         opt_samples=samples[0], max_samples=samples[1])
         onnx_path = onnx_dir / entry["file"]
         cache_file = _timing_cache_file(engine_dir, key)
@@ -170,10 +198,10 @@ def build_engines(onnx_dir: str | Path, engine_dir: str | Path, *, profile: Leng
         def build(path: Path, onnx_path: Path = onnx_path, cache_file: Path = cache_file,
                   axes: Mapping[str, Sequence[int | str]] = input_axes(manifest, graph)) -> None:
             _LOG.info("building TensorRT engine %s from %s", path, onnx_path)
-            build_engine(onnx_path, path, profile=profile, fp16=fp16, workspace_bytes=workspace_bytes,
+            build_engine(onnx_path, path, profile=profile, workspace_bytes=workspace_bytes,
                          timing_cache=cache_file, axes=axes)
 
-        out[graph] = ensure_engine(engine_file(engine_dir, graph, fp16), key, build, force=force,
+        out[graph] = ensure_engine(engine_file(engine_dir, graph, precision), key, build, force=force,
                                    allow_gpu_change=allow_gpu_change, may_build=build_missing)
     return out
 
@@ -193,12 +221,12 @@ def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
 class _Engine:
     """One deserialized engine and its execution context; runs on torch CUDA tensors."""
 
-    def __init__(self, trt: Any, runtime: Any, path: Path, device: torch.device) -> None:
+    def __init__(self, trt: Any, runtime: tensorrt.Runtime, path: Path, device: torch.device) -> None:
         self.path = path
-        self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        self.engine: tensorrt.ICudaEngine = runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise BackendError(f"TensorRT could not deserialize {path} (built by another TensorRT version?)")
-        self.context = self.engine.create_execution_context()
+        self.context: tensorrt.IExecutionContext = self.engine.create_execution_context()
         self.device = device
         self.inputs: list[str] = []
         self.outputs: list[str] = []
@@ -235,13 +263,15 @@ class TensorRTBackend:
 
     Engines live in ``engine_dir`` (default ``<onnx_dir>/tensorrt``) and are (re)built as
     :func:`build_engines` decides; ``build=False`` refuses to build (use ``actfusion-build-engine``).
-    Sequences longer than ``profile.max_length`` (or shorter than the minimum) are refused.
+    Sequences longer than ``profile.max_length`` (or shorter than the minimum) are refused. The engines'
+    precision is the export's (``precision``): point ``onnx_dir`` at an ``actfusion-export --precision fp16``
+    directory for fp16 engines.
     """
 
     name = "tensorrt"
 
     def __init__(self, onnx_dir: str | Path, *, engine_dir: str | Path | None = None,
-                 device: str | torch.device = "cuda", profile: LengthProfile | None = None, fp16: bool = False,
+                 device: str | torch.device = "cuda", profile: LengthProfile | None = None,
                  build: bool = True, allow_gpu_change: bool = False, workspace_bytes: int | None = None) -> None:
         trt = import_tensorrt()
         self.device = torch.device(device)
@@ -250,15 +280,15 @@ class TensorRTBackend:
         self.onnx_dir = Path(onnx_dir)
         self.engine_dir = Path(engine_dir) if engine_dir is not None else self.onnx_dir / "tensorrt"
         self.profile = profile or LengthProfile()
-        self.fp16 = fp16
         try:
             manifest = read_manifest(self.onnx_dir)
             self.config = model_config_from_dict(manifest["config"])
+            self.precision = export_precision(manifest)
         except (ExportError, ConfigError, KeyError) as err:
             raise BackendError(f"{self.onnx_dir}: {err}") from None
         self.class_names = [str(n) for n in manifest.get("class_names", [])]
         try:
-            self.engines_built = build_engines(self.onnx_dir, self.engine_dir, profile=self.profile, fp16=fp16,
+            self.engines_built = build_engines(self.onnx_dir, self.engine_dir, profile=self.profile,
                                                device=self.device, allow_gpu_change=allow_gpu_change,
                                                build_missing=build, workspace_bytes=workspace_bytes)
         except EngineMismatchError as err:
@@ -295,7 +325,7 @@ class TensorRTBackend:
         torch.cuda.synchronize(self.device)
 
     def details(self) -> dict[str, Any]:
-        return {"engine_dir": str(self.engine_dir), "fp16": self.fp16,
+        return {"engine_dir": str(self.engine_dir), "precision": self.precision,
                 "profile": [self.profile.min_length, self.profile.opt_length, self.profile.max_length],
                 "samples": [self.profile.opt_samples, self.profile.max_samples],
                 "engines": {g: action for g, (_, action) in self.engines_built.items()}}
