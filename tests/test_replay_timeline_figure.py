@@ -9,8 +9,7 @@ import pytest
 pytest.importorskip("matplotlib")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from actfusion_ros.replay import (BEYOND_WIDTH_RATIO, GroundTruth, TickRecord, timeline_figure,  # noqa: E402
-                                  timeline_png)
+from actfusion_ros.replay import BEYOND_WIDTH_RATIO, GroundTruth, TickRecord, timeline_figure, timeline_png  # noqa: E402
 
 NAMES = ("take_cup", "pour_water", "stir", "drink")
 PERIOD = 250_000_000                 # 4 Hz features

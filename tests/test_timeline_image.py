@@ -10,8 +10,16 @@ import pytest
 
 from actfusion_ros.next_actions import TimedAlternative
 from actfusion_ros.stream_types import EncodedFrame, ForecastResult, TimedSegment
-from actfusion_ros.timeline_image import (BACKGROUND, FONT, FrameLabels, RenderGate, TimelineConfig,
-                                          TimelineImageError, TimelineRenderer, default_colors)
+from actfusion_ros.timeline_image import (
+    BACKGROUND,
+    FONT,
+    FrameLabels,
+    RenderGate,
+    TimelineConfig,
+    TimelineImageError,
+    TimelineRenderer,
+    default_colors,
+)
 
 S = 10**9
 T0 = 1_700_000_000 * S
