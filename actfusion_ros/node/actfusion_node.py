@@ -457,8 +457,8 @@ class ActFusionNode(LifecycleNode):
         return p.ticks.last_result() if p is not None else None
 
     def diagnostics_values(self) -> tuple[str, str, dict[str, Any]]:
-        """``(level, message, values)`` of the /diagnostics status (:class:`~actfusion_ros.node.diagnostics.
-        NodeDiagnostics`, in lifecycle terms by :func:`lifecycle_status`)."""
+        """``(level, message, values)`` of the /diagnostics status (built by the pipeline's
+        :class:`~actfusion_ros.node.diagnostics.NodeDiagnostics`, in lifecycle terms by :func:`lifecycle_status`)."""
         p = self._pipeline
         return lifecycle_status(self._state, p.diagnostics.values() if p is not None else None,
                                 self._configure_error)
