@@ -153,7 +153,85 @@ def test_onnxruntime_backend_reads_the_manifest_and_refuses_tampered_graphs(tiny
         load_backend("onnxruntime", tmp_path)
     if "CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers():
         with pytest.raises(BackendError, match="CUDAExecutionProvider"):
-            load_backend("onnxruntime", tiny_onnx, device="cuda")
+            load_backend("onnxruntime", tiny_onnx, device="cuda", providers="cuda")
+
+
+# -- ONNX Runtime execution providers ----------------------------------------------------------------
+def test_onnxruntime_providers_auto_gives_the_cpu_here_and_logs_it(tiny_onnx: Path, caplog) -> None:
+    import onnxruntime
+
+    if set(onnxruntime.get_available_providers()) & {"CUDAExecutionProvider", "TensorrtExecutionProvider"}:
+        pytest.skip("this onnxruntime has a GPU provider")
+    with caplog.at_level("INFO", logger="actfusion_model.runtime.onnx_backend"):
+        backend = load_backend("onnxruntime", tiny_onnx, intra_op_threads=1)
+    assert backend.provider == "CPUExecutionProvider" and backend.details()["provider"] == "CPUExecutionProvider"
+    lines = [r.getMessage() for r in caplog.records if "provider CPUExecutionProvider" in r.getMessage()]
+    assert len(lines) == 1 and "providers auto on cpu" in lines[0], lines
+    caplog.clear()
+    with caplog.at_level("INFO", logger="actfusion_model.runtime.onnx_backend"):
+        on_cuda = load_backend("onnxruntime", tiny_onnx, device="cuda", intra_op_threads=1)
+    assert on_cuda.provider == "CPUExecutionProvider"  # auto falls back, saying so
+    assert any(r.levelname == "WARNING" and "no GPU provider started" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("forced", ["cuda", "tensorrt", ["CUDAExecutionProvider", "cpu"]])
+def test_onnxruntime_refuses_a_forced_provider_it_lacks_in_one_line(tiny_onnx: Path, forced) -> None:
+    import onnxruntime
+
+    name = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}.get(
+        forced if isinstance(forced, str) else "cuda")
+    if name in onnxruntime.get_available_providers():
+        pytest.skip(f"this onnxruntime has {name}")
+    with pytest.raises(BackendError) as err:
+        load_backend("onnxruntime", tiny_onnx, providers=forced)
+    message = str(err.value)
+    assert "\n" not in message and name in message and "onnxruntime-gpu" in message
+    assert "CPUExecutionProvider" in message  # what it offers instead
+
+
+def test_provider_choice_order_names_and_profile_shapes() -> None:
+    from actfusion_model.runtime.onnx_backend import choose_providers, tensorrt_profile_shapes
+
+    everything = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    cuda, cpu = torch.device("cuda:1"), torch.device("cpu")
+    assert choose_providers("auto", cuda, everything) == (everything, False)
+    assert choose_providers("auto", cuda, everything[1:]) == (everything[1:], False)
+    assert choose_providers(None, cuda, everything[2:]) == (everything[2:], False)
+    assert choose_providers("auto", cpu, everything) == (["CPUExecutionProvider"], False)
+    assert choose_providers(["trt", "CPU"], cpu, everything) == ([everything[0], everything[2]], True)
+    with pytest.raises(BackendError, match="empty list"):
+        choose_providers([], cpu, everything)
+    low, opt, high = tensorrt_profile_shapes([{"name": "terms", "shape": [1, "T", 48]},
+                                              {"name": "timestep", "shape": [1]},
+                                              {"name": "x01", "shape": ["K", 19, "T"]}])
+    assert (low, opt, high) == ("terms:1x1x48,x01:1x19x1", "terms:1x1024x48,x01:8x19x1024",
+                                "terms:1x8192x48,x01:16x19x8192")
+
+
+def test_a_forced_provider_that_falls_back_at_session_start_is_refused(tiny_onnx: Path, monkeypatch,
+                                                                       caplog) -> None:
+    """ONNX Runtime moves on to the next provider when one fails to start (e.g. CUDA without a driver): auto
+    says so, a forced provider is refused. Here a stand-in onnxruntime offers CUDA whose sessions run on the CPU."""
+    import types
+
+    import onnxruntime
+
+    from actfusion_model.runtime import onnx_backend
+
+    def session(path, options, providers):
+        return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    fake = types.SimpleNamespace(SessionOptions=onnxruntime.SessionOptions, __version__="fake",
+                                 GraphOptimizationLevel=onnxruntime.GraphOptimizationLevel,
+                                 get_available_providers=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+                                 InferenceSession=session)
+    monkeypatch.setattr(onnx_backend, "_import_ort", lambda: fake)
+    with pytest.raises(BackendError, match="asked for CUDAExecutionProvider, the sessions got CPUExecutionProvider"):
+        load_backend("onnxruntime", tiny_onnx, device="cuda", providers="cuda")
+    with caplog.at_level("WARNING", logger="actfusion_model.runtime.onnx_backend"):
+        backend = load_backend("onnxruntime", tiny_onnx, device="cuda", intra_op_threads=1)
+    assert backend.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert backend.provider == "CPUExecutionProvider" and "no GPU provider started" in caplog.text
 
 
 def test_tensorrt_backend_without_tensorrt_is_a_clear_error(tiny_onnx: Path) -> None:

@@ -1,28 +1,50 @@
 """ONNX Runtime backend over the graphs written by ``actfusion-export`` (read through
-:mod:`actfusion_model.export_manifest`).
+:mod:`actfusion_model.export_manifest`): fp32 or fp16 exports alike (both have fp32 inputs and outputs).
 
-CPUExecutionProvider by default; the CUDA provider when asked for (``device='cuda'``) and installed.
-The DDIM loop runs on CPU torch tensors (a few element-wise ops on (1, C, T)); with the CUDA provider
-the per-tick decoder terms stay on the GPU through IOBinding, so only ``x01`` and the logits cross
-the bus each step.
+Execution providers (``providers``): ``"auto"`` (default) takes, on a CUDA device, TensorRT, then CUDA, then
+the CPU, whichever the installed onnxruntime offers (and whichever starts: ONNX Runtime itself moves on to the
+next provider when one fails to start), and on ``device="cpu"`` the CPU; the provider it got is logged at
+construction and in :meth:`OnnxRuntimeBackend.details`. A provider named explicitly (``"cuda"``,
+``"tensorrt"``, ``"cpu"``, a full ``...ExecutionProvider`` name, or a list in order of preference) is
+required: missing from this onnxruntime, or not the one a session got, it is refused in one line. This is the
+GPU path that needs no TensorRT install: ``pip install onnxruntime-gpu`` and ``device="cuda"``.
+
+The DDIM loop runs on CPU torch tensors (a few element-wise ops on (1, C, T)); with a GPU provider the
+per-tick decoder terms stay on the GPU through IOBinding, so only ``x01`` and the logits cross the bus each step.
 """
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from actfusion_model.config import ConfigError, model_config_from_dict
-from actfusion_model.export_manifest import BATCH_GRAPH, ExportError, graph_entries, read_manifest
+from actfusion_model.export_manifest import (
+    BATCH_GRAPH,
+    SAMPLE_AXIS,
+    TIME_AXIS,
+    ExportError,
+    export_precision,
+    graph_entries,
+    read_manifest,
+)
 from actfusion_model.runtime.registry import BackendError
 from actfusion_model.torch_threads import process_threads, set_process_threads
 
+_LOG = logging.getLogger(__name__)
 _CPU = "CPUExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
+_TENSORRT = "TensorrtExecutionProvider"
+#: ``providers="auto"`` on a CUDA device: the first of these that this onnxruntime offers, then the next ones.
+AUTO_GPU_ORDER = (_TENSORRT, _CUDA, _CPU)
+#: Short names accepted for ``providers``.
+PROVIDER_NAMES = {"tensorrt": _TENSORRT, "trt": _TENSORRT, "cuda": _CUDA, "cpu": _CPU}
+_GPU_PROVIDERS = (_TENSORRT, _CUDA)
 
 
 def _import_ort() -> Any:
@@ -69,7 +91,7 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(self, onnx_dir: str | Path, *, device: str | torch.device = "cpu",
-                 providers: list[str] | None = None, intra_op_threads: int | str | None = "auto",
+                 providers: str | Sequence[str] | None = "auto", intra_op_threads: int | str | None = "auto",
                  inter_op_threads: int = 1, spinning: bool = False, loop_threads: int | None = 1,
                  verify_hashes: bool = True, sample_chunk: int | str | None = "auto",
                  sample_workers: int = 1) -> None:
@@ -82,14 +104,8 @@ class OnnxRuntimeBackend:
             raise BackendError(f"{self.onnx_dir}: {err}") from None
         self.class_names = [str(n) for n in self.manifest.get("class_names", [])]
         requested = torch.device(device)
-        available = ort.get_available_providers()
-        if providers is None:
-            providers = [_CUDA, _CPU] if requested.type == "cuda" else [_CPU]
-        missing = [p for p in providers if p not in available]
-        if missing:
-            raise BackendError(f"ONNX Runtime providers {missing} are not available here (available: {available})")
-        self.providers = list(providers)
-        self._cuda = self.providers[0] == _CUDA
+        available = list(ort.get_available_providers())
+        self.providers, forced = choose_providers(providers, requested, available, version=ort.__version__)
         self._cuda_id = (requested.index or 0) if requested.type == "cuda" else 0
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -108,12 +124,25 @@ class OnnxRuntimeBackend:
         if process_threads() is None:  # the process chose no count at start-up (e.g. the node's num_threads)
             set_process_threads(loop_threads)
         self._sessions = {}
+        self.precision = export_precision(self.manifest)
         for name, entry in graph_entries(self.manifest).items():
             path = self.onnx_dir / entry["file"]
+            session_providers = [(p, self._provider_options(p, entry)) for p in self.providers]
             try:
-                self._sessions[name] = ort.InferenceSession(str(path), opts, providers=self.providers)
+                self._sessions[name] = ort.InferenceSession(str(path), opts, providers=session_providers)
             except Exception as err:  # onnxruntime raises its own exception types
                 raise BackendError(f"{path}: ONNX Runtime cannot load it: {err}") from None
+        got = {session.get_providers()[0] for session in self._sessions.values()}
+        self.provider = self._sessions["encoder"].get_providers()[0]
+        if forced and got != {self.providers[0]}:
+            raise BackendError(f"onnxruntime providers: asked for {self.providers[0]}, the sessions got "
+                               f"{', '.join(sorted(got))} (it failed to start; see ONNX Runtime's log)")
+        self._cuda = self.provider in _GPU_PROVIDERS
+        fallback = requested.type == "cuda" and not self._cuda
+        (_LOG.warning if fallback else _LOG.info)(
+            "onnxruntime %s: provider %s (%s; onnxruntime %s offers %s), %s graphs%s", self.onnx_dir, self.provider,
+            "asked for" if forced else f"providers auto on {requested}", ort.__version__, ", ".join(available),
+            self.precision, "; no GPU provider started, so it runs on the CPU" if fallback else "")
         self._term_names = [o.name for o in self._sessions["decoder_condition"].get_outputs()]
         self.batched_samples = BATCH_GRAPH in self._sessions
         self.device = torch.device("cpu")
@@ -174,6 +203,21 @@ class OnnxRuntimeBackend:
         session.run_with_iobinding(binding)
         return torch.from_numpy(binding.copy_outputs_to_cpu()[0])
 
+    def _provider_options(self, provider: str, entry: dict[str, Any]) -> dict[str, Any]:
+        """Options of ``provider`` for one graph (``entry``: its manifest entry): the GPU to use and, for
+        TensorRT, an engine cache beside the graphs (a restart reuses the engines ONNX Runtime built) and one
+        optimization profile over the dynamic axes (:func:`tensorrt_profile_shapes`), so a growing sequence
+        does not rebuild engines tick after tick."""
+        if provider == _CUDA:
+            return {"device_id": self._cuda_id}
+        if provider == _TENSORRT:
+            low, opt, high = tensorrt_profile_shapes(entry.get("inputs", []))
+            return {"device_id": self._cuda_id, "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": str(self.onnx_dir / "ort_tensorrt_cache"),
+                    "trt_fp16_enable": self.precision == "fp16", "trt_profile_min_shapes": low,
+                    "trt_profile_opt_shapes": opt, "trt_profile_max_shapes": high}
+        return {}
+
     def _workers(self) -> ThreadPoolExecutor:
         """The threads of ``sample_workers`` (started on the first forecast of more than one chunk)."""
         if self._pool is None:
@@ -184,10 +228,52 @@ class OnnxRuntimeBackend:
         """Every call returns host arrays, so there is nothing left in flight."""
 
     def details(self) -> dict[str, Any]:
-        return {"providers": self.providers, "intra_op_threads": self.intra_op_threads,
+        return {"provider": self.provider, "providers": self.providers, "precision": self.precision,
+                "intra_op_threads": self.intra_op_threads,
                 "loop_threads": self.loop_threads, "sample_chunk": self.sample_chunk,
                 "sample_workers": self.sample_workers,
                 "onnx_dir": str(self.onnx_dir)}
+
+
+#: The optimization profile ONNX Runtime's TensorRT provider gets: (min, opt, max) of each dynamic axis.
+TENSORRT_EP_PROFILE = {TIME_AXIS: (1, 1024, 8192), SAMPLE_AXIS: (1, 8, 16)}
+
+
+def tensorrt_profile_shapes(inputs: Sequence[dict[str, Any]]) -> tuple[str, str, str]:
+    """The ``trt_profile_{min,opt,max}_shapes`` strings (``name:1x19x1024,...``) of a graph's manifest inputs
+    that have a dynamic axis; dynamic axes from :data:`TENSORRT_EP_PROFILE`."""
+    out = []
+    for i in range(3):
+        parts = []
+        for desc in inputs:
+            if not any(isinstance(d, str) for d in desc["shape"]):
+                continue  # a static input (the timestep) needs no profile
+            dims = [TENSORRT_EP_PROFILE[d][i] if isinstance(d, str) else int(d) for d in desc["shape"]]
+            parts.append(f"{desc['name']}:{'x'.join(map(str, dims))}")
+        out.append(",".join(parts))
+    return out[0], out[1], out[2]
+
+
+def choose_providers(providers: str | Sequence[str] | None, device: torch.device, available: Sequence[str], *,
+                     version: str = "") -> tuple[list[str], bool]:
+    """(the providers to give ONNX Runtime, in order; whether they were named, i.e. required).
+
+    ``"auto"`` / None: on a CUDA device :data:`AUTO_GPU_ORDER` filtered to ``available``, else the CPU. Names
+    (:data:`PROVIDER_NAMES` or full provider names; a string or a list) must all be ``available``: else one
+    :class:`BackendError` line naming what is missing and what this onnxruntime offers."""
+    if providers is None or providers == "auto":
+        order = AUTO_GPU_ORDER if device.type == "cuda" else (_CPU,)
+        return [p for p in order if p in available] or [_CPU], False
+    names = [providers] if isinstance(providers, str) else list(providers)
+    if not names:
+        raise BackendError("onnxruntime providers: an empty list; give 'auto' or provider names")
+    wanted = [PROVIDER_NAMES.get(str(n).lower(), str(n)) for n in names]
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        raise BackendError(f"onnxruntime provider {', '.join(missing)} is not available in this onnxruntime "
+                           f"{version} (it offers {', '.join(available)}); install the onnxruntime build that "
+                           f"has it (onnxruntime-gpu for CUDA and TensorRT) or use providers 'auto'")
+    return wanted, True
 
 
 def _checked_sample_workers(value: Any) -> int:

@@ -121,7 +121,7 @@ _BUILT_IN = (
                           "threads": None},
                  aliases=("pytorch",)),
     BackendEntry("onnxruntime", "actfusion_model.runtime.onnx_backend:OnnxRuntimeBackend", EXPORT, ("cpu", "cuda"),
-                 options={"providers": None, "intra_op_threads": "auto", "inter_op_threads": 1, "spinning": False,
+                 options={"providers": "auto", "intra_op_threads": "auto", "inter_op_threads": 1, "spinning": False,
                           "loop_threads": 1, "verify_hashes": True, "sample_chunk": "auto", "sample_workers": 1},
                  settings={"threads": "intra_op_threads", "sample_workers": "sample_workers"},
                  aliases=("ort", "onnx")),
