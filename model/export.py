@@ -6,6 +6,11 @@ denoise step over a batch of K samples); the manifest's format and reader are in
 (``dynamo=False``), opset 17: the dynamo exporter also gives dynamic graphs of these modules but took
 ~20x longer to export and its step graph ran ~35% slower in ONNX Runtime. Every op is in TensorRT's ONNX
 parser support matrix (``tests/tensorrt_supported_ops.py``).
+
+``--precision fp16`` writes the same graphs with fp16 weights and activations behind fp32 inputs and outputs
+(:class:`actfusion_model.onnx_graphs.GraphPrecision`; a few ops kept in fp32, listed in the manifest's
+``fp32_ops``): what TensorRT's strongly typed networks build fp16 engines from, and what ONNX Runtime runs
+too. It is checked against the eager fp32 model with an fp16 tolerance (:data:`FP16_ATOL`).
 """
 from __future__ import annotations
 
@@ -21,13 +26,27 @@ from typing import Any, Sequence
 import torch
 
 from actfusion_model.config import config_to_dict
-from actfusion_model.export_manifest import (BATCH_GRAPH, BATCH_GRAPHS_KEY, FORMAT, GRAPHS, MANIFEST, SAMPLE_AXIS, TIME_AXIS,
-                                   ExportError, graph_entries, sha256_file)
+from actfusion_model.export_manifest import (
+    BATCH_GRAPH,
+    BATCH_GRAPHS_KEY,
+    FORMAT,
+    GRAPHS,
+    MANIFEST,
+    PRECISIONS,
+    SAMPLE_AXIS,
+    TIME_AXIS,
+    ExportError,
+    graph_entries,
+    sha256_file,
+)
 from actfusion_model.io import atomic_write_bytes, atomic_write_text
 from actfusion_model.network import ActFusion
-from actfusion_model.onnx_graphs import DEFAULT_LENGTH, GraphSpec, graph_specs, term_names
+from actfusion_model.onnx_graphs import DEFAULT_LENGTH, FP32_ISLANDS, GraphPrecision, GraphSpec, graph_specs, term_names
 
 DEFAULT_OPSET = 17
+#: How far an fp16 export may be from the eager fp32 model at the verification length: ``atol + rtol * |ref|``
+#: per output (logits of order 10 carry ~1e-2 of fp16 rounding through 10+ layers).
+FP16_ATOL, FP16_RTOL = 0.1, 0.05
 
 
 def _export_bytes(spec: GraphSpec, *, opset: int) -> bytes:
@@ -55,8 +74,9 @@ def _io_description(values: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def check_graph(data: bytes, spec: GraphSpec) -> dict[str, Any]:
-    """``onnx.checker`` (full, with shape inference) plus our own contract: names, dynamic time and sample axes."""
+def check_graph(data: bytes, spec: GraphSpec, *, precision: str = "fp32") -> dict[str, Any]:
+    """``onnx.checker`` (full, with shape inference) plus our own contract: names, dynamic time and sample axes,
+    float inputs and outputs in fp32 whatever the precision, and (fp16) weights in fp16."""
     import onnx
 
     proto = onnx.load_from_string(data)
@@ -71,15 +91,22 @@ def check_graph(data: bytes, spec: GraphSpec) -> dict[str, Any]:
             if axis is not None and desc["shape"][axis] != label:
                 raise ExportError(f"{spec.name}: {desc['name']} axis {axis} is {desc['shape'][axis]!r}, "
                                   f"expected the dynamic axis {label!r}")
+        if desc["dtype"].startswith("float") and desc["dtype"] != "float32":
+            raise ExportError(f"{spec.name}: {desc['name']} is {desc['dtype']}; graph inputs and outputs are float32")
+    weights = [onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name for t in proto.graph.initializer]
+    if precision == "fp16" and "float16" not in weights:
+        raise ExportError(f"{spec.name}: an fp16 export without fp16 weights")
     return {"inputs": inputs, "outputs": outputs, "ops": sorted({n.op_type for n in proto.graph.node}),
             "nodes": len(proto.graph.node)}
 
 
-def verify_against_model(model: ActFusion, out_dir: str | Path, *, length: int, atol: float = 1e-4) -> float:
+def verify_against_model(model: ActFusion, out_dir: str | Path, *, length: int, atol: float = 1e-4,
+                         rtol: float = 0.0) -> float:
     """Run the exported graphs with ONNX Runtime at ``length`` frames and compare with the eager model.
 
     Returns the largest absolute difference over encoder logits, condition and one denoising step (one
-    sample, and a batch of two samples); raises :class:`ExportError` above ``atol``.
+    sample, and a batch of two samples); raises :class:`ExportError` where an output differs by more than
+    ``atol + rtol * max |eager output|``.
     """
     import numpy as np
     import onnxruntime as ort
@@ -105,29 +132,35 @@ def verify_against_model(model: ActFusion, out_dir: str | Path, *, length: int, 
     feed.update(timestep=np.array([step], dtype=np.int64), x01=x01.numpy())
     (o_x0_batch,) = run[BATCH_GRAPH].run(None, feed)
     (o_x0,) = run["denoise_step"].run(None, {**feed, "x01": x01[:1].numpy()})
-    diffs = {name: float(np.abs(a - b.numpy()).max())
-             for name, a, b in (("logits", o_logits, logits), ("condition", o_cond, cond), ("x0", o_x0, x0[:1]),
-                                ("x0 of 2 samples", o_x0_batch, x0))}
-    worst = max(diffs.values())
-    if not worst <= atol:
-        raise ExportError(f"ONNX Runtime differs from the eager model at T={length}: {diffs} (atol {atol})")
-    return worst
+    pairs = (("logits", o_logits, logits), ("condition", o_cond, cond), ("x0", o_x0, x0[:1]),
+             ("x0 of 2 samples", o_x0_batch, x0))
+    diffs = {name: float(np.abs(a - b.numpy()).max()) for name, a, b in pairs}
+    bounds = {name: atol + rtol * float(b.abs().max()) for name, _, b in pairs}
+    if not all(diffs[name] <= bounds[name] for name in diffs):
+        raise ExportError(f"ONNX Runtime differs from the eager model at T={length}: {diffs} (bounds {bounds})")
+    return max(diffs.values())
 
 
 def export_onnx(model: ActFusion, out_dir: str | Path, *, class_names: Sequence[str] | None = None,
                 opset: int = DEFAULT_OPSET, length: int = DEFAULT_LENGTH, verify_length: int | None = 97,
-                source: dict[str, Any] | None = None) -> dict[str, Any]:
+                source: dict[str, Any] | None = None, precision: str = "fp32",
+                keep_fp32: Sequence[str] | None = None) -> dict[str, Any]:
     """Export the graphs (:func:`actfusion_model.onnx_graphs.graph_specs`) and ``manifest.json`` into ``out_dir`` (atomic
     writes); return the manifest.
 
     ``length``: the single example length used for tracing (the time axis stays dynamic).
     ``verify_length``: if set and onnxruntime is installed, check the graphs against the eager model at
-    this other length (raises :class:`ExportError` on mismatch). The manifest is written last.
+    this other length (raises :class:`ExportError` on mismatch). ``precision``: ``fp32`` or ``fp16``;
+    ``keep_fp32``: an fp16 export's ops kept in fp32 (None: :data:`actfusion_model.onnx_graphs.FP16_KEEP_FP32`).
+    The manifest is written last.
     """
     import onnx
 
     if length < 1:
         raise ExportError(f"length must be >= 1, got {length}")
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    graph_precision = GraphPrecision.of(precision, keep_fp32)
     model = model.eval()
     cfg = model.cfg
     if cfg.self_condition:
@@ -139,9 +172,9 @@ def export_onnx(model: ActFusion, out_dir: str | Path, *, class_names: Sequence[
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     graphs: dict[str, Any] = {}
-    for spec in graph_specs(model, length=length):
+    for spec in graph_specs(model, length=length, precision=graph_precision):
         data = _export_bytes(spec, opset=opset)
-        info = check_graph(data, spec)
+        info = check_graph(data, spec, precision=precision)
         path = out_dir / f"{spec.name}.onnx"
         atomic_write_bytes(path, data)
         graphs[spec.name] = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), **info}
@@ -151,13 +184,16 @@ def export_onnx(model: ActFusion, out_dir: str | Path, *, class_names: Sequence[
         except ImportError:
             verify_length = None
         else:
-            verify_against_model(model, out_dir, length=verify_length)
+            tolerance = {"atol": FP16_ATOL, "rtol": FP16_RTOL} if precision == "fp16" else {}
+            verify_against_model(model, out_dir, length=verify_length, **tolerance)
     manifest = {
         "format": FORMAT,
         "opset": opset,
         "exporter": "torch.onnx (TorchScript, dynamo=False)",
         "torch_version": torch.__version__,
         "onnx_version": onnx.__version__,
+        "precision": precision,
+        "fp32_ops": sorted(graph_precision.keep_fp32),
         "export_length": length,
         "verified_length": verify_length,
         "time_axis": TIME_AXIS,
@@ -175,7 +211,7 @@ def export_onnx(model: ActFusion, out_dir: str | Path, *, class_names: Sequence[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``actfusion-export --checkpoint CKPT --out DIR [--opset 17] [--length 64]``."""
+    """``actfusion-export --checkpoint CKPT --out DIR [--precision fp16] [--opset 17] [--length 64]``."""
     from actfusion_model.checkpoint import CheckpointError, load_checkpoint
 
     parser = argparse.ArgumentParser(prog="actfusion-export", description=__doc__.split("\n")[0])
@@ -184,11 +220,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--length", type=int, default=DEFAULT_LENGTH, help="example length used for tracing")
     parser.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check against torch")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp16: fp16 weights and activations, fp32 inputs/outputs (TensorRT fp16 engines)")
+    parser.add_argument("--keep-fp32", nargs="*", choices=FP32_ISLANDS, default=None, metavar="OP",
+                        help=f"fp16 only: the ops kept in fp32 (default: the measured set; any of "
+                             f"{', '.join(FP32_ISLANDS)}; none: --keep-fp32 with no names)")
     args = parser.parse_args(argv)
+    if args.keep_fp32 is not None and args.precision != "fp16":
+        parser.error("--keep-fp32 goes with --precision fp16")
     try:
         ckpt = load_checkpoint(args.checkpoint)
         manifest = export_onnx(ckpt.model, args.out, class_names=ckpt.class_names, opset=args.opset,
                                length=args.length, verify_length=None if args.no_verify else 97,
+                               precision=args.precision, keep_fp32=args.keep_fp32,
                                source={"checkpoint": str(Path(args.checkpoint).resolve()),
                                        "checkpoint_sha256": sha256_file(args.checkpoint)})
     except (CheckpointError, ExportError) as err:
@@ -196,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     for g in graph_entries(manifest).values():
         print(f"{args.out}/{g['file']}: {g['nodes']} nodes, sha256 {g['sha256'][:16]}")
-    print(f"{args.out}/{MANIFEST}: opset {manifest['opset']}, verified at T={manifest['verified_length']}")
+    print(f"{args.out}/{MANIFEST}: {manifest['precision']} (fp32 ops: {', '.join(manifest['fp32_ops']) or 'none'}), "
+          f"opset {manifest['opset']}, verified at T={manifest['verified_length']}")
     return 0
 
 

@@ -213,3 +213,107 @@ def test_decoder_input_condition_exports_and_equals_torch(tmp_path: Path, num_sa
         model.decoder.cond_in.bias.zero_()
     changed = forecast(EagerBackend(model), feats, horizon=29, num_samples=num_samples, generator=gen())
     assert float((changed.future_probs - ref.future_probs).abs().max()) > 1e-3
+
+
+# -- FP16 export (actfusion-export --precision fp16) ---------------------------------------------
+@pytest.fixture(scope="session")
+def exported_fp16(exported, tmp_path_factory: pytest.TempPathFactory) -> tuple[ActFusion, Path]:
+    """The 50salads model of ``exported`` as an fp16 export (verified against eager fp32 at T=97)."""
+    model, _ = exported["50salads"]
+    path = tmp_path_factory.mktemp("onnx_50salads_fp16")
+    with one_torch_thread():
+        export_onnx(model, path, class_names=[f"50salads_{i}" for i in range(PRESETS["50salads"])],
+                    length=EXPORT_LENGTH, precision="fp16")
+    return model, path
+
+
+def _value_types(path: Path) -> dict[str, str]:
+    """Every value of a graph (inputs, initializers, intermediate and outputs) -> numpy dtype name."""
+    proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    to_np = onnx.helper.tensor_dtype_to_np_dtype
+    types = {t.name: to_np(t.data_type).name for t in proto.graph.initializer}
+    for value in (*proto.graph.input, *proto.graph.value_info, *proto.graph.output):
+        types[value.name] = to_np(value.type.tensor_type.elem_type).name
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            types[node.output[0]] = to_np(node.attribute[0].t.data_type).name
+    return types
+
+
+def test_fp16_export_keeps_the_fp32_interface_with_fp16_weights(exported, exported_fp16) -> None:
+    from actfusion_model.onnx_graphs import FP16_KEEP_FP32
+
+    _, path32 = exported["50salads"]
+    _, path16 = exported_fp16
+    m32, m16 = read_manifest(path32), read_manifest(path16)
+    assert m32["precision"] == "fp32" and m32["fp32_ops"] == []
+    assert m16["precision"] == "fp16" and m16["fp32_ops"] == sorted(FP16_KEEP_FP32)
+    assert m16["verified_length"] == 97
+    for graph in (*GRAPHS, "denoise_step_batch"):
+        e32, e16 = m32["graphs"].get(graph) or m32["batch_graphs"][graph], \
+            m16["graphs"].get(graph) or m16["batch_graphs"][graph]
+        assert (e16["inputs"], e16["outputs"]) == (e32["inputs"], e32["outputs"]), graph  # same names, fp32
+        weights16 = [t for t in onnx.load(str(path16 / e16["file"])).graph.initializer if len(t.dims) == 2]
+        weights32 = [t for t in onnx.load(str(path32 / e32["file"])).graph.initializer if len(t.dims) == 2]
+        assert weights16 and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights16), graph
+        assert all(t.data_type == onnx.TensorProto.FLOAT for t in weights32), graph
+        assert "float16" not in _value_types(path32 / e32["file"]).values(), graph
+
+
+@pytest.mark.parametrize("keep", [(), ("norm",), ("attention",), ("slot_terms",)])
+def test_fp32_islands_of_an_fp16_graph_compute_in_fp32(tmp_path: Path, keep: tuple[str, ...]) -> None:
+    model = ActFusion(model_config("tiny", num_classes=4)).eval()
+    export_onnx(model, tmp_path, length=24, verify_length=None, precision="fp16", keep_fp32=keep)
+    types = _value_types(tmp_path / "encoder.onnx")
+    proto = onnx.load(str(tmp_path / "encoder.onnx"))
+    island_ops = {"norm": "Sqrt", "attention": "Softmax", "slot_terms": "Log"}
+    for island, op in island_ops.items():
+        dtypes = {types[n.input[0]] for n in proto.graph.node if n.op_type == op}
+        want = "float32" if island in keep else "float16"
+        assert dtypes == {want}, f"{op} ({island}) runs on {dtypes}, expected {want} with keep_fp32={keep}"
+
+
+def test_fp16_forecast_agrees_with_fp32_in_onnxruntime(exported, ort_backends, exported_fp16) -> None:
+    model, path16 = exported_fp16
+    fp16 = load_backend("onnxruntime", path16, intra_op_threads=1)
+    assert fp16.details()["precision"] == "fp16"
+    length, n_obs = 600, 120
+    feats = torch.randn(1, model.cfg.input_dim, n_obs, generator=torch.Generator().manual_seed(4))
+    noise = sample_noise((1, model.cfg.num_classes, length), 25, generator=torch.Generator().manual_seed(8))
+    ref = forecast(ort_backends["50salads"], feats, horizon=length - n_obs, noise=noise)
+    got = forecast(fp16, feats, horizon=length - n_obs, noise=noise)
+    diff = float((got.future_probs - ref.future_probs).abs().max())
+    agree = float((got.future_probs.argmax(1) == ref.future_probs.argmax(1)).float().mean())
+    logit_error = float((got.encoder_logits - ref.encoder_logits).abs().max())
+    assert 0 < logit_error < 0.05, logit_error  # fp16 rounding: present, and small
+    assert diff < 0.05 and agree > 0.99, (diff, agree)
+
+
+def test_the_norm_island_keeps_a_long_variance_from_overflowing_fp16() -> None:
+    """The instance norm's variance sums T squared deviations: past 65504 in fp16 arithmetic, its island
+    keeps it finite (torch's fp16 ops round every result like a GPU's; onnxruntime's CPU kernels do not)."""
+    from actfusion_model.onnx_graphs import GraphPrecision, _instance_norm
+
+    x = torch.randn(4096, 8, generator=torch.Generator().manual_seed(0)) * 300  # squares ~ 9e4 > 65504
+    ref = _instance_norm(x)
+    fp16 = _instance_norm(x.half(), precision=GraphPrecision.of("fp16", ()))
+    kept = _instance_norm(x.half(), precision=GraphPrecision.of("fp16", ("norm",)))
+    assert kept.dtype == fp16.dtype == torch.float16
+    assert float((kept.float() - ref).abs().max()) < 0.01
+    assert not torch.isfinite(fp16).all() or float((fp16.float() - ref).abs().max()) > 0.5
+
+
+def test_export_cli_writes_an_fp16_export_and_checks_its_options(tmp_path: Path, capsys) -> None:
+    model = ActFusion(model_config("tiny", num_classes=3)).eval()
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, model, ["a", "b", "c"])
+    assert main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "o16"), "--length", "16",
+                 "--precision", "fp16"]) == 0
+    assert "fp16 (fp32 ops: norm)" in capsys.readouterr().out
+    assert read_manifest(tmp_path / "o16")["precision"] == "fp16"
+    assert main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "o"), "--length", "16",
+                 "--precision", "fp16", "--keep-fp32"]) == 0
+    assert read_manifest(tmp_path / "o")["fp32_ops"] == []
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "x"), "--keep-fp32", "norm"])
+    assert "--keep-fp32 goes with --precision fp16" in capsys.readouterr().err
