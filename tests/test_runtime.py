@@ -539,3 +539,172 @@ def test_build_engine_refuses_the_gone_fp16_flag_naming_the_fp16_export(tiny_onn
 
     assert main(["--onnx-dir", str(tiny_onnx), "--out", str(tiny_onnx / "trt"), "--fp16"]) == 2
     assert "actfusion-export --precision fp16" in capsys.readouterr().err
+
+
+# -- backend auto ---------------------------------------------------------------------------------
+def _cpu_machine():
+    from actfusion_model.runtime.auto import Machine
+
+    return Machine(cuda=False, tensorrt=None, onnxruntime=True, ort_providers=("CPUExecutionProvider",))
+
+
+def _export_files(directory: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def test_backend_auto_exports_once_then_reuses_the_export_across_restarts(tiny: ActFusion, tmp_path: Path,
+                                                                          monkeypatch) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    import actfusion_model.export as export_module
+    from actfusion_model.checkpoint import save_checkpoint
+    from actfusion_model.runtime.auto import choose_backend
+    from actfusion_model.runtime.onnx_backend import OnnxRuntimeBackend
+
+    calls = []
+    real_export = export_module.export_onnx
+    monkeypatch.setattr(export_module, "export_onnx", lambda *a, **k: calls.append(k) or real_export(*a, **k))
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, tiny, CLASSES)
+    cache = tmp_path / "cache"
+    first = choose_backend(ckpt, cache_dir=cache, machine=_cpu_machine(), threads=1)
+    assert isinstance(first.backend, OnnxRuntimeBackend) and (first.kind, first.device) == ("onnxruntime", "cpu")
+    assert first.exported and len(calls) == 1 and first.export_dir is not None
+    assert first.reason.startswith("onnxruntime on cpu: no CUDA GPU") and "exported to" in first.reason
+    before = _export_files(first.export_dir)
+    again = choose_backend(ckpt, cache_dir=cache, machine=_cpu_machine(), threads=1)  # a restart
+    assert not again.exported and again.export_dir == first.export_dir and "reused from" in again.reason
+    assert len(calls) == 1 and _export_files(first.export_dir) == before  # not one file rewritten
+    same_model = choose_backend(tiny, class_names=CLASSES, cache_dir=cache, machine=_cpu_machine())
+    assert not same_model.exported and same_model.export_dir == first.export_dir  # keyed by content, not path
+    fp16 = choose_backend(ckpt, cache_dir=cache, machine=_cpu_machine(), precision="fp16")
+    assert fp16.exported and fp16.export_dir != first.export_dir and len(calls) == 2
+    assert fp16.backend.details()["precision"] == "fp16"
+    assert sorted(p.name for p in cache.iterdir()) == sorted([first.export_dir.name, fp16.export_dir.name])
+    obs = _observed(tiny, 11, seed=4)
+    a = forecast(again.backend, obs, generator=torch.Generator().manual_seed(2))
+    b = forecast(load_backend("torch", tiny), obs, generator=torch.Generator().manual_seed(2))
+    assert float((a.future_probs - b.future_probs).abs().max()) < 1e-4
+
+
+def test_a_broken_or_interrupted_export_cache_is_never_used(tiny: ActFusion, tmp_path: Path, monkeypatch,
+                                                            caplog) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    import actfusion_model.export as export_module
+    from actfusion_model.runtime.auto import cached_export
+
+    cache = tmp_path / "cache"
+    real_export = export_module.export_onnx
+
+    def crash(model, out_dir, **kwargs):
+        real_export(model, out_dir, **{**kwargs, "verify_length": None})
+        (Path(out_dir) / "manifest.json").unlink()
+        raise KeyboardInterrupt  # killed mid-export
+
+    monkeypatch.setattr(export_module, "export_onnx", crash)
+    with pytest.raises(KeyboardInterrupt):
+        cached_export(tiny, CLASSES, cache)
+    assert list(cache.iterdir()) == []  # no half export left, under its final name or any other
+    monkeypatch.setattr(export_module, "export_onnx", real_export)
+    path, exported = cached_export(tiny, CLASSES, cache)
+    assert exported
+    data = bytearray((path / "encoder.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (path / "encoder.onnx").write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="actfusion_model.runtime.auto"):
+        again, exported = cached_export(tiny, CLASSES, cache)
+    assert again == path and exported and "unusable" in caplog.text
+    assert cached_export(tiny, CLASSES, cache) == (path, False)
+
+
+def test_backend_auto_plans_the_fastest_path_first() -> None:
+    from actfusion_model.runtime.auto import Machine, plan
+
+    def kinds(machine: Machine, device: str = "auto") -> list[tuple[str, str]]:
+        return [(c.backend, c.device) for c in plan(machine, device)]
+
+    cpu_ort, gpu_ort = ("CPUExecutionProvider",), ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert kinds(Machine(True, "10.3.0", True, gpu_ort)) == [
+        ("tensorrt", "cuda"), ("onnxruntime", "cuda"), ("torch", "cuda"), ("onnxruntime", "cpu"), ("torch", "cpu")]
+    assert kinds(Machine(True, None, True, gpu_ort), "cuda:1") == [("onnxruntime", "cuda:1"), ("torch", "cuda:1")]
+    assert kinds(Machine(True, None, True, cpu_ort))[0] == ("torch", "cuda")
+    assert kinds(Machine(True, "11.4.0", True, gpu_ort), "cpu") == [("onnxruntime", "cpu"), ("torch", "cpu")]
+    assert kinds(Machine(False, None, True, cpu_ort)) == [("onnxruntime", "cpu"), ("torch", "cpu")]
+    assert kinds(Machine(False, None, False)) == [("torch", "cpu")]
+    assert "onnxruntime is not installed" in plan(Machine(False, None, False))[0].why
+    with pytest.raises(BackendError, match="torch sees no CUDA GPU"):
+        plan(Machine(False, None, True, cpu_ort), "cuda")
+    with pytest.raises(BackendError, match="device must be auto, cpu or cuda"):
+        plan(Machine(False, None, True, cpu_ort), "tpu")
+
+
+def test_backend_auto_moves_on_when_a_faster_path_fails_to_start(tiny: ActFusion, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    from actfusion_model.runtime.auto import Machine, choose_backend
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: the GPU paths would start")
+    claimed = Machine(cuda=True, tensorrt="10.3.0", onnxruntime=True, ort_providers=("CPUExecutionProvider",))
+    choice = choose_backend(tiny, class_names=CLASSES, cache_dir=tmp_path, machine=claimed)
+    assert (choice.kind, choice.device) == ("onnxruntime", "cpu")
+    assert "tensorrt on cuda failed" in choice.reason and "torch on cuda failed" in choice.reason
+
+
+def test_backend_auto_through_the_registry(tiny: ActFusion, tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    from actfusion_model.checkpoint import save_checkpoint
+    from actfusion_model.runtime import describe
+    from actfusion_model.runtime.registry import AUTO, backend_entry, register, unregister
+
+    monkeypatch.setenv("ACTFUSION_CACHE_DIR", str(tmp_path / "cache"))
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, tiny, CLASSES)
+    register(AUTO)
+    try:
+        entry = backend_entry("AUTO")
+        assert entry.default_device == "auto" and entry.options_from(threads=1, engine_dir="") == {"threads": 1}
+        backend = load_backend("auto", ckpt)
+        info = describe(backend)
+        assert info["backend"] == info["auto"]["chosen"] == ("onnxruntime" if not torch.cuda.is_available()
+                                                              else info["backend"])
+        assert info["auto"]["export_dir"].startswith(str(tmp_path / "cache" / "exports"))
+        assert backend.class_names == CLASSES
+    finally:
+        unregister("auto")
+
+
+def test_tensorrt_engines_are_keyed_and_named_by_the_exports_precision(tiny: ActFusion, tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """Without TensorRT: a stand-in module and builder, to check what build_engines keys and names."""
+    import types
+
+    from actfusion_model.export import export_onnx
+    from actfusion_model.runtime import tensorrt_backend
+    from actfusion_model.runtime.engine_cache import sidecar_path
+
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    monkeypatch.setattr(tensorrt_backend, "import_tensorrt", lambda: types.SimpleNamespace(__version__="11.4.0"))
+    monkeypatch.setattr(tensorrt_backend, "gpu_identity", lambda device: ("NVIDIA H100", "9.0"))
+    monkeypatch.setattr(tensorrt_backend, "build_engine",
+                        lambda onnx_path, path, **kwargs: Path(path).write_bytes(Path(onnx_path).read_bytes()[:64]))
+    engines = tmp_path / "engines"
+    profile = tensorrt_backend.LengthProfile(min_length=4, opt_length=64, max_length=512)
+    for precision in ("fp32", "fp16"):
+        export_onnx(tiny, tmp_path / precision, length=24, verify_length=None, precision=precision)
+        built = tensorrt_backend.build_engines(tmp_path / precision, engines, profile=profile)
+        for graph, (path, action) in built.items():
+            assert action == "built" and path.name == f"{graph}.{precision}.engine"
+            key = json.loads(sidecar_path(path).read_text())["key"]
+            assert key["fp16"] == (precision == "fp16") and key["tensorrt_version"] == "11.4.0"
+    assert len(list(engines.glob("*.engine"))) == 6
+
+
+def test_strongly_typed_network_flags_for_both_majors() -> None:
+    import types
+
+    from actfusion_model.runtime.tensorrt_backend import network_flags, tensorrt_major
+
+    flag = types.SimpleNamespace(STRONGLY_TYPED=1)
+    ten = types.SimpleNamespace(__version__="10.3.0", NetworkDefinitionCreationFlag=flag)
+    eleven = types.SimpleNamespace(__version__="11.4.0.106")  # no flag needed (nor looked up)
+    assert (tensorrt_major(ten), tensorrt_major(eleven)) == (10, 11)
+    assert network_flags(ten) == 1 << 1 and network_flags(eleven) == 0

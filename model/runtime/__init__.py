@@ -7,7 +7,9 @@ Backends: ``torch`` (checkpoint or model; CPU/CUDA), ``onnxruntime`` (directory 
 ``actfusion-export``), ``tensorrt`` (same directory; engines built and cached on first use or with
 ``actfusion-build-engine``). Which backends exist, what each runs, its devices and options: one entry each in
 :mod:`actfusion_model.runtime.registry`, which imports a backend's module only when it is loaded, so optional
-packages (onnxruntime, tensorrt) are only needed by the backend that uses them.
+packages (onnxruntime, tensorrt) are only needed by the backend that uses them. ``auto``
+(:mod:`actfusion_model.runtime.auto`, entry :data:`~actfusion_model.runtime.registry.AUTO`) picks the fastest of
+them for a checkpoint and says why, exporting its graphs once into a cache.
 """
 from __future__ import annotations
 

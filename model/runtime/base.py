@@ -21,6 +21,9 @@ def describe(backend: Backend) -> Mapping[str, Any]:
     extra = getattr(backend, "details", None)
     if callable(extra):
         info.update(extra())
+    choice = getattr(backend, "auto_choice", None)  # set by backend auto (actfusion_model.runtime.auto)
+    if choice is not None:
+        info["auto"] = choice.summary()
     return info
 
 

@@ -18,7 +18,7 @@ from importlib import import_module
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
-__all__ = ["BACKENDS", "CHECKPOINT", "EXPORT", "SETTINGS", "BackendEntry", "BackendError", "backend_entry",
+__all__ = ["AUTO", "BACKENDS", "CHECKPOINT", "EXPORT", "SETTINGS", "BackendEntry", "BackendError", "backend_entry",
            "backend_names", "canonical_backend", "load_backend", "register", "unregister"]
 
 #: What a backend runs: an actfusion checkpoint (or an ActFusion model), or an ``actfusion-export`` directory.
@@ -131,6 +131,13 @@ _BUILT_IN = (
                  settings={"engine_dir": "engine_dir"},
                  aliases=("trt",)),
 )
+
+#: ``auto``: the fastest path the machine has for a checkpoint (:mod:`actfusion_model.runtime.auto`; it exports
+#: the graphs once, cached). Not in :data:`_BUILT_IN` yet: ``register(AUTO)`` adds it (the node wires it).
+AUTO = BackendEntry("auto", "actfusion_model.runtime.auto:load_auto_backend", CHECKPOINT, ("auto", "cpu", "cuda"),
+                    options={"cache_dir": None, "precision": "fp32", "threads": None, "sample_workers": 1,
+                             "engine_dir": None},
+                    settings={"threads": "threads", "engine_dir": "engine_dir", "sample_workers": "sample_workers"})
 
 _lock = threading.Lock()
 _entries: dict[str, BackendEntry] = {entry.name: entry for entry in _BUILT_IN}
