@@ -31,7 +31,7 @@ msgs: setup
 	CONSTRAINTS=$(abspath $(CONSTRAINTS)) bash scripts/build_msgs.sh $(VENV)
 
 demo: msgs
-	$(PY) -m actfusion_ros.demo
+	$(PY) -m actfusion_ros.tools.demo
 
 test: msgs
 	$(PY) -m pytest -q $(TESTS)

@@ -48,7 +48,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "actfusion-demo = actfusion_ros.demo:main",
+            "actfusion-demo = actfusion_ros.tools.demo:main",
             "actfusion-convert = actfusion_model.official:main",
             "actfusion-export = actfusion_model.export:main",
             "actfusion-build-engine = actfusion_model.build_engine:main",
@@ -56,8 +56,8 @@ setup(
             "actfusion-eval = actfusion_training.eval_model:main",
             "actfusion_node = actfusion_ros.node:main",
             "actfusion-replay = actfusion_ros.replay:main",
-            "actfusion-play = actfusion_ros.play:main",
-            "actfusion-extract = actfusion_ros.extract:main",
+            "actfusion-play = actfusion_ros.tools.play:main",
+            "actfusion-extract = actfusion_ros.tools.extract:main",
         ],
     },
     zip_safe=False,

@@ -595,11 +595,11 @@ def read_labels_file(path: Path) -> list[str]:
 def check_sources(bag: Path, image_topic: str, label_topic: str | None, labels_file: Path | None) -> None:
     """Check, from the bag's metadata only, that the image and label sources exist and fit together.
 
-    Raises :class:`ReplayError` (or :class:`~actfusion_ros.bags.BagError`) naming the problem: a missing
+    Raises :class:`ReplayError` (or :class:`~actfusion_ros.tools.bags.BagError`) naming the problem: a missing
     bag, a missing or mistyped topic (listing the topics present), no ground truth, or a label file whose
     length differs from the number of images.
     """
-    from actfusion_ros.bags import IMAGE_TYPES, LABEL_TYPE, bag_topics
+    from actfusion_ros.tools.bags import IMAGE_TYPES, LABEL_TYPE, bag_topics
 
     if not label_topic and not labels_file:
         raise ReplayError("ground truth needed: give --label-topic or --labels")
@@ -633,7 +633,7 @@ def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic
     ``record``: also write the camera topic and the node's outputs of every tick into one MCAP file
     (:mod:`actfusion_ros.replay_record`).
     """
-    from actfusion_ros.bags import count_messages, labels_at, read_image_messages, read_images, read_labels
+    from actfusion_ros.tools.bags import count_messages, labels_at, read_image_messages, read_images, read_labels
 
     class_names = list(forecaster.class_names)
     check_out_dir(out)

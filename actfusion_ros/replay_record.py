@@ -14,7 +14,7 @@ of the frame that made the tick due (the replay ticks on camera time), the class
 frame's. The messages are built by the node's own converters (:mod:`actfusion_ros.ros_messages`) and
 serialized by rclpy, so they are the bytes the node publishes; their definitions (the MCAP schemas
 Foxglove decodes with) come from the installed interface packages. The file is written atomically
-(:class:`actfusion_ros.bags.McapFileWriter`). Needs rclpy and the built actfusion_msgs (the replay
+(:class:`actfusion_ros.tools.bags.McapFileWriter`). Needs rclpy and the built actfusion_msgs (the replay
 without ``--record`` does not).
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from actfusion_ros import topics
-from actfusion_ros.bags import BagError, ImageMessage, McapFileWriter
+from actfusion_ros.tools.bags import BagError, ImageMessage, McapFileWriter
 from actfusion_ros.stream_types import ForecastResult
 from actfusion_ros.timeline_image import TimelineConfig, TimelineRenderer
 

@@ -4,7 +4,7 @@
 become features, by stamp) with the :class:`~actfusion_model.features.base.CausalFeatureStream` (the ring of
 camera frames that makes a feature's context). The live stream
 (:class:`~actfusion_ros.stream.StreamingAnticipator`, batch 1) and the offline feature files
-(:func:`actfusion_ros.extract.extract_sampled`, batch N) both run it, so offline features equal the live
+(:func:`actfusion_ros.tools.extract.extract_sampled`, batch N) both run it, so offline features equal the live
 ones by construction:
 
 1. :meth:`FeatureSampling.decide` by stamp (and frame size): ``taken``, ``not_due``, ``duplicate`` or

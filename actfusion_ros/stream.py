@@ -19,7 +19,7 @@ Conventions
   last 16 camera frames (0.53 s at 30 fps), and a ``context_frames=2`` extractor compares a frame
   with the previous *camera* frame. Offline feature files use the same rule
   (``FeatureExtractor.extract_at(frames, sample_frame_indices(stamps, rate))`` or
-  ``actfusion_ros.extract.extract_sampled``) and match the live features.
+  ``actfusion_ros.tools.extract.extract_sampled``) and match the live features.
 * **Segment times.** Consecutive segments share their boundary exactly: a segment ends where the
   next one begins. Observed feature ``i`` (stamp ``s_i``) covers ``[s_i, s_{i+1})``, the last one
   ``[s_last, s_last + P)``; so an observed segment of features ``[i, j)`` spans ``[s_i, s_j)``

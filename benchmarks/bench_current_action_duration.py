@@ -55,11 +55,11 @@ def demo_rows(checkpoint: Path, episodes: int, first_seed: int, num_samples: int
     from argparse import Namespace
 
     from actfusion_model.consensus import consensus_labels, FutureSamples
-    from actfusion_ros.bags import labels_at, read_images, read_labels
+    from actfusion_ros.tools.bags import labels_at, read_images, read_labels
     from actfusion_ros.builder import build_anticipator
-    from actfusion_ros.demo import IMAGE_TOPIC, LABEL_TOPIC, write_episode_bag
+    from actfusion_ros.tools.demo import IMAGE_TOPIC, LABEL_TOPIC, write_episode_bag
     from actfusion_ros.replay import GroundTruth, drive, fit_replay_baselines, pipeline_settings
-    from actfusion_ros.world import ActivityWorld
+    from actfusion_ros.tools.world import ActivityWorld
 
     args = Namespace(params=None, checkpoint=checkpoint, extractor=None, extractor_opt=[], feature_rate=None,
                      tick_rate=2.0, ratio=4.0, max_horizon_s=60.0, max_window_s=300.0, min_observed=4, steps=None,

@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from actfusion_ros.ros_testing import (apply_loopback_env, make_image, node_session, restore_env,  # noqa: E402
+from actfusion_ros.testing.ros_harness import (apply_loopback_env, make_image, node_session, restore_env,  # noqa: E402
                                        ros_skip_reason, unique_domain_id)
 
 

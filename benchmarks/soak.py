@@ -89,7 +89,7 @@ class SoakCamera:
 
 def frame_pool(camera: SoakCamera, episodes: int, seed: int = 0) -> list[np.ndarray]:
     """Frames of ``episodes`` synthetic tea-making episodes, rendered once (recycled by the soak)."""
-    from actfusion_ros.world import ActivityWorld
+    from actfusion_ros.tools.world import ActivityWorld
 
     world = ActivityWorld(width=camera.width, height=camera.height, fps=camera.fps)
     frames: list[np.ndarray] = []
@@ -203,7 +203,7 @@ def run_core_soak(settings: CoreSoakSettings,
 def _core_soak(s: CoreSoakSettings, progress: Callable[[str], None] | None) -> CoreSoakReport:
     from actfusion_ros.forecaster import ModelForecaster
     from actfusion_ros.stream import StreamingAnticipator
-    from actfusion_ros.world import TEA_ACTIONS
+    from actfusion_ros.tools.world import TEA_ACTIONS
     from actfusion_model.features import build_extractor
 
     start = proc_sample()
@@ -353,7 +353,7 @@ def run_dds_soak(seconds: float, *, camera: SoakCamera = SoakCamera(),
     """Publish world frames to ``actfusion_node`` (subprocess, loopback DDS) for ``seconds``; measure it."""
     from sensor_msgs.msg import Image
 
-    from actfusion_ros.ros_testing import make_image, node_session
+    from actfusion_ros.testing.ros_harness import make_image, node_session
 
     pool = frame_pool(camera, 1)
     fps = camera.fps
@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         print_core_report(report)
         results["core"] = asdict(report)
     if args.dds_seconds > 0:
-        from actfusion_ros.ros_testing import ros_skip_reason
+        from actfusion_ros.testing.ros_harness import ros_skip_reason
 
         skip_reason = ros_skip_reason()
         if skip_reason:

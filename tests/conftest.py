@@ -69,7 +69,7 @@ def single_torch_thread_module() -> Generator[None, None, None]:
 def ros_context() -> Generator[Any, None, None]:
     """A private rclpy context on the loopback profile and a domain of its own (no signal handlers in
     pytest); skips the test where rclpy or the messages are not importable."""
-    from actfusion_ros.ros_testing import private_context, ros_skip_reason, unique_domain_id
+    from actfusion_ros.testing.ros_harness import private_context, ros_skip_reason, unique_domain_id
 
     reason = ros_skip_reason()
     if reason is not None:

@@ -1,6 +1,6 @@
 """A deliberately failing test (not collected: no ``test_`` prefix) run by tests/test_pytest_reports.py.
 
-Its shape is that of the DDS tests when they fail: ``wait_for`` (actfusion_ros/ros_testing.py, a module pytest
+Its shape is that of the DDS tests when they fail: ``wait_for`` (actfusion_ros/testing/ros_harness.py, a module pytest
 ``ast.parse``-s to show the failing line) times out while another thread keeps running and parsing Python
 source, as a thread that dies and formats its traceback does on CPython 3.11. The ``gc.callbacks`` entry
 stands in for the finalizers that run during a garbage collection and let that thread take the GIL; it
@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from actfusion_ros.ros_testing import wait_for
+from actfusion_ros.testing.ros_harness import wait_for
 
 
 @pytest.fixture()

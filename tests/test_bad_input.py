@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from actfusion_ros.ros_testing import (
+from actfusion_ros.testing.ros_harness import (
     REPO,
     loopback_env,
     make_image,
@@ -302,14 +302,14 @@ needs_rosbags = pytest.mark.skipif(importlib.util.find_spec("rosbags") is None, 
 
 @pytest.fixture(scope="module")
 def bag_frames() -> list[tuple[int, np.ndarray]]:
-    from actfusion_ros.world import ActivityWorld
+    from actfusion_ros.tools.world import ActivityWorld
 
     world = ActivityWorld(width=32, height=24, fps=30.0)
     return [(1_700_000_000 * S + s, rgb) for (s, rgb), _ in zip(world.frames(world.episode(0)), range(20))]
 
 
 def _read(bag: Path, topic: str) -> list[tuple[int, np.ndarray]]:
-    from actfusion_ros.bags import read_images
+    from actfusion_ros.tools.bags import read_images
     return list(read_images(bag, topic))
 
 
@@ -322,7 +322,7 @@ def _storage_file(bag: Path) -> Path:
 def test_a_bag_cut_anywhere_is_a_bag_error_or_reads_complete(tmp_path: Path, bag_frames, storage: str) -> None:
     """A recording cut short at 24 points: either BagError naming bag, topic and file, or every frame
     exactly as written (sqlite3 may end in unused pages); never another exception, never altered frames."""
-    from actfusion_ros.bags import BagError, write_bag
+    from actfusion_ros.tools.bags import BagError, write_bag
 
     bag = write_bag(tmp_path / "bag", storage=storage, images=bag_frames)
     f = _storage_file(bag)
@@ -350,7 +350,7 @@ def test_a_corrupted_bag_never_crashes_the_reader(tmp_path: Path, bag_frames, st
     payload may decode to altered pixels (no checksums), in MCAP the chunk CRC-32s catch it, so what reads
     is exactly what was written - see docs/reliability.md. What must never happen: another exception
     type, a wrong frame shape."""
-    from actfusion_ros.bags import BagError, write_bag
+    from actfusion_ros.tools.bags import BagError, write_bag
 
     bag = write_bag(tmp_path / "bag", storage=storage, images=bag_frames, encoding=encoding)
     topic = "/camera/image_raw" + ("/compressed" if encoding == "jpeg" else "")
@@ -463,7 +463,7 @@ def test_a_bag_holding_a_decompression_bomb_is_refused_without_decoding(tmp_path
     """Bag reading (and so actfusion-replay and actfusion-extract) applies the same header check."""
     import cv2
 
-    from actfusion_ros import bags
+    from actfusion_ros.tools import bags
     from actfusion_ros.frames import rgb_to_jpeg
 
     bomb = _claiming_8000x8000(rgb_to_jpeg(synthetic_frame(1), 90))

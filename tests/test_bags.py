@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from actfusion_ros.bags import (BagError, LabelEvent, bag_topics, count_messages, labels_at,  # noqa: E402
+from actfusion_ros.tools.bags import (BagError, LabelEvent, bag_topics, count_messages, labels_at,  # noqa: E402
                                 read_images, read_labels, write_bag)
 
 S = 1_000_000_000
@@ -191,7 +191,7 @@ def test_write_mcap_crcs_streams_a_large_file_one_chunk_at_a_time(tmp_path: Path
     its size), and the reference reader accepts every CRC."""
     import tracemalloc
 
-    from actfusion_ros.bags import McapFileWriter, _typestore
+    from actfusion_ros.tools.bags import McapFileWriter, _typestore
 
     ts = _typestore()
     string = ts.types["std_msgs/msg/String"]
@@ -207,7 +207,7 @@ def test_write_mcap_crcs_streams_a_large_file_one_chunk_at_a_time(tmp_path: Path
     _zero_mcap_crcs(path)
     tracemalloc.start()
     try:
-        from actfusion_ros.bags import write_mcap_crcs
+        from actfusion_ros.tools.bags import write_mcap_crcs
         chunks = write_mcap_crcs(path)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -227,7 +227,7 @@ def _zero_mcap_crcs(path: Path) -> None:
     """Set every chunk, data-section and summary CRC of ``path`` back to 0 (as rosbags writes them)."""
     import struct
 
-    from actfusion_ros.bags import _MCAP_CHUNK, _MCAP_DATA_END, _MCAP_FOOTER, MCAP_MAGIC
+    from actfusion_ros.tools.bags import _MCAP_CHUNK, _MCAP_DATA_END, _MCAP_FOOTER, MCAP_MAGIC
 
     data = bytearray(path.read_bytes())
     pos = len(MCAP_MAGIC)
@@ -246,7 +246,7 @@ def _zero_mcap_crcs(path: Path) -> None:
 
 
 def test_write_mcap_crcs_refuses_a_file_that_is_not_mcap(tmp_path: Path) -> None:
-    from actfusion_ros.bags import write_mcap_crcs
+    from actfusion_ros.tools.bags import write_mcap_crcs
 
     path = tmp_path / "x.mcap"
     path.write_bytes(b"not an mcap file")

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("rosbags", reason="rosbags not installed")
 
-from actfusion_ros.demo import main, ros_available  # noqa: E402
+from actfusion_ros.tools.demo import main, ros_available  # noqa: E402
 
 
 @pytest.mark.slow
@@ -37,7 +37,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys, dds: bool) -> None:
 def test_demo_line_shows_the_next_action_distribution() -> None:
     from types import SimpleNamespace
 
-    from actfusion_ros.demo import describe, message_next_actions
+    from actfusion_ros.tools.demo import describe, message_next_actions
 
     def t(ns: int) -> SimpleNamespace:
         return SimpleNamespace(sec=ns // 10**9, nanosec=ns % 10**9)
@@ -63,7 +63,7 @@ def test_demo_reads_next_actions_from_the_real_message() -> None:
         pytest.fail("actfusion_msgs was built before ActionAlternative.msg; rerun scripts/build_msgs.sh")
     from builtin_interfaces.msg import Time
 
-    from actfusion_ros.demo import message_next_actions
+    from actfusion_ros.tools.demo import message_next_actions
     from actfusion_ros.next_actions import TimedAlternative
 
     alt = msgs.ActionAlternative(label="stir", class_id=3, probability=0.25, expected_start=Time(sec=2, nanosec=5),
@@ -77,7 +77,7 @@ def test_demo_core_line_shows_the_stream_results_next_actions() -> None:
     """live_core prints each stream result with its next-action distribution (result_line)."""
     import numpy as np
 
-    from actfusion_ros.demo import result_line
+    from actfusion_ros.tools.demo import result_line
     from actfusion_ros.next_actions import TimedAlternative
     from actfusion_ros.stream_types import ForecastResult, TimedSegment
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from actfusion_ros import demo
-from actfusion_ros.world import ActivityWorld
+from actfusion_ros.tools import demo
+from actfusion_ros.tools.world import ActivityWorld
 
 EPISODES = 8   # 2 held out, 6 to train and validate on
 

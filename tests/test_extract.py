@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from actfusion_ros.extract import extract_sampled, main
+from actfusion_ros.tools.extract import extract_sampled, main
 from actfusion_ros.sampler import sample_frame_indices
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import StreamConfig
@@ -17,7 +17,7 @@ from actfusion_model.features.simple import ColorLayoutExtractor
 from actfusion_model.labels import ClassMapping
 
 pytest.importorskip("rosbags")
-from actfusion_ros.bags import write_bag  # noqa: E402
+from actfusion_ros.tools.bags import write_bag  # noqa: E402
 
 S = 1_000_000_000
 MS = 1_000_000

@@ -22,7 +22,7 @@ import yaml
 
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import StreamConfig
-from actfusion_ros.world import ActivityWorld
+from actfusion_ros.tools.world import ActivityWorld
 from actfusion_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from actfusion_model.config import model_config
 from actfusion_model.features import build_extractor

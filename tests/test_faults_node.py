@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pytest
 
-from actfusion_ros.ros_testing import (
+from actfusion_ros.testing.ros_harness import (
     apply_loopback_env,
     make_image,
     node_session,

@@ -1,7 +1,7 @@
 """actfusion_node as a managed (lifecycle) node, driven over loopback DDS through the standard lifecycle
 services (what ``ros2 lifecycle get/set`` call) and the parameter service (``ros2 param set``).
 
-The node runs as a subprocess (actfusion_ros.ros_testing.node_session) with ``autostart: false``; a camera
+The node runs as a subprocess (actfusion_ros.testing.ros_harness.node_session) with ``autostart: false``; a camera
 thread publishes frames the whole time. "Quiet" is judged in /diagnostics periods (steady clock on the
 node's side), never by the wall clock; every wait is a generous "did not hang" bound.
 """
@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from actfusion_ros.ros_testing import NodeSession, camera_feed, node_session, ros_skip_reason, wait_for, wait_statuses
+from actfusion_ros.testing.ros_harness import (NodeSession, camera_feed, node_session, ros_skip_reason, wait_for,
+                                               wait_statuses)
 
 REASON = ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from actfusion_ros.ros_testing import camera_feed, node_session, ros_skip_reason, wait_for
+from actfusion_ros.testing.ros_harness import camera_feed, node_session, ros_skip_reason, wait_for
 
 REASON = ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actfusion_ros.ros_testing import (
+from actfusion_ros.testing.ros_harness import (
     diagnostics_values,
     make_image,
     node_session,

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from actfusion_ros.ros_testing import (
+from actfusion_ros.testing.ros_harness import (
     Client,
     make_image,
     private_context,

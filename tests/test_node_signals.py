@@ -1,6 +1,6 @@
 """SIGINT / SIGTERM at every moment of actfusion_node's life end it with exit 0 and no traceback.
 
-The node runs as ``python -m actfusion_ros.node`` (actfusion_ros.ros_testing.NodeProcess). Moments: start-up
+The node runs as ``python -m actfusion_ros.node`` (actfusion_ros.testing.ros_harness.NodeProcess). Moments: start-up
 (fixed delays after launch: imports, rclpy.init), the model load and spin (log markers), and shutdown
 (a second signal right after the first). Only the outcome is asserted, never how long anything took;
 the waits are "did not hang" bounds. Skipped when rclpy or the message packages are missing.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from actfusion_ros.ros_testing import NodeProcess, ros_skip_reason, unique_domain_id, wait_for, write_params
+from actfusion_ros.testing.ros_harness import NodeProcess, ros_skip_reason, unique_domain_id, wait_for, write_params
 
 REASON = ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]

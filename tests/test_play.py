@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from actfusion_ros.play import PlayError, message_class, pace
+from actfusion_ros.tools.play import PlayError, message_class, pace
 
 
 class FakeClock:

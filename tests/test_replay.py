@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("rosbags", reason="rosbags not installed")
 
-from actfusion_ros.bags import write_bag  # noqa: E402
+from actfusion_ros.tools.bags import write_bag  # noqa: E402
 from actfusion_ros.replay import GroundTruth, ReplayError, fit_replay_baselines, replay  # noqa: E402
 from actfusion_ros.stream_types import StreamConfig  # noqa: E402
 from actfusion_model.features.base import FeatureExtractor  # noqa: E402
@@ -214,7 +214,7 @@ def test_timeline_second_row_is_what_was_published_live(tmp_path) -> None:
 @pytest.fixture
 def cli_bag(tmp_path, monkeypatch):
     """A small bag, a placeholder checkpoint file, and read_images made to fail the test if called."""
-    import actfusion_ros.bags as bags
+    import actfusion_ros.tools.bags as bags
 
     bag = write_bag(tmp_path / "bag", images=list(_frames())[:10], labels=[(0, "red_thing")])
 

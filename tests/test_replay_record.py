@@ -11,7 +11,7 @@ pytest.importorskip("rosbags", reason="rosbags not installed")
 pytest.importorskip("actfusion_msgs.msg", reason="actfusion_msgs not built; run scripts/build_msgs.sh .venv")
 pytest.importorskip("rclpy.serialization", reason="rclpy not importable")
 
-from actfusion_ros.bags import BagError, McapFileWriter, write_bag  # noqa: E402
+from actfusion_ros.tools.bags import BagError, McapFileWriter, write_bag  # noqa: E402
 from actfusion_ros.replay import ReplayError, main, record_settings, replay  # noqa: E402
 from actfusion_ros.replay_record import (CURRENT_TOPIC, FUTURE_TOPIC, LABEL_INFO_TOPIC, RecordSettings,  # noqa: E402
                                          TIMELINE_TOPIC)

@@ -139,7 +139,7 @@ def test_soak_main_exit_status(monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
     import json
 
     import benchmarks.soak as soak
-    import actfusion_ros.ros_testing as ros_helpers
+    import actfusion_ros.testing.ros_harness as ros_helpers
 
     monkeypatch.setattr(ros_helpers, "ros_skip_reason", lambda: "rclpy not importable" if "skip" in case else None)
 

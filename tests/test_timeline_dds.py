@@ -1,6 +1,6 @@
 """The live picture and the class map of the real ``actfusion_node`` over loopback DDS (PyPI ROS wheels).
 
-The node runs as a subprocess (:func:`actfusion_ros.ros_testing.node_session`) while a camera thread streams
+The node runs as a subprocess (:func:`actfusion_ros.testing.ros_harness.node_session`) while a camera thread streams
 frames: a best-effort viewer of ``~/timeline_image`` gets rgb8 pictures of the configured size stamped with a
 camera stamp that was sent; with no viewer nothing is drawn (``timeline_drawn`` stays 0); a subscriber created
 after activation gets the transient-local class map with the node's class names; a deactivated node publishes
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from actfusion_ros.ros_testing import (NodeSession, camera_feed, node_session, ros_skip_reason, wait_for,
+from actfusion_ros.testing.ros_harness import (NodeSession, camera_feed, node_session, ros_skip_reason, wait_for,
                                       wait_statuses)
 
 REASON = ros_skip_reason()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from actfusion_ros.world import TEA_GRAMMAR, ActivityWorld
+from actfusion_ros.tools.world import TEA_GRAMMAR, ActivityWorld
 from actfusion_model.labels import segments_from_labels
 
 

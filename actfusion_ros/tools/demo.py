@@ -1,9 +1,9 @@
 """The newcomer demo: camera -> features -> ActFusion -> live forecasts -> replay report, on one machine.
 
-1. A synthetic activity world (:mod:`actfusion_ros.world`: a person making tea, frames rendered from
+1. A synthetic activity world (:mod:`actfusion_ros.tools.world`: a person making tea, frames rendered from
    an action grammar) provides training episodes and one unseen test episode.
 2. Features come from the same causal extractor and feature-rate sampling the node uses
-   (:func:`actfusion_ros.extract.extract_sampled`), written as an MS-TCN dataset.
+   (:func:`actfusion_ros.tools.extract.extract_sampled`), written as an MS-TCN dataset.
 3. A tiny ActFusion is trained on them on the CPU (:mod:`actfusion_training.trainer`, ``training/configs/
    demo.yaml``) for a fixed number of optimizer steps (its ``training.max_steps``), so the model, and every
    figure after it, is the same on a fast or a loaded machine; only the time it takes differs. A progress
@@ -34,11 +34,11 @@ import numpy as np
 import yaml
 
 from actfusion_ros.next_actions import TimedAlternative, format_next_actions
-from actfusion_ros.ros_domain import domain_id
-from actfusion_ros.world import ActivityWorld, Episode
+from actfusion_ros.tools.ros_domain import domain_id
+from actfusion_ros.tools.world import ActivityWorld, Episode
 from actfusion_model.labels import segments_from_labels
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXTRACTOR = "color_layout"
 EXTRACTOR_KWARGS: dict[str, Any] = {"grid": 4, "bins": 8}
 DEMO_CONFIG = REPO / "training" / "configs" / "demo.yaml"
@@ -65,7 +65,7 @@ def _say(msg: str) -> None:
 def build_dataset(world: ActivityWorld, seeds: Sequence[int], root: Path, feature_rate_hz: float,
                   *, test_count: int = 2) -> None:
     """Write an MS-TCN dataset (features at the feature rate, one label per feature frame)."""
-    from actfusion_ros.extract import extract_sampled
+    from actfusion_ros.tools.extract import extract_sampled
     from actfusion_model.features import build_extractor
     from actfusion_model.features.pipeline import FeaturePipeline, write_dataset_pipeline
     from actfusion_model.io import atomic_write_text
@@ -251,7 +251,7 @@ def label_events(world: ActivityWorld, episode: Episode) -> list[tuple[int, str]
 
 def write_episode_bag(world: ActivityWorld, episode: Episode, path: Path) -> Path:
     """The unseen episode as a rosbag2 (MCAP): JPEG frames and the ground-truth label topic."""
-    from actfusion_ros.bags import write_bag
+    from actfusion_ros.tools.bags import write_bag
 
     if path.exists():
         shutil.rmtree(path)
@@ -296,7 +296,7 @@ def result_line(result: Any, t0_ns: int, truth: str) -> str:
 
 def live_core(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any) -> int:
     """Drive the streaming core in-process (no ROS) at bag pace x100, printing forecasts."""
-    from actfusion_ros.bags import read_images
+    from actfusion_ros.tools.bags import read_images
     from actfusion_ros.forecaster import ModelForecaster
     from actfusion_ros.stream import StreamingAnticipator
     from actfusion_ros.stream_types import StreamConfig
@@ -357,7 +357,7 @@ def live_dds(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any,
     shown = 0
     try:
         time.sleep(1.0)
-        player = subprocess.Popen([sys.executable, "-m", "actfusion_ros.play", str(bag), "--rate", str(rate),
+        player = subprocess.Popen([sys.executable, "-m", "actfusion_ros.tools.play", str(bag), "--rate", str(rate),
                                    "--topics", IMAGE_TOPIC, "--wait-timeout", "30"], env=env)
         t0 = None
         deadline = time.monotonic() + 120

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FASTDDS_PROFILE = REPO / "config" / "fastdds_local.xml"
 
 
@@ -50,7 +50,7 @@ def ros_skip_reason() -> str | None:
 def unique_domain_id() -> int:
     """``ROS_DOMAIN_ID`` when set; else a domain in 20..219 derived from the pid (tests also use unique
     namespaces)."""
-    from actfusion_ros.ros_domain import domain_id
+    from actfusion_ros.tools.ros_domain import domain_id
     return domain_id(20 + os.getpid() % 200)
 
 

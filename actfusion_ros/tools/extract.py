@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from actfusion_ros.bags import BagError, count_messages, labels_at, read_images, read_labels
+from actfusion_ros.tools.bags import BagError, count_messages, labels_at, read_images, read_labels
 from actfusion_ros.sampling import FRAME_SHAPE, FeatureSampling
 from actfusion_ros.time_ns import NS_PER_S, period_ns_from_rate
 from actfusion_model.features import FeatureExtractor, FrameShapeChanged, available_extractors, build_extractor
