@@ -55,7 +55,7 @@ setup(
             "actfusion-train = actfusion_training.train:main",
             "actfusion-eval = actfusion_training.eval_model:main",
             "actfusion_node = actfusion_ros.node:main",
-            "actfusion-replay = actfusion_ros.replay:main",
+            "actfusion-replay = actfusion_ros.tools.replay.cli:main",
             "actfusion-play = actfusion_ros.tools.play:main",
             "actfusion-extract = actfusion_ros.tools.extract:main",
         ],

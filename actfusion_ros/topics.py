@@ -1,7 +1,7 @@
 """The names of ``actfusion_node``'s topics and service, in one place (ROS-free).
 
 The node creates its entities with the relative names (``NODE_*``), so a namespace applies;
-:mod:`actfusion_ros.replay_record` writes its MCAP file under the names they resolve to for the default
+:mod:`actfusion_ros.tools.replay.recording` writes its MCAP file under the names they resolve to for the default
 node name without a namespace (``RESOLVED_*``).
 """
 from __future__ import annotations

@@ -58,7 +58,10 @@ def demo_rows(checkpoint: Path, episodes: int, first_seed: int, num_samples: int
     from actfusion_ros.tools.bags import labels_at, read_images, read_labels
     from actfusion_ros.builder import build_anticipator
     from actfusion_ros.tools.demo import IMAGE_TOPIC, LABEL_TOPIC, write_episode_bag
-    from actfusion_ros.replay import GroundTruth, drive, fit_replay_baselines, pipeline_settings
+    from actfusion_ros.tools.replay.cli import pipeline_settings
+    from actfusion_ros.tools.replay.driver import drive
+    from actfusion_ros.tools.replay.records import GroundTruth
+    from actfusion_ros.tools.replay.scoring import fit_replay_baselines
     from actfusion_ros.tools.world import ActivityWorld
 
     args = Namespace(params=None, checkpoint=checkpoint, extractor=None, extractor_opt=[], feature_rate=None,

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from actfusion_ros.tools.demo import IMAGE_TOPIC, LABEL_TOPIC, write_episode_bag  # noqa: E402
-from actfusion_ros.replay import main as replay_main  # noqa: E402
+from actfusion_ros.tools.replay.cli import main as replay_main  # noqa: E402
 from actfusion_ros.tools.world import ActivityWorld  # noqa: E402
 
 LOOKAHEADS = ("1s", "2s", "5s")

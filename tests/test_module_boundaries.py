@@ -18,7 +18,7 @@ def test_one_list_of_backend_names() -> None:
 
     assert BACKENDS is backend_names.BACKENDS is node_params.BACKENDS is forecaster.BACKENDS
     assert node_params.spec("backend").choices == BACKENDS
-    source = (ROOT / "actfusion_ros" / "replay.py").read_text()
+    source = (ROOT / "actfusion_ros" / "tools" / "replay" / "cli.py").read_text()
     assert "choices=BACKENDS" in source and '"onnxruntime", "tensorrt")' not in source
 
 

@@ -9,7 +9,9 @@ import pytest
 pytest.importorskip("rosbags", reason="rosbags not installed")
 
 from actfusion_ros.tools.bags import write_bag  # noqa: E402
-from actfusion_ros.replay import GroundTruth, ReplayError, fit_replay_baselines, replay  # noqa: E402
+from actfusion_ros.tools.replay.driver import replay  # noqa: E402
+from actfusion_ros.tools.replay.records import GroundTruth, ReplayError  # noqa: E402
+from actfusion_ros.tools.replay.scoring import fit_replay_baselines  # noqa: E402
 from actfusion_ros.stream_types import StreamConfig  # noqa: E402
 from actfusion_model.features.base import FeatureExtractor  # noqa: E402
 
@@ -162,8 +164,8 @@ def test_series_files_rescore_to_the_report(tmp_path) -> None:
     import csv
     import json
 
-    from actfusion_ros.replay import score
-    from actfusion_ros.replay_series import read_series
+    from actfusion_ros.tools.replay.scoring import score
+    from actfusion_ros.tools.replay.series import read_series
     from actfusion_training.metrics import tas_metrics
 
     report = _replay(tmp_path, LastFrameOracle())
@@ -190,8 +192,8 @@ def test_series_files_rescore_to_the_report(tmp_path) -> None:
 
 
 def test_timeline_second_row_is_what_was_published_live(tmp_path) -> None:
-    from actfusion_ros.replay import timeline_rows
-    from actfusion_ros.replay_series import read_series
+    from actfusion_ros.tools.replay.figure import timeline_rows
+    from actfusion_ros.tools.replay.series import read_series
 
     _replay(tmp_path, LastFrameOracle())
     records, truth = read_series(tmp_path / "out", NAMES)
@@ -248,7 +250,7 @@ def cli_bag(tmp_path, monkeypatch):
 def test_cli_user_errors_exit_2_with_one_line(tmp_path, cli_bag, capsys, case, extra, message) -> None:
     import re
 
-    from actfusion_ros.replay import main
+    from actfusion_ros.tools.replay.cli import main
 
     extra = [e.replace("{tmp}", str(tmp_path)) for e in extra]
     bag = str(cli_bag)
@@ -279,7 +281,7 @@ def test_cli_user_error_as_a_subprocess_has_no_traceback(tmp_path) -> None:
     bag = write_bag(tmp_path / "bag", images=list(_frames())[:4], labels=[(0, "red_thing")])
     (tmp_path / "f").write_text("x")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    res = subprocess.run([sys.executable, "-m", "actfusion_ros.replay", str(bag), "--checkpoint", str(tmp_path / "f"),
+    res = subprocess.run([sys.executable, "-m", "actfusion_ros.tools.replay", str(bag), "--checkpoint", str(tmp_path / "f"),
                           "--out", str(tmp_path / "f" / "out"), "--labels", str(tmp_path / "missing")],
                          capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
@@ -311,7 +313,7 @@ def test_cli_params_file_replays_the_node_deployment(tmp_path) -> None:
 
     from actfusion_ros.builder import build_anticipator
     from actfusion_ros.node_params import read_params_file, validate_values
-    from actfusion_ros.replay import main
+    from actfusion_ros.tools.replay.cli import main
 
     params = _params_file(tmp_path)
     bag = write_bag(tmp_path / "bag", images=list(_frames()), labels=[(0, "red_thing"),
@@ -325,7 +327,7 @@ def test_cli_params_file_replays_the_node_deployment(tmp_path) -> None:
 
 
 def test_cli_params_file_refuses_model_and_stream_flags(tmp_path, capsys) -> None:
-    from actfusion_ros.replay import main
+    from actfusion_ros.tools.replay.cli import main
 
     bag = write_bag(tmp_path / "bag", images=list(_frames())[:4], labels=[(0, "red_thing")])
     rc = main([str(bag), "--params", str(_params_file(tmp_path)), "--ratio", "2", "--out", str(tmp_path / "o"),
@@ -338,7 +340,7 @@ def test_cli_params_file_refuses_model_and_stream_flags(tmp_path, capsys) -> Non
 
 
 def test_replay_report_states_and_scores_the_next_action(tmp_path) -> None:
-    from actfusion_ros.replay_series import read_series
+    from actfusion_ros.tools.replay.series import read_series
 
     report = _replay(tmp_path)  # "nothing changes": every tick states {no change: 1}
     records, _ = read_series(tmp_path / "out", NAMES)
@@ -359,8 +361,10 @@ def test_replay_report_states_and_scores_the_next_action(tmp_path) -> None:
 
 
 def test_next_action_hook_takes_k_samples_per_tick(tmp_path) -> None:
-    from actfusion_ros.replay import (TickRecord, next_action_lines, next_action_report, tick_next_actions,
-                                      timeline_png)
+    from actfusion_ros.tools.replay.figure import timeline_png
+    from actfusion_ros.tools.replay.records import TickRecord
+    from actfusion_ros.tools.replay.report import next_action_lines, next_action_report
+    from actfusion_ros.tools.replay.scoring import tick_next_actions
 
     period = 500_000_000
     rec = TickRecord(stamp_ns=2 * period, observed_stamps_ns=np.arange(3) * period,

@@ -12,8 +12,10 @@ pytest.importorskip("actfusion_msgs.msg", reason="actfusion_msgs not built; run 
 pytest.importorskip("rclpy.serialization", reason="rclpy not importable")
 
 from actfusion_ros.tools.bags import BagError, McapFileWriter, write_bag  # noqa: E402
-from actfusion_ros.replay import ReplayError, main, record_settings, replay  # noqa: E402
-from actfusion_ros.replay_record import (CURRENT_TOPIC, FUTURE_TOPIC, LABEL_INFO_TOPIC, RecordSettings,  # noqa: E402
+from actfusion_ros.tools.replay.cli import main, record_settings  # noqa: E402
+from actfusion_ros.tools.replay.driver import replay  # noqa: E402
+from actfusion_ros.tools.replay.records import ReplayError  # noqa: E402
+from actfusion_ros.tools.replay.recording import (CURRENT_TOPIC, FUTURE_TOPIC, LABEL_INFO_TOPIC, RecordSettings,  # noqa: E402
                                          TIMELINE_TOPIC)
 from actfusion_ros.stream_types import StreamConfig  # noqa: E402
 from tests.test_replay import BOUNDARY_S, NAMES, Blueness, RepeatLast, _frames  # noqa: E402

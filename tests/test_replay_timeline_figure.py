@@ -1,4 +1,4 @@
-"""The replay's timeline figure (actfusion_ros.replay.timeline_figure): the recording gets the main panel, the
+"""The replay's timeline figure (actfusion_ros.tools.replay.figure.timeline_figure): the recording gets the main panel, the
 forecasts' time after it a narrow panel of its own, and the next-action notes sit beside the bars, not on them.
 Checked on the figure's layout (axis limits, axes extents, text and bar extents), not on pixels."""
 from __future__ import annotations
@@ -9,7 +9,8 @@ import pytest
 pytest.importorskip("matplotlib")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from actfusion_ros.replay import BEYOND_WIDTH_RATIO, GroundTruth, TickRecord, timeline_figure, timeline_png  # noqa: E402
+from actfusion_ros.tools.replay.figure import BEYOND_WIDTH_RATIO, timeline_figure, timeline_png  # noqa: E402
+from actfusion_ros.tools.replay.records import GroundTruth, TickRecord  # noqa: E402
 
 NAMES = ("take_cup", "pour_water", "stir", "drink")
 PERIOD = 250_000_000                 # 4 Hz features

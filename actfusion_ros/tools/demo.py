@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         _say("error: no forecast was received", )
         return 1
     _say("[5/5] replaying the bag through the streaming pipeline for the report ...")
-    from actfusion_ros.replay import main as replay_main
+    from actfusion_ros.tools.replay.cli import main as replay_main
 
     rc = replay_main([str(bag), "--checkpoint", str(model_path), "--out", str(work / "replay"),
                       "--image-topic", IMAGE_TOPIC, "--label-topic", LABEL_TOPIC, "--tick-rate", "2.0",

@@ -14,9 +14,9 @@ Written beside ``replay.json`` (each file atomically):
   ``period_ns`` and ``future_labels`` (one name per future frame; frame ``k`` starts at
   ``future_start_ns + k * period_ns``).
 
-:func:`read_series` loads them back as the replay's :class:`~actfusion_ros.replay.TickRecord` list and
-:class:`~actfusion_ros.replay.GroundTruth`, so ``replay.score(*read_series(out, class_names))`` gives the
-report's figures again.
+:func:`read_series` loads them back as the replay's :class:`~actfusion_ros.tools.replay.records.TickRecord` list
+and :class:`~actfusion_ros.tools.replay.records.GroundTruth`, so
+``actfusion_ros.tools.replay.scoring.score(*read_series(out, class_names))`` gives the report's figures again.
 """
 from __future__ import annotations
 
@@ -24,15 +24,13 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from actfusion_model.io import atomic_write_text
 from actfusion_model.labels import segments_from_labels
-
-if TYPE_CHECKING:
-    from actfusion_ros.replay import GroundTruth, TickRecord
+from actfusion_ros.tools.replay.records import GroundTruth, TickRecord
 
 FRAMES_CSV = "frames.csv"
 SEGMENTATION_CSV = "segmentation.csv"
@@ -67,7 +65,7 @@ def label_segments(labels: np.ndarray, starts_ns: np.ndarray, end_ns: int,
             for s in segments_from_labels(labels)]
 
 
-def tick_entry(index: int, rec: "TickRecord", class_names: Sequence[str]) -> dict[str, Any]:
+def tick_entry(index: int, rec: TickRecord, class_names: Sequence[str]) -> dict[str, Any]:
     """The ``forecasts.jsonl`` object of one tick."""
     future_times = rec.future_times_ns()
     observed = label_segments(rec.observed_labels, rec.observed_stamps_ns, rec.future_start_ns, class_names)
@@ -81,7 +79,7 @@ def tick_entry(index: int, rec: "TickRecord", class_names: Sequence[str]) -> dic
                                               class_names)}
 
 
-def write_series(out: Path, records: Sequence["TickRecord"], final: "TickRecord", truth: "GroundTruth",
+def write_series(out: Path, records: Sequence[TickRecord], final: TickRecord, truth: GroundTruth,
                  truth_names: Sequence[str], class_names: Sequence[str]) -> list[Path]:
     """Write ``frames.csv``, ``segmentation.csv`` and ``forecasts.jsonl`` to ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
@@ -106,14 +104,12 @@ def _read_csv(path: Path, header: Sequence[str]) -> list[list[str]]:
     return rows[1:]
 
 
-def read_series(out: Path, class_names: Sequence[str]) -> tuple[list["TickRecord"], "GroundTruth"]:
+def read_series(out: Path, class_names: Sequence[str]) -> tuple[list[TickRecord], GroundTruth]:
     """Tick records and ground truth from a report folder (see the module docstring).
 
     Each record's observed labels are rebuilt per feature for the last complete tick (from
     ``segmentation.csv``) and as the tick's current action otherwise (all that scoring uses).
     """
-    from actfusion_ros.replay import GroundTruth, TickRecord
-
     index = {n: i for i, n in enumerate(class_names)}
     frames = _read_csv(out / FRAMES_CSV, ("stamp_ns", "truth"))
     truth = GroundTruth(np.asarray([int(r[0]) for r in frames], np.int64),

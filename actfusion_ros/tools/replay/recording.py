@@ -39,7 +39,7 @@ __all__ = ["CURRENT_TOPIC", "FUTURE_TOPIC", "LABEL_INFO_TOPIC", "RecordSettings"
 FUTURE_TOPIC, CURRENT_TOPIC = topics.RESOLVED_FUTURE_TOPIC, topics.RESOLVED_CURRENT_TOPIC
 TIMELINE_TOPIC, LABEL_INFO_TOPIC = topics.RESOLVED_TIMELINE_TOPIC, topics.RESOLVED_LABEL_INFO_TOPIC
 _IMAGE_TYPE = "sensor_msgs/msg/Image"
-_REPO_MSGS = Path(__file__).resolve().parents[1] / "actfusion_msgs" / "msg"
+_REPO_MSGS = Path(__file__).resolve().parents[3] / "actfusion_msgs" / "msg"
 
 
 @dataclass(frozen=True)
