@@ -24,7 +24,7 @@ import torch
 
 from actfusion_model.checkpoint import load_checkpoint
 from actfusion_model.config import ModelConfig, model_config
-from actfusion_model.consensus import frame_marginals
+from actfusion_model.consensus import consensus_probs
 from actfusion_model.features.pipeline import FeaturePipeline, checkpoint_pipeline
 from actfusion_model.network import ActFusion
 from actfusion_model.runtime import Backend, BackendError, forecast, load_backend, schedule_for
@@ -180,7 +180,7 @@ class ModelForecaster:
 
         ``observed`` and ``horizon`` are checked by :func:`actfusion_model.runtime.forecast` (ValueError).
         With ``num_samples`` K > 1 one encoder pass feeds K DDIM samples: the probabilities returned are
-        their per-frame consensus (:func:`consensus_probs`), whose argmax is the per-frame mode, and
+        their per-frame consensus (:func:`actfusion_model.consensus.consensus_probs`), whose argmax is the per-frame mode, and
         ``future_samples`` holds the K futures ``(K, C, horizon)`` float32 (``None`` for K = 1). Each call
         returns its own arrays, so concurrent readers never see another tick's samples.
         """
@@ -201,15 +201,6 @@ class ModelForecaster:
         return (f"ModelForecaster(backend={self.backend!r}, device={str(self.device)!r}, "
                 f"classes={self.num_classes}, input_dim={self.input_dim}, steps={self.steps}, "
                 f"seed={self.seed})")
-
-
-def consensus_probs(samples: np.ndarray) -> np.ndarray:
-    """``(K, C, T)`` sample probabilities -> ``(C, T)`` float32: each frame's vote share over the K samples'
-    argmax labels (:func:`actfusion_model.consensus.frame_marginals`), ties broken by the mean probability exactly as
-    :func:`actfusion_model.consensus.per_frame_mode` does; rows sum to 1."""
-    votes = frame_marginals(samples, samples.shape[1]) * samples.shape[0]
-    score = votes + 0.5 * samples.mean(axis=0)
-    return (score / score.sum(axis=0, keepdims=True)).astype(np.float32)
 
 
 def _entry(backend: str) -> BackendEntry:

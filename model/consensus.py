@@ -167,13 +167,28 @@ def frame_marginals(samples: np.ndarray | FutureSamples, num_classes: int | None
     raise ValueError(f"unknown marginal source {source!r}; expected one of {MARGINAL_SOURCES}")
 
 
-def per_frame_mode(samples: np.ndarray | FutureSamples, num_classes: int | None = None) -> np.ndarray:
-    """``(T,)`` int64: each frame's most voted class; ties -> highest mean probability, then lowest id."""
+def mode_scores(samples: np.ndarray | FutureSamples, num_classes: int | None = None) -> np.ndarray:
+    """``(C, T)`` float64 scores of the per-frame mode: each class's vote count plus half its mean probability
+    (probability input; < 1, so it only breaks ties between equal counts). The mode is their argmax (ties
+    left: the lowest id); :func:`consensus_probs` normalises them."""
     s = FutureSamples.of(samples, num_classes)
     score = frame_marginals(s) * s.num_samples  # integer vote counts
     if s.probs is not None:
-        score = score + 0.5 * s.probs.mean(axis=0)  # < 1: only breaks ties between equal counts
-    return np.argmax(score, axis=0).astype(np.int64)
+        score = score + 0.5 * s.probs.mean(axis=0)
+    return score
+
+
+def per_frame_mode(samples: np.ndarray | FutureSamples, num_classes: int | None = None) -> np.ndarray:
+    """``(T,)`` int64: each frame's most voted class; ties -> highest mean probability, then lowest id."""
+    return np.argmax(mode_scores(samples, num_classes), axis=0).astype(np.int64)
+
+
+def consensus_probs(samples: np.ndarray) -> np.ndarray:
+    """``(K, C, T)`` sample probabilities -> ``(C, T)`` float32 frame probabilities whose argmax is the per-frame
+    mode (:func:`per_frame_mode`, its tie-break included): the :func:`mode_scores` normalised per frame (each
+    frame sums to 1; mostly the vote share). What the node publishes as the forecast of K samples."""
+    score = mode_scores(samples, np.shape(samples)[1])
+    return (score / score.sum(axis=0, keepdims=True)).astype(np.float32)
 
 
 def medoid_index(samples: np.ndarray | FutureSamples, num_classes: int | None = None) -> int:

@@ -174,7 +174,7 @@ def test_num_samples_returns_the_per_frame_consensus_of_k_samples() -> None:
     """K samples from one encoder pass; the probabilities are vote shares whose argmax is the per-frame mode."""
     from actfusion_model.consensus import per_frame_mode
     from actfusion_model.forecast import forecast
-    from actfusion_ros.forecaster import consensus_probs
+    from actfusion_model.consensus import consensus_probs
 
     one = ModelForecaster.random_weights(input_dim=32, weight_seed=3, seed=5)
     many = ModelForecaster(one.model, one.class_names, seed=5, num_samples=6)
@@ -198,7 +198,7 @@ def test_num_samples_returns_the_per_frame_consensus_of_k_samples() -> None:
 def test_num_samples_hands_back_the_k_samples_of_the_tick() -> None:
     """K > 1: the call returns the K futures it drew (the tick's seed), beside their consensus."""
     from actfusion_model.forecast import forecast
-    from actfusion_ros.forecaster import consensus_probs
+    from actfusion_model.consensus import consensus_probs
     from actfusion_ros.stream_types import ForecastOutput
 
     one = ModelForecaster.random_weights(input_dim=32, weight_seed=3, seed=5)
