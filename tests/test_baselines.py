@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actfusion_training.baselines import (END, START, Forecaster, GrammarForecaster, RepeatLast, baseline_lta_labels,
+from actfusion_training.baselines import (END, START, GrammarForecaster, LabelForecaster, RepeatLast, baseline_lta_labels,
                                 best_per_cell, fit_baselines, resample_labels, score_baselines)
 from actfusion_training.metrics import moc_scores
 from tests.grammar_cases import A, B, C, g1, g2, runs  # noqa: F401 - g1, g2 are fixtures
@@ -107,7 +107,7 @@ def test_order2_uses_the_longer_context_and_the_end_state(g1: GrammarForecaster,
 def test_repeat_last_and_the_protocol():
     assert RepeatLast().forecast(np.array([3, 3, 1]), 4).tolist() == [1, 1, 1, 1]
     assert RepeatLast().forecast(np.array([2]), 0).size == 0
-    assert isinstance(RepeatLast(), Forecaster) and isinstance(GrammarForecaster.fit([A], 1), Forecaster)
+    assert isinstance(RepeatLast(), LabelForecaster) and isinstance(GrammarForecaster.fit([A], 1), LabelForecaster)
     with pytest.raises(ValueError, match="non-empty"):
         RepeatLast().forecast(np.array([], dtype=np.int64), 3)
     with pytest.raises(ValueError, match="horizon"):

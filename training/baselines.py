@@ -1,6 +1,6 @@
 """Label-only forecasters: what the model has to beat ("repeat the last action", a segment grammar).
 
-Every forecaster answers one question through :class:`Forecaster`: given the labels observed so far
+Every forecaster answers one question through :class:`LabelForecaster`: given the labels observed so far
 (one class id per frame, frame 0 first) and a horizon of ``horizon`` frames, which label will each future
 frame have? They are fitted on label sequences only (``groundTruth/`` of the training split, or any list
 of label files), so they work for every MS-TCN dataset and for the user's own recordings.
@@ -62,8 +62,9 @@ END = -11
 
 
 @runtime_checkable
-class Forecaster(Protocol):
-    """Anything that forecasts future frame labels from observed frame labels."""
+class LabelForecaster(Protocol):
+    """Anything that forecasts future frame labels from observed frame labels (not the model's
+    :class:`actfusion_ros.stream_types.Forecaster`, which forecasts from features)."""
 
     name: str
 
@@ -315,7 +316,7 @@ def resample_labels(labels: np.ndarray, from_hz: float, to_hz: float) -> np.ndar
 
 
 def fit_baselines(train_labels: Iterable[np.ndarray], sample_rate: int,
-                  orders: Sequence[int] = (1, 2)) -> list[Forecaster]:
+                  orders: Sequence[int] = (1, 2)) -> list[LabelForecaster]:
     """Repeat-last and one grammar per order, fitted on raw-rate training labels subsampled at offset 0."""
     if sample_rate < 1:
         raise ValueError(f"sample_rate must be >= 1, got {sample_rate}")
@@ -323,7 +324,7 @@ def fit_baselines(train_labels: Iterable[np.ndarray], sample_rate: int,
     return [RepeatLast(), *(GrammarForecaster.fit(sampled, order=k) for k in orders)]
 
 
-def baseline_lta_labels(forecaster: Forecaster, gt: np.ndarray, sample_rate: int, alpha: float, protocol: str,
+def baseline_lta_labels(forecaster: LabelForecaster, gt: np.ndarray, sample_rate: int, alpha: float, protocol: str,
                         ratio: float = 4.0) -> np.ndarray:
     """Raw-rate prediction of one video (N,) laid out like :func:`actfusion_training.inference.predict_lta`'s.
 
@@ -352,7 +353,7 @@ class BaselineRun:
     predictions: dict[str, dict[tuple[str, float], dict[str, np.ndarray]]] = field(default_factory=dict)
 
 
-def score_baselines(forecasters: Sequence[Forecaster], videos: Sequence[tuple[str, np.ndarray]], sample_rate: int,
+def score_baselines(forecasters: Sequence[LabelForecaster], videos: Sequence[tuple[str, np.ndarray]], sample_rate: int,
                     *, protocols: Sequence[str] = PROTOCOLS, alphas: Sequence[float] = (0.2, 0.3),
                     betas: Sequence[float] = (0.1, 0.2, 0.3, 0.5), ratio: float = 4.0) -> BaselineRun:
     """MoC of every forecaster on ``(name, raw-rate ground truth)`` videos, scored like the model."""

@@ -22,7 +22,7 @@ from actfusion_ros.tools.replay.recording import RecordSettings
 from actfusion_ros.tools.replay.report import headline, latency_percentiles, next_action_report, write_report
 from actfusion_ros.tools.replay.scoring import DEFAULT_LOOKAHEAD_S, score
 from actfusion_ros.tools.replay.series import write_series
-from actfusion_training.baselines import Forecaster, RepeatLast
+from actfusion_training.baselines import LabelForecaster, RepeatLast
 
 
 def drive(frames: Iterable[tuple[int, np.ndarray]], anticipator: StreamingAnticipator, *,
@@ -73,7 +73,7 @@ def drive(frames: Iterable[tuple[int, np.ndarray]], anticipator: StreamingAntici
 def replay(bag: Path, forecaster: Any, extractor: Any, *, out: Path, image_topic: str,
            label_topic: str | None = None, labels_file: Path | None = None, config: StreamConfig,
            tick_rate_hz: float = 2.0, lookahead_s: Sequence[float] = DEFAULT_LOOKAHEAD_S,
-           baselines: Sequence[Forecaster] = (), record: RecordSettings | None = None) -> ReplayReport:
+           baselines: Sequence[LabelForecaster] = (), record: RecordSettings | None = None) -> ReplayReport:
     """Replay ``bag`` through the streaming core and write the report to ``out``.
 
     ``baselines`` (e.g. from :func:`fit_replay_baselines`) are scored beside the model and "repeat last".

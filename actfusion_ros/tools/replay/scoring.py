@@ -20,14 +20,14 @@ from actfusion_model.consensus import (FutureSamples, NextActionDistribution, ne
                                        next_action_outcome, outcome_vector)
 from actfusion_ros.tools.replay.records import (AnticipationScore, GroundTruth, ReplayError, TickRecord,
                                                 complete_ticks, final_record)
-from actfusion_training.baselines import Forecaster, GrammarForecaster, RepeatLast, resample_labels
+from actfusion_training.baselines import GrammarForecaster, LabelForecaster, RepeatLast, resample_labels
 from actfusion_training.metrics import MocCounts, tas_metrics
 
 DEFAULT_LOOKAHEAD_S = (1.0, 2.0, 5.0, 10.0)
 
 
 def score(records: Sequence[TickRecord], truth: GroundTruth, *, lookahead_s: Sequence[float] = DEFAULT_LOOKAHEAD_S,
-          background: Sequence[int] = (), baselines: Sequence[Forecaster] = ()
+          background: Sequence[int] = (), baselines: Sequence[LabelForecaster] = ()
           ) -> tuple[dict[str, float], dict[str, AnticipationScore]]:
     """TAS of the final observation; anticipation scores of the model, "repeat the last action" and ``baselines``.
 
@@ -45,7 +45,7 @@ def score(records: Sequence[TickRecord], truth: GroundTruth, *, lookahead_s: Seq
     return tas, scores
 
 
-def _baseline_future(forecaster: Forecaster) -> Any:
+def _baseline_future(forecaster: LabelForecaster) -> Any:
     """A tick's future labels as ``forecaster`` predicts them (video length unknown: r*N^O durations)."""
     return lambda r: forecaster.forecast(r.observed_labels, r.future_labels.shape[0])
 
