@@ -92,8 +92,8 @@ import numpy as np
 from actfusion_ros.buffer import FeatureBuffer
 from actfusion_ros.next_actions import TimedAlternative, timed_alternatives
 from actfusion_ros.sampling import FeatureSampling
-from actfusion_ros.stream_types import (EncodedFrame, ForecastError, ForecastResult, Forecaster, StreamConfig,
-                                        StreamStats, timed_segments)
+from actfusion_ros.stream_types import (EncodedFrame, ForecastError, ForecastOutput, ForecastResult, Forecaster,
+                                        StreamConfig, StreamStats, timed_segments)
 from actfusion_ros.time_ns import NS_PER_S, as_stamp_ns, seconds_to_ns
 from actfusion_model.consensus import frame_marginals, next_action_distribution
 from actfusion_model.features.base import FeatureExtractor, FrameError, check_frame
@@ -374,20 +374,21 @@ class StreamingAnticipator:
 
     def _checked_forecast(self, features: np.ndarray,
                           horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The forecaster's ``(observed (C, N), future (C, H), samples (K, C, H) or None)``, checked."""
+        """The forecaster's :class:`ForecastOutput` as ``(observed (C, N), future (C, H), samples (K, C, H) or
+        None)`` float32 arrays, checked."""
         c, n = len(self.class_names), features.shape[1]
-        out = tuple(self.forecaster(features, horizon))
-        if len(out) not in (2, 3):
-            raise ForecastError(f"forecaster returned {len(out)} values, expected (observed, future) or "
-                                "(observed, future, future_samples)")
-        obs = np.asarray(out[0], dtype=np.float32)
-        fut = np.asarray(out[1], dtype=np.float32)
+        out = self.forecaster(features, horizon)
+        if not isinstance(out, ForecastOutput):
+            raise ForecastError(f"forecaster returned a {type(out).__name__}, expected a ForecastOutput "
+                                "(observed_probs, future_probs, future_samples)")
+        obs = np.asarray(out.observed_probs, dtype=np.float32)
+        fut = np.asarray(out.future_probs, dtype=np.float32)
         if obs.shape != (c, n) or fut.shape != (c, horizon):
             raise ForecastError(f"forecaster returned shapes {obs.shape} and {fut.shape}, expected "
                                 f"({c}, {n}) and ({c}, {horizon})")
         if not (np.isfinite(obs).all() and np.isfinite(fut).all()):
             raise ForecastError("forecaster returned non-finite probabilities")
-        samples = None if len(out) == 2 or out[2] is None else np.asarray(out[2], dtype=np.float32)
+        samples = None if out.future_samples is None else np.asarray(out.future_samples, dtype=np.float32)
         if samples is not None:
             if samples.ndim != 3 or samples.shape[0] < 1 or samples.shape[1:] != (c, horizon):
                 raise ForecastError(f"forecaster returned future samples of shape {samples.shape}, expected "

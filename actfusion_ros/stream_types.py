@@ -4,7 +4,7 @@
   (the node's stream parameters are its fields: :data:`STREAM_KEYS`);
 * :class:`EncodedFrame`: a frame known by its shape before it is decoded;
 * :class:`Forecaster`: the protocol of the model behind the stream, and :class:`ForecastOutput`, what it
-  returns when it samples K futures;
+  returns (the frame probabilities and, when it samples K futures, those);
 * :class:`TimedSegment`, :class:`ForecastResult`, :class:`StreamStats`: what a tick and the counters give,
   and :func:`timed_segments`, which cuts frame probabilities into timed segments (the segment-time
   convention of :mod:`actfusion_ros.stream`).
@@ -232,11 +232,16 @@ class StreamStats:
 
 
 class ForecastOutput(NamedTuple):
-    """A forecaster's answer that carries K sampled futures.
+    """A forecaster's answer, the one type a :class:`Forecaster` returns.
 
     ``observed_probs (C, N_O)`` and ``future_probs (C, H)``: the frame probabilities the stream segments
-    (for K > 1 the per-frame consensus of the samples); ``future_samples``: ``(K, C, H)`` probabilities of
-    the K sampled futures, ``None`` when the forecast is one sample (then ``future_probs`` is it).
+    (for K > 1 the per-frame consensus of the samples, :func:`actfusion_model.consensus.consensus_probs`);
+    ``future_samples``: ``(K, C, H)`` probabilities of the K sampled futures, ``None`` (the default) when the
+    forecast is one sample (then ``future_probs`` is it).
+
+    The model's own result, :class:`actfusion_model.forecast.Forecast`, is torch tensors with a sample axis and
+    the encoder's logits; this is what the stream reads of it (numpy, one consensus). What a tick publishes is
+    a :class:`ForecastResult`.
     """
 
     observed_probs: np.ndarray
@@ -248,10 +253,9 @@ class ForecastOutput(NamedTuple):
 class Forecaster(Protocol):
     """The model behind the stream (an adapter around ActFusion; tests use fakes).
 
-    ``__call__(observed (D, N_O) float32, horizon)`` returns frame-wise class probabilities for the observed
-    frames and the ``horizon`` future frames: the pair ``(observed_probs (C, N_O), future_probs (C, H))``
-    (one sampled future) or a :class:`ForecastOutput`, which adds the K sampled futures
-    ``future_samples (K, C, H)`` (or ``None``).
+    ``__call__(observed (D, N_O) float32, horizon)`` returns a :class:`ForecastOutput`: frame-wise class
+    probabilities for the observed frames and the ``horizon`` future frames, ``observed_probs (C, N_O)`` and
+    ``future_probs (C, H)``, and the K sampled futures ``future_samples (K, C, H)`` (``None`` for one sample).
 
     The stream calls it and reads ``num_classes``; the builder (:mod:`actfusion_ros.builder`) and replay
     read ``class_names`` (the model's names, ``num_classes`` of them), ``input_dim`` (the feature size it
@@ -264,7 +268,7 @@ class Forecaster(Protocol):
     input_dim: int | None
     pipeline: FeaturePipeline | None
 
-    def __call__(self, observed: np.ndarray, horizon: int) -> ForecastOutput | tuple[np.ndarray, np.ndarray]: ...
+    def __call__(self, observed: np.ndarray, horizon: int) -> ForecastOutput: ...
 
 
 class EncodedFrame:

@@ -31,8 +31,10 @@ class ContextBoundForecaster:
         with open(self.marker, "a") as f:
             f.write(line + "\n")
 
-    def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, observed: np.ndarray, horizon: int) -> Any:
         import rclpy
+
+        from actfusion_ros.stream_types import ForecastOutput
 
         self.calls += 1
         k = self.calls
@@ -42,7 +44,7 @@ class ContextBoundForecaster:
             time.sleep(0.01)
         self._note(f"leave {k} shut_down={not rclpy.ok()}")
         n = observed.shape[1]
-        return np.full((3, n), 1 / 3, np.float32), np.full((3, horizon), 1 / 3, np.float32)
+        return ForecastOutput(np.full((3, n), 1 / 3, np.float32), np.full((3, horizon), 1 / 3, np.float32))
 
 
 def main(argv: Sequence[str]) -> int:

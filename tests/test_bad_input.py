@@ -32,6 +32,7 @@ from actfusion_ros.testing.ros_harness import (
     wait_for,
     write_params,
 )
+from actfusion_ros.stream_types import ForecastOutput
 
 S = 1_000_000_000
 ROS = ros_skip_reason()
@@ -47,12 +48,12 @@ class Fixed:
     input_dim = None  # any feature size
     pipeline = None
 
-    def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, observed: np.ndarray, horizon: int) -> ForecastOutput:
         obs = np.full((3, observed.shape[1]), 0.1, np.float32)
         obs[1] = 0.8
         fut = np.full((3, horizon), 0.1, np.float32)
         fut[2] = 0.8
-        return obs, fut
+        return ForecastOutput(obs, fut)
 
 
 def _node(ctx: Any, name: str, **params: Any) -> Any:

@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from actfusion_ros.stream import StreamingAnticipator
-from actfusion_ros.stream_types import StreamConfig
+from actfusion_ros.stream_types import ForecastOutput, StreamConfig
 from actfusion_ros.tools.world import ActivityWorld
 from actfusion_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from actfusion_model.config import model_config
@@ -46,7 +46,7 @@ class ScriptedForecaster:
         self.delay_s = delay_s
         self.calls = 0
 
-    def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, observed: np.ndarray, horizon: int) -> ForecastOutput:
         self.calls += 1
         if self.calls in self.fail_on:
             raise RuntimeError(f"inference backend failed (call {self.calls})")
@@ -57,7 +57,7 @@ class ScriptedForecaster:
         obs[(np.abs(observed[0]) * 7).astype(int) % 3, np.arange(n)] = 0.8
         fut = np.full((3, horizon), 0.1, np.float32)
         fut[0] = 0.8
-        return obs, fut
+        return ForecastOutput(obs, fut)
 
 
 @pytest.fixture(scope="module")

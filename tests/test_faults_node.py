@@ -31,6 +31,7 @@ from actfusion_ros.testing.ros_harness import (
     unique_domain_id,
     wait_for,
 )
+from actfusion_ros.stream_types import ForecastOutput
 
 REASON = ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
@@ -66,7 +67,7 @@ class ScriptedForecaster:
         self.block = False
         self.inside, self.release = threading.Event(), threading.Event()
 
-    def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, observed: np.ndarray, horizon: int) -> ForecastOutput:
         self.calls += 1
         k = self.calls
         if self.block:
@@ -81,7 +82,7 @@ class ScriptedForecaster:
         obs[1] = 0.8
         fut = np.full((3, horizon), 0.1, np.float32)
         fut[2] = 0.8
-        return obs, fut
+        return ForecastOutput(obs, fut)
 
 
 @pytest.fixture()

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from actfusion_ros.stream import StreamingAnticipator
-from actfusion_ros.stream_types import StreamConfig, timed_segments
+from actfusion_ros.stream_types import ForecastOutput, StreamConfig, timed_segments
 from actfusion_model.features.base import FeatureExtractor
 from actfusion_model.labels import ClassMapping, Segment, labels_from_segments, segments_from_labels
 
@@ -151,12 +151,12 @@ class ColourForecaster:
 
     num_classes = 3
 
-    def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, observed: np.ndarray, horizon: int) -> ForecastOutput:
         obs = np.full((3, observed.shape[1]), 0.1, np.float32)
         obs[observed.argmax(axis=0), np.arange(observed.shape[1])] = 0.8
         fut = np.full((3, horizon), 0.1, np.float32)
         fut[(np.arange(horizon) // 3) % 3, np.arange(horizon)] = 0.8
-        return obs, fut
+        return ForecastOutput(obs, fut)
 
 
 @settings(max_examples=40, deadline=None)

@@ -303,7 +303,7 @@ def _k_sample_result(k_samples: bool = True) -> Any:
         obs = np.zeros((3, observed.shape[1]), np.float32)
         obs[0] = 1.0
         if not k_samples:
-            return obs, samples.mean(axis=0)
+            return ForecastOutput(obs, samples.mean(axis=0))
         return ForecastOutput(obs, samples.mean(axis=0), samples)
 
     sampling.num_classes = 3

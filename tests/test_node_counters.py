@@ -11,6 +11,7 @@ import pytest
 
 from actfusion_ros.node.diagnostics import IDENTITIES, identity_violations
 from actfusion_ros.testing.ros_harness import make_image, ros_skip_reason, synthetic_frame, wait_for
+from actfusion_ros.stream_types import ForecastOutput
 
 S = 1_000_000_000
 ROS = ros_skip_reason()
@@ -40,7 +41,7 @@ class FailingSometimes:
     def __init__(self, fail: set[int]) -> None:
         self.fail, self.calls = fail, 0
 
-    def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, observed: np.ndarray, horizon: int) -> ForecastOutput:
         self.calls += 1
         if self.calls in self.fail:
             raise RuntimeError(f"scripted failure of call {self.calls}")
@@ -48,7 +49,7 @@ class FailingSometimes:
         obs[1] = 0.8
         fut = np.full((3, horizon), 0.1, np.float32)
         fut[2] = 0.8
-        return obs, fut
+        return ForecastOutput(obs, fut)
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from actfusion_ros.testing.ros_harness import (
     synthetic_frame,
     wait_for,
 )
+from actfusion_ros.stream_types import ForecastOutput
 
 REASON = ros_skip_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
@@ -66,7 +67,7 @@ class FakeForecaster:
         self.calls = 0
         self.in_call = threading.Event()
 
-    def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, observed: np.ndarray, horizon: int) -> ForecastOutput:
         self.calls += 1
         self.in_call.set()
         if self.delay_s:
@@ -76,7 +77,7 @@ class FakeForecaster:
         obs[np.minimum(np.arange(n) // 3, self.num_classes - 1), np.arange(n)] = 0.8
         fut = np.full((self.num_classes, horizon), 0.1, np.float32)
         fut[(n // 3 + 1) % self.num_classes] = 0.8
-        return obs, fut
+        return ForecastOutput(obs, fut)
 
 
 # ============================================================================ message conversion

@@ -18,6 +18,7 @@ from actfusion_ros.frames import ERROR_KINDS, ImageConversionError, ImageTooLarg
 from actfusion_ros.node.diagnostics import MissedFrameEstimator, NodeDiagnostics, TickOverrunCounter, TickStats
 from actfusion_ros.node_params import declaration_problem, parameter_change_refusal, spec, validate_values
 from actfusion_ros.reporting import KindCounter, error_kind
+from actfusion_ros.stream_types import ForecastOutput
 
 MS = 1_000_000
 
@@ -150,8 +151,8 @@ class _Fixed:
     input_dim = None
     pipeline = None
 
-    def __call__(self, observed: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-        return np.full((2, observed.shape[1]), 0.5, np.float32), np.full((2, horizon), 0.5, np.float32)
+    def __call__(self, observed: np.ndarray, horizon: int) -> ForecastOutput:
+        return ForecastOutput(np.full((2, observed.shape[1]), 0.5, np.float32), np.full((2, horizon), 0.5, np.float32))
 
 
 def _settings(**values):

@@ -12,7 +12,7 @@ from actfusion_ros.tools.bags import write_bag  # noqa: E402
 from actfusion_ros.tools.replay.driver import replay  # noqa: E402
 from actfusion_ros.tools.replay.records import GroundTruth, ReplayError  # noqa: E402
 from actfusion_ros.tools.replay.scoring import fit_replay_baselines  # noqa: E402
-from actfusion_ros.stream_types import StreamConfig  # noqa: E402
+from actfusion_ros.stream_types import ForecastOutput, StreamConfig  # noqa: E402
 from actfusion_model.features.base import FeatureExtractor  # noqa: E402
 
 NAMES = ("red_thing", "blue_thing")
@@ -42,7 +42,7 @@ class RepeatLast:
         cls = observed[0].astype(int)
         obs = np.eye(2, dtype=np.float32)[cls].T
         fut = np.repeat(obs[:, -1:], horizon, axis=1)
-        return obs, fut
+        return ForecastOutput(obs, fut)
 
 
 def _frames():
@@ -149,7 +149,7 @@ class LastFrameOracle(RepeatLast):
         cls = int(observed[0, -1])
         obs = np.zeros((2, observed.shape[1]), np.float32)
         obs[cls] = 1.0
-        return obs, np.repeat(obs[:, -1:], horizon, axis=1)
+        return ForecastOutput(obs, np.repeat(obs[:, -1:], horizon, axis=1))
 
 
 def _replay(tmp_path, forecaster=None):
@@ -396,9 +396,7 @@ class FourSamples(RepeatLast):
     """The observation as RepeatLast; K = 4 sampled futures: 3 switch to the other class at once, 1 does not."""
 
     def __call__(self, observed: np.ndarray, horizon: int):
-        from actfusion_ros.stream_types import ForecastOutput
-
-        obs, fut = super().__call__(observed, horizon)
+        obs, fut, _ = super().__call__(observed, horizon)
         switched = np.repeat(1.0 - obs[:, -1:], horizon, axis=1)
         samples = np.stack([switched, switched, switched, fut]).astype(np.float32)
         return ForecastOutput(obs, fut, samples)

@@ -13,7 +13,7 @@ from actfusion_ros.buffer import FeatureBuffer
 from actfusion_ros.sampler import FeatureRateSampler, sample_frame_indices
 from actfusion_ros.time_ns import period_ns_from_rate
 from actfusion_ros.stream import StreamingAnticipator
-from actfusion_ros.stream_types import ForecastError, StreamConfig, TimedSegment, timed_segments
+from actfusion_ros.stream_types import ForecastError, ForecastOutput, StreamConfig, TimedSegment, timed_segments
 from actfusion_model.features.base import FeatureExtractor, FrameError
 from actfusion_model.features.simple import ColorLayoutExtractor
 from actfusion_model.horizon import anticipation_horizon
@@ -62,7 +62,7 @@ class FakeForecaster:
         self.calls.append((observed.copy(), horizon))
         if self.delay_s:
             time.sleep(self.delay_s)
-        return self._probs(self.observed_labels, observed.shape[1]), self._probs(self.future_labels, horizon)
+        return ForecastOutput(self._probs(self.observed_labels, observed.shape[1]), self._probs(self.future_labels, horizon))
 
 
 def make(config: StreamConfig | None = None, forecaster=None, extractor=None) -> StreamingAnticipator:
@@ -433,7 +433,7 @@ def test_partial_results_at_start_up() -> None:
 def test_bad_forecaster_output_is_reported() -> None:
     class Bad(FakeForecaster):
         def __call__(self, observed, horizon):
-            return np.zeros((3, observed.shape[1])), np.zeros((2, horizon))
+            return ForecastOutput(np.zeros((3, observed.shape[1])), np.zeros((2, horizon)))
 
     ant = make(StreamConfig(min_observed_frames=1), forecaster=Bad())
     ant.push_frame(0, tag(0))
@@ -639,8 +639,6 @@ class SamplingForecaster(FakeForecaster):
         self.samples_shape = samples_shape
 
     def __call__(self, observed: np.ndarray, horizon: int):
-        from actfusion_ros.stream_types import ForecastOutput
-
         labels = np.zeros((len(self.changes), horizon), int)
         for k, change in enumerate(self.changes):
             if change is not None:

@@ -165,7 +165,7 @@ def test_a_stream_tick_result_is_drawn_as_it_comes() -> None:
     """render_result takes the ForecastResult of StreamingAnticipator.tick; "now" is where the forecast begins."""
     from actfusion_model.features.base import FeatureExtractor
     from actfusion_ros.stream import StreamingAnticipator
-    from actfusion_ros.stream_types import StreamConfig
+    from actfusion_ros.stream_types import ForecastOutput, StreamConfig
 
     class Constant(FeatureExtractor):
         dim = 1
@@ -178,7 +178,7 @@ def test_a_stream_tick_result_is_drawn_as_it_comes() -> None:
         obs[1] = 1.0
         fut = np.zeros((4, horizon), np.float32)
         fut[2] = 1.0
-        return obs, fut
+        return ForecastOutput(obs, fut)
 
     forecaster.num_classes = 4
     period = S // 2
