@@ -72,11 +72,11 @@ def build_anticipator(settings: NodeSettings, *, forecaster: Forecaster | None =
 
 
 def build_forecaster(settings: NodeSettings, input_dim: int, class_names: Sequence[str] | None) -> Forecaster:
-    """The :class:`~actfusion_ros.forecaster.ModelForecaster` the settings name (backend, files, seed): a
+    """The :class:`~actfusion_ros.stream_model.ModelForecaster` the settings name (backend, files, seed): a
     backend whose registry entry runs a checkpoint loads ``checkpoint``, one that runs an export ``onnx_dir``."""
     from actfusion_model.checkpoint import CheckpointError
     from actfusion_model.runtime.registry import CHECKPOINT, backend_entry
-    from actfusion_ros.forecaster import DEFAULT_RANDOM_CLASSES, ForecasterError, ModelForecaster
+    from actfusion_ros.stream_model import DEFAULT_RANDOM_CLASSES, ForecasterError, ModelForecaster
 
     s = settings
     try:

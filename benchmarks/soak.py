@@ -2,7 +2,7 @@
 
 1. Core (in process, no ROS): ``--minutes`` of simulated camera time at ``--fps`` through a
    :class:`~actfusion_ros.stream.StreamingAnticipator` with the colour-layout extractor and a tiny
-   random-weights :class:`~actfusion_ros.forecaster.ModelForecaster`. Frames come from the synthetic
+   random-weights :class:`~actfusion_ros.stream_model.ModelForecaster`. Frames come from the synthetic
    activity world (a few episodes rendered once and recycled with continuous stamps); ticks run every
    ``1 / --tick-rate`` seconds of *camera* time, so 30 simulated minutes take a few minutes of wall time.
    Every ``--stall-every`` seconds the camera stalls for ``--stall`` seconds (longer than the episode
@@ -201,7 +201,7 @@ def run_core_soak(settings: CoreSoakSettings,
 
 
 def _core_soak(s: CoreSoakSettings, progress: Callable[[str], None] | None) -> CoreSoakReport:
-    from actfusion_ros.forecaster import ModelForecaster
+    from actfusion_ros.stream_model import ModelForecaster
     from actfusion_ros.stream import StreamingAnticipator
     from actfusion_ros.tools.world import TEA_ACTIONS
     from actfusion_model.features import build_extractor

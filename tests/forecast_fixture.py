@@ -1,7 +1,7 @@
 """Seeded forecasts of a tiny random-weight model through every caller of the forecast path.
 
 ``compute_forecasts(onnx_dir)`` runs the same observations and seeds through
-:func:`actfusion_model.runtime.forecast` (torch and ONNX Runtime), :class:`actfusion_ros.forecaster.ModelForecaster`
+:func:`actfusion_model.runtime.forecast` (torch and ONNX Runtime), :class:`actfusion_ros.stream_model.ModelForecaster`
 (torch and ONNX Runtime) and :mod:`actfusion_training.inference` (TAS and both LTA protocols) and returns the
 probabilities as nested lists. ``tests/data/seeded_forecasts.json`` holds the values recorded before the
 single-inference-path refactor; ``tests/test_forecast_fixture.py`` compares against them. Re-record only
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from actfusion_ros.forecaster import ModelForecaster
+from actfusion_ros.stream_model import ModelForecaster
 from actfusion_model.config import model_config
 from actfusion_model.io import atomic_write_text
 from actfusion_model.network import ActFusion

@@ -209,7 +209,7 @@ def checkpoint_3_classes(tmp_path: Path) -> Path:
 def test_a_checkpoint_for_another_class_count_is_refused_naming_both(checkpoint_3_classes: Path) -> None:
     from actfusion_model.checkpoint import CheckpointError
     from actfusion_model.config import model_config
-    from actfusion_ros.forecaster import ForecasterError, ModelForecaster
+    from actfusion_ros.stream_model import ForecasterError, ModelForecaster
 
     with pytest.raises(ForecasterError, match="5 class names for a model with 3 classes"):
         ModelForecaster.from_checkpoint(checkpoint_3_classes, class_names=list("abcde"))

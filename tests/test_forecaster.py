@@ -10,7 +10,7 @@ import torch
 
 from actfusion_model.checkpoint import save_checkpoint
 from actfusion_model.features import build_extractor
-from actfusion_ros.forecaster import BACKENDS, ForecasterError, ModelForecaster, tick_seed
+from actfusion_ros.stream_model import BACKENDS, ForecasterError, ModelForecaster, tick_seed
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import Forecaster, StreamConfig
 

@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_one_list_of_backend_names() -> None:
     from actfusion_model import backend_names
-    from actfusion_ros import forecaster, node_params
+    from actfusion_ros import node_params, stream_model
 
-    assert BACKENDS is backend_names.BACKENDS is node_params.BACKENDS is forecaster.BACKENDS
+    assert BACKENDS is backend_names.BACKENDS is node_params.BACKENDS is stream_model.BACKENDS
     assert node_params.spec("backend").choices == BACKENDS
     source = (ROOT / "actfusion_ros" / "tools" / "replay" / "cli.py").read_text()
     assert "choices=BACKENDS" in source and '"onnxruntime", "tensorrt")' not in source

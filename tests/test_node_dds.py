@@ -262,7 +262,7 @@ def test_node_with_onnxruntime_backend(ros_context, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
     export = pytest.importorskip("actfusion_model.export", reason="actfusion_model.export not installed")
     pytest.importorskip("actfusion_model.runtime", reason="actfusion_model.runtime not installed")
-    from actfusion_ros.forecaster import ModelForecaster
+    from actfusion_ros.stream_model import ModelForecaster
 
     dim = build_extractor("color_layout").dim
     ref = ModelForecaster.random_weights(input_dim=dim, class_names=["idle", "reach", "pour"], seed=4)

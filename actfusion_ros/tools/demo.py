@@ -297,7 +297,7 @@ def result_line(result: Any, t0_ns: int, truth: str) -> str:
 def live_core(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any) -> int:
     """Drive the streaming core in-process (no ROS) at bag pace x100, printing forecasts."""
     from actfusion_ros.tools.bags import read_images
-    from actfusion_ros.forecaster import ModelForecaster
+    from actfusion_ros.stream_model import ModelForecaster
     from actfusion_ros.stream import StreamingAnticipator
     from actfusion_ros.stream_types import StreamConfig
     from actfusion_model.features import build_extractor
