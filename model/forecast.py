@@ -1,8 +1,9 @@
 """The one forecast function, and the interface of the backends it drives.
 
 :func:`forecast` serves every backend (the eager model here, and :mod:`actfusion_model.runtime`'s torch, ONNX Runtime
-and TensorRT backends) and every caller (the node's forecaster, replay, evaluation,
-:meth:`actfusion_model.network.ActFusion.anticipate`), so what is evaluated is what is deployed.
+and TensorRT backends) and every caller (the node's forecaster, replay, evaluation, and the network's own
+:meth:`~actfusion_model.network.ActFusion.anticipate` / :meth:`~actfusion_model.network.ActFusion.segment`, thin
+wrappers over it), so what is evaluated is what is deployed. It returns a :class:`Forecast`.
 
 It is the boundary where an observation enters the model: the observed features are checked here (once),
 the horizon is resolved here (once, :func:`actfusion_model.horizon.anticipation_horizon`), the r*N^O input (observed
@@ -117,7 +118,8 @@ class _SelfConditionedTerms:
 
 
 class Forecast(NamedTuple):
-    """Class probabilities of the observed frames and of the H future frames, plus the encoder's logits.
+    """Class probabilities of the observed frames and of the H future frames, plus the encoder's logits: the
+    model's result, what :func:`forecast` and :meth:`actfusion_model.network.ActFusion.anticipate` return.
 
     Shapes: ``observed_probs`` (C, N_O), ``future_probs`` (C, H) and ``encoder_logits`` (C, N_O + H) for a
     2-D observation and one sample; with a batched (1, D, N_O) observation or ``num_samples`` given, the
@@ -127,6 +129,11 @@ class Forecast(NamedTuple):
     observed_probs: torch.Tensor
     future_probs: torch.Tensor
     encoder_logits: torch.Tensor
+
+    @property
+    def horizon(self) -> int:
+        """H, the number of forecast frames."""
+        return int(self.future_probs.shape[-1])
 
 
 def as_observed_tensor(observed: np.ndarray | torch.Tensor, input_dim: int) -> tuple[torch.Tensor, bool]:
@@ -214,11 +221,7 @@ def _forecast(backend: Backend, observed: np.ndarray | torch.Tensor, *, horizon:
     state = backend.prepare(condition, samples)
     _mark(backend, timings, "prepare_s", t_prep, clock)
     t_sample = clock()
-
-    def denoise(t: int, x01: torch.Tensor) -> torch.Tensor:
-        return backend.denoise(state, t, x01)
-
-    probs = ddim_sample(denoise, schedule, noise.to(backend.device, torch.float32))
+    probs = denoise_loop(backend, state, schedule, noise)
     probs = probs.to("cpu", torch.float32)
     logits = logits.to("cpu", torch.float32)
     _mark(backend, timings, "sample_s", t_sample, clock)
@@ -227,6 +230,18 @@ def _forecast(backend: Backend, observed: np.ndarray | torch.Tensor, *, horizon:
     if not (batched or keep_sample_axis):
         probs, logits = probs[0], logits[0]
     return Forecast(probs[..., :n_obs], probs[..., n_obs:], logits)
+
+
+def denoise_loop(backend: Backend, state: Any, schedule: DDIMSchedule, noise: torch.Tensor) -> torch.Tensor:
+    """The DDIM loop of :func:`forecast` (:func:`actfusion_model.diffusion.ddim_sample` over ``backend.denoise``)
+    from ``noise`` ``(steps, K, C, T)``, given ``state = backend.prepare(condition, K)`` -> probabilities
+    ``(K, C, T)`` on the backend's device. Self-conditioning, where a model has it, lives in the backend's
+    ``prepare`` / ``denoise`` (:class:`EagerBackend`), so every caller of this loop gets it the same way."""
+
+    def denoise(t: int, x01: torch.Tensor) -> torch.Tensor:
+        return backend.denoise(state, t, x01)
+
+    return ddim_sample(denoise, schedule, noise.to(backend.device, torch.float32))
 
 
 def _mark(backend: Backend, timings: dict[str, float] | None, key: str, start: float, clock: Any) -> None:

@@ -7,7 +7,6 @@ True for observed frames and False where the learnable mask token replaces the i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -15,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from actfusion_model.config import LossConfig, ModelConfig
-from actfusion_model.diffusion import (cosine_alphas_cumprod, ddim_sample, ddim_schedule, labels_to_signal, q_sample,
-                             sample_noise, signal_to_unit, training_timesteps)
-from actfusion_model.forecast import EagerBackend, forecast
+from actfusion_model.diffusion import (cosine_alphas_cumprod, labels_to_signal, q_sample, sample_noise, signal_to_unit,
+                                       training_timesteps)
+from actfusion_model.forecast import EagerBackend, Forecast, denoise_loop, forecast, schedule_for
 from actfusion_model.layers import (GAP_SCALES, DecoderLayer, EncoderLayer, gap_features, last_visible_index,
                                     sinusoidal_embedding)
 
@@ -128,19 +127,6 @@ class Decoder(nn.Module):
                                      previous_x0)
 
 
-@dataclass
-class Anticipation:
-    """Frame probabilities of one forecast: observed part (B, C, N_O) and future part (B, C, H)."""
-
-    observed_probs: torch.Tensor
-    future_probs: torch.Tensor
-    encoder_logits: torch.Tensor
-
-    @property
-    def horizon(self) -> int:
-        return int(self.future_probs.shape[-1])
-
-
 class ActFusion(nn.Module):
     """One diffusion model for segmentation (no mask) and anticipation (anticipative mask)."""
 
@@ -200,52 +186,53 @@ class ActFusion(nn.Module):
     @torch.no_grad()
     def sample(self, condition: torch.Tensor, *, steps: int | None = None, eta: float | None = None,
                generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """DDIM from pure noise given a condition -> probabilities (B, C, T).
+        """DDIM from pure noise given a condition (B, cond_dim, T) -> probabilities (B, C, T).
 
-        Randomness comes only from ``noise`` (see :func:`actfusion_model.diffusion.sample_noise`) or ``generator``.
+        The loop of :func:`actfusion_model.forecast.forecast` (:func:`~actfusion_model.forecast.denoise_loop`) with
+        this model as an :class:`~actfusion_model.forecast.EagerBackend` (on the model's device, in eval mode),
+        self-conditioning included. Randomness comes only from ``noise`` (see
+        :func:`actfusion_model.diffusion.sample_noise`) or ``generator``.
         """
-        schedule = ddim_schedule(int(steps or self.cfg.ddim_steps), self.cfg.num_timesteps,
-                                 float(self.cfg.ddim_eta if eta is None else eta), float(self.cfg.snr_scale))
+        backend = EagerBackend(self)
+        schedule = schedule_for(self.cfg, steps, eta)
         shape = (condition.shape[0], self.cfg.num_classes, condition.shape[2])
-        if noise is None:
-            noise = sample_noise(shape, schedule.num_steps, generator=generator, device=condition.device)
-        elif tuple(noise.shape) != (schedule.num_steps, *shape):
-            raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {(schedule.num_steps, *shape)}")
-        terms = self.decoder.condition_terms(condition)
-        previous: list[torch.Tensor] = []  # self-conditioning: the last step's x0 probabilities
-
-        def denoise(t: int, x01: torch.Tensor) -> torch.Tensor:
-            prev = (previous[-1] if previous else None) if self.cfg.self_condition else None
-            logits = self.decoder.forward_prepared(terms, self._steps(t, condition), x01, previous_x0=prev)
-            if self.cfg.self_condition:
-                previous[:] = [torch.softmax(logits.float(), dim=1)]
-            return logits
-
-        return ddim_sample(denoise, schedule, noise.to(condition.device, condition.dtype))
+        noise = self._noise(shape, schedule.num_steps, generator, noise)
+        state = backend.prepare(condition.to(backend.device), shape[0])
+        return denoise_loop(backend, state, schedule, noise)
 
     @torch.no_grad()
     def segment(self, features: torch.Tensor, *, steps: int | None = None,
                 generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Temporal action segmentation of a batch: no mask, full video -> probabilities (B, C, T)."""
-        _, condition = self.encode(features)
-        return self.sample(condition, steps=steps, generator=generator, noise=noise)
+        """Temporal action segmentation of a batch: no mask, full videos (B, D, T) -> probabilities (B, C, T).
+
+        Each video is one :func:`actfusion_model.forecast.forecast` with horizon 0 (on the model's device, in
+        eval mode); ``noise`` ``(steps, B, C, T)``, or one draw of that shape from ``generator``, gives video
+        ``b`` its ``noise[:, b:b+1]``, as one batched run would.
+        """
+        self._check_features(features)
+        backend = EagerBackend(self)
+        schedule = schedule_for(self.cfg, steps)
+        shape = (features.shape[0], self.cfg.num_classes, features.shape[2])
+        noise = self._noise(shape, schedule.num_steps, generator, noise)
+        probs = [forecast(backend, features[b:b + 1], horizon=0, schedule=schedule, noise=noise[:, b:b + 1]
+                          ).observed_probs for b in range(shape[0])]
+        return torch.cat(probs, dim=0).to(backend.device)
 
     @torch.no_grad()
     def anticipate(self, observed_features: torch.Tensor, horizon: int | None = None, ratio: float = 4.0,
                    max_horizon: int | None = None, *, steps: int | None = None,
-                   generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> Anticipation:
+                   generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> Forecast:
         """Segment the observed prefix (1, D, N_O) and forecast H future frames.
 
         H is ``horizon`` when given (ground-truth-length protocol), else ``ceil(ratio * N_O)`` capped at
         ``max_horizon`` (the deployable r*N^O rule). A thin wrapper over :func:`actfusion_model.forecast.forecast` with
         this model as an :class:`~actfusion_model.forecast.EagerBackend` (on the model's device, in eval mode), so it
-        is the deployed forecast exactly.
+        is the deployed forecast exactly; its :class:`~actfusion_model.forecast.Forecast` on the model's device.
         """
         backend = EagerBackend(self)
         out = forecast(backend, observed_features, horizon=horizon, ratio=ratio, max_horizon=max_horizon,
                        steps=steps, noise=noise, generator=generator)
-        device = backend.device
-        return Anticipation(out.observed_probs.to(device), out.future_probs.to(device), out.encoder_logits.to(device))
+        return Forecast(*(part.to(backend.device) for part in out))
 
     # -- helpers -----------------------------------------------------------------------------
     def _check_features(self, features: torch.Tensor) -> None:
@@ -253,6 +240,16 @@ class ActFusion(nn.Module):
             raise ValueError(f"features must be (batch, {self.cfg.input_dim}, time), got {tuple(features.shape)}")
         if features.shape[2] < 1:
             raise ValueError("features need at least one frame")
+
+    @staticmethod
+    def _noise(shape: tuple[int, int, int], num_steps: int, generator: torch.Generator | None,
+               noise: torch.Tensor | None) -> torch.Tensor:
+        """``noise`` checked to be ``(num_steps, *shape)``, or drawn from ``generator`` (on the CPU)."""
+        if noise is None:
+            return sample_noise(shape, num_steps, generator=generator)
+        if tuple(noise.shape) != (num_steps, *shape):
+            raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {(num_steps, *shape)}")
+        return noise
 
     @staticmethod
     def _steps(timestep: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
