@@ -36,7 +36,7 @@ observed one (``t = 0`` follows the observation cut directly).
   = the 10% and 90% quantiles of those starts (numpy's linear interpolation; a single sample gives a point).
   The probabilities of the alternatives and of the no-change bucket sum to 1.
 
-:func:`aggregate_samples` does all of it at once (:class:`SampledForecast`).
+:func:`aggregate_samples` does all of it at once (:class:`SampleAggregate`).
 """
 from __future__ import annotations
 
@@ -327,7 +327,7 @@ def next_action_distribution(samples: np.ndarray | FutureSamples, current: int,
 
 
 @dataclass(frozen=True, eq=False)
-class SampledForecast:
+class SampleAggregate:
     """The aggregate of K sampled futures (:func:`aggregate_samples`).
 
     ``labels`` (T,) the consensus future by ``method``; ``segments`` its segments with their confidence;
@@ -349,13 +349,13 @@ class SampledForecast:
 
 def aggregate_samples(samples: np.ndarray | FutureSamples, current: int, num_classes: int | None = None, *,
                       method: str = "mode", marginal_source: str = "votes",
-                      interval: tuple[float, float] = DEFAULT_INTERVAL) -> SampledForecast:
+                      interval: tuple[float, float] = DEFAULT_INTERVAL) -> SampleAggregate:
     """Consensus, confidences, marginals and next-action distribution of K futures after ``current``."""
     s = FutureSamples.of(samples, num_classes)
     votes = frame_marginals(s)
     labels, chosen = consensus_labels(s, method=method)
     marginals = votes if marginal_source == "votes" else frame_marginals(s, source=marginal_source)
-    return SampledForecast(labels, consensus_segments(labels, votes), marginals,
+    return SampleAggregate(labels, consensus_segments(labels, votes), marginals,
                            next_action_distribution(s, current, interval=interval), method, marginal_source,
                            chosen)
 
