@@ -44,7 +44,8 @@ setup(
         ],
         "test": ["pytest>=7", "hypothesis>=6", "tensorboard>=2.12", "onnx>=1.15", "onnxruntime>=1.17",
                  "onnxscript>=0.1", "rosbags>=0.10",
-                 "mcap>=1.1"],  # the reference MCAP reader: tests check our bags' CRCs with it
+                 "mcap>=1.1",  # the reference MCAP reader: tests check our bags' CRCs with it
+                 "ruff>=0.6"],  # make lint (ruff.toml), run by .ci/run
     },
     entry_points={
         "console_scripts": [

@@ -86,10 +86,10 @@ DIST_KEYS: dict[str, str | None] = {
     "scipy": "python3-scipy", "tqdm": "python3-tqdm", "matplotlib": "python3-matplotlib",
     "pytest": "python3-pytest", "hypothesis": "python3-hypothesis",
     "torch": None, "onnx": None, "onnxruntime": None, "onnxscript": None, "rosbags": None, "mcap": None,
-    "tensorboard": None,
+    "tensorboard": None, "ruff": None,
 }
 #: Pip-only distributions package.xml's comment and docs/node.md must name.
-PIP_ONLY_DISTS = frozenset({*PIP_ONLY_MODULES.values(), "onnxscript", "tensorboard"})
+PIP_ONLY_DISTS = frozenset({*PIP_ONLY_MODULES.values(), "onnxscript", "tensorboard", "ruff"})
 
 #: Declared keys no Python file imports, and why they are declared anyway.
 DECLARED_WITHOUT_IMPORT: dict[str, str] = {
