@@ -32,12 +32,13 @@ from sensor_msgs.msg import Image
 
 from actfusion_ros.frames import rgb_to_image_fields
 from actfusion_ros.next_actions import TimedAlternative
-from actfusion_ros.time_ns import NS_PER_S, ns_to_stamp_fields
 from actfusion_ros.stream_types import ForecastResult, TimedSegment
+from actfusion_ros.time_ns import NS_PER_S, ns_to_stamp_fields
 
 __all__ = ["LABEL_INFO_QOS", "LEVELS", "MAX_CLASSES", "OUTPUT_QOS", "TIMELINE_IMAGE_QOS", "alternative_to_msg",
-           "diagnostic_array", "duration_from_s", "image_qos", "forecast_to_msg", "format_value", "label_info_msgtype", "label_info_type",
-           "label_info_types", "make_label_info", "marginals_to_msg", "rgb_image_msg", "segment_to_msg", "time_from_ns", "time_to_ns"]
+           "diagnostic_array", "duration_from_s", "image_qos", "forecast_to_msg", "format_value", "label_info_msgtype",
+           "label_info_type", "label_info_types", "make_label_info", "marginals_to_msg", "rgb_image_msg",
+           "segment_to_msg", "time_from_ns", "time_to_ns"]
 
 LEVELS = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN, "error": DiagnosticStatus.ERROR,
           "stale": DiagnosticStatus.STALE}

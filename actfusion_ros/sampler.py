@@ -30,6 +30,7 @@ import numpy as np
 
 from actfusion_ros.time_ns import as_stamp_ns, period_ns_from_rate
 
+
 @dataclass(frozen=True)
 class SampleDecision:
     """What the sampler did with one frame.

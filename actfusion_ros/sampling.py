@@ -22,8 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from actfusion_ros.sampler import FeatureRateSampler, SampleDecision
 from actfusion_model.features.base import CausalFeatureStream, FeatureExtractor
+from actfusion_ros.sampler import FeatureRateSampler, SampleDecision
 
 __all__ = ["FRAME_SHAPE", "FeatureSampling"]
 

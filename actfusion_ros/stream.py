@@ -89,15 +89,23 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from actfusion_ros.buffer import FeatureBuffer
-from actfusion_ros.next_actions import TimedAlternative, timed_alternatives
-from actfusion_ros.sampling import FeatureSampling
-from actfusion_ros.stream_types import (EncodedFrame, ForecastError, ForecastOutput, ForecastResult, Forecaster,
-                                        StreamConfig, StreamStats, timed_segments)
-from actfusion_ros.time_ns import NS_PER_S, as_stamp_ns, seconds_to_ns
 from actfusion_model.consensus import frame_marginals, next_action_distribution
 from actfusion_model.features.base import FeatureExtractor, FrameError, check_frame
 from actfusion_model.horizon import anticipation_horizon
+from actfusion_ros.buffer import FeatureBuffer
+from actfusion_ros.next_actions import TimedAlternative, timed_alternatives
+from actfusion_ros.sampling import FeatureSampling
+from actfusion_ros.stream_types import (
+    EncodedFrame,
+    Forecaster,
+    ForecastError,
+    ForecastOutput,
+    ForecastResult,
+    StreamConfig,
+    StreamStats,
+    timed_segments,
+)
+from actfusion_ros.time_ns import NS_PER_S, as_stamp_ns, seconds_to_ns
 
 __all__ = ["StreamingAnticipator"]
 

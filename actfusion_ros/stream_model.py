@@ -183,9 +183,9 @@ class ModelForecaster:
 
         ``observed`` and ``horizon`` are checked by :func:`actfusion_model.runtime.forecast` (ValueError).
         With ``num_samples`` K > 1 one encoder pass feeds K DDIM samples: the probabilities returned are
-        their per-frame consensus (:func:`actfusion_model.consensus.consensus_probs`), whose argmax is the per-frame mode, and
-        ``future_samples`` holds the K futures ``(K, C, horizon)`` float32 (``None`` for K = 1). Each call
-        returns its own arrays, so concurrent readers never see another tick's samples.
+        their per-frame consensus (:func:`actfusion_model.consensus.consensus_probs`), whose argmax is the
+        per-frame mode, and ``future_samples`` holds the K futures ``(K, C, horizon)`` float32 (``None`` for
+        K = 1). Each call returns its own arrays, so concurrent readers never see another tick's samples.
         """
         with self._lock:
             tick = self.calls

@@ -17,14 +17,14 @@ from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence, runti
 
 import numpy as np
 
-from actfusion_ros.next_actions import TimedAlternative
-from actfusion_ros.time_ns import NS_PER_S, period_ns_from_rate
 from actfusion_model.consensus import frame_marginals
 from actfusion_model.features.pipeline import FeaturePipeline
 from actfusion_model.labels import segments_from_labels
+from actfusion_ros.next_actions import TimedAlternative
+from actfusion_ros.time_ns import NS_PER_S, period_ns_from_rate
 
-__all__ = ["EncodedFrame", "ForecastError", "ForecastOutput", "ForecastResult", "Forecaster", "STREAM_KEYS", "StreamConfig",
-           "StreamStats", "TimedSegment", "WINDOW_POLICIES", "timed_segments"]
+__all__ = ["EncodedFrame", "ForecastError", "ForecastOutput", "ForecastResult", "Forecaster", "STREAM_KEYS",
+           "StreamConfig", "StreamStats", "TimedSegment", "WINDOW_POLICIES", "timed_segments"]
 
 WINDOW_POLICIES = ("drop_oldest", "downsample")
 

@@ -42,11 +42,22 @@ from actfusion_model.io import atomic_write_text  # noqa: E402
 from actfusion_training.baselines import fit_baselines  # noqa: E402
 from actfusion_training.data import MsTcnDataset, read_split_labels  # noqa: E402
 from actfusion_training.eval_model import PROTOCOL_NAMES, default_median_filter, reliability_from_dict  # noqa: E402
-from actfusion_training.inference import (CONSENSUS_CHOICES, PROTOCOLS, LtaPrediction, consensus_ids,  # noqa: E402
-                                lta_raw_labels, predict_lta, sample_next_action)
+from actfusion_training.inference import (  # noqa: E402
+    CONSENSUS_CHOICES,
+    PROTOCOLS,
+    LtaPrediction,
+    consensus_ids,
+    lta_raw_labels,
+    predict_lta,
+    sample_next_action,
+)
 from actfusion_training.plots import plot_reliability  # noqa: E402
-from actfusion_training.prob_metrics import (forecaster_next_action_events, lta_next_action_case,  # noqa: E402
-                                   next_action_summary, outcome_index)
+from actfusion_training.prob_metrics import (  # noqa: E402
+    forecaster_next_action_events,
+    lta_next_action_case,
+    next_action_summary,
+    outcome_index,
+)
 from actfusion_training.scoring import BETAS, moc_tables, video_key  # noqa: E402
 
 #: One video's forecasts: ``{(protocol, alpha): prediction with the largest K samples}``.

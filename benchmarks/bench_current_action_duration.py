@@ -36,8 +36,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from actfusion_training.current_action import (LOOKAHEAD_OUTCOMES, RemainingDuration, bin_label,  # noqa: E402
-                                               elapsed_run, lookahead_outcome, remaining_duration, summarize)
+from actfusion_training.current_action import (  # noqa: E402
+    LOOKAHEAD_OUTCOMES,
+    RemainingDuration,
+    bin_label,
+    elapsed_run,
+    lookahead_outcome,
+    remaining_duration,
+    summarize,
+)
 
 ELAPSED_EDGES_S = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)     # demo, seconds
 ALPHA_EDGES = (0.0, 0.1, 0.2, 0.4, 0.6, 0.8)
@@ -54,9 +61,9 @@ def demo_rows(checkpoint: Path, episodes: int, first_seed: int, num_samples: int
     prefix ``first:`` and for all episodes."""
     from argparse import Namespace
 
-    from actfusion_model.consensus import consensus_labels, FutureSamples
-    from actfusion_ros.tools.bags import labels_at, read_images, read_labels
+    from actfusion_model.consensus import FutureSamples, consensus_labels
     from actfusion_ros.builder import build_anticipator
+    from actfusion_ros.tools.bags import labels_at, read_images, read_labels
     from actfusion_ros.tools.demo import IMAGE_TOPIC, LABEL_TOPIC, write_episode_bag
     from actfusion_ros.tools.replay.cli import pipeline_settings
     from actfusion_ros.tools.replay.driver import drive
@@ -263,8 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              args.consensus, args.median_filter, args.source, args.alphas, args.subset)
         e_edges = (0, 25, 50, 100, 200)
         out["lta"] = print_summary(
-            f"{args.lta_data.name} split {args.split} {args.subset}, r*N^O, {args.num_samples} samples x seeds {args.seeds}, "
-            f"{args.consensus} consensus, {args.source}, median filter {args.median_filter}", rows, 1.0, "model frames",
+            f"{args.lta_data.name} split {args.split} {args.subset}, r*N^O, {args.num_samples} samples x seeds "
+            f"{args.seeds}, {args.consensus} consensus, {args.source}, median filter {args.median_filter}",
+            rows, 1.0, "model frames",
             {"elapsed frames": (lambda r: bin_label(r.elapsed, e_edges), [bin_label(x, e_edges) for x in e_edges]),
              "alpha": (lambda r: f"{r.alpha:g}", [f"{a:g}" for a in (args.alphas or (0.2, 0.3))])})
         print(f"\nobserved/mask boundary: the decoder's (median-filtered, sample-majority) label of the last observed "

@@ -61,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_dir = work / f"split{split}"
         t0 = time.perf_counter()
         status, _ = train(TrainOptions(config=args.config, data_root=data, split=split, out=run_dir,
-                                       epochs=args.epochs, progress=False, resume=(run_dir / "trainer_state.pt").exists()))
+                                       epochs=args.epochs, progress=False,
+                                       resume=(run_dir / "trainer_state.pt").exists()))
         train_s = time.perf_counter() - t0
         ckpt = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
         res = run_evaluation(ckpt, data, split, work / f"eval{split}", steps=args.steps, lta=args.lta,

@@ -247,7 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_cell_tables({"model": model_table, **base})
     base_mean = {name: {p: float(np.mean([v for t in tb[p].values() for v in t.values()])) for p in PROTOCOLS}
                  for name, tb in base.items()}
-    print("\n| DDIM steps | TAS Acc | MoC mean (GT length) | MoC mean (r*N^O) | s / forecast (gt) | s / forecast (rn) |")
+    print("\n| DDIM steps | TAS Acc | MoC mean (GT length) | MoC mean (r*N^O) | s / forecast (gt) "
+          "| s / forecast (rn) |")
     print("|---|---|---|---|---|---|")
     for steps, results in sweep.items():
         def stat(values: list[float]) -> str:

@@ -25,8 +25,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from actfusion_model.config import model_config  # noqa: E402
 from timing import timed_runs  # noqa: E402  (benchmarks/timing.py, beside this script)
+
+from actfusion_model.config import model_config  # noqa: E402
 from actfusion_model.diffusion import sample_noise  # noqa: E402
 from actfusion_model.network import ActFusion  # noqa: E402
 

@@ -25,8 +25,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from actfusion_ros.testing.ros_harness import (apply_loopback_env, make_image, node_session, restore_env,  # noqa: E402
-                                       ros_skip_reason, unique_domain_id)
+from actfusion_ros.testing.ros_harness import (  # noqa: E402
+    apply_loopback_env,
+    make_image,
+    node_session,
+    restore_env,
+    ros_skip_reason,
+    unique_domain_id,
+)
 
 
 def stats_ms(values_s: list[float]) -> str:

@@ -20,10 +20,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from timing import timed_runs  # noqa: E402  (benchmarks/timing.py, beside this script)
+
 from actfusion_ros.next_actions import TimedAlternative  # noqa: E402
 from actfusion_ros.stream_types import TimedSegment  # noqa: E402
 from actfusion_ros.timeline_image import TimelineConfig, TimelineRenderer  # noqa: E402
-from timing import timed_runs  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 S = 10**9
 T0 = 1_700_000_000 * S

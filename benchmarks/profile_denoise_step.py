@@ -110,8 +110,7 @@ def profile(session: Any, feed: dict[str, np.ndarray], runs: int) -> tuple[dict[
 def torch_profile(preset: str, length: int, samples: int, runs: int, threads: int) -> None:
     """Self CPU time per aten op and run of the eager decoder step at K = 1 and K = ``samples``."""
     import torch
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_prof
+    from torch.profiler import ProfilerActivity, profile as torch_prof
 
     from actfusion_model.config import model_config
     from actfusion_model.network import ActFusion

@@ -201,10 +201,10 @@ def run_core_soak(settings: CoreSoakSettings,
 
 
 def _core_soak(s: CoreSoakSettings, progress: Callable[[str], None] | None) -> CoreSoakReport:
-    from actfusion_ros.stream_model import ModelForecaster
-    from actfusion_ros.stream import StreamingAnticipator
-    from actfusion_ros.tools.world import TEA_ACTIONS
     from actfusion_model.features import build_extractor
+    from actfusion_ros.stream import StreamingAnticipator
+    from actfusion_ros.stream_model import ModelForecaster
+    from actfusion_ros.tools.world import TEA_ACTIONS
 
     start = proc_sample()
     pool = frame_pool(s.camera, s.episodes, s.seed)

@@ -43,7 +43,8 @@ def signal_to_unit(x: torch.Tensor, snr_scale: float) -> torch.Tensor:
 
 
 def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """Forward process (paper Eq. 1) ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` for per-sample steps ``t`` (B,)."""
+    """Forward process (paper Eq. 1) ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` for per-sample steps
+    ``t`` (B,)."""
     abar = alphas_cumprod.to(x0.device)[t].to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
     return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise
 

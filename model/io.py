@@ -5,7 +5,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, BinaryIO
+from typing import BinaryIO, Iterator
 
 
 @contextmanager

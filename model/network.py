@@ -14,11 +14,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from actfusion_model.config import LossConfig, ModelConfig
-from actfusion_model.diffusion import (cosine_alphas_cumprod, labels_to_signal, q_sample, sample_noise, signal_to_unit,
-                                       training_timesteps)
+from actfusion_model.diffusion import (
+    cosine_alphas_cumprod,
+    labels_to_signal,
+    q_sample,
+    sample_noise,
+    signal_to_unit,
+    training_timesteps,
+)
 from actfusion_model.forecast import EagerBackend, Forecast, denoise_loop, forecast, schedule_for
-from actfusion_model.layers import (GAP_SCALES, DecoderLayer, EncoderLayer, gap_features, last_visible_index,
-                                    sinusoidal_embedding)
+from actfusion_model.layers import (
+    GAP_SCALES,
+    DecoderLayer,
+    EncoderLayer,
+    gap_features,
+    last_visible_index,
+    sinusoidal_embedding,
+)
 
 
 class Encoder(nn.Module):

@@ -99,7 +99,7 @@ def convert_official_state_dict(official: Mapping[str, torch.Tensor], cfg: Model
     problems = state_dict_mismatches(expected, ours)
     if problems:
         raise CheckpointError("authors' checkpoint does not fit the config "
-                              f"(preset/num_classes/input_dim?): " + "; ".join(problems[:20]))
+                              "(preset/num_classes/input_dim?): " + "; ".join(problems[:20]))
     return ours
 
 

@@ -9,6 +9,8 @@ from typing import Any, Generator
 
 import pytest
 
+from tests.grammar_cases import g1, g2  # noqa: F401 - the grammar fixtures, for every test module
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 

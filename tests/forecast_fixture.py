@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from actfusion_ros.stream_model import ModelForecaster
 from actfusion_model.config import model_config
 from actfusion_model.io import atomic_write_text
 from actfusion_model.network import ActFusion
 from actfusion_model.runtime import forecast, load_backend
+from actfusion_ros.stream_model import ModelForecaster
 from actfusion_training.inference import predict_lta, predict_tas
 
 CLASSES = ("idle", "reach", "grasp", "pour")

@@ -2,7 +2,7 @@
 
 Shared by tests/test_baselines.py (its docstring derives the counts and durations by hand) and
 tests/test_prob_metrics.py. The fixtures ``g1`` / ``g2`` (orders 1 and 2, fitted on ``A, B, C``) are
-used by importing them into a test module.
+imported by tests/conftest.py, so any test module can ask for them.
 """
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ def _window_index(length: int, kernel: int, dilation: int) -> tuple[torch.Tensor
     return torch.tensor(idx).view(length, kernel), torch.tensor(valid).view(length, kernel)
 
 
-def _attention(sd: dict, prefix: str, qk_in: torch.Tensor, v_in: torch.Tensor, kernel: int, dilation: int) -> torch.Tensor:
+def _attention(sd: dict, prefix: str, qk_in: torch.Tensor, v_in: torch.Tensor, kernel: int,
+               dilation: int) -> torch.Tensor:
     q = F.conv1d(qk_in, sd[prefix + "att_linear_q.weight"], sd[prefix + "att_linear_q.bias"])
     k = F.conv1d(qk_in, sd[prefix + "att_linear_k.weight"], sd[prefix + "att_linear_k.bias"])
     v = F.conv1d(v_in, sd[prefix + "att_linear_v.weight"], sd[prefix + "att_linear_v.bias"])

@@ -3,9 +3,9 @@
     PYTHONPATH=$PWD python -m tests.record_step_reference   # writes tests/data/batch1_step_reference.pt
 
 Recorded once from the trainer as it was before batched training existed (commit e2b46e0): the tiny
-preset on a self-contained synthetic dataset (:func:`write_toy_dataset`, no shared data), unweighted CE (so the later weighted-CE fix
-does not move it), one intra-op thread. Stored: the loss terms of iterations 1 and 2, every parameter's
-gradient after iteration 1 (accumulate 2: no optimizer step yet) and the weights after the first step.
+preset on a self-contained synthetic dataset (:func:`write_toy_dataset`, no shared data), unweighted CE (so the
+later weighted-CE fix does not move it), one intra-op thread. Stored: the loss terms of iterations 1 and 2, every
+parameter's gradient after iteration 1 (accumulate 2: no optimizer step yet) and the weights after the first step.
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tests.test_train import loss_rows, write_config
-from tests.torch_threads import one_torch_thread
 from actfusion_training.make_dataset import make_dataset
 from actfusion_training.trainer import LOSS_TERMS, Trainer, TrainOptions
+from tests.test_train import loss_rows, write_config
+from tests.torch_threads import one_torch_thread
 
 OUT = Path(__file__).resolve().parent / "data" / "batch1_step_reference.pt"
 

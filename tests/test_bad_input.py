@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from actfusion_ros.stream_types import ForecastOutput
 from actfusion_ros.testing.ros_harness import (
     REPO,
     loopback_env,
@@ -32,7 +33,6 @@ from actfusion_ros.testing.ros_harness import (
     wait_for,
     write_params,
 )
-from actfusion_ros.stream_types import ForecastOutput
 
 S = 1_000_000_000
 ROS = ros_skip_reason()
@@ -464,8 +464,8 @@ def test_a_bag_holding_a_decompression_bomb_is_refused_without_decoding(tmp_path
     """Bag reading (and so actfusion-replay and actfusion-extract) applies the same header check."""
     import cv2
 
-    from actfusion_ros.tools import bags
     from actfusion_ros.frames import rgb_to_jpeg
+    from actfusion_ros.tools import bags
 
     bomb = _claiming_8000x8000(rgb_to_jpeg(synthetic_frame(1), 90))
     monkeypatch.setattr(bags, "rgb_to_jpeg", lambda rgb, quality=95: bomb)

@@ -8,8 +8,16 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from actfusion_ros.tools.bags import (BagError, LabelEvent, bag_topics, count_messages, labels_at,  # noqa: E402
-                                read_images, read_labels, write_bag)
+from actfusion_ros.tools.bags import (  # noqa: E402
+    BagError,
+    LabelEvent,
+    bag_topics,
+    count_messages,
+    labels_at,
+    read_images,
+    read_labels,
+    write_bag,
+)
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S

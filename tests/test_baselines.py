@@ -17,10 +17,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actfusion_training.baselines import (END, START, GrammarForecaster, LabelForecaster, RepeatLast, baseline_lta_labels,
-                                best_per_cell, fit_baselines, resample_labels, score_baselines)
+from actfusion_training.baselines import (
+    END,
+    START,
+    GrammarForecaster,
+    LabelForecaster,
+    RepeatLast,
+    baseline_lta_labels,
+    best_per_cell,
+    fit_baselines,
+    resample_labels,
+    score_baselines,
+)
 from actfusion_training.metrics import moc_scores
-from tests.grammar_cases import A, B, C, g1, g2, runs  # noqa: F401 - g1, g2 are fixtures
+from tests.grammar_cases import A, B, C, runs
 
 
 def test_the_shared_training_sequences_are_the_documented_ones():

@@ -13,8 +13,8 @@ from actfusion_model.config import LossConfig, experiment_config
 from actfusion_model.losses import actfusion_loss
 from actfusion_model.masking import IGNORE_INDEX
 from actfusion_model.network import ActFusion, training_outputs
-from tests.record_step_reference import OUT as REFERENCE, record_reference_step
 from actfusion_training.batches import TrainingSample, collate
+from tests.record_step_reference import OUT as REFERENCE, record_reference_step
 
 LENGTHS = (37, 20, 50)
 

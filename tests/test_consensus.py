@@ -23,10 +23,23 @@ import dataclasses
 import numpy as np
 import pytest
 
-from actfusion_model.consensus import (CONSENSUS_METHODS, NO_CHANGE, ConsensusSegment, FutureSamples,
-                                       aggregate_samples, consensus_labels, consensus_segments, current_label,
-                                       first_change, frame_marginals, medoid_index, next_action_distribution,
-                                       next_action_outcome, outcome_vector, per_frame_mode)
+from actfusion_model.consensus import (
+    CONSENSUS_METHODS,
+    NO_CHANGE,
+    ConsensusSegment,
+    FutureSamples,
+    aggregate_samples,
+    consensus_labels,
+    consensus_segments,
+    current_label,
+    first_change,
+    frame_marginals,
+    medoid_index,
+    next_action_distribution,
+    next_action_outcome,
+    outcome_vector,
+    per_frame_mode,
+)
 from actfusion_model.labels import Segment
 
 S = np.array([[0, 0, 1, 1, 1, 1],

@@ -4,8 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actfusion_training.current_action import (bin_label, elapsed_run, first_change, median_sample_change,
-                                               remaining_duration, summarize)
+from actfusion_training.current_action import (
+    bin_label,
+    elapsed_run,
+    first_change,
+    median_sample_change,
+    remaining_duration,
+    summarize,
+)
 
 
 def test_first_change_and_censoring() -> None:

@@ -11,9 +11,18 @@ import numpy as np
 import pytest
 
 from actfusion_model.labels import ClassMapping, read_label_file, segments_from_labels
-from actfusion_training.data import (DatasetError, MsTcnDataset, boundary_targets, class_weights, gaussian_smooth,
-                           gaussian_soft_labels, read_bundle, sample, split_train_validation,
-                           subsample_boundary)
+from actfusion_training.data import (
+    DatasetError,
+    MsTcnDataset,
+    boundary_targets,
+    class_weights,
+    gaussian_smooth,
+    gaussian_soft_labels,
+    read_bundle,
+    sample,
+    split_train_validation,
+    subsample_boundary,
+)
 from actfusion_training.make_dataset import main as make_dataset_main
 from actfusion_training.synthetic import class_prototypes, jitter_labels, onehot_features, synthetic_features
 
@@ -110,8 +119,8 @@ def test_length_mismatch_names_video_and_lengths(tiny_root: Path, shared_data: P
 def test_sample_strided_view():
     feats = np.arange(2 * 10, dtype=np.float32).reshape(2, 10)
     labels = np.arange(10)
-    f, l = sample(feats, labels, 4, 1)
-    np.testing.assert_array_equal(l, [1, 5, 9])
+    f, lab = sample(feats, labels, 4, 1)
+    np.testing.assert_array_equal(lab, [1, 5, 9])
     np.testing.assert_array_equal(f, feats[:, [1, 5, 9]])
     assert np.shares_memory(f, feats)
     with pytest.raises(ValueError):
@@ -233,8 +242,9 @@ def test_onehot_features():
 
 def test_make_dataset_cli(shared_data: Path, tmp_path: Path):
     out = tmp_path / "synth"
-    res = subprocess.run([sys.executable, "-m", "actfusion_training.make_dataset", "--source", str(shared_data / "gtea"),
-                          "--out", str(out), "--kind", "synthetic", "--dim", "16", "--seed", "2"],
+    res = subprocess.run([sys.executable, "-m", "actfusion_training.make_dataset",
+                          "--source", str(shared_data / "gtea"), "--out", str(out), "--kind", "synthetic",
+                          "--dim", "16", "--seed", "2"],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["videos"] == 28

@@ -63,8 +63,8 @@ def test_demo_reads_next_actions_from_the_real_message() -> None:
         pytest.fail("actfusion_msgs was built before ActionAlternative.msg; rerun scripts/build_msgs.sh")
     from builtin_interfaces.msg import Time
 
-    from actfusion_ros.tools.demo import message_next_actions
     from actfusion_ros.next_actions import TimedAlternative
+    from actfusion_ros.tools.demo import message_next_actions
 
     alt = msgs.ActionAlternative(label="stir", class_id=3, probability=0.25, expected_start=Time(sec=2, nanosec=5),
                                  start_lower=Time(sec=1), start_upper=Time(sec=3))
@@ -77,9 +77,9 @@ def test_demo_core_line_shows_the_stream_results_next_actions() -> None:
     """live_core prints each stream result with its next-action distribution (result_line)."""
     import numpy as np
 
-    from actfusion_ros.tools.demo import result_line
     from actfusion_ros.next_actions import TimedAlternative
     from actfusion_ros.stream_types import ForecastResult, TimedSegment
+    from actfusion_ros.tools.demo import result_line
 
     s = 10**9
     now = TimedSegment("pour", 0, 0, 3 * s, 0.9)

@@ -7,8 +7,17 @@ import pytest
 import torch
 
 from actfusion_model.config import ConfigError, experiment_config, load_experiment_config, model_config, preset_with
-from actfusion_model.diffusion import (DDIMSchedule, DDIMStepOutput, cosine_alphas_cumprod, ddim_coefficients, ddim_sample,
-                             ddim_schedule, ddim_step, ddim_timesteps, sample_noise)
+from actfusion_model.diffusion import (
+    DDIMSchedule,
+    DDIMStepOutput,
+    cosine_alphas_cumprod,
+    ddim_coefficients,
+    ddim_sample,
+    ddim_schedule,
+    ddim_step,
+    ddim_timesteps,
+    sample_noise,
+)
 from actfusion_model.runtime import schedule_for
 
 

@@ -15,10 +15,16 @@ from actfusion_model.config import experiment_config
 from actfusion_model.network import ActFusion
 from actfusion_training.eval_model import MISSING_NAME, main as eval_main
 from actfusion_training.evaluate import main as evaluate_main
-from actfusion_training.inference import NO_PREDICTION, lta_layout, postprocess, predict_lta, predict_tas, upsample_nearest
+from actfusion_training.inference import (
+    NO_PREDICTION,
+    lta_layout,
+    postprocess,
+    predict_lta,
+    predict_tas,
+    upsample_nearest,
+)
 from actfusion_training.metrics import moc_scores
 from actfusion_training.scoring import ALPHAS, BETAS
-
 from tests.test_train import TEST_VIDEOS, build_dataset, run, write_config
 from tests.torch_threads import one_torch_thread
 
@@ -171,7 +177,8 @@ def test_eval_errors(checkpoint: Path, data: Path, tmp_path: Path, capsys: pytes
     ckpt = load_checkpoint(checkpoint)
     renamed = tmp_path / "renamed.pt"
     save_checkpoint(renamed, ckpt.model, [f"c{i}" for i in range(11)])
-    rc = eval_main(["--checkpoint", str(renamed), "--data-root", str(data), "--split", "1", "--out", str(tmp_path / "o")])
+    rc = eval_main(["--checkpoint", str(renamed), "--data-root", str(data), "--split", "1",
+                    "--out", str(tmp_path / "o")])
     assert rc == 1 and "class mapping" in capsys.readouterr().err
     rc = eval_main(["--checkpoint", str(tmp_path / "missing.pt"), "--data-root", str(data), "--split", "1",
                     "--out", str(tmp_path / "o")])
@@ -287,7 +294,7 @@ def test_lta_consensus_of_k_samples_is_seeded_and_reduces_the_samples():
 def test_eval_scores_the_next_action_of_k_samples(evaluated: Path, checkpoint: Path, data: Path, tmp_path: Path):
     from actfusion_training.baselines import fit_baselines
     from actfusion_training.data import MsTcnDataset, read_split_labels
-    from actfusion_training.prob_metrics import score_forecaster_next_actions, next_action_summary
+    from actfusion_training.prob_metrics import next_action_summary, score_forecaster_next_actions
     from actfusion_training.scoring import ScoringOptions, model_next_action_events, score_model
 
     one = json.loads((evaluated / "results.json").read_text())  # the default: one sample per forecast

@@ -7,14 +7,14 @@ import cv2
 import numpy as np
 import pytest
 
-from actfusion_ros.tools.extract import extract_sampled, main
-from actfusion_ros.sampler import sample_frame_indices
-from actfusion_ros.stream import StreamingAnticipator
-from actfusion_ros.stream_types import StreamConfig
 from actfusion_model.features import FeatureExtractor, FrameShapeChanged
 from actfusion_model.features.i3d import I3DRGBExtractor
 from actfusion_model.features.simple import ColorLayoutExtractor
 from actfusion_model.labels import ClassMapping
+from actfusion_ros.sampler import sample_frame_indices
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import StreamConfig
+from actfusion_ros.tools.extract import extract_sampled, main
 
 pytest.importorskip("rosbags")
 from actfusion_ros.tools.bags import write_bag  # noqa: E402

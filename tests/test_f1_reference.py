@@ -12,7 +12,8 @@ from actfusion_training.evaluate import main as evaluate_main
 from actfusion_training.metrics import f1_counts, tas_metrics
 
 
-def _reference_f1_counts(pred: list[int], gt: list[int], overlap: float, bg: tuple[int, ...] = ()) -> tuple[int, int, int]:
+def _reference_f1_counts(pred: list[int], gt: list[int], overlap: float,
+                         bg: tuple[int, ...] = ()) -> tuple[int, int, int]:
     """The reference semantics, restated literally from their description (loops, no project code).
 
     Segments: a start at every label change; ends are exclusive indices (the index of the change), except

@@ -20,14 +20,14 @@ import pytest
 import torch
 import yaml
 
-from actfusion_ros.stream import StreamingAnticipator
-from actfusion_ros.stream_types import ForecastOutput, StreamConfig
-from actfusion_ros.tools.world import ActivityWorld
 from actfusion_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from actfusion_model.config import model_config
 from actfusion_model.features import build_extractor
 from actfusion_model.features.base import FeatureExtractor
 from actfusion_model.network import ActFusion
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import ForecastOutput, StreamConfig
+from actfusion_ros.tools.world import ActivityWorld
 
 REPO = Path(__file__).resolve().parents[1]
 S = 1_000_000_000
@@ -465,7 +465,7 @@ def test_a_truncated_trainer_state_is_refused_on_resume(tiny_run, straight_run, 
     """A state file cut short (copied from a crashed disk, say) is never resumed from as if valid."""
     import shutil
 
-    from actfusion_training.trainer import TrainingError, TrainOptions, Trainer
+    from actfusion_training.trainer import Trainer, TrainingError, TrainOptions
 
     data, config = tiny_run
     run = tmp_path / "run"

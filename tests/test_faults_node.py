@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pytest
 
+from actfusion_ros.stream_types import ForecastOutput
 from actfusion_ros.testing.ros_harness import (
     apply_loopback_env,
     make_image,
@@ -31,7 +32,6 @@ from actfusion_ros.testing.ros_harness import (
     unique_domain_id,
     wait_for,
 )
-from actfusion_ros.stream_types import ForecastOutput
 
 REASON = ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]

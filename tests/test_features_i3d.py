@@ -10,8 +10,7 @@ import torch
 from actfusion_model.features import CausalFeatureStream, build_extractor
 from actfusion_model.features.backbone import MissingWeightsError, WeightsError
 from actfusion_model.features.i3d import I3DRGBExtractor, InceptionI3d, same_padding
-from actfusion_model.features.preprocess import (SYMMETRIC_MEAN, SYMMETRIC_STD, resize_and_crop,
-                                       to_normalised_tensor)
+from actfusion_model.features.preprocess import SYMMETRIC_MEAN, SYMMETRIC_STD, resize_and_crop, to_normalised_tensor
 
 CLIP = 8
 SIZE = 32

@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from actfusion_model.features import (CausalFeatureStream, FeatureExtractor, FrameError, FrameShapeChanged,
-                            available_extractors, build_extractor)
+from actfusion_model.features import (
+    CausalFeatureStream,
+    FeatureExtractor,
+    FrameError,
+    FrameShapeChanged,
+    available_extractors,
+    build_extractor,
+)
 from actfusion_model.features.simple import ColorLayoutExtractor
 
 

@@ -10,8 +10,8 @@ import torch
 
 from actfusion_model.checkpoint import save_checkpoint
 from actfusion_model.features import build_extractor
-from actfusion_ros.stream_model import BACKENDS, ForecasterError, ModelForecaster, tick_seed
 from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_model import BACKENDS, ForecasterError, ModelForecaster, tick_seed
 from actfusion_ros.stream_types import Forecaster, StreamConfig
 
 NAMES = ("idle", "reach", "pour")
@@ -172,9 +172,8 @@ def test_onnxruntime_backend_matches_torch(tmp_path: Path) -> None:
 
 def test_num_samples_returns_the_per_frame_consensus_of_k_samples() -> None:
     """K samples from one encoder pass; the probabilities are vote shares whose argmax is the per-frame mode."""
-    from actfusion_model.consensus import per_frame_mode
+    from actfusion_model.consensus import consensus_probs, per_frame_mode
     from actfusion_model.forecast import forecast
-    from actfusion_model.consensus import consensus_probs
 
     one = ModelForecaster.random_weights(input_dim=32, weight_seed=3, seed=5)
     many = ModelForecaster(one.model, one.class_names, seed=5, num_samples=6)
@@ -197,8 +196,8 @@ def test_num_samples_returns_the_per_frame_consensus_of_k_samples() -> None:
 
 def test_num_samples_hands_back_the_k_samples_of_the_tick() -> None:
     """K > 1: the call returns the K futures it drew (the tick's seed), beside their consensus."""
-    from actfusion_model.forecast import forecast
     from actfusion_model.consensus import consensus_probs
+    from actfusion_model.forecast import forecast
     from actfusion_ros.stream_types import ForecastOutput
 
     one = ModelForecaster.random_weights(input_dim=32, weight_seed=3, seed=5)

@@ -8,13 +8,12 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from actfusion_ros.frames import (
-    SUPPORTED_ENCODINGS,
     DEFAULT_MAX_IMAGE_PIXELS,
+    SUPPORTED_ENCODINGS,
     ImageConversionError,
     ImageTooLargeError,
     compressed_image_size,
@@ -28,8 +27,7 @@ from actfusion_ros.time_ns import ns_to_stamp_fields, stamp_to_ns
 try:  # real rclpy messages (PyPI ROS 2 wheels); optional
     from builtin_interfaces.msg import Time as RclpyTime
     from rclpy.serialization import deserialize_message, serialize_message
-    from sensor_msgs.msg import CompressedImage as RclpyCompressedImage
-    from sensor_msgs.msg import Image as RclpyImage
+    from sensor_msgs.msg import CompressedImage as RclpyCompressedImage, Image as RclpyImage
 except ImportError:  # pragma: no cover - depends on the environment
     RclpyImage = RclpyCompressedImage = RclpyTime = None  # type: ignore[assignment,misc]
     serialize_message = deserialize_message = None  # type: ignore[assignment]

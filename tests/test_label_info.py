@@ -13,8 +13,14 @@ if not hasattr(msgs, "LabelInfo"):
     pytest.fail("actfusion_msgs was built before LabelInfo.msg; rerun scripts/build_msgs.sh", pytrace=False)
 
 from actfusion_ros import ros_messages  # noqa: E402
-from actfusion_ros.ros_messages import (LABEL_INFO_QOS, label_info_msgtype, label_info_type,  # noqa: E402
-                                       label_info_types, make_label_info, time_to_ns)
+from actfusion_ros.ros_messages import (  # noqa: E402
+    LABEL_INFO_QOS,
+    label_info_msgtype,
+    label_info_type,
+    label_info_types,
+    make_label_info,
+    time_to_ns,
+)
 
 T0 = 1_700_000_000_123_456_789
 NAMES = ["take", "pour", "stir"]

@@ -11,14 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from actfusion_ros.stream import StreamingAnticipator
-from actfusion_ros.stream_types import ForecastOutput, StreamConfig, timed_segments
 from actfusion_model.features.base import FeatureExtractor
 from actfusion_model.labels import ClassMapping, Segment, labels_from_segments, segments_from_labels
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import ForecastOutput, StreamConfig, timed_segments
 
 label_arrays = hnp.arrays(np.int64, st.integers(0, 60), elements=st.integers(0, 4))
 

@@ -13,8 +13,14 @@ from typing import Any
 
 import pytest
 
-from actfusion_ros.testing.ros_harness import (NodeSession, camera_feed, node_session, ros_skip_reason, wait_for,
-                                               wait_statuses)
+from actfusion_ros.testing.ros_harness import (
+    NodeSession,
+    camera_feed,
+    node_session,
+    ros_skip_reason,
+    wait_for,
+    wait_statuses,
+)
 
 REASON = ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]

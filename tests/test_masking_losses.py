@@ -9,8 +9,16 @@ import torch
 
 from actfusion_model.config import LossConfig, MaskingConfig
 from actfusion_model.losses import actfusion_loss, boundary_loss, frame_ce, smoothing_loss, soft_frame_ce
-from actfusion_model.masking import (IGNORE_INDEX, anticipative_crop, anticipative_mask, boundary_mask, class_mask,
-                           draw_mask, masked_sample, patch_mask)
+from actfusion_model.masking import (
+    IGNORE_INDEX,
+    anticipative_crop,
+    anticipative_mask,
+    boundary_mask,
+    class_mask,
+    draw_mask,
+    masked_sample,
+    patch_mask,
+)
 
 
 def test_anticipative_mask_keeps_the_observed_prefix() -> None:

@@ -11,8 +11,17 @@ import numpy as np
 import pytest
 
 from actfusion_model.labels import ClassMapping, read_label_file, segments_from_labels
-from actfusion_training.metrics import (edit_score, f1_counts, f1_from_counts, levenshtein, moc_counts, moc_scores,
-                              moc_window, segment_iou, tas_metrics)
+from actfusion_training.metrics import (
+    edit_score,
+    f1_counts,
+    f1_from_counts,
+    levenshtein,
+    moc_counts,
+    moc_scores,
+    moc_window,
+    segment_iou,
+    tas_metrics,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -285,9 +285,9 @@ def _k_sample_result(k_samples: bool = True) -> Any:
     no change in sample 3 (``k_samples=False``: only the mean probabilities, as one sample would)."""
     import numpy as np
 
+    from actfusion_model.features.base import FeatureExtractor
     from actfusion_ros.stream import StreamingAnticipator
     from actfusion_ros.stream_types import ForecastOutput, StreamConfig
-    from actfusion_model.features.base import FeatureExtractor
 
     class Constant(FeatureExtractor):
         dim = 1
@@ -344,7 +344,8 @@ def test_marginals_message_holds_the_votes_of_the_k_samples_row_major() -> None:
     from actfusion_ros.ros_messages import forecast_to_msg, marginals_to_msg, time_to_ns
 
     ForecastMarginals = getattr(msgs, "ForecastMarginals", None)
-    assert ForecastMarginals is not None, "actfusion_msgs was built before ForecastMarginals.msg; rerun scripts/build_msgs.sh"
+    assert ForecastMarginals is not None, ("actfusion_msgs was built before ForecastMarginals.msg; "
+                                           "rerun scripts/build_msgs.sh")
     result = _k_sample_result()
     msg = marginals_to_msg(result, "camera")
     back = serialization.deserialize_message(serialization.serialize_message(msg), ForecastMarginals)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from actfusion_ros.node.diagnostics import IDENTITIES, identity_violations
-from actfusion_ros.testing.ros_harness import make_image, ros_skip_reason, synthetic_frame, wait_for
 from actfusion_ros.stream_types import ForecastOutput
+from actfusion_ros.testing.ros_harness import make_image, ros_skip_reason, synthetic_frame, wait_for
 
 S = 1_000_000_000
 ROS = ros_skip_reason()

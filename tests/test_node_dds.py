@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from actfusion_ros.stream_types import ForecastOutput
 from actfusion_ros.testing.ros_harness import (
     diagnostics_values,
     make_image,
@@ -23,7 +24,6 @@ from actfusion_ros.testing.ros_harness import (
     synthetic_frame,
     wait_for,
 )
-from actfusion_ros.stream_types import ForecastOutput
 
 REASON = ros_skip_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))

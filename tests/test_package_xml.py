@@ -1,4 +1,5 @@
-"""package.xml declares what ``rosdep install`` can resolve, with real keys, and nothing the package imports is left out.
+"""package.xml declares what ``rosdep install`` can resolve, with real keys, and nothing the package imports is
+left out.
 
 A ``rosdep check``-style validation without rosdep or network access: every dependency key is either a ROS
 package name (our own packages, ``*_msgs``-style interface packages, the few core packages in

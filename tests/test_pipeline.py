@@ -3,8 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from actfusion_model.features.pipeline import (FeaturePipeline, PipelineMismatch, check_pipeline, checkpoint_pipeline,
-                                     read_dataset_pipeline, write_dataset_pipeline)
+from actfusion_model.features.pipeline import (
+    FeaturePipeline,
+    PipelineMismatch,
+    check_pipeline,
+    checkpoint_pipeline,
+    read_dataset_pipeline,
+    write_dataset_pipeline,
+)
 
 
 def test_runtime_only_options_do_not_change_the_identity() -> None:
@@ -12,7 +18,8 @@ def test_runtime_only_options_do_not_change_the_identity() -> None:
     b = FeaturePipeline.of("i3d_rgb", 2.0, {"clip_frames": 16, "device": "cpu", "batch_size": 8})
     assert a == b and a.differences(b) == []
     c = FeaturePipeline.of("i3d_rgb", 2.5, {"clip_frames": 8})
-    assert a.differences(c) == ["feature_rate_hz: 2 != 2.5", "extractor_kwargs: {'clip_frames': 16} != {'clip_frames': 8}"]
+    assert a.differences(c) == ["feature_rate_hz: 2 != 2.5",
+                                "extractor_kwargs: {'clip_frames': 16} != {'clip_frames': 8}"]
 
 
 def test_dataset_refuses_features_from_two_pipelines(tmp_path) -> None:

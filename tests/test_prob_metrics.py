@@ -21,13 +21,22 @@ import numpy as np
 import pytest
 
 from actfusion_model.consensus import NO_CHANGE, next_action_distribution, next_action_outcome, outcome_vector
-from tests.grammar_cases import A, g1, g2, runs  # noqa: F401 - g1, g2 are fixtures
-from tests.test_plots import assert_png
 from actfusion_training.baselines import GrammarForecaster, RepeatLast
 from actfusion_training.plots import plot_reliability
-from actfusion_training.prob_metrics import (NextActionForecaster, ReliabilityTable, brier_score, lta_next_action_case,
-                                   outcome_index, reliability_pairs, reliability_table, score_forecaster_next_actions,
-                                   score_next_actions, topk_accuracy)
+from actfusion_training.prob_metrics import (
+    NextActionForecaster,
+    ReliabilityTable,
+    brier_score,
+    lta_next_action_case,
+    outcome_index,
+    reliability_pairs,
+    reliability_table,
+    score_forecaster_next_actions,
+    score_next_actions,
+    topk_accuracy,
+)
+from tests.grammar_cases import A, runs
+from tests.test_plots import assert_png
 
 P = np.array([[0.7, 0.2, 0.1],
               [0.2, 0.5, 0.3],

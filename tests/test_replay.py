@@ -8,12 +8,12 @@ import pytest
 
 pytest.importorskip("rosbags", reason="rosbags not installed")
 
+from actfusion_model.features.base import FeatureExtractor  # noqa: E402
+from actfusion_ros.stream_types import ForecastOutput, StreamConfig  # noqa: E402
 from actfusion_ros.tools.bags import write_bag  # noqa: E402
 from actfusion_ros.tools.replay.driver import replay  # noqa: E402
 from actfusion_ros.tools.replay.records import GroundTruth, ReplayError  # noqa: E402
 from actfusion_ros.tools.replay.scoring import fit_replay_baselines  # noqa: E402
-from actfusion_ros.stream_types import ForecastOutput, StreamConfig  # noqa: E402
-from actfusion_model.features.base import FeatureExtractor  # noqa: E402
 
 NAMES = ("red_thing", "blue_thing")
 FPS = 10
@@ -281,8 +281,9 @@ def test_cli_user_error_as_a_subprocess_has_no_traceback(tmp_path) -> None:
     bag = write_bag(tmp_path / "bag", images=list(_frames())[:4], labels=[(0, "red_thing")])
     (tmp_path / "f").write_text("x")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    res = subprocess.run([sys.executable, "-m", "actfusion_ros.tools.replay", str(bag), "--checkpoint", str(tmp_path / "f"),
-                          "--out", str(tmp_path / "f" / "out"), "--labels", str(tmp_path / "missing")],
+    res = subprocess.run([sys.executable, "-m", "actfusion_ros.tools.replay", str(bag),
+                          "--checkpoint", str(tmp_path / "f"), "--out", str(tmp_path / "f" / "out"),
+                          "--labels", str(tmp_path / "missing")],
                          capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
 

@@ -11,13 +11,18 @@ pytest.importorskip("rosbags", reason="rosbags not installed")
 pytest.importorskip("actfusion_msgs.msg", reason="actfusion_msgs not built; run scripts/build_msgs.sh .venv")
 pytest.importorskip("rclpy.serialization", reason="rclpy not importable")
 
+from actfusion_ros.stream_types import StreamConfig  # noqa: E402
 from actfusion_ros.tools.bags import BagError, McapFileWriter, write_bag  # noqa: E402
 from actfusion_ros.tools.replay.cli import main, record_settings  # noqa: E402
 from actfusion_ros.tools.replay.driver import replay  # noqa: E402
+from actfusion_ros.tools.replay.recording import (  # noqa: E402
+    CURRENT_TOPIC,
+    FUTURE_TOPIC,
+    LABEL_INFO_TOPIC,
+    TIMELINE_TOPIC,
+    RecordSettings,
+)
 from actfusion_ros.tools.replay.records import ReplayError  # noqa: E402
-from actfusion_ros.tools.replay.recording import (CURRENT_TOPIC, FUTURE_TOPIC, LABEL_INFO_TOPIC, RecordSettings,  # noqa: E402
-                                         TIMELINE_TOPIC)
-from actfusion_ros.stream_types import StreamConfig  # noqa: E402
 from tests.test_replay import BOUNDARY_S, NAMES, Blueness, RepeatLast, _frames  # noqa: E402
 
 CAMERA = "/camera/image_raw"
@@ -51,11 +56,11 @@ def _read_rosbags(path: Path) -> tuple[dict[str, str], list[tuple[str, int, byte
 @pytest.mark.parametrize("storage, encoding", [("sqlite3", "rgb8"), ("mcap", "jpeg")])
 def test_record_writes_camera_and_tick_outputs_on_camera_stamps(tmp_path: Path, storage: str, encoding: str) -> None:
     mcap = pytest.importorskip("mcap", reason="mcap (the reference MCAP library) not installed")
+    from actfusion_msgs.msg import ActionForecast, ActionSegment, LabelInfo
     from mcap.reader import make_reader
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import Image
 
-    from actfusion_msgs.msg import ActionForecast, ActionSegment, LabelInfo
     from actfusion_ros.frames import image_to_rgb
     from actfusion_ros.ros_messages import time_to_ns
 
@@ -193,9 +198,8 @@ def test_record_writes_vision_msgs_label_info_where_vision_msgs_is_installed(tmp
     import sys
     import types
 
-    from rclpy.serialization import deserialize_message
-
     from actfusion_msgs import msg as msgs
+    from rclpy.serialization import deserialize_message
 
     fake = types.ModuleType("vision_msgs.msg")
     fake.LabelInfo, fake.VisionClass = msgs.LabelInfo, msgs.VisionClass   # the same fields, so the same bytes

@@ -1,5 +1,6 @@
-"""The replay's timeline figure (actfusion_ros.tools.replay.figure.timeline_figure): the recording gets the main panel, the
-forecasts' time after it a narrow panel of its own, and the next-action notes sit beside the bars, not on them.
+"""The replay's timeline figure (actfusion_ros.tools.replay.figure.timeline_figure): the recording gets the main
+panel, the forecasts' time after it a narrow panel of its own, and the next-action notes sit beside the bars, not on
+them.
 Checked on the figure's layout (axis limits, axes extents, text and bar extents), not on pixels."""
 from __future__ import annotations
 

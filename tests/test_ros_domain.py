@@ -5,9 +5,9 @@ import os
 
 import pytest
 
+from actfusion_ros.testing.ros_harness import loopback_env, unique_domain_id
 from actfusion_ros.tools.demo import demo_domain_id, main as demo_main
 from actfusion_ros.tools.ros_domain import domain_id
-from actfusion_ros.testing.ros_harness import loopback_env, unique_domain_id
 
 
 def test_domain_id_from_the_environment_or_the_fallback() -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from actfusion_model.features.base import FeatureExtractor
 from actfusion_ros.frames import ImageConversionError, inspect_image
 from actfusion_ros.sampling import FRAME_SHAPE, FeatureSampling
 from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import EncodedFrame, StreamConfig
-from actfusion_model.features.base import FeatureExtractor
 from tests.test_stream import FPS30, FakeForecaster, TagExtractor, tag
 
 S = 1_000_000_000

@@ -138,8 +138,8 @@ def test_soak_problems() -> None:
 def test_soak_main_exit_status(monkeypatch: pytest.MonkeyPatch, tmp_path, capsys, case, extra, expected) -> None:
     import json
 
-    import benchmarks.soak as soak
     import actfusion_ros.testing.ros_harness as ros_helpers
+    import benchmarks.soak as soak
 
     monkeypatch.setattr(ros_helpers, "ros_skip_reason", lambda: "rclpy not importable" if "skip" in case else None)
 

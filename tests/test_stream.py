@@ -6,17 +6,16 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from actfusion_ros.buffer import FeatureBuffer
-from actfusion_ros.sampler import FeatureRateSampler, sample_frame_indices
-from actfusion_ros.time_ns import period_ns_from_rate
-from actfusion_ros.stream import StreamingAnticipator
-from actfusion_ros.stream_types import ForecastError, ForecastOutput, StreamConfig, TimedSegment, timed_segments
 from actfusion_model.features.base import FeatureExtractor, FrameError
 from actfusion_model.features.simple import ColorLayoutExtractor
 from actfusion_model.horizon import anticipation_horizon
+from actfusion_ros.buffer import FeatureBuffer
+from actfusion_ros.sampler import FeatureRateSampler, sample_frame_indices
+from actfusion_ros.stream import StreamingAnticipator
+from actfusion_ros.stream_types import ForecastError, ForecastOutput, StreamConfig, TimedSegment, timed_segments
+from actfusion_ros.time_ns import period_ns_from_rate
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -62,7 +61,8 @@ class FakeForecaster:
         self.calls.append((observed.copy(), horizon))
         if self.delay_s:
             time.sleep(self.delay_s)
-        return ForecastOutput(self._probs(self.observed_labels, observed.shape[1]), self._probs(self.future_labels, horizon))
+        return ForecastOutput(self._probs(self.observed_labels, observed.shape[1]),
+                              self._probs(self.future_labels, horizon))
 
 
 def make(config: StreamConfig | None = None, forecaster=None, extractor=None) -> StreamingAnticipator:

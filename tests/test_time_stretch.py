@@ -16,8 +16,8 @@ import torch
 import yaml
 
 from actfusion_model.config import ConfigError, MaskingConfig, experiment_config
-from actfusion_model.masking import IGNORE_INDEX, masked_sample
-from actfusion_training.batches import (CachedVideo, collate, draw_sample, draw_time_stretch, stretch_indices)
+from actfusion_model.masking import masked_sample
+from actfusion_training.batches import CachedVideo, collate, draw_sample, draw_time_stretch, stretch_indices
 from actfusion_training.data import VideoRecord, boundary_targets, sample, segments_from_labels, subsample_boundary
 from actfusion_training.trainer import TrainOptions, train
 from tests.record_step_reference import write_toy_dataset

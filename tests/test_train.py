@@ -21,7 +21,6 @@ import torch
 import yaml
 
 from actfusion_model.checkpoint import load_checkpoint
-from tests.torch_threads import one_torch_thread
 from actfusion_model.config import ConfigError, experiment_config
 from actfusion_model.masking import IGNORE_INDEX
 from actfusion_training.batches import CachedVideo, draw_sample, soft_targets
@@ -32,6 +31,7 @@ from actfusion_training.rng import RngBundle
 from actfusion_training.run_config import data_facts, resolve_config
 from actfusion_training.train import main as train_main
 from actfusion_training.trainer import Trainer, TrainingError, TrainOptions, train
+from tests.torch_threads import one_torch_thread
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_VIDEOS = ("S1_Cheese_C1", "S1_Tea_C1", "S2_Coffee_C1", "S2_Peanut_C1")
@@ -262,8 +262,9 @@ def test_shipped_configs_load(data: Path):
     got = {p.stem: resolve_config(p, facts) for p in sorted(configs.glob("*.yaml"))}
     assert set(got) == {"50salads", "breakfast", "gtea", "tiny", "50salads_onehot", "cpu_hour", "demo",
                         "cpu_hour_no_stretch", "cpu_hour_whole_videos"}
-    assert (got["50salads"].training.lr, got["50salads"].training.accumulate, got["50salads"].model.sample_rate) == (5e-4, 4, 8)
-    assert (got["breakfast"].training.lr, got["breakfast"].loss.soft_label_sigma, got["breakfast"].model.enc_dim) == (1e-4, 4.0, 256)
+    salads, breakfast = got["50salads"], got["breakfast"]
+    assert (salads.training.lr, salads.training.accumulate, salads.model.sample_rate) == (5e-4, 4, 8)
+    assert (breakfast.training.lr, breakfast.loss.soft_label_sigma, breakfast.model.enc_dim) == (1e-4, 4.0, 256)
     assert (got["gtea"].training.weight_decay, got["gtea"].model.cond_layers) == (1e-6, (7, 9))
     assert all("ant_ratio" in c.masking.types for c in got.values())
     for name in ("cpu_hour", "cpu_hour_whole_videos", "demo"):  # CPU-budget recipes: batched, EMA, cosine LR

@@ -19,12 +19,11 @@ from actfusion_model.losses import actfusion_loss
 from actfusion_model.network import ActFusion, training_outputs
 from actfusion_model.runtime.base import BackendError
 from actfusion_model.runtime.torch_backend import TorchBackend
-from tests.record_step_reference import write_toy_dataset
-from tests.test_train import loss_rows, state_of, write_config, _read_csv
 from actfusion_training.schedule import WeightAverage, budget_total_steps, lr_factor
 from actfusion_training.train import main as train_main
 from actfusion_training.trainer import BUDGET_TIMING_STEPS, Trainer, TrainOptions, train
-
+from tests.record_step_reference import write_toy_dataset
+from tests.test_train import _read_csv, loss_rows, state_of, write_config
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -192,7 +191,8 @@ def _tiny(**model) -> ActFusion:
 
 def _inputs(b: int = 2, t: int = 30):
     gen = torch.Generator().manual_seed(4)
-    return torch.randn(b, 8, t, generator=gen), torch.ones(b, t, dtype=torch.bool), torch.randint(0, 5, (b, t), generator=gen)
+    return (torch.randn(b, 8, t, generator=gen), torch.ones(b, t, dtype=torch.bool),
+            torch.randint(0, 5, (b, t), generator=gen))
 
 
 def test_k_timesteps_share_one_encoder_pass():

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from actfusion_ros.tools.world import TEA_GRAMMAR, ActivityWorld
 from actfusion_model.labels import segments_from_labels
+from actfusion_ros.tools.world import TEA_GRAMMAR, ActivityWorld
 
 
 def test_sequences_follow_the_grammar() -> None:

@@ -84,7 +84,8 @@ def remaining_duration(future_labels: np.ndarray, truth_future: np.ndarray, curr
     future, truth, samples = future[:h], truth[:h], samples[:, :h]
     predicted = first_change(future, current)
     true_r = first_change(truth, current)
-    return RemainingDuration(h, int(elapsed), float(alpha), predicted, min(float(h), median_sample_change(samples, current)),
+    return RemainingDuration(h, int(elapsed), float(alpha), predicted,
+                             min(float(h), median_sample_change(samples, current)),
                              min(float(h), float(grammar_residual)), true_r, predicted == 0, true_r == 0)
 
 

@@ -149,7 +149,8 @@ def read_split_labels(root: str | Path, split: int, subset: str = "train",
                       mapping: ClassMapping | None = None) -> dict[str, np.ndarray]:
     """Raw-rate int64 labels of every video of a split, read from ``groundTruth/`` alone (no features).
 
-    For label-only uses (e.g. fitting :mod:`actfusion_training.baselines`); ``mapping`` defaults to ``root/mapping.txt``.
+    For label-only uses (e.g. fitting :mod:`actfusion_training.baselines`); ``mapping`` defaults to
+    ``root/mapping.txt``.
     """
     root = Path(root)
     try:

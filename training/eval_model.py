@@ -24,8 +24,8 @@ Writes, under ``--out``:
   next-action distributions (``baseline_next_action``) scored by the same code on the same events;
   ``plots/reliability.png`` is the model's reliability diagram (r*N^O protocol when it was run).
 
-The metrics are those of :mod:`actfusion_training.metrics`, so they equal ``python -m actfusion_training.evaluate`` run on the
-written files (``tas``; ``lta --observed A --predicted 0.1 0.2 0.3 0.5``). F1 uses the reference ``eval.py``
+The metrics are those of :mod:`actfusion_training.metrics`, so they equal ``python -m actfusion_training.evaluate``
+run on the written files (``tas``; ``lta --observed A --predicted 0.1 0.2 0.3 0.5``). F1 uses the reference ``eval.py``
 segment ends (last segment ends at ``N-1``) unless ``--exact-f1``, as ``actfusion_training.evaluate tas --exact-f1``.
 """
 from __future__ import annotations
@@ -41,12 +41,17 @@ from tqdm import tqdm
 
 from actfusion_model.checkpoint import CheckpointError, load_checkpoint
 from actfusion_model.io import atomic_write_text
-from actfusion_training.cli import add_dataset_arguments, add_device_arguments, apply_threads
 from actfusion_training.baselines import BaselineRun, best_per_cell, fit_baselines, score_baselines
+from actfusion_training.cli import add_dataset_arguments, add_device_arguments, apply_threads
 from actfusion_training.data import DatasetError, MsTcnDataset, read_split_labels
 from actfusion_training.inference import CONSENSUS_CHOICES, PROTOCOLS, frame_labels_to_names
 from actfusion_training.plots import TimelineRow, plot_reliability, plot_timeline
-from actfusion_training.prob_metrics import ReliabilityBin, ReliabilityTable, forecaster_next_action_events, next_action_summary
+from actfusion_training.prob_metrics import (
+    ReliabilityBin,
+    ReliabilityTable,
+    forecaster_next_action_events,
+    next_action_summary,
+)
 from actfusion_training.scoring import ScoredRun, ScoringOptions, VideoPredictions, lta_key, score_model
 
 #: Written for raw frames a forecast does not cover (never a class name of the datasets).
@@ -156,7 +161,8 @@ def next_action_report_lines(metrics: dict[str, Any]) -> list[str]:
 
 
 def reliability_from_dict(table: dict[str, Any]) -> ReliabilityTable:
-    """The :class:`~actfusion_training.prob_metrics.ReliabilityTable` of its ``to_dict`` form (as in ``results.json``)."""
+    """The :class:`~actfusion_training.prob_metrics.ReliabilityTable` of its ``to_dict`` form (as in
+    ``results.json``)."""
     return ReliabilityTable(tuple(ReliabilityBin(**b) for b in table["bins"]), int(table["count"]),
                             float(table["ece"]), str(table.get("mode", "")))
 
@@ -215,7 +221,9 @@ def run_evaluation(checkpoint: Path, data_root: Path, split: int, out: Path, *, 
         if rec.features.shape[0] != ckpt.config.input_dim:
             raise DatasetError(f"video {rec.name!r}: features have dimension {rec.features.shape[0]}, the "
                                f"checkpoint expects input_dim {ckpt.config.input_dim}")
-    bar = (lambda it: tqdm(it, total=len(records), desc="eval", disable=not sys.stderr.isatty()))
+    def bar(it: Any) -> Any:
+        return tqdm(it, total=len(records), desc="eval", disable=not sys.stderr.isatty())
+
     run = score_model(ckpt.model, records, ckpt.class_names, options, progress=bar)
     out.mkdir(parents=True, exist_ok=True)
     write_predictions(out, run, ckpt.class_names, options)

@@ -1,7 +1,9 @@
 """Score prediction files against ground truth (MS-TCN layout), printing JSON.
 
-    python -m actfusion_training.evaluate tas --predictions DIR --ground-truth DIR [--mapping FILE] [--background NAME ...]
-    python -m actfusion_training.evaluate lta --predictions DIR --ground-truth DIR --observed 0.2 --predicted 0.1 0.2 0.3 0.5
+    python -m actfusion_training.evaluate tas --predictions DIR --ground-truth DIR [--mapping FILE] \
+        [--background NAME ...]
+    python -m actfusion_training.evaluate lta --predictions DIR --ground-truth DIR --observed 0.2 \
+        --predicted 0.1 0.2 0.3 0.5
 
 A prediction file ``<video>.txt`` has the format of ``groundTruth/<video>.txt`` (one class name per
 frame); the MS-TCN output format (a ``###`` header line, then the names separated by spaces) is also read,

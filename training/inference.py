@@ -41,8 +41,14 @@ import numpy as np
 import torch
 from scipy.ndimage import median_filter as _median_filter
 
-from actfusion_model.consensus import (CONSENSUS_METHODS, FutureSamples, NextActionDistribution, consensus_labels,
-                             current_label, next_action_distribution)
+from actfusion_model.consensus import (
+    CONSENSUS_METHODS,
+    FutureSamples,
+    NextActionDistribution,
+    consensus_labels,
+    current_label,
+    next_action_distribution,
+)
 from actfusion_model.horizon import anticipation_horizon
 from actfusion_model.network import ActFusion
 from actfusion_model.runtime import Backend, forecast, load_backend

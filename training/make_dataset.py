@@ -1,6 +1,7 @@
 """Write an MS-TCN layout dataset whose features are derived from the ground-truth labels.
 
-    python -m actfusion_training.make_dataset --source DATA/gtea --out /tmp/gtea_synth --kind synthetic [--dim 64] [--seed 0]
+    python -m actfusion_training.make_dataset --source DATA/gtea --out /tmp/gtea_synth --kind synthetic \
+        [--dim 64] [--seed 0]
 
 ``--source`` needs ``groundTruth/``, ``splits/`` and ``mapping.txt``; they are copied to ``--out`` and
 ``features/<video>.npy`` (float32, (D, T)) is written for every ground-truth file, each file atomically.

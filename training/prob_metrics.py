@@ -19,8 +19,8 @@ truth over the same horizon).
   robot is told about). Outcomes stated with probability 0 are left out (the Brier score counts them).
 
 Offline events (:func:`lta_next_action_case`) sit where the LTA forecast goes
-(:func:`actfusion_training.inference.lta_layout`), at the model's sampled rate from offset 0 (raw frames 0, sr, 2sr, ...),
-the rate at which the model and the baselines forecast: the current action is the last observed sampled
+(:func:`actfusion_training.inference.lta_layout`), at the model's sampled rate from offset 0 (raw frames 0, sr,
+2sr, ...), the rate at which the model and the baselines forecast: the current action is the last observed sampled
 label, the truth the first different label among the next ``horizon`` sampled ground-truth labels (fewer
 where the video ends first), else "no change". :func:`score_forecaster_next_actions` scores any forecaster
 with a ``next_action_distribution`` (the baselines of :mod:`actfusion_training.baselines`) on those events.

@@ -1,8 +1,8 @@
 """Run a model over videos (TAS and LTA under both horizon protocols) and score it with actfusion_training.metrics.
 
 Used by ``actfusion-eval`` and by the trainer's model selection on the validation videos. All metric
-arithmetic is :mod:`actfusion_training.metrics` (MoC, TAS) and :mod:`actfusion_training.prob_metrics` (next-action scores of the
-K sampled forecasts); this module only predicts and collects.
+arithmetic is :mod:`actfusion_training.metrics` (MoC, TAS) and :mod:`actfusion_training.prob_metrics` (next-action
+scores of the K sampled forecasts); this module only predicts and collects.
 """
 from __future__ import annotations
 
@@ -12,11 +12,17 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from actfusion_model.consensus import outcome_vector
 from actfusion_model.network import ActFusion
 from actfusion_training.data import VideoRecord
-from actfusion_model.consensus import outcome_vector
-from actfusion_training.inference import (PROTOCOLS, LtaPrediction, TasPrediction, check_sampling, predict_lta,
-                                predict_tas)
+from actfusion_training.inference import (
+    PROTOCOLS,
+    LtaPrediction,
+    TasPrediction,
+    check_sampling,
+    predict_lta,
+    predict_tas,
+)
 from actfusion_training.metrics import moc_scores, summary_score, tas_metrics
 from actfusion_training.prob_metrics import lta_next_action_case, next_action_summary, outcome_index
 
@@ -81,8 +87,8 @@ def video_key(name: str) -> int:
 
 def predict_video(model: ActFusion, video: VideoRecord, options: ScoringOptions) -> VideoPredictions:
     """TAS and every (protocol, alpha) forecast of one video."""
-    common = dict(video_index=video_key(video.name), seed=options.seed, steps=options.steps, median_filter=options.median_filter,
-                  aggregate_offsets=options.aggregate_offsets)
+    common = dict(video_index=video_key(video.name), seed=options.seed, steps=options.steps,
+                  median_filter=options.median_filter, aggregate_offsets=options.aggregate_offsets)
     out = VideoPredictions(video.name, video.labels, predict_tas(model, video.features, **common))
     for protocol in options.protocols:
         for alpha in options.alphas:

@@ -6,8 +6,8 @@
 Multi-GPU: ``torchrun --nproc_per_node=G -m actfusion_training.train ... --device cuda`` (see docs/training.md).
 ``--time-budget MIN`` stops after the optimizer step that ends past MIN minutes of wall-clock (of this
 invocation: a ``--resume`` gets a fresh budget), validates, keeps the best checkpoint and saves.
-Exit status: 0 finished or stopped on the time budget, 130 stopped by Ctrl-C / SIGTERM (a checkpoint of the last completed step is
-written; continue with ``--resume``), 1 for configuration or data errors, 2 for bad arguments.
+Exit status: 0 finished or stopped on the time budget, 130 stopped by Ctrl-C / SIGTERM (a checkpoint of the last
+completed step is written; continue with ``--resume``), 1 for configuration or data errors, 2 for bad arguments.
 """
 from __future__ import annotations
 

@@ -33,10 +33,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import yaml
 
+from actfusion_model.labels import segments_from_labels
 from actfusion_ros.next_actions import TimedAlternative, format_next_actions
 from actfusion_ros.tools.ros_domain import domain_id
 from actfusion_ros.tools.world import ActivityWorld, Episode
-from actfusion_model.labels import segments_from_labels
 
 REPO = Path(__file__).resolve().parents[2]
 EXTRACTOR = "color_layout"
@@ -65,11 +65,11 @@ def _say(msg: str) -> None:
 def build_dataset(world: ActivityWorld, seeds: Sequence[int], root: Path, feature_rate_hz: float,
                   *, test_count: int = 2) -> None:
     """Write an MS-TCN dataset (features at the feature rate, one label per feature frame)."""
-    from actfusion_ros.tools.extract import extract_sampled
     from actfusion_model.features import build_extractor
     from actfusion_model.features.pipeline import FeaturePipeline, write_dataset_pipeline
     from actfusion_model.io import atomic_write_text
     from actfusion_model.labels import ClassMapping
+    from actfusion_ros.tools.extract import extract_sampled
 
     extractor = build_extractor(EXTRACTOR, **EXTRACTOR_KWARGS)
     names = []
@@ -296,11 +296,11 @@ def result_line(result: Any, t0_ns: int, truth: str) -> str:
 
 def live_core(bag: Path, checkpoint: Path, feature_rate_hz: float, truth_at: Any) -> int:
     """Drive the streaming core in-process (no ROS) at bag pace x100, printing forecasts."""
-    from actfusion_ros.tools.bags import read_images
-    from actfusion_ros.stream_model import ModelForecaster
-    from actfusion_ros.stream import StreamingAnticipator
-    from actfusion_ros.stream_types import StreamConfig
     from actfusion_model.features import build_extractor
+    from actfusion_ros.stream import StreamingAnticipator
+    from actfusion_ros.stream_model import ModelForecaster
+    from actfusion_ros.stream_types import StreamConfig
+    from actfusion_ros.tools.bags import read_images
 
     forecaster = ModelForecaster.from_checkpoint(checkpoint, num_samples=NUM_SAMPLES)
     core = StreamingAnticipator(StreamConfig(feature_rate_hz=feature_rate_hz, max_horizon_s=60.0),

@@ -34,15 +34,14 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from actfusion_ros.tools.bags import BagError, count_messages, labels_at, read_images, read_labels
-from actfusion_ros.sampling import FRAME_SHAPE, FeatureSampling
-from actfusion_ros.time_ns import NS_PER_S, period_ns_from_rate
 from actfusion_model.features import FeatureExtractor, FrameShapeChanged, available_extractors, build_extractor
 from actfusion_model.features.base import check_frame
 from actfusion_model.features.pipeline import FeaturePipeline, PipelineMismatch, write_dataset_pipeline
 from actfusion_model.io import atomic_open
 from actfusion_model.labels import ClassMapping, LabelError
-
+from actfusion_ros.sampling import FRAME_SHAPE, FeatureSampling
+from actfusion_ros.time_ns import NS_PER_S, period_ns_from_rate
+from actfusion_ros.tools.bags import BagError, count_messages, labels_at, read_images, read_labels
 
 
 class ExtractError(ValueError):

@@ -61,10 +61,9 @@ def pace(items: Iterable[tuple[int, Any]], *, rate: float, clock: Callable[[], f
 def play(bag: Path, *, topics: Sequence[str] | None = None, rate: float = 1.0, wait_subscribers: int = 1,
          wait_timeout_s: float = 10.0, publish_clock: bool = True, node_name: str = "actfusion_play") -> PlayStats:
     """Publish ``bag`` (sqlite3 or mcap) on ROS 2; returns counts and the worst pacing lag."""
-    from rosbags.highlevel import AnyReader
-
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosbags.highlevel import AnyReader
 
     if not Path(bag).exists():
         raise PlayError(f"bag not found: {bag}")

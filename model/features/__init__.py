@@ -9,8 +9,15 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from actfusion_model.features.base import (CausalFeatureStream, FeatureError, FeatureExtractor, FrameError,
-                                 FrameShapeChanged, check_frame, check_frames)
+from actfusion_model.features.base import (
+    CausalFeatureStream,
+    FeatureError,
+    FeatureExtractor,
+    FrameError,
+    FrameShapeChanged,
+    check_frame,
+    check_frames,
+)
 
 __all__ = ["CausalFeatureStream", "FeatureError", "FeatureExtractor", "FrameError", "FrameShapeChanged",
            "available_extractors", "build_extractor", "check_frame", "check_frames"]

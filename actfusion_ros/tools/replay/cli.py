@@ -17,8 +17,8 @@ from actfusion_model.backend_names import BACKENDS
 from actfusion_ros.node_params import NodeSettings, read_params_file, validate_values
 from actfusion_ros.tools.replay.driver import replay
 from actfusion_ros.tools.replay.inputs import check_out_dir, check_sources
-from actfusion_ros.tools.replay.records import ReplayError
 from actfusion_ros.tools.replay.recording import RecordSettings
+from actfusion_ros.tools.replay.records import ReplayError
 from actfusion_ros.tools.replay.scoring import DEFAULT_LOOKAHEAD_S, fit_replay_baselines
 from actfusion_ros.tools.replay.series import SERIES_FILES
 
@@ -75,8 +75,8 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 #: Flags that choose the model and the stream; with ``--params`` the params file decides them instead.
 PIPELINE_FLAGS = ("checkpoint", "extractor", "extractor_opt", "feature_rate", "tick_rate", "ratio", "max_horizon_s",
-                  "max_window_s", "min_observed", "steps", "seed", "num_samples", "backend", "onnx_dir", "engine_dir", "device",
-                  "threads")
+                  "max_window_s", "min_observed", "steps", "seed", "num_samples", "backend", "onnx_dir", "engine_dir",
+                  "device", "threads")
 #: A bag is replayed as one episode, never stale: the largest gap the node's parameters allow.
 _NEVER_S = 1.0e6
 

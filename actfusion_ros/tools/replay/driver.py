@@ -17,8 +17,8 @@ from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import ForecastResult, StreamConfig
 from actfusion_ros.tools.replay.figure import timeline_png
 from actfusion_ros.tools.replay.inputs import check_out_dir, check_sources, read_labels_file
-from actfusion_ros.tools.replay.records import GroundTruth, ReplayError, ReplayReport, TickRecord, final_record
 from actfusion_ros.tools.replay.recording import RecordSettings
+from actfusion_ros.tools.replay.records import GroundTruth, ReplayError, ReplayReport, TickRecord, final_record
 from actfusion_ros.tools.replay.report import headline, latency_percentiles, next_action_report, write_report
 from actfusion_ros.tools.replay.scoring import DEFAULT_LOOKAHEAD_S, score
 from actfusion_ros.tools.replay.series import write_series

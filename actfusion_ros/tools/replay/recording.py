@@ -28,9 +28,9 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from actfusion_ros import topics
-from actfusion_ros.tools.bags import BagError, ImageMessage, McapFileWriter
 from actfusion_ros.stream_types import ForecastResult
 from actfusion_ros.timeline_image import TimelineConfig, TimelineRenderer
+from actfusion_ros.tools.bags import BagError, ImageMessage, McapFileWriter
 
 __all__ = ["CURRENT_TOPIC", "FUTURE_TOPIC", "LABEL_INFO_TOPIC", "RecordSettings", "ReplayRecorder", "TIMELINE_TOPIC",
            "interface_definitions"]

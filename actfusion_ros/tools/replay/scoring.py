@@ -16,10 +16,21 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from actfusion_model.consensus import (FutureSamples, NextActionDistribution, next_action_distribution,
-                                       next_action_outcome, outcome_vector)
-from actfusion_ros.tools.replay.records import (AnticipationScore, GroundTruth, ReplayError, TickRecord,
-                                                complete_ticks, final_record)
+from actfusion_model.consensus import (
+    FutureSamples,
+    NextActionDistribution,
+    next_action_distribution,
+    next_action_outcome,
+    outcome_vector,
+)
+from actfusion_ros.tools.replay.records import (
+    AnticipationScore,
+    GroundTruth,
+    ReplayError,
+    TickRecord,
+    complete_ticks,
+    final_record,
+)
 from actfusion_training.baselines import GrammarForecaster, LabelForecaster, RepeatLast, resample_labels
 from actfusion_training.metrics import MocCounts, tas_metrics
 
