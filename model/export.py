@@ -145,8 +145,8 @@ def export_onnx(model: ActFusion, out_dir: str | Path, *, class_names: Sequence[
                 opset: int = DEFAULT_OPSET, length: int = DEFAULT_LENGTH, verify_length: int | None = 97,
                 source: dict[str, Any] | None = None, precision: str = "fp32",
                 keep_fp32: Sequence[str] | None = None) -> dict[str, Any]:
-    """Export the graphs (:func:`actfusion_model.onnx_graphs.graph_specs`) and ``manifest.json`` into ``out_dir`` (atomic
-    writes); return the manifest.
+    """Export the graphs (:func:`actfusion_model.onnx_graphs.graph_specs`) and ``manifest.json`` into ``out_dir``
+    (atomic writes); return the manifest.
 
     ``length``: the single example length used for tracing (the time axis stays dynamic).
     ``verify_length``: if set and onnxruntime is installed, check the graphs against the eager model at

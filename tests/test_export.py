@@ -16,16 +16,16 @@ onnx = pytest.importorskip("onnx", reason="the onnx package is needed to export 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is needed to run the exported graphs")
 
 from actfusion_model.checkpoint import save_checkpoint  # noqa: E402
-from tests.torch_threads import one_torch_thread  # noqa: E402
 from actfusion_model.config import config_to_dict, model_config  # noqa: E402
 from actfusion_model.diffusion import sample_noise  # noqa: E402
 from actfusion_model.export import export_onnx, main  # noqa: E402
-from actfusion_model.forecast import EagerBackend  # noqa: E402
 from actfusion_model.export_manifest import GRAPHS, MANIFEST, ExportError, read_manifest, sha256_file  # noqa: E402
-from actfusion_model.onnx_graphs import EncoderGraph, term_names  # noqa: E402
+from actfusion_model.forecast import EagerBackend  # noqa: E402
 from actfusion_model.network import ActFusion  # noqa: E402
+from actfusion_model.onnx_graphs import EncoderGraph, term_names  # noqa: E402
 from actfusion_model.runtime import forecast, load_backend  # noqa: E402
 from tests.tensorrt_supported_ops import CONSTANT_INPUTS, SUPPORTED  # noqa: E402
+from tests.torch_threads import one_torch_thread  # noqa: E402
 
 PRESETS = {"50salads": 19, "breakfast": 48}
 EXPORT_LENGTH = 64
@@ -202,7 +202,9 @@ def test_decoder_input_condition_exports_and_equals_torch(tmp_path: Path, num_sa
     export_onnx(model, tmp_path, class_names=[f"c{i}" for i in range(6)], length=40, verify_length=None)
     backend = load_backend("onnxruntime", tmp_path, intra_op_threads=1)
     feats = torch.randn(1, cfg.input_dim, 13, generator=torch.Generator().manual_seed(1))
-    gen = (lambda: torch.Generator().manual_seed(5))
+    def gen() -> torch.Generator:
+        return torch.Generator().manual_seed(5)
+
     ref = forecast(EagerBackend(model), feats, horizon=29, num_samples=num_samples, generator=gen())
     got = forecast(backend, feats, horizon=29, num_samples=num_samples, generator=gen())
     for a, b in ((got.observed_probs, ref.observed_probs), (got.future_probs, ref.future_probs)):

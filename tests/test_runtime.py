@@ -15,8 +15,13 @@ from actfusion_model.config import model_config
 from actfusion_model.diffusion import sample_noise
 from actfusion_model.network import ActFusion
 from actfusion_model.runtime import BackendError, forecast, load_backend, schedule_for, step_agreement
-from actfusion_model.runtime.engine_cache import (EngineKey, EngineMismatchError, ensure_engine, inspect_engine,
-                                        sidecar_path)
+from actfusion_model.runtime.engine_cache import (
+    EngineKey,
+    EngineMismatchError,
+    ensure_engine,
+    inspect_engine,
+    sidecar_path,
+)
 
 CLASSES = ["idle", "reach", "grasp", "move", "place", "release"]
 

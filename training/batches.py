@@ -8,8 +8,9 @@ first resampled in time at the raw rate by a speed factor ``s`` log-uniform in `
 neighbour: stretched frame ``i`` reads source frame ``floor(i / s)``), and its boundary target is recomputed
 from the stretched labels, so offset, masks, crop and every target follow the stretched video. With
 ``masking.window_observed``/``window_future`` > 0 the masked sample is then cut to a window around its
-anticipation cut (:func:`window_bounds`), so a sample's cost is bounded by the window, not the video. :func:`collate` pads a list of samples to the
-longest (targets with IGNORE_INDEX, everything else with zeros) and marks each video's frames in ``valid``.
+anticipation cut (:func:`window_bounds`), so a sample's cost is bounded by the window, not the video.
+:func:`collate` pads a list of samples to the longest (targets with IGNORE_INDEX, everything else with zeros) and
+marks each video's frames in ``valid``.
 """
 from __future__ import annotations
 
@@ -21,8 +22,14 @@ import torch
 
 from actfusion_model.config import ExperimentConfig, MaskingConfig
 from actfusion_model.masking import IGNORE_INDEX, MaskedSample, masked_sample
-from actfusion_training.data import (MsTcnDataset, VideoRecord, boundary_targets, gaussian_soft_labels,
-                           subsample_boundary, sample)
+from actfusion_training.data import (
+    MsTcnDataset,
+    VideoRecord,
+    boundary_targets,
+    gaussian_soft_labels,
+    sample,
+    subsample_boundary,
+)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Resolve a training YAML against a dataset: ``num_classes`` from ``mapping.txt``, ``input_dim`` from features,
-and ``model.sample_rate: auto`` from the videos' lengths.
+and ``model.sample_rate: auto`` and ``masking.window_*: auto`` (:func:`auto_windows`) from the videos' lengths.
 
 A YAML may leave ``num_classes``/``input_dim`` out (they are then taken from the data, overriding the preset's
 defaults) or state them; a stated value that disagrees with the data is a
@@ -13,6 +13,7 @@ frames at 15 fps), 8 for 50 Salads (11769 at 30 fps) and 2 for Breakfast (940 at
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,7 +24,6 @@ import yaml
 from actfusion_model.config import ConfigError, ExperimentConfig, load_experiment_config
 from actfusion_model.labels import ClassMapping
 from actfusion_training.data import DatasetError, MsTcnDataset
-
 
 AUTO = "auto"
 
@@ -61,13 +61,30 @@ def data_facts(dataset: MsTcnDataset) -> DataFacts:
     return DataFacts(dataset.mapping, int(feats.shape[0]), str(path), median)
 
 
-def _yaml_model_section(path: Path) -> Mapping[str, Any]:
+def auto_windows(median_frames: float, sample_rate: int) -> tuple[int, int]:
+    """``masking.window_observed/window_future: auto``: ``(o, 2 o)`` with ``o`` the power of two nearest (in log)
+    to half the median video's length at the model rate: the window holds a typical video's observed part and
+    the future that the benchmarks score (up to half a video past the cut) while bounding the long ones. It
+    gives 256 / 512 for Breakfast and GTEA (median 470 and 529 model frames) and 1024 / 2048 for 50 Salads
+    (1471), where shorter windows cut the scored horizon."""
+    if not median_frames > 0 or sample_rate < 1:
+        raise ConfigError(f"window: auto needs videos with frames and a sample rate >= 1, got a median length "
+                          f"of {median_frames} and sample rate {sample_rate}")
+    observed = 2 ** max(0, int(round(np.log2(max(1.0, float(median_frames) / sample_rate / 2.0)))))
+    return observed, 2 * observed
+
+
+def _yaml_section(path: Path, name: str) -> Mapping[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"{path}: cannot read: {err}") from None
-    section = data.get("model") if isinstance(data, dict) else None
+    section = data.get(name) if isinstance(data, dict) else None
     return section if isinstance(section, Mapping) else {}
+
+
+def _yaml_model_section(path: Path) -> Mapping[str, Any]:
+    return _yaml_section(path, "model")
 
 
 def resolve_config(path: str | Path, facts: DataFacts) -> ExperimentConfig:
@@ -89,4 +106,14 @@ def resolve_config(path: str | Path, facts: DataFacts) -> ExperimentConfig:
     elif isinstance(stated.get("sample_rate"), str):
         raise ConfigError(f"{path}: model.sample_rate must be a positive integer or 'auto', got "
                           f"{stated['sample_rate']!r}")
-    return load_experiment_config(path, **from_data)
+    masking = _yaml_section(path, "masking")
+    windows = {k: masking.get(k) for k in ("window_observed", "window_future")}
+    if AUTO not in windows.values():
+        return load_experiment_config(path, **from_data)
+    if any(v != AUTO for v in windows.values()) or facts.median_frames is None:
+        raise ConfigError(f"{path}: masking.window_observed and window_future are 'auto' together (and need the "
+                          f"videos' lengths), got {windows}")
+    config = load_experiment_config(path, **from_data, masking_overrides={"window_observed": 0, "window_future": 0})
+    observed, future = auto_windows(facts.median_frames, config.model.sample_rate)
+    return dataclasses.replace(config, masking=dataclasses.replace(config.masking, window_observed=observed,
+                                                                   window_future=future))

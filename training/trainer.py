@@ -40,18 +40,32 @@ from torch import nn
 from tqdm import tqdm
 
 from actfusion_model.checkpoint import save_checkpoint
+from actfusion_model.config import (
+    ConfigError,
+    ExperimentConfig,
+    LossConfig,
+    MaskingConfig,
+    ModelConfig,
+    TrainingConfig,
+    config_to_dict,
+)
+from actfusion_model.diffusion import min_snr_weights, training_timesteps
 from actfusion_model.features.pipeline import read_dataset_pipeline
-from actfusion_model.config import (ConfigError, ExperimentConfig, LossConfig, MaskingConfig, ModelConfig, TrainingConfig,
-                          config_to_dict)
 from actfusion_model.io import atomic_open, atomic_write_text
 from actfusion_model.losses import actfusion_loss
-from actfusion_model.diffusion import min_snr_weights, training_timesteps
 from actfusion_model.network import ActFusion, TrainingOutputs, training_outputs
 from actfusion_training.baselines import fit_baselines, score_baselines
 from actfusion_training.batches import TrainingBatch, VideoStore, collate, draw_sample
 from actfusion_training.data import MsTcnDataset, class_weights, split_train_validation
-from actfusion_training.distributed import (DistContext, any_rank, barrier, gather_objects, init_distributed, shard,
-                                  shutdown)
+from actfusion_training.distributed import (
+    DistContext,
+    any_rank,
+    barrier,
+    gather_objects,
+    init_distributed,
+    shard,
+    shutdown,
+)
 from actfusion_training.inference import PROTOCOLS
 from actfusion_training.rng import RngBundle
 from actfusion_training.run_config import data_facts, resolve_config
