@@ -346,8 +346,10 @@ def model_config(preset: str = "50salads", **overrides: Any) -> ModelConfig:
     return experiment_config(preset, **overrides).model
 
 
-def load_experiment_config(path: str | Path, **model_overrides: Any) -> ExperimentConfig:
-    """Load a YAML file ``{preset: NAME, model: {...}, loss: {...}, masking: {...}, training: {...}}``."""
+def load_experiment_config(path: str | Path, *, masking_overrides: Mapping[str, Any] | None = None,
+                           **model_overrides: Any) -> ExperimentConfig:
+    """Load a YAML file ``{preset: NAME, model: {...}, loss: {...}, masking: {...}, training: {...}}``;
+    ``masking_overrides`` replace keys of its masking section (values resolved from the data)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -358,6 +360,8 @@ def load_experiment_config(path: str | Path, **model_overrides: Any) -> Experime
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     preset = data.get("preset", "50salads")
+    if masking_overrides:
+        data["masking"] = {**(data.get("masking") or {}), **masking_overrides}
     try:
         return experiment_config(preset, data, **model_overrides)
     except ConfigError as err:

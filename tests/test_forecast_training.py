@@ -231,3 +231,29 @@ def test_a_finished_max_steps_run_resumes_to_a_larger_max_steps(data: Path, tmp_
     assert run(first, data, out, resume=True) == "finished" and state_of(out)["progress"]["step"] == 2
     more = write_config(tmp_path / "b.yaml", epochs=100, accumulate=1, max_steps=4, validation_fraction=0.0)
     assert run(more, data, out, resume=True) == "finished" and state_of(out)["progress"]["step"] == 4
+
+
+def test_auto_windows_hold_half_a_median_video_observed_and_a_whole_one_ahead():
+    from actfusion_training.run_config import auto_windows
+    assert auto_windows(940, 2) == (256, 512)  # Breakfast: 470 model frames
+    assert auto_windows(11769, 8) == (1024, 2048)  # 50 Salads: 1471 model frames
+    assert auto_windows(2, 1) == (1, 2)
+    with pytest.raises(ConfigError, match="window"):
+        auto_windows(0, 2)
+
+
+def test_window_auto_is_resolved_from_the_data_and_needs_both(data: Path, tmp_path: Path):
+    import yaml
+
+    from actfusion_training.data import MsTcnDataset
+    from actfusion_training.run_config import auto_windows, data_facts, resolve_config
+    facts = data_facts(MsTcnDataset(data, 1, "train"))
+    path = tmp_path / "auto.yaml"
+    doc = {"preset": "tiny", "model": {"sample_rate": 3}, "masking": {"window_observed": "auto", "window_future": "auto"}}
+    path.write_text(yaml.safe_dump(doc))
+    got = resolve_config(path, facts).masking
+    assert (got.window_observed, got.window_future) == auto_windows(facts.median_frames, 3)
+    doc["masking"]["window_future"] = 100
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match="together"):
+        resolve_config(path, facts)

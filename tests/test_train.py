@@ -275,11 +275,13 @@ def test_shipped_configs_load(data: Path):
     # clock; its ablation (the recipe before them) differs in exactly those keys
     recipe, before = got["cpu_hour"], got["cpu_hour_whole_videos"]
     assert (recipe.model.masked_input, recipe.model.sample_rate) == ("carry", 2)
-    assert (recipe.masking.window_observed, recipe.masking.window_future) == (256, 512)
+    from actfusion_training.run_config import auto_windows
+    windows = auto_windows(facts.median_frames, 2)  # masking.window_*: auto, from the data
+    assert (recipe.masking.window_observed, recipe.masking.window_future) == windows
     assert (recipe.training.eval_every_minutes, recipe.training.validation_max_videos) == (10, 24)
     assert dataclasses.replace(
         before, model=dataclasses.replace(before.model, masked_input="carry", sample_rate=2),
-        masking=dataclasses.replace(before.masking, window_observed=256, window_future=512),
+        masking=dataclasses.replace(before.masking, window_observed=windows[0], window_future=windows[1]),
         training=dataclasses.replace(before.training, eval_every_minutes=10, validation_max_videos=24)) == recipe
     # speed augmentation on; its ablation is the earlier recipe with masking.time_stretch off, nothing else
     assert recipe.masking.time_stretch == 1.25 and got["cpu_hour_no_stretch"].masking.time_stretch == 1.0
