@@ -39,29 +39,15 @@ sys.path.insert(0, str(REPO))
 from actfusion_model.checkpoint import load_checkpoint  # noqa: E402
 from actfusion_model.consensus import outcome_vector  # noqa: E402
 from actfusion_model.io import atomic_write_text  # noqa: E402
+from actfusion_training import inference, prob_metrics  # noqa: E402
 from actfusion_training.baselines import fit_baselines  # noqa: E402
 from actfusion_training.data import MsTcnDataset, read_split_labels  # noqa: E402
 from actfusion_training.eval_model import PROTOCOL_NAMES, default_median_filter, reliability_from_dict  # noqa: E402
-from actfusion_training.inference import (  # noqa: E402
-    CONSENSUS_CHOICES,
-    PROTOCOLS,
-    LtaPrediction,
-    consensus_ids,
-    lta_raw_labels,
-    predict_lta,
-    sample_next_action,
-)
 from actfusion_training.plots import plot_reliability  # noqa: E402
-from actfusion_training.prob_metrics import (  # noqa: E402
-    forecaster_next_action_events,
-    lta_next_action_case,
-    next_action_summary,
-    outcome_index,
-)
 from actfusion_training.scoring import BETAS, moc_tables, video_key  # noqa: E402
 
 #: One video's forecasts: ``{(protocol, alpha): prediction with the largest K samples}``.
-Cells = dict[tuple[str, float], LtaPrediction]
+Cells = dict[tuple[str, float], inference.LtaPrediction]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", required=True, type=Path, help="MS-TCN dataset root (e.g. one-hot features)")
     p.add_argument("--split", type=int, default=1)
     p.add_argument("--samples", type=int, nargs="+", default=[1, 4, 8, 16], help="K values (prefixes of one draw)")
-    p.add_argument("--consensus", nargs="+", default=list(CONSENSUS_CHOICES), choices=CONSENSUS_CHOICES)
+    p.add_argument("--consensus", nargs="+", default=list(inference.CONSENSUS_CHOICES),
+                   choices=inference.CONSENSUS_CHOICES)
     p.add_argument("--steps", type=int, nargs="+", default=[None], help="DDIM step settings (default: the "
                    "checkpoint's)")
     p.add_argument("--alphas", type=float, nargs="+", default=[0.2, 0.3])
@@ -87,10 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 def forecast_cells(model: Any, features: np.ndarray, name: str, *, samples: int, steps: int | None,
                    alphas: Sequence[float], seed: int, median_filter: int, aggregate_offsets: bool) -> Cells:
     """Every (protocol, alpha) LTA forecast of one video with ``samples`` futures each."""
-    return {(p, a): predict_lta(model, features, a, p, video_index=video_key(name), seed=seed, steps=steps,
-                                median_filter=median_filter, aggregate_offsets=aggregate_offsets,
-                                num_samples=samples)
-            for p in PROTOCOLS for a in alphas}
+    return {(p, a): inference.predict_lta(model, features, a, p, video_index=video_key(name), seed=seed, steps=steps,
+                                          median_filter=median_filter, aggregate_offsets=aggregate_offsets,
+                                          num_samples=samples)
+            for p in inference.PROTOCOLS for a in alphas}
 
 
 def consensus_moc(videos: Sequence[tuple[np.ndarray, Cells]], k: int, consensus: str, alphas: Sequence[float]
@@ -100,26 +87,26 @@ def consensus_moc(videos: Sequence[tuple[np.ndarray, Cells]], k: int, consensus:
         out = []
         for gt, cells in videos:
             pred = cells[(protocol, alpha)]
-            ids = consensus_ids(pred.sample_probs[:k], consensus)
-            out.append((lta_raw_labels(ids, pred.sample_rate, gt.size), gt))
+            ids = inference.consensus_ids(pred.sample_probs[:k], consensus)
+            out.append((inference.lta_raw_labels(ids, pred.sample_rate, gt.size), gt))
         return out
 
-    return moc_tables(pairs, PROTOCOLS, alphas, BETAS)
+    return moc_tables(pairs, inference.PROTOCOLS, alphas, BETAS)
 
 
 def model_events(videos: Sequence[tuple[np.ndarray, Cells]], k: int, num_classes: int,
                  alphas: Sequence[float]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{protocol: (probs, truth)}`` of the next-action distributions of the first ``k`` samples."""
     out = {}
-    for protocol in PROTOCOLS:
+    for protocol in inference.PROTOCOLS:
         probs, truth = [], []
         for gt, cells in videos:
             for alpha in alphas:
                 pred = cells[(protocol, alpha)]
-                dist = sample_next_action(pred.sample_probs[:k], pred.layout.observed, pred.layout.horizon)
-                case = lta_next_action_case(gt, pred.sample_rate, alpha, protocol)
+                dist = inference.sample_next_action(pred.sample_probs[:k], pred.layout.observed, pred.layout.horizon)
+                case = prob_metrics.lta_next_action_case(gt, pred.sample_rate, alpha, protocol)
                 probs.append(outcome_vector(dist.as_mapping(), num_classes))
-                truth.append(outcome_index(case.truth, num_classes))
+                truth.append(prob_metrics.outcome_index(case.truth, num_classes))
         out[protocol] = (np.stack(probs), np.asarray(truth, dtype=np.int64))
     return out
 
@@ -132,19 +119,19 @@ def markdown(results: dict[str, Any]) -> str:
              f"offsets {info['offsets']}, median filter {info['median_filter'] or 'off'}, seed {info['seed']}; "
              f"K = k: the first k samples of one K = {max(info['samples'])} draw.", "",
              "Mean MoC (%) over alphas and betas (K = 1: one sample):", "",
-             "| DDIM steps | consensus | K | " + " | ".join(PROTOCOL_NAMES[p] for p in PROTOCOLS) + " |",
-             "|---|---|---|" + "---|" * len(PROTOCOLS)]
+             "| DDIM steps | consensus | K | " + " | ".join(PROTOCOL_NAMES[p] for p in inference.PROTOCOLS) + " |",
+             "|---|---|---|" + "---|" * len(inference.PROTOCOLS)]
     for steps, per in results["runs"].items():
         for row in per["moc"]:
             lines.append(f"| {steps} | {row['consensus']} | {row['k']} | "
                          + " | ".join("-" if row["lta_mean"][p] is None else f"{row['lta_mean'][p]:.2f}"
-                                      for p in PROTOCOLS) + " |")
+                                      for p in inference.PROTOCOLS) + " |")
     lines += ["", "Next action after the current one (model: the K samples' distribution; baselines: their own):",
               "", "| DDIM steps | who | K | protocol | events | top-1 % | top-3 % | Brier | ECE top | ECE stated |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for steps, per in results["runs"].items():
         for row in per["next_action"]:
-            for p in PROTOCOLS:
+            for p in inference.PROTOCOLS:
                 s = row[p]
                 lines.append(f"| {steps} | model | {row['k']} | {PROTOCOL_NAMES[p]} | {s['count']} | {s['top1']:.1f} | "
                              f"{s['top3']:.1f} | {s['brier']:.3f} | {s['ece_top']:.3f} | {s['ece_stated']:.3f} |")
@@ -183,14 +170,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         next_action = []
         for k in ks:
             events = model_events(videos, k, num_classes, args.alphas)
-            next_action.append({"k": k, **{p: next_action_summary(*events[p], num_bins=args.bins) for p in PROTOCOLS}})
+            next_action.append({"k": k, **{p: prob_metrics.next_action_summary(*events[p], num_bins=args.bins)
+                                           for p in inference.PROTOCOLS}})
         results["runs"][str(steps or ckpt.config.ddim_steps)] = {"moc": moc, "next_action": next_action}
     results["seconds"] = time.perf_counter() - start
     train = read_split_labels(args.data_root, args.split, "train", mapping=dataset.mapping)
     gts = [(rec.name, rec.labels) for rec in records]
     results["baselines"] = {
-        f.name: {p: next_action_summary(probs, truth, num_bins=args.bins) for p, (probs, truth) in
-                 forecaster_next_action_events(f, gts, num_classes, sr, alphas=args.alphas).items()}
+        f.name: {p: prob_metrics.next_action_summary(probs, truth, num_bins=args.bins) for p, (probs, truth) in
+                 prob_metrics.forecaster_next_action_events(f, gts, num_classes, sr, alphas=args.alphas).items()}
         for f in fit_baselines(train.values(), sr)}
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -36,15 +36,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from actfusion_training.current_action import (  # noqa: E402
-    LOOKAHEAD_OUTCOMES,
-    RemainingDuration,
-    bin_label,
-    elapsed_run,
-    lookahead_outcome,
-    remaining_duration,
-    summarize,
-)
+from actfusion_training import current_action  # noqa: E402
 
 ELAPSED_EDGES_S = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)     # demo, seconds
 ALPHA_EDGES = (0.0, 0.1, 0.2, 0.4, 0.6, 0.8)
@@ -53,7 +45,7 @@ ELAPSED_EDGES_FRAC = (0.0, 0.25, 0.5, 0.75, 1.0)     # elapsed / class mean dura
 
 def demo_rows(checkpoint: Path, episodes: int, first_seed: int, num_samples: int, work: Path,
               consensus: str, outcomes: dict[str, dict[str, dict[str, int]]] | None = None
-              ) -> list[RemainingDuration]:
+              ) -> list[current_action.RemainingDuration]:
     """Replay unseen demo episodes; one row per complete tick whose current action is right.
 
     ``outcomes`` (filled if given): ``{"model" | "repeat_last" | "grammar_order1": {"1s" | "2s": {outcome:
@@ -77,7 +69,7 @@ def demo_rows(checkpoint: Path, episodes: int, first_seed: int, num_samples: int
                      device="cpu", threads=1)
     settings, forecaster = pipeline_settings(args, {})
     world = ActivityWorld()
-    rows: list[RemainingDuration] = []
+    rows: list[current_action.RemainingDuration] = []
     grammar = None
     for seed in range(first_seed, first_seed + episodes):
         anticipator = build_anticipator(settings, forecaster=forecaster)
@@ -104,20 +96,20 @@ def demo_rows(checkpoint: Path, episodes: int, first_seed: int, num_samples: int
                     for sec in (1, 2):
                         k = int(round(sec * 1e9 / rec.period_ns)) - 1
                         if k < fut.size and gt[k] >= 0:
-                            why = lookahead_outcome(current, current_true, int(fut[k]), int(gt[k]))
+                            why = current_action.lookahead_outcome(current, current_true, int(fut[k]), int(gt[k]))
                             for key in ([f"first:{who}", who] if seed == first_seed else [who]):
                                 cell = outcomes.setdefault(key, {}).setdefault(f"{sec}s", {})
                                 cell[why] = cell.get(why, 0) + 1
             if current_true != current:
                 continue
-            e = elapsed_run(rec.observed_labels)
+            e = current_action.elapsed_run(rec.observed_labels)
             samples = rec.sampled_futures()
             future = rec.future_labels if consensus == "mode" else \
                 consensus_labels(FutureSamples.of(samples, len(names)), method=consensus)[0]
-            row = remaining_duration(future, truth.at(rec.future_times_ns()), current, elapsed=e,
-                                     alpha=rec.observed_labels.size / total_frames,
-                                     grammar_residual=grammar.mean_residual(current, e, relative=False),
-                                     sample_labels=samples)
+            row = current_action.remaining_duration(future, truth.at(rec.future_times_ns()), current, elapsed=e,
+                                                    alpha=rec.observed_labels.size / total_frames,
+                                                    grammar_residual=grammar.mean_residual(current, e, relative=False),
+                                                    sample_labels=samples)
             if row is not None:
                 rows.append(row)
     return rows
@@ -126,7 +118,7 @@ def demo_rows(checkpoint: Path, episodes: int, first_seed: int, num_samples: int
 def lta_rows(checkpoint: Path, data: Path, split: int, num_samples: int, seeds: Sequence[int],
              consensus: str, median_filter: int | None = None, source: str = "decoder",
              alphas: Sequence[float] | None = None, subset: str = "test"
-             ) -> tuple[list[RemainingDuration], dict[str, float]]:
+             ) -> tuple[list[current_action.RemainingDuration], dict[str, float]]:
     """One row per (test video, alpha, seed) under r*N^O; plus the observed/mask boundary figures.
 
     ``median_filter``: default the checkpoint's; ``source="encoder"``: score the encoder's argmax instead of
@@ -148,7 +140,7 @@ def lta_rows(checkpoint: Path, data: Path, split: int, num_samples: int, seeds: 
     mapping = ClassMapping.from_file(data / "mapping.txt")
     grammar = fit_baselines(read_split_labels(data, split, "train", mapping).values(), sr, orders=(1,))[1]
     test = read_split_labels(data, split, subset, mapping)
-    rows: list[RemainingDuration] = []
+    rows: list[current_action.RemainingDuration] = []
     cut = {"last_observed_wrong": 0, "forecasts": 0}
     for vi, (name, gt) in enumerate(sorted(test.items())):
         feats = np.load(data / "features" / f"{name}.npy")
@@ -157,7 +149,7 @@ def lta_rows(checkpoint: Path, data: Path, split: int, num_samples: int, seeds: 
             layout = lta_layout(gt.size, sr, alpha, "rn")
             obs = layout.observed
             current = int(gt_s[obs - 1])
-            e = elapsed_run(gt_s[:obs])
+            e = current_action.elapsed_run(gt_s[:obs])
             truth = np.full(layout.horizon, -1, dtype=np.int64)
             avail = gt_s[obs:obs + layout.horizon]
             truth[:avail.size] = avail
@@ -172,19 +164,19 @@ def lta_rows(checkpoint: Path, data: Path, split: int, num_samples: int, seeds: 
                 cut["forecasts"] += 1
                 cut["last_observed_wrong"] += int(np.mean(labels[:, obs - 1] != current) > 0.5)
                 future = consensus_labels(FutureSamples.of(probs[:, :, obs:]), method=consensus)[0]
-                row = remaining_duration(future, truth, current, elapsed=e, alpha=alpha,
-                                         grammar_residual=grammar.mean_residual(current, e, relative=False),
-                                         sample_labels=labels[:, obs:])
+                residual = grammar.mean_residual(current, e, relative=False)
+                row = current_action.remaining_duration(future, truth, current, elapsed=e, alpha=alpha,
+                                                        grammar_residual=residual, sample_labels=labels[:, obs:])
                 if row is not None:
                     rows.append(row)
     cut["last_observed_wrong_share"] = cut["last_observed_wrong"] / max(1, cut["forecasts"])
     return rows, cut
 
 
-def print_summary(title: str, rows: Sequence[RemainingDuration], frame_s: float, unit: str,
+def print_summary(title: str, rows: Sequence[current_action.RemainingDuration], frame_s: float, unit: str,
                   groups: dict[str, tuple]) -> dict[str, object]:
     """Print the tables; returns :func:`summarize`'s dict."""
-    summary = summarize(rows, {k: v[0] for k, v in groups.items()})
+    summary = current_action.summarize(rows, {k: v[0] for k, v in groups.items()})
     print(f"\n### {title}: {len(rows)} forecasts (figures in {unit}; bias = estimate - truth, "
           f"negative = leaves the current action too early; all clipped at the horizon)\n")
     print("| group | n | true remaining | consensus bias | MAE | median-of-samples bias | MAE | "
@@ -246,22 +238,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                          args.consensus, outcomes)
         print(f"\n### demo world: why look-ahead frames are wrong (share of scored ticks; 'first:' = episode "
               f"{args.first_seed} alone, the others = all {args.episodes} episodes)\n")
-        print("| who | look-ahead | n | " + " | ".join(LOOKAHEAD_OUTCOMES) + " |")
-        print("|---|---|---|" + "---|" * len(LOOKAHEAD_OUTCOMES))
+        print("| who | look-ahead | n | " + " | ".join(current_action.LOOKAHEAD_OUTCOMES) + " |")
+        print("|---|---|---|" + "---|" * len(current_action.LOOKAHEAD_OUTCOMES))
         for who, cells in outcomes.items():
             for sec, counts in cells.items():
                 n = sum(counts.values())
                 print(f"| {who} | {sec} | {n} | " + " | ".join(f"{100 * counts.get(o, 0) / n:.1f}"
-                                                             for o in LOOKAHEAD_OUTCOMES) + " |")
+                                                             for o in current_action.LOOKAHEAD_OUTCOMES) + " |")
         out["demo_lookahead_outcomes"] = outcomes
         frame_s = 0.25
-        e_bins = [bin_label(x, ELAPSED_EDGES_S) for x in ELAPSED_EDGES_S] + [f"< {ELAPSED_EDGES_S[0]:g}"]
-        a_bins = [bin_label(x, ALPHA_EDGES) for x in ALPHA_EDGES]
+        e_bins = [current_action.bin_label(x, ELAPSED_EDGES_S) for x in ELAPSED_EDGES_S] + [f"< {ELAPSED_EDGES_S[0]:g}"]
+        a_bins = [current_action.bin_label(x, ALPHA_EDGES) for x in ALPHA_EDGES]
         out["demo"] = print_summary(
             f"demo world, {args.episodes} unseen episodes, {args.num_samples} samples, {args.consensus} consensus",
             rows, frame_s, "seconds",
-            {"elapsed s": (lambda r: bin_label(r.elapsed * frame_s, ELAPSED_EDGES_S), e_bins),
-             "alpha": (lambda r: bin_label(r.alpha, ALPHA_EDGES), a_bins)})
+            {"elapsed s": (lambda r: current_action.bin_label(r.elapsed * frame_s, ELAPSED_EDGES_S), e_bins),
+             "alpha": (lambda r: current_action.bin_label(r.alpha, ALPHA_EDGES), a_bins)})
     if args.lta_checkpoint is not None:
         if args.lta_data is None:
             print("--lta-checkpoint needs --lta-data", file=sys.stderr)
@@ -273,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.lta_data.name} split {args.split} {args.subset}, r*N^O, {args.num_samples} samples x seeds "
             f"{args.seeds}, {args.consensus} consensus, {args.source}, median filter {args.median_filter}",
             rows, 1.0, "model frames",
-            {"elapsed frames": (lambda r: bin_label(r.elapsed, e_edges), [bin_label(x, e_edges) for x in e_edges]),
+            {"elapsed frames": (lambda r: current_action.bin_label(r.elapsed, e_edges),
+                                [current_action.bin_label(x, e_edges) for x in e_edges]),
              "alpha": (lambda r: f"{r.alpha:g}", [f"{a:g}" for a in (args.alphas or (0.2, 0.3))])})
         print(f"\nobserved/mask boundary: the decoder's (median-filtered, sample-majority) label of the last observed "
               f"frame is wrong in {100 * cut['last_observed_wrong_share']:.1f}% of {cut['forecasts']} forecasts")

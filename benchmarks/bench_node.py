@@ -25,14 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from actfusion_ros.testing.ros_harness import (  # noqa: E402
-    apply_loopback_env,
-    make_image,
-    node_session,
-    restore_env,
-    ros_skip_reason,
-    unique_domain_id,
-)
+from actfusion_ros.testing import ros_harness as harness  # noqa: E402
 
 
 def stats_ms(values_s: list[float]) -> str:
@@ -61,8 +54,8 @@ def bench_callback(frames: int) -> None:
     from actfusion_ros.frames import rgb_to_jpeg
     from actfusion_ros.node.actfusion_node import ActFusionNode
 
-    domain = unique_domain_id()
-    old = apply_loopback_env(domain)
+    domain = harness.unique_domain_id()
+    old = harness.apply_loopback_env(domain)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain, signal_handler_options=SignalHandlerOptions.NO)
     rgb = test_image()
@@ -77,7 +70,7 @@ def bench_callback(frames: int) -> None:
             if compressed:
                 msg = CompressedImage(format="jpeg", data=jpeg)
             else:
-                msg = make_image(Image, rgb, 0)
+                msg = harness.make_image(Image, rgb, 0)
             t0 = time.time_ns()
             durations = []
             for i in range(frames):
@@ -91,7 +84,7 @@ def bench_callback(frames: int) -> None:
             node.destroy_node()
     finally:
         rclpy.try_shutdown(context=ctx)
-        restore_env(old)
+        harness.restore_env(old)
 
 
 def bench_end_to_end(seconds: float, fps: float, tick_rate: float, feature_rate: float) -> None:
@@ -100,11 +93,11 @@ def bench_end_to_end(seconds: float, fps: float, tick_rate: float, feature_rate:
     rgb = test_image()
     print(f"2. end to end over loopback DDS: 640x480 rgb8 at {fps:g} fps for {seconds:g} s; "
           f"tick {tick_rate:g} Hz, features {feature_rate:g} Hz, tiny random-weights model")
-    with tempfile.TemporaryDirectory() as tmp, node_session(Path(tmp), {
+    with tempfile.TemporaryDirectory() as tmp, harness.node_session(Path(tmp), {
             "random_weights": True, "tick_rate_hz": tick_rate, "feature_rate_hz": feature_rate,
             "min_observed_frames": 1, "num_samples": 1}, name="bench", image_depth=5, reliable=False) as session:
         node, client, pub, topic = session.node, session.client, session.image_pub, session.future_topic
-        msg = make_image(Image, rgb, 0)
+        msg = harness.make_image(Image, rgb, 0)
         publish_s = []
         n = int(seconds * fps)
         start = time.monotonic()
@@ -149,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--feature-rate", type=float, default=5.0)
     ap.add_argument("--skip-e2e", action="store_true", help="only the callback benchmark")
     args = ap.parse_args(argv)
-    reason = ros_skip_reason()
+    reason = harness.ros_skip_reason()
     if reason:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 1

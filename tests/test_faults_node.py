@@ -21,19 +21,9 @@ import numpy as np
 import pytest
 
 from actfusion_ros.stream_types import ForecastOutput
-from actfusion_ros.testing.ros_harness import (
-    apply_loopback_env,
-    make_image,
-    node_session,
-    private_context,
-    restore_env,
-    ros_skip_reason,
-    synthetic_frame,
-    unique_domain_id,
-    wait_for,
-)
+from actfusion_ros.testing import ros_harness as harness
 
-REASON = ros_skip_reason()
+REASON = harness.ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
 
 if REASON is None:
@@ -88,7 +78,7 @@ class ScriptedForecaster:
 @pytest.fixture()
 def sim_context() -> Iterator[Any]:
     """Like ``ros_context`` on a domain of its own: this test's /clock must not reach other tests' nodes."""
-    with private_context(20 + (unique_domain_id() - 20 + 100) % 200) as ctx:
+    with harness.private_context(20 + (harness.unique_domain_id() - 20 + 100) % 200) as ctx:
         yield ctx
 
 
@@ -136,7 +126,7 @@ class Running:
             if stop is not None and stop.is_set():
                 return
             stamp = time.time_ns() if stamp_fn is None else stamp_fn(self.sent)
-            self.node.image_callback(make_image(Image, synthetic_frame(self.sent), stamp))
+            self.node.image_callback(harness.make_image(Image, harness.synthetic_frame(self.sent), stamp))
             self.sent += 1
             if hz:
                 time.sleep(1.0 / hz)
@@ -162,7 +152,7 @@ def test_camera_stall_stops_forecasts_resume_restarts_them_and_a_long_gap_starts
     fc = ScriptedForecaster()
     with running(ros_context, "stall", fc, stale_after_s=0.3, episode_gap_s=1.0) as r:
         r.send(15)
-        wait_for(lambda: r.published() >= 2, HANG_S, "forecasts before the stall")
+        harness.wait_for(lambda: r.published() >= 2, HANG_S, "forecasts before the stall")
         # stall 0.6 s: longer than stale_after_s, shorter than episode_gap_s
         time.sleep(0.45)
         p_stalled = r.published()
@@ -171,19 +161,19 @@ def test_camera_stall_stops_forecasts_resume_restarts_them_and_a_long_gap_starts
         assert r.published() == p_stalled, "no forecast while the camera is stalled"
         assert (level, message) == ("warn", "no recent images: camera stalled")
         assert values["stream_skips.stale"] >= 1 and values["episode"] == 0
-        wait_for(lambda: (DiagnosticStatus.WARN[0] if isinstance(DiagnosticStatus.WARN, bytes)
-                          else DiagnosticStatus.WARN, "no recent images: camera stalled") in r.received_levels(),
-                 HANG_S, "'camera stalled' (WARN) on /diagnostics")
+        warn = DiagnosticStatus.WARN[0] if isinstance(DiagnosticStatus.WARN, bytes) else DiagnosticStatus.WARN
+        harness.wait_for(lambda: (warn, "no recent images: camera stalled") in r.received_levels(),
+                         HANG_S, "'camera stalled' (WARN) on /diagnostics")
         # the camera comes back: forecasts resume in the same episode
         r.send(15)
-        wait_for(lambda: r.published() > p_stalled + 1, HANG_S, "forecasts after the camera resumed")
+        harness.wait_for(lambda: r.published() > p_stalled + 1, HANG_S, "forecasts after the camera resumed")
         assert r.node.pipeline.stream.episode == 0 and r.values()["resets"] == 0
         # a stall longer than episode_gap_s: the next frame starts a new episode
         time.sleep(1.3)
         r.send(10)
-        wait_for(lambda: r.values().get("resets.gap") == 1, HANG_S, "the episode reset after the long gap")
+        harness.wait_for(lambda: r.values().get("resets.gap") == 1, HANG_S, "the episode reset after the long gap")
         p_gap = r.published()
-        wait_for(lambda: r.published() > p_gap, HANG_S, "forecasts in the new episode")
+        harness.wait_for(lambda: r.published() > p_gap, HANG_S, "forecasts in the new episode")
         assert r.node.last_result.episode == 1
         assert r.node.pipeline.tick_errors.total == 0
 
@@ -207,7 +197,7 @@ def test_frames_faster_than_the_worker_drop_the_oldest_and_slow_inference_drops_
         assert entered.wait(HANG_S)
         r.send(q + 21, hz=0, stamp_fn=camera)                     # a burst while the worker is stuck
         gate.set()
-        wait_for(lambda: r.node.pipeline.stream.stats.frames_received == 1 + q, HANG_S, "the queue to drain")
+        harness.wait_for(lambda: r.node.pipeline.stream.stats.frames_received == 1 + q, HANG_S, "the queue to drain")
         v = r.values()
         assert (v["images_received"], v["frames_dropped"], v["queue_length"]) == (1 + q + 21, 21, 0)
         survivors = [0] + list(range(22, 22 + q))                 # the oldest 21 of the burst were dropped
@@ -219,7 +209,7 @@ def test_frames_faster_than_the_worker_drop_the_oldest_and_slow_inference_drops_
         fast = [camera(21 + q) + (j + 1) * S // 60 for j in range(45)]
         ticks_before = r.node.pipeline.stream.stats.ticks
         r.send(45, hz=60.0, stamp_fn=lambda k: fast[k - 1 - q - 21])
-        wait_for(lambda: r.node.pipeline.stream.stats.frames_received == 1 + q + 45, HANG_S, "the 60 Hz frames")
+        harness.wait_for(lambda: r.node.pipeline.stream.stats.frames_received == 1 + q + 45, HANG_S, "the 60 Hz frames")
         v = r.values()
         assert v["frames_dropped"] == 21, v
         st = r.node.pipeline.stream.stats
@@ -235,16 +225,16 @@ def test_slow_then_failing_inference_is_counted_reported_and_recovers(ros_contex
         stop = threading.Event()
         send = threading.Thread(target=r.send, args=(300,), kwargs={"stop": stop}, daemon=True)  # 30 fps
         send.start()
-        wait_for(lambda: fc.calls >= 6, HANG_S, "the slow calls")
+        harness.wait_for(lambda: fc.calls >= 6, HANG_S, "the slow calls")
         skipped_slow = r.values()["skipped_ticks"]
         assert skipped_slow >= 2, r.values()                      # 3 x 0.25 s at 10 Hz
-        wait_for(lambda: fc.calls >= 8 and r.values()["tick_errors"] == 3, HANG_S, "three failed ticks")
-        wait_for(lambda: (DiagnosticStatus.ERROR[0] if isinstance(DiagnosticStatus.ERROR, bytes)
-                          else DiagnosticStatus.ERROR, "forecasting fails (see the node's log)")
-                 in r.received_levels(), HANG_S, "ERROR 'forecasting fails' on /diagnostics")
+        harness.wait_for(lambda: fc.calls >= 8 and r.values()["tick_errors"] == 3, HANG_S, "three failed ticks")
+        harness.wait_for(lambda: (DiagnosticStatus.ERROR[0] if isinstance(DiagnosticStatus.ERROR, bytes)
+                                  else DiagnosticStatus.ERROR, "forecasting fails (see the node's log)")
+                         in r.received_levels(), HANG_S, "ERROR 'forecasting fails' on /diagnostics")
         # recovery: the next ticks publish again, the level returns to OK and nothing more is skipped
         p = r.published()
-        wait_for(lambda: r.published() >= p + 5, HANG_S, "forecasts after the errors")
+        harness.wait_for(lambda: r.published() >= p + 5, HANG_S, "forecasts after the errors")
         level, message, values = r.node.diagnostics_values()
         assert level == "ok" and message.startswith("forecasting"), (level, message)
         assert values["tick_errors"] == 3 and values["stream_skips.forecast_error"] == 3
@@ -261,20 +251,20 @@ def test_a_reset_during_a_tick_discards_its_result(ros_context) -> None:
     fc = ScriptedForecaster()
     with running(ros_context, "midreset", fc) as r:
         r.send(10)
-        wait_for(lambda: r.published() >= 1, HANG_S, "a first forecast")
+        harness.wait_for(lambda: r.published() >= 1, HANG_S, "a first forecast")
         fc.block = True
         fc.inside.clear()
-        wait_for(fc.inside.is_set, HANG_S, "a tick inside the model")
+        harness.wait_for(fc.inside.is_set, HANG_S, "a tick inside the model")
         published = r.published()
         response = r.node.reset_callback(Trigger.Request(), Trigger.Response())
         assert response.success and response.message.startswith("new episode 1")
         fc.block = False
         fc.release.set()
-        wait_for(lambda: r.values().get("stream_skips.reset_during_inference") == 1, HANG_S,
-                 "the discarded result")
+        harness.wait_for(lambda: r.values().get("stream_skips.reset_during_inference") == 1, HANG_S,
+                         "the discarded result")
         assert r.published() == published and r.values()["tick_errors"] == 0
         r.send(10)
-        wait_for(lambda: r.published() > published, HANG_S, "forecasts of the new episode")
+        harness.wait_for(lambda: r.published() > published, HANG_S, "forecasts of the new episode")
         assert r.node.last_result.episode == 1
 
 
@@ -285,7 +275,7 @@ def test_sim_clock_and_stamps_jumping_back_restart_the_episode(sim_context) -> N
         clock_node = rclpy.create_node("simloop_clock", context=sim_context)
         clock = clock_node.create_publisher(Clock, "/clock", 10)
         try:
-            wait_for(lambda: clock.get_subscription_count() > 0, HANG_S, "the node's /clock subscription")
+            harness.wait_for(lambda: clock.get_subscription_count() > 0, HANG_S, "the node's /clock subscription")
 
             def play(start_s: float, n: int) -> None:
                 sim = int(start_s * S)
@@ -294,14 +284,14 @@ def test_sim_clock_and_stamps_jumping_back_restart_the_episode(sim_context) -> N
                     msg = Clock()
                     msg.clock.sec, msg.clock.nanosec = divmod(sim, S)
                     clock.publish(msg)
-                    r.node.image_callback(make_image(Image, synthetic_frame(i), sim))
+                    r.node.image_callback(harness.make_image(Image, harness.synthetic_frame(i), sim))
                     time.sleep(1 / 30)
 
             play(1000.0, 30)
-            wait_for(lambda: r.published() >= 3, HANG_S, "forecasts on sim time")
+            harness.wait_for(lambda: r.published() >= 3, HANG_S, "forecasts on sim time")
             p = r.published()
             play(100.0, 30)                                     # the bag starts over
-            wait_for(lambda: r.published() >= p + 3, HANG_S, "forecasts after the jump back")
+            harness.wait_for(lambda: r.published() >= p + 3, HANG_S, "forecasts after the jump back")
             v = r.values()
             assert v["resets.backward_jump"] == 1 and v["episode"] == 1, v
             # the jump back restarts the overrun bookkeeping instead of confusing it; only the 20 due times of
@@ -330,7 +320,7 @@ def test_main_exits_cleanly_when_a_signal_races_the_executor(monkeypatch, shut_d
                                "rcl_init() was not called or rcl_shutdown() was called.")
 
     monkeypatch.setattr(node_module, "MultiThreadedExecutor", RacingExecutor)
-    old = apply_loopback_env(unique_domain_id())
+    old = harness.apply_loopback_env(harness.unique_domain_id())
     args = ["--ros-args", "-r", f"__ns:=/afrace{os.getpid()}", "-p", "random_weights:=true"]
     try:
         if shut_down:
@@ -340,7 +330,7 @@ def test_main_exits_cleanly_when_a_signal_races_the_executor(monkeypatch, shut_d
                 node_module.main(args)
     finally:
         rclpy.try_shutdown()
-        restore_env(old)
+        harness.restore_env(old)
 
 
 @contextmanager
@@ -366,7 +356,7 @@ def test_spin_carries_on_when_a_callback_destroys_entities_during_the_wait_set_b
     from actfusion_ros.node.process import spin_until_finalized
 
     rounds, told = 40, []
-    with private_context(unique_domain_id()) as ctx:
+    with harness.private_context(harness.unique_domain_id()) as ctx:
         node = rclpy.create_node("spin_race", context=ctx)
         done, churned = Future(), [0]
 
@@ -431,7 +421,7 @@ def test_a_signal_during_a_tick_exits_cleanly(tmp_path: Path, sig: int) -> None:
     marker = tmp_path / "model_calls.txt"
     stop = threading.Event()
     feeder: threading.Thread | None = None
-    with node_session(tmp_path, {
+    with harness.node_session(tmp_path, {
             "random_weights": True, "tick_rate_hz": 20.0, "feature_rate_hz": 5.0, "max_window_s": 4.0,
             "max_horizon_s": 4.0, "min_observed_frames": 1, "qos_reliability": "reliable", "qos_depth": 10,
             "num_threads": 1, "diagnostics_period_s": 0.2}, name=f"afsig{int(sig)}", match_s=HANG_S,
@@ -442,14 +432,14 @@ def test_a_signal_during_a_tick_exits_cleanly(tmp_path: Path, sig: int) -> None:
         def camera() -> None:
             i = 0
             while not stop.is_set():
-                pub.publish(make_image(Image, synthetic_frame(i), time.time_ns()))
+                pub.publish(harness.make_image(Image, harness.synthetic_frame(i), time.time_ns()))
                 i += 1
                 stop.wait(1 / 30)
 
         feeder = threading.Thread(target=camera, daemon=True)
         feeder.start()
-        wait_for(lambda: not node.alive() or (marker.exists() and "enter 1" in marker.read_text()), HANG_S,
-                 "a tick inside the model", details=node.log_tail)
+        harness.wait_for(lambda: not node.alive() or (marker.exists() and "enter 1" in marker.read_text()), HANG_S,
+                         "a tick inside the model", details=node.log_tail)
         assert node.alive(), node.log_tail()
         node.signal(sig)
         rc = node.wait(HANG_S)
@@ -512,7 +502,8 @@ def test_shutdown_is_ordered_and_bounded_while_the_worker_is_stuck_in_an_extract
         # timers stopped and no more images from DDS before the join; the node destroyed only after it
         assert events == [("join", True, True, False, 0.2), "destroy stuck"], events
         assert worker.is_alive()                                  # still extracting: given up on, not waited for
-        node.image_callback(make_image(Image, synthetic_frame(1), time.time_ns()))   # a frame already in flight
+        # a frame already in flight
+        node.image_callback(harness.make_image(Image, harness.synthetic_frame(1), time.time_ns()))
         gate.set()
         real_join(HANG_S)
         assert not worker.is_alive() and events[-1] == "extraction finished"

@@ -249,7 +249,8 @@ def test_window_auto_is_resolved_from_the_data_and_needs_both(data: Path, tmp_pa
     from actfusion_training.run_config import auto_windows, data_facts, resolve_config
     facts = data_facts(MsTcnDataset(data, 1, "train"))
     path = tmp_path / "auto.yaml"
-    doc = {"preset": "tiny", "model": {"sample_rate": 3}, "masking": {"window_observed": "auto", "window_future": "auto"}}
+    doc = {"preset": "tiny", "model": {"sample_rate": 3},
+           "masking": {"window_observed": "auto", "window_future": "auto"}}
     path.write_text(yaml.safe_dump(doc))
     got = resolve_config(path, facts).masking
     assert (got.window_observed, got.window_future) == auto_windows(facts.median_frames, 3)

@@ -13,16 +13,9 @@ from typing import Any
 
 import pytest
 
-from actfusion_ros.testing.ros_harness import (
-    NodeSession,
-    camera_feed,
-    node_session,
-    ros_skip_reason,
-    wait_for,
-    wait_statuses,
-)
+from actfusion_ros.testing import ros_harness as harness
 
-REASON = ros_skip_reason()
+REASON = harness.ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
 
 HANG_S = 60.0   # only a hang fails
@@ -31,26 +24,26 @@ PARAMS = {"autostart": False, "random_weights": True, "tick_rate_hz": 10.0, "fea
           "qos_depth": 10, "num_threads": 1, "diagnostics_period_s": 0.2, "stale_after_s": 100.0}
 
 
-def _camera(session: NodeSession) -> Any:
-    return camera_feed(session, join_s=HANG_S)
+def _camera(session: harness.NodeSession) -> Any:
+    return harness.camera_feed(session, join_s=HANG_S)
 
 
-def _wait_statuses(session: NodeSession, state: str, more: int) -> dict[str, str]:
-    return wait_statuses(session, state, more, HANG_S)
+def _wait_statuses(session: harness.NodeSession, state: str, more: int) -> dict[str, str]:
+    return harness.wait_statuses(session, state, more, HANG_S)
 
 
-def _forecasts(session: NodeSession) -> list[Any]:
+def _forecasts(session: harness.NodeSession) -> list[Any]:
     return session.client.messages(session.future_topic)
 
 
-def _wait_forecasts(session: NodeSession, more: int) -> None:
+def _wait_forecasts(session: harness.NodeSession, more: int) -> None:
     target = len(_forecasts(session)) + more
-    wait_for(lambda: not session.node.alive() or len(_forecasts(session)) >= target, HANG_S,
-             f"{more} more forecasts", details=session.node.log_tail)
+    harness.wait_for(lambda: not session.node.alive() or len(_forecasts(session)) >= target, HANG_S,
+                     f"{more} more forecasts", details=session.node.log_tail)
     assert session.node.alive(), session.node.log_tail()
 
 
-def _assert_quiet(session: NodeSession, state: str) -> None:
+def _assert_quiet(session: harness.NodeSession, state: str) -> None:
     """Once in-flight messages are in (a few statuses), no forecast arrives during several more statuses."""
     _wait_statuses(session, state, 3)
     before = len(_forecasts(session))
@@ -58,7 +51,7 @@ def _assert_quiet(session: NodeSession, state: str) -> None:
     assert len(_forecasts(session)) == before, "forecasts while not active"
 
 
-def _assert_clean_exit(session: NodeSession) -> None:
+def _assert_clean_exit(session: harness.NodeSession) -> None:
     rc = session.node.wait(HANG_S)
     log = session.node.log_path.read_text(errors="replace")
     assert rc == 0, f"exit code {rc}\n{session.node.log_tail()}"
@@ -67,13 +60,13 @@ def _assert_clean_exit(session: NodeSession) -> None:
 
 def test_lifecycle_transitions_over_dds(tmp_path: Path) -> None:
     """unconfigured -> configure -> activate -> deactivate -> activate -> deactivate -> cleanup -> shutdown."""
-    with node_session(tmp_path, PARAMS, name="aflife", active=False, match_s=HANG_S) as session, \
+    with harness.node_session(tmp_path, PARAMS, name="aflife", active=False, match_s=HANG_S) as session, \
             _camera(session) as sent:
         life = session.lifecycle
         assert life.get_state() == "unconfigured"
         assert "configure" in life.available_transitions()
         # unconfigured: frames are sent, nothing is taken or published; diagnostics say so
-        wait_for(lambda: sent.count >= 10, HANG_S, "frames sent")
+        harness.wait_for(lambda: sent.count >= 10, HANG_S, "frames sent")
         _assert_quiet(session, "unconfigured")
         assert _forecasts(session) == []
 
@@ -122,7 +115,7 @@ def test_a_failing_configure_leaves_the_node_unconfigured_until_the_parameter_is
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     params = {**PARAMS, "random_weights": False, "checkpoint": str(tmp_path / "missing.pt")}
-    with node_session(tmp_path, params, name="afbadcfg", active=False, match_s=HANG_S) as session:
+    with harness.node_session(tmp_path, params, name="afbadcfg", active=False, match_s=HANG_S) as session:
         life, node = session.lifecycle, session.node
         assert not life.change_state("configure")
         assert life.get_state() == "unconfigured" and node.alive()
@@ -155,7 +148,7 @@ def test_a_failing_configure_leaves_the_node_unconfigured_until_the_parameter_is
 def test_autostart_then_shutdown_while_forecasting(tmp_path: Path) -> None:
     """The default (autostart): active at once; the shutdown transition while forecasting replies and
     ends the process with exit 0."""
-    with node_session(tmp_path, {**PARAMS, "autostart": True}, name="afauto", match_s=HANG_S) as session, \
+    with harness.node_session(tmp_path, {**PARAMS, "autostart": True}, name="afauto", match_s=HANG_S) as session, \
             _camera(session):
         assert session.lifecycle.get_state() == "active"
         _wait_forecasts(session, 3)
@@ -330,15 +323,15 @@ def test_lifecycle_get_answers_during_a_long_configure(ros_context, monkeypatch)
         state = get.call_async(GetState.Request())
         listed = transitions.call_async(GetAvailableTransitions.Request())
         # held for as long as a hang bound allows: only an answer that waits for configure fails
-        wait_for(lambda: state.done() and listed.done(), HANG_S / 2,
-                 "get_state / get_available_transitions while configure is held")
+        harness.wait_for(lambda: state.done() and listed.done(), HANG_S / 2,
+                         "get_state / get_available_transitions while configure is held")
         assert state.result().current_state.label == "configuring"
         assert not configured.done()
         release.set()
-        wait_for(configured.done, HANG_S, "the configure reply")
+        harness.wait_for(configured.done, HANG_S, "the configure reply")
         assert configured.result().success and node.lifecycle_state == "inactive"
         after = get.call_async(GetState.Request())
-        wait_for(after.done, HANG_S, "get_state after configure")
+        harness.wait_for(after.done, HANG_S, "get_state after configure")
         assert after.result().current_state.label == "inactive"
     finally:
         release.set()

@@ -18,17 +18,9 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from actfusion_ros.testing.ros_harness import (
-    Client,
-    make_image,
-    private_context,
-    ros_skip_reason,
-    synthetic_frame,
-    unique_domain_id,
-    wait_for,
-)
+from actfusion_ros.testing import ros_harness as harness
 
-REASON = ros_skip_reason()
+REASON = harness.ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
 
 if REASON is None:
@@ -59,20 +51,20 @@ class TwoFaultForecaster(ScriptedForecaster):
 
 def _raw_bad(stamp: int) -> list[Any]:
     def img(**change: Any) -> Any:
-        msg = make_image(Image, synthetic_frame(1), stamp)
+        msg = harness.make_image(Image, harness.synthetic_frame(1), stamp)
         for k, v in change.items():
             setattr(msg, k, v)
         return msg
 
-    good = make_image(Image, synthetic_frame(1), stamp)
-    negative = make_image(Image, synthetic_frame(1), stamp)
+    good = harness.make_image(Image, harness.synthetic_frame(1), stamp)
+    negative = harness.make_image(Image, harness.synthetic_frame(1), stamp)
     negative.header.stamp.sec = -5
     return [img(encoding="yuv422"), img(step=good.width), img(data=bytes(good.data[:100])), img(height=0, data=b""),
             img(encoding="bgr16"), negative]
 
 
 def _compressed_bad(stamp: int) -> list[Any]:
-    jpeg = rgb_to_jpeg(synthetic_frame(1), 90)
+    jpeg = rgb_to_jpeg(harness.synthetic_frame(1), 90)
 
     def img(fmt: str, data: bytes) -> Any:
         msg = CompressedImage(format=fmt, data=data)
@@ -88,8 +80,8 @@ def _compressed_bad(stamp: int) -> list[Any]:
 
 def _good(compressed: bool, i: int, stamp: int) -> Any:
     if not compressed:
-        return make_image(Image, synthetic_frame(i), stamp)
-    msg = CompressedImage(format="jpeg", data=rgb_to_jpeg(synthetic_frame(i), 90))
+        return harness.make_image(Image, harness.synthetic_frame(i), stamp)
+    msg = CompressedImage(format="jpeg", data=rgb_to_jpeg(harness.synthetic_frame(i), 90))
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
     return msg
 
@@ -107,20 +99,20 @@ def _rejection_kind(msg: Any, convert: Callable[[Any], np.ndarray]) -> str:
 @pytest.mark.parametrize("compressed", [False, True], ids=["raw", "compressed"])
 def test_every_rejection_interleaved_with_failing_ticks_and_extraction_keeps_the_node_forecasting(
         compressed: bool, capfd) -> None:
-    domain = unique_domain_id()
+    domain = harness.unique_domain_id()
     topic = f"/aflog{os.getpid()}{int(compressed)}/camera"
     fc = TwoFaultForecaster()
     bad_fn = _compressed_bad if compressed else _raw_bad
     convert = compressed_to_rgb if compressed else image_to_rgb
     expected_bad: Counter[str] = Counter()
-    with private_context(domain) as ctx, running(ctx, f"logging{int(compressed)}", fc, image_topic=topic,
-                                                 compressed=compressed, qos_reliability="reliable", qos_depth=100,
-                                                 queue_size=100) as r:
-        client = Client(f"aflog_client{int(compressed)}", domain)
+    with harness.private_context(domain) as ctx, running(ctx, f"logging{int(compressed)}", fc, image_topic=topic,
+                                                         compressed=compressed, qos_reliability="reliable",
+                                                         qos_depth=100, queue_size=100) as r:
+        client = harness.Client(f"aflog_client{int(compressed)}", domain)
         try:
             pub = client.node.create_publisher(CompressedImage if compressed else Image, topic,
                                                QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
-            wait_for(lambda: pub.get_subscription_count() > 0, HANG_S, "the node's image subscription")
+            harness.wait_for(lambda: pub.get_subscription_count() > 0, HANG_S, "the node's image subscription")
             push, push_faults = r.node.pipeline.stream.push_encoded, {}  # stamp -> exception to raise
 
             def faulty_push(stamp_ns: int, image: Any) -> bool:         # the feature worker's thread
@@ -151,27 +143,27 @@ def test_every_rejection_interleaved_with_failing_ticks_and_extraction_keeps_the
                 return r.node.pipeline.bad_images.counts == dict(expected_bad)
 
             good(20)
-            wait_for(lambda: r.published() >= 2, HANG_S, "forecasts on good frames")
+            harness.wait_for(lambda: r.published() >= 2, HANG_S, "forecasts on good frames")
             # 1. a tick error first, then every kind of bad frame and a failing extraction
             fc.fail = set(range(fc.calls + 1, fc.calls + 4))
-            wait_for(lambda: r.node.pipeline.tick_errors.total >= 1, HANG_S, "a failed tick")
+            harness.wait_for(lambda: r.node.pipeline.tick_errors.total >= 1, HANG_S, "a failed tick")
             bad()
             good(3, fault=RuntimeError("extractor: CUDA out of memory"))
-            wait_for(bad_counted, HANG_S, "every bad frame counted",
-                     details=lambda: f"{r.node.pipeline.bad_images.counts} != {dict(expected_bad)}")
+            harness.wait_for(bad_counted, HANG_S, "every bad frame counted",
+                             details=lambda: f"{r.node.pipeline.bad_images.counts} != {dict(expected_bad)}")
             # 2. then another kind of tick error while bad frames and failing extractions go on
             fc.fail_value = set(range(fc.calls + 1, fc.calls + 4))
             bad()
             good(3, fault=TypeError("extractor: unexpected frame"))
-            wait_for(lambda: "ValueError" in r.node.pipeline.tick_errors.counts, HANG_S, "a ValueError tick")
+            harness.wait_for(lambda: "ValueError" in r.node.pipeline.tick_errors.counts, HANG_S, "a ValueError tick")
             bad()
-            wait_for(bad_counted, HANG_S, "every bad frame counted",
-                     details=lambda: f"{r.node.pipeline.bad_images.counts} != {dict(expected_bad)}")
+            harness.wait_for(bad_counted, HANG_S, "every bad frame counted",
+                             details=lambda: f"{r.node.pipeline.bad_images.counts} != {dict(expected_bad)}")
             # 3. good frames only: the node forecasts again, every thread alive
             fc.fail, fc.fail_value = set(), set()
             p = r.published()
             good(30)
-            wait_for(lambda: r.published() >= p + 3, HANG_S, "forecasts after the storm")
+            harness.wait_for(lambda: r.published() >= p + 3, HANG_S, "forecasts after the storm")
             assert r._thread.is_alive() and r.node.feature_worker.thread.is_alive()
             assert r.node._log.failures == 0          # the logger never refused a line: no call site changed severity
             counts = r.node.pipeline.tick_errors.counts

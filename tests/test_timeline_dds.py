@@ -14,16 +14,9 @@ from typing import Any
 
 import pytest
 
-from actfusion_ros.testing.ros_harness import (
-    NodeSession,
-    camera_feed,
-    node_session,
-    ros_skip_reason,
-    wait_for,
-    wait_statuses,
-)
+from actfusion_ros.testing import ros_harness as harness
 
-REASON = ros_skip_reason()
+REASON = harness.ros_skip_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)), pytest.mark.slow]
 
 NAMES = ["take", "pour", "stir"]
@@ -34,15 +27,15 @@ PARAMS = {"random_weights": True, "num_samples": 1, "tick_rate_hz": 10.0, "featu
           "timeline_rate_hz": 20.0, "timeline_width": 320, "timeline_height": 120, "timeline_camera": True}
 
 
-def _collect(session: NodeSession, msg_type: Any, topic: str, qos: Any) -> list[Any]:
+def _collect(session: harness.NodeSession, msg_type: Any, topic: str, qos: Any) -> list[Any]:
     """Subscribe ``session``'s client to ``topic``; the list the messages are appended to."""
     got: list[Any] = []
     session.client.node.create_subscription(msg_type, topic, got.append, qos)
     return got
 
 
-def _wait_statuses(session: NodeSession, state: str, more: int) -> dict[str, str]:
-    return wait_statuses(session, state, more, HANG_S)
+def _wait_statuses(session: harness.NodeSession, state: str, more: int) -> dict[str, str]:
+    return harness.wait_statuses(session, state, more, HANG_S)
 
 
 def _params(tmp_path: Path, **extra: Any) -> dict[str, Any]:
@@ -58,11 +51,12 @@ def test_a_best_effort_viewer_gets_camera_stamped_pictures_of_the_configured_siz
     from actfusion_ros.frames import image_to_rgb
     from actfusion_ros.ros_messages import time_to_ns
 
-    with node_session(tmp_path, _params(tmp_path), name="timeline") as s, camera_feed(s, join_s=HANG_S) as feed:
+    with (harness.node_session(tmp_path, _params(tmp_path), name="timeline") as s,
+          harness.camera_feed(s, join_s=HANG_S) as feed):
         topic = f"{s.namespace}/actfusion_node/timeline_image"
         got = _collect(s, Image, topic, qos_profile_sensor_data)
-        wait_for(lambda: not s.node.alive() or len(got) >= 3, HANG_S, "timeline images at the viewer",
-                 details=s.node.log_tail)
+        harness.wait_for(lambda: not s.node.alive() or len(got) >= 3, HANG_S, "timeline images at the viewer",
+                         details=s.node.log_tail)
         assert s.node.alive(), s.node.log_tail()
         for msg in list(got):
             assert (msg.encoding, msg.width, msg.height, msg.step) == ("rgb8", 320, 120, 960)
@@ -75,14 +69,15 @@ def test_a_best_effort_viewer_gets_camera_stamped_pictures_of_the_configured_siz
 def test_without_a_viewer_nothing_is_drawn_and_a_late_subscriber_gets_the_class_map(tmp_path: Path) -> None:
     from actfusion_ros.ros_messages import LABEL_INFO_QOS, label_info_type
 
-    with node_session(tmp_path, _params(tmp_path), name="nopicture") as s, camera_feed(s, join_s=HANG_S):
-        wait_for(lambda: not s.node.alive() or len(s.client.messages(s.future_topic)) >= 5, HANG_S,
-                 "forecasts", details=s.node.log_tail)
+    with (harness.node_session(tmp_path, _params(tmp_path), name="nopicture") as s,
+          harness.camera_feed(s, join_s=HANG_S)):
+        harness.wait_for(lambda: not s.node.alive() or len(s.client.messages(s.future_topic)) >= 5, HANG_S,
+                         "forecasts", details=s.node.log_tail)
         values = _wait_statuses(s, "active", 3)
         assert int(values["published"]) >= 1 and values["timeline_drawn"] == "0", values
         # created long after the activation published the class map: transient local delivers it
         got = _collect(s, label_info_type(), f"{s.namespace}/actfusion/label_info", LABEL_INFO_QOS)
-        wait_for(lambda: got, HANG_S, "the class map at a late subscriber", details=s.node.log_tail)
+        harness.wait_for(lambda: got, HANG_S, "the class map at a late subscriber", details=s.node.log_tail)
         assert [(c.class_id, c.class_name) for c in got[0].class_map] == [(0, "take"), (1, "pour"), (2, "stir")]
         _wait_statuses(s, "active", 3)
         assert len(got) == 1, "published once per activation"
@@ -93,18 +88,18 @@ def test_a_deactivated_node_publishes_no_pictures(tmp_path: Path) -> None:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    with node_session(tmp_path, _params(tmp_path, autostart=False), name="timelinelc", active=False) as s, \
-            camera_feed(s, join_s=HANG_S):
+    with harness.node_session(tmp_path, _params(tmp_path, autostart=False), name="timelinelc", active=False) as s, \
+            harness.camera_feed(s, join_s=HANG_S):
         assert s.lifecycle is not None
         got = _collect(s, Image, f"{s.namespace}/actfusion_node/timeline_image", qos_profile_sensor_data)
         assert s.lifecycle.change_state("configure") and s.lifecycle.change_state("activate")
-        wait_for(lambda: not s.node.alive() or len(got) >= 2, HANG_S, "timeline images while active",
-                 details=s.node.log_tail)
+        harness.wait_for(lambda: not s.node.alive() or len(got) >= 2, HANG_S, "timeline images while active",
+                         details=s.node.log_tail)
         assert s.lifecycle.change_state("deactivate")
         drawn = _wait_statuses(s, "inactive", 3)["timeline_drawn"]  # pictures in flight arrive meanwhile
         before = len(got)
         assert _wait_statuses(s, "inactive", 5)["timeline_drawn"] == drawn
         assert len(got) == before, "timeline images while inactive"
         assert s.lifecycle.change_state("activate")
-        wait_for(lambda: not s.node.alive() or len(got) > before, HANG_S, "timeline images after reactivation",
-                 details=s.node.log_tail)
+        harness.wait_for(lambda: not s.node.alive() or len(got) > before, HANG_S, "timeline images after reactivation",
+                         details=s.node.log_tail)
