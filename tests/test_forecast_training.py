@@ -258,3 +258,26 @@ def test_window_auto_is_resolved_from_the_data_and_needs_both(data: Path, tmp_pa
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError, match="together"):
         resolve_config(path, facts)
+
+
+# ---------------------------------------------------------------------------------------------- validation split
+def test_the_views_of_one_recording_fall_on_one_side_of_the_validation_split():
+    from actfusion_training.data import recording_key, split_train_validation
+    assert recording_key("P21_webcam02_P21_coffee") == recording_key("P21_cam01_P21_coffee") == "P21_P21_coffee"
+    assert recording_key("S1_Cheese_C1") == "S1_Cheese_C1" and recording_key("rgb-01-1") == "rgb-01-1"
+    names = [f"P{p:02d}_{cam}_P{p:02d}_{act}" for p in range(3, 30) for act in ("coffee", "milk")
+             for cam in ("cam01", "cam02", "webcam01", "stereo01")]
+    for seed in range(5):
+        train, val = split_train_validation(names, 0.1, seed)
+        assert val and len(train) + len(val) == len(names)
+        assert not {recording_key(n) for n in train} & {recording_key(n) for n in val}
+        assert abs(len(val) - round(0.1 * len(names))) < 4  # whole recordings of 4 views
+
+
+def test_without_views_the_split_is_the_seeded_permutation_it_always_was():
+    from actfusion_training.data import split_train_validation
+    names = [f"S{i}_Video_C1" for i in range(20)][::-1]
+    ordered = sorted(names)
+    old = {ordered[i] for i in np.random.default_rng(7).permutation(len(ordered))[:3]}
+    train, val = split_train_validation(names, 0.15, 7)
+    assert set(val) == old and train == [n for n in names if n not in old]

@@ -11,6 +11,7 @@ Targets (boundaries, class weights, soft labels) follow ``reference/official_arc
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -299,12 +300,26 @@ def class_weights(label_arrays: Iterable[np.ndarray], num_classes: int) -> np.nd
 # ---------------------------------------------------------------------------------------------- splits
 
 
+# Camera tokens in a video's name (Breakfast: P21_webcam02_P21_coffee): the views of one recording share its
+# labels, so they must fall on the same side of a validation split (else validation scores a memorised recording).
+VIEW_TOKEN = re.compile(r"(?:^|_)(?:cam|webcam|stereo|kinect|view|camera)\d+(?=_|$)", re.IGNORECASE)
+
+
+def recording_key(name: str) -> str:
+    """The recording a video shows: its name without camera/view tokens (:data:`VIEW_TOKEN`); names without
+    such a token are their own recording (GTEA, 50 Salads)."""
+    key = VIEW_TOKEN.sub("", name)
+    return key or name
+
+
 def split_train_validation(names: Sequence[str], fraction: float,
                            seed: int) -> tuple[list[str], list[str]]:
     """Carve a validation subset out of the *training* videos: ``(train_rest, validation)``.
 
-    ``round(fraction * len(names))`` videos (at least 1 when ``fraction > 0``, never all of them) are
-    chosen by a seeded permutation of the sorted names, so the result does not depend on input order.
+    About ``round(fraction * len(names))`` videos (at least 1 when ``fraction > 0``, never all of them) are
+    chosen by a seeded permutation of the sorted recordings (:func:`recording_key`: the camera views of one
+    recording go together, taken until the count is reached), so the result does not depend on input order;
+    where every video is its own recording this is a permutation of the sorted names, as it always was.
     Both lists keep the input order. Model selection must use this, never the test split.
     """
     if not 0.0 <= fraction < 1.0:
@@ -314,7 +329,16 @@ def split_train_validation(names: Sequence[str], fraction: float,
     n_val = max(1, int(round(fraction * len(names)))) if fraction > 0 else 0
     if n_val >= len(names) and n_val > 0:
         raise ValueError(f"cannot carve {n_val} validation videos out of {len(names)}")
-    ordered = sorted(names)
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names):
+        groups.setdefault(recording_key(name), []).append(name)
+    ordered = sorted(groups)
     perm = np.random.default_rng(seed).permutation(len(ordered))
-    chosen = {ordered[i] for i in perm[:n_val]}
+    chosen: set[str] = set()
+    for i in perm:
+        if len(chosen) >= n_val:
+            break
+        if len(chosen) + len(groups[ordered[i]]) >= len(names):
+            continue  # never all of them
+        chosen.update(groups[ordered[i]])
     return [n for n in names if n not in chosen], [n for n in names if n in chosen]
