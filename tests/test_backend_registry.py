@@ -37,7 +37,7 @@ def _problems(**values: Any) -> list[str]:
 
 # ---------------------------------------------------------------------- the built-in entries
 def test_the_built_in_backends_and_their_spellings() -> None:
-    assert BACKENDS == backend_names() == ("torch", "onnxruntime", "tensorrt")
+    assert BACKENDS == backend_names() == ("torch", "onnxruntime", "tensorrt", "auto")
     assert [canonical_backend(k) for k in ("PyTorch", "ort", "onnx", "TRT", "jax")] == \
         ["torch", "onnxruntime", "onnxruntime", "tensorrt", None]
     assert backend_entry("tensorrt").default_device == "cuda" and backend_entry("onnx").default_device == "cpu"
@@ -58,7 +58,7 @@ def test_each_entry_lists_exactly_the_options_its_backend_takes() -> None:
 
 # ---------------------------------------------------------------------- the registry refuses clearly
 def test_an_unknown_backend_option_or_device_is_refused_with_what_is_accepted(tmp_path: Path) -> None:
-    with pytest.raises(BackendError, match="unknown backend 'jax'; choose from torch, onnxruntime, tensorrt"):
+    with pytest.raises(BackendError, match="unknown backend 'jax'; choose from torch, onnxruntime, tensorrt, auto"):
         load_backend("jax", tmp_path)
     with pytest.raises(BackendError, match="backend onnxruntime does not take option.s. intra_threads; "
                                            "it takes: providers, intra_op_threads"):
@@ -71,7 +71,7 @@ def test_an_unknown_backend_option_or_device_is_refused_with_what_is_accepted(tm
 
 def test_the_registry_drives_the_parameter_validation() -> None:
     assert spec("backend").choices == backend_names()
-    assert "backend: 'jax' is not one of torch, onnxruntime, tensorrt" in _problems(backend="jax")
+    assert "backend: 'jax' is not one of torch, onnxruntime, tensorrt, auto" in _problems(backend="jax")
     assert "device: backend tensorrt runs on cuda, got 'cpu'" in _problems(backend="tensorrt", onnx_dir="x")
     assert _problems(backend="onnxruntime")[0].startswith("onnx_dir: required by backend onnxruntime")
 
@@ -117,7 +117,7 @@ def test_a_registered_backend_is_validated_built_and_run_without_touching_anothe
 
     dim = build_extractor("color_layout").dim
     (tmp_path / "manifest.json").write_text(json.dumps({"classes": ["reach", "pour"], "input_dim": dim}))
-    assert spec("backend").choices == ("torch", "onnxruntime", "tensorrt", "fake")
+    assert spec("backend").choices == ("torch", "onnxruntime", "tensorrt", "auto", "fake")
     assert _problems(backend="fake")[0].startswith("onnx_dir: required by backend fake")
     assert "device: backend fake runs on cpu, got 'cuda'" in _problems(backend="fake", onnx_dir=str(tmp_path),
                                                                       device="cuda")

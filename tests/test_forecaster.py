@@ -118,7 +118,7 @@ def test_bad_backend_and_device(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ForecasterError, match="CUDA is not available"):
             ModelForecaster.random_weights(input_dim=DIM, device="cuda")
-    assert BACKENDS == ("torch", "onnxruntime", "tensorrt")
+    assert BACKENDS == ("torch", "onnxruntime", "tensorrt", "auto")
 
 
 @pytest.mark.skipif(HAS_RUNTIME, reason="actfusion_model.runtime is installed")

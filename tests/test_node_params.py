@@ -79,7 +79,7 @@ def test_valid_settings() -> None:
     ("qos_depth", 2.0, "qos_depth: expected int, got float"),
     ("compressed", "yes", "compressed: expected bool, got str 'yes'"),
     ("feature_rate_hz", "2", "feature_rate_hz: expected double, got str"),
-    ("backend", "tflite", "backend: 'tflite' is not one of torch, onnxruntime, tensorrt"),
+    ("backend", "tflite", "backend: 'tflite' is not one of torch, onnxruntime, tensorrt, auto"),
     ("qos_reliability", "best-effort", "qos_reliability: 'best-effort' is not one of best_effort, reliable"),
     ("window_policy", "keep", "window_policy: 'keep' is not one of drop_oldest, downsample"),
     ("device", "gpu", "device: 'gpu' is not cpu, cuda or cuda:N"),

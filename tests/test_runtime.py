@@ -658,23 +658,20 @@ def test_backend_auto_through_the_registry(tiny: ActFusion, tmp_path: Path, monk
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
     from actfusion_model.checkpoint import save_checkpoint
     from actfusion_model.runtime import describe
-    from actfusion_model.runtime.registry import AUTO, backend_entry, register, unregister
+    from actfusion_model.runtime.registry import AUTO, backend_entry
 
     monkeypatch.setenv("ACTFUSION_CACHE_DIR", str(tmp_path / "cache"))
     ckpt = tmp_path / "tiny.pt"
     save_checkpoint(ckpt, tiny, CLASSES)
-    register(AUTO)
-    try:
-        entry = backend_entry("AUTO")
-        assert entry.default_device == "auto" and entry.options_from(threads=1, engine_dir="") == {"threads": 1}
-        backend = load_backend("auto", ckpt)
-        info = describe(backend)
-        assert info["backend"] == info["auto"]["chosen"] == ("onnxruntime" if not torch.cuda.is_available()
-                                                              else info["backend"])
-        assert info["auto"]["export_dir"].startswith(str(tmp_path / "cache" / "exports"))
-        assert backend.class_names == CLASSES
-    finally:
-        unregister("auto")
+    entry = backend_entry("AUTO")  # a built-in backend (the node's default)
+    assert entry is AUTO
+    assert entry.default_device == "auto" and entry.options_from(threads=1, engine_dir="") == {"threads": 1}
+    backend = load_backend("auto", ckpt)
+    info = describe(backend)
+    assert info["backend"] == info["auto"]["chosen"] == ("onnxruntime" if not torch.cuda.is_available()
+                                                          else info["backend"])
+    assert info["auto"]["export_dir"].startswith(str(tmp_path / "cache" / "exports"))
+    assert backend.class_names == CLASSES
 
 
 def test_tensorrt_engines_are_keyed_and_named_by_the_exports_precision(tiny: ActFusion, tmp_path: Path,

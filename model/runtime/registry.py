@@ -114,6 +114,14 @@ class BackendEntry:
         return getattr(import_module(module), attribute)(source, device=device, **options)
 
 
+#: ``auto``: the fastest path the machine has for a checkpoint (:mod:`actfusion_model.runtime.auto`: it exports
+#: the graphs once, cached, and starts TensorRT, ONNX Runtime or torch; device ``auto`` considers a CUDA GPU).
+#: The node's default backend.
+AUTO = BackendEntry("auto", "actfusion_model.runtime.auto:load_auto_backend", CHECKPOINT, ("auto", "cpu", "cuda"),
+                    options={"cache_dir": None, "precision": "fp32", "threads": None, "sample_workers": 1,
+                             "engine_dir": None},
+                    settings={"threads": "threads", "engine_dir": "engine_dir", "sample_workers": "sample_workers"})
+
 #: The backends of this package, in the order docs and CLIs list them.
 _BUILT_IN = (
     BackendEntry("torch", "actfusion_model.runtime.torch_backend:load_torch_backend", CHECKPOINT, ("cpu", "cuda"),
@@ -130,14 +138,8 @@ _BUILT_IN = (
                           "allow_gpu_change": False, "workspace_bytes": None},
                  settings={"engine_dir": "engine_dir"},
                  aliases=("trt",)),
+    AUTO,
 )
-
-#: ``auto``: the fastest path the machine has for a checkpoint (:mod:`actfusion_model.runtime.auto`; it exports
-#: the graphs once, cached). Not in :data:`_BUILT_IN` yet: ``register(AUTO)`` adds it (the node wires it).
-AUTO = BackendEntry("auto", "actfusion_model.runtime.auto:load_auto_backend", CHECKPOINT, ("auto", "cpu", "cuda"),
-                    options={"cache_dir": None, "precision": "fp32", "threads": None, "sample_workers": 1,
-                             "engine_dir": None},
-                    settings={"threads": "threads", "engine_dir": "engine_dir", "sample_workers": "sample_workers"})
 
 _lock = threading.Lock()
 _entries: dict[str, BackendEntry] = {entry.name: entry for entry in _BUILT_IN}
@@ -189,8 +191,9 @@ def load_backend(kind: str, source: Any, *, device: Any = None, class_names: Seq
     """Create a backend.
 
     ``kind``: a registered backend: ``torch`` (``source``: checkpoint path or ActFusion model),
-    ``onnxruntime`` or ``tensorrt`` (``source``: an ``actfusion-export`` directory). ``device``: default the
-    entry's first device kind (cpu; cuda for tensorrt). ``class_names``: a checkpoint backend's class names
+    ``onnxruntime`` or ``tensorrt`` (``source``: an ``actfusion-export`` directory), ``auto`` (checkpoint or
+    model: the fastest of them, :mod:`actfusion_model.runtime.auto`). ``device``: default the entry's first
+    device kind (cpu; cuda for tensorrt; auto for auto). ``class_names``: a checkpoint backend's class names
     (export backends read the manifest's). ``options`` go to the backend's loader and must be among the
     entry's, e.g. ``precision``/``compile``/``cuda_graphs`` (torch), ``intra_op_threads``/``sample_chunk``/
     ``sample_workers`` (onnxruntime), ``engine_dir``/``profile`` (tensorrt; its precision is the export's).
