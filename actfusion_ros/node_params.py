@@ -34,7 +34,7 @@ __all__ = ["BACKENDS", "DEVICE_PATTERN", "NodeSettings", "PARAMETERS", "PARAMETE
            "read_params_file", "spec", "validate_values"]
 
 QOS_RELIABILITY = ("best_effort", "reliable")
-DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _TYPES = {bool: "bool", int: "int", float: "double", str: "string"}
 
 
@@ -129,22 +129,30 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "before decoding; larger ones are skipped and counted (bad_images.too_large).", 1, 2**30),
     # --- model
     _p("checkpoint", "",
-       "Path of an actfusion_ros checkpoint (weights, model config, class names) for backend torch. "
+       "Path of an actfusion_ros checkpoint (weights, model config, class names) for backends auto and torch. "
        "Required there unless random_weights is true; not used by the other backends."),
     _p("random_weights", False,
-       "Use a tiny randomly initialised model (tests and demos; the forecasts mean nothing). "
-       "Its input size follows the extractor, its classes the class_names_file (default 5)."),
-    _p("backend", "torch",
-       "Inference backend: torch (checkpoint), onnxruntime or tensorrt (onnx_dir).", choices=backend_names),
+       "Use a tiny randomly initialised model (tests and demos; the forecasts mean nothing), run by eager "
+       "torch (backend auto too), on the CPU unless device names a GPU. Its input size follows the extractor, "
+       "its classes the class_names_file (default 5)."),
+    _p("backend", "auto",
+       "Inference backend: auto (checkpoint: exports its ONNX graphs once at configure, cached, and runs the "
+       "fastest path the machine has: TensorRT or CUDA on a GPU, ONNX Runtime on a CPU; the choice and its "
+       "reason are logged and in /diagnostics), torch (checkpoint, eager), onnxruntime or tensorrt (onnx_dir).",
+       choices=backend_names),
     _p("onnx_dir", "",
        "Directory written by actfusion-export (ONNX graphs + manifest with the model config and class "
        "names); required by the onnxruntime and tensorrt backends."),
     _p("engine_dir", "",
        "TensorRT engine cache (default: the tensorrt folder inside onnx_dir); engines are built there on "
        "first use."),
-    _p("device", "cpu", "Inference device: cpu, cuda or cuda:N."),
+    _p("device", "auto",
+       "Inference device: auto (a GPU if torch sees CUDA, else the CPU; backend auto then tries the GPU paths "
+       "first, then the CPU ones), cpu, cuda or cuda:N (backend auto: only that device)."),
     _p("num_threads", 0, "CPU threads of torch (set once for the whole process at start-up, the extractor "
-       "included) and of ONNX Runtime inference (0: their default).", 0, 256),
+       "included) and of ONNX Runtime inference. 0: what the machine gives without oversubscription, "
+       "max(1, CPUs - 2) (a core each for the feature worker and the executor): eager torch's threads, and "
+       "ONNX Runtime's shared by the sample_workers (1 for narrow decoders).", 0, 256),
     _p("sample_workers", 1,
        "onnxruntime backend on the CPU: how many chunks of the K sampled futures run at once, each on its own "
        "thread (1: one after the other; other backends ignore it). On 2 idle cores 2 made K = 8 cost 3.7x one "
@@ -380,7 +388,7 @@ def validate_values(values: Mapping[str, Any], *, check_files: bool = True,
     if not str(v["image_topic"]).strip():
         problems.append("image_topic: must not be empty")
     if not DEVICE_PATTERN.match(v["device"]):
-        problems.append(f"device: {v['device']!r} is not cpu, cuda or cuda:N")
+        problems.append(f"device: {v['device']!r} is not cpu, cuda or cuda:N, nor auto")
     problems += _backend_problems(v)
     if check_files:
         for name in ("checkpoint", "class_names_file"):
@@ -447,7 +455,9 @@ def _backend_problems(v: Mapping[str, Any]) -> list[str]:
         if not v["onnx_dir"]:
             problems.append(f"onnx_dir: required by backend {entry.name} (a directory written by "
                             "actfusion-export)")
-    device_problem = entry.device_problem(v["device"]) if DEVICE_PATTERN.match(v["device"]) else None
+    # device auto: the backend's own choice (auto) or a GPU if torch sees one, else the CPU, decided at configure
+    device_problem = entry.device_problem(v["device"]) \
+        if DEVICE_PATTERN.match(v["device"]) and v["device"] != "auto" else None
     if device_problem is not None:
         problems.append(f"device: {device_problem}")
     return problems

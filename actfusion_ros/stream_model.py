@@ -8,8 +8,11 @@ adapts it to the stream: seeds per tick, numpy in and out, the consensus of K sa
 :class:`~actfusion_ros.stream_types.ForecastOutput`) by calling :func:`actfusion_model.runtime.forecast`, the
 one forecast function that evaluation and replay also use, on a :mod:`actfusion_model.runtime` backend:
 ``torch`` (an ActFusion model; fp16 autocast, ``torch.compile`` and CUDA graphs through ``backend_options``),
-``onnxruntime`` or ``tensorrt`` (an ``actfusion-export`` directory); what each backend runs and which settings
-it takes is its entry in :mod:`actfusion_model.runtime.registry`. The stream applies the r*N^O rule and its
+``onnxruntime`` or ``tensorrt`` (an ``actfusion-export`` directory), or ``auto`` (an ActFusion model: the
+fastest of them on this machine, its ONNX graphs exported once into a cache; :mod:`actfusion_model.runtime.auto`,
+the choice and its reason kept as ``auto_choice``); what each backend runs and which settings it takes is its
+entry in :mod:`actfusion_model.runtime.registry`. Device ``auto``: a CUDA GPU when torch sees one, else the CPU
+(backend ``auto`` decides it itself). The stream applies the r*N^O rule and its
 cap; the forecaster passes the resulting horizon on, and the forecast function checks it and the features once.
 
 Randomness: the DDIM noise of tick ``k`` comes from a ``torch.Generator`` seeded with
@@ -25,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from actfusion_model.checkpoint import load_checkpoint
+from actfusion_model.checkpoint import Checkpoint, load_checkpoint
 from actfusion_model.config import ModelConfig, model_config
 from actfusion_model.consensus import consensus_probs
 from actfusion_model.features.pipeline import FeaturePipeline, checkpoint_pipeline
@@ -34,7 +37,7 @@ from actfusion_model.runtime import Backend, BackendError, forecast, load_backen
 from actfusion_model.runtime.registry import BACKENDS, CHECKPOINT, EXPORT, BackendEntry, backend_entry, backend_names
 from actfusion_ros.stream_types import ForecastOutput
 
-__all__ = ["BACKENDS", "ForecasterError", "ModelForecaster", "tick_seed"]
+__all__ = ["BACKENDS", "ForecasterError", "ModelForecaster", "resolve_device", "tick_seed"]
 
 DEFAULT_RANDOM_CLASSES = ("reach", "grasp", "pour", "stir", "place")
 
@@ -51,8 +54,22 @@ def tick_seed(seed: int, tick: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
+def resolve_device(device: Any, devices: Sequence[str] = ("cpu", "cuda")) -> Any:
+    """``device`` for a backend that runs on the device kinds ``devices``: ``"auto"`` becomes ``"cuda"`` when
+    torch sees a CUDA GPU (or the backend runs only there) and ``"cpu"`` otherwise, unless the backend takes
+    ``auto`` itself (backend ``auto`` chooses its own device); any other value is returned as it is."""
+    if str(device) != "auto" or "auto" in devices:
+        return device
+    if "cuda" in devices and (torch.cuda.is_available() or "cpu" not in devices):
+        return "cuda"
+    return "cpu"
+
+
 def _check_device(device: str) -> torch.device:
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ForecasterError(f"device {device!r}: {err}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ForecasterError(f"device {device!r} requested but CUDA is not available "
                               f"(torch {torch.__version__}); use device 'cpu'")
@@ -67,6 +84,11 @@ class ModelForecaster:
     ``num_classes``, ``class_names`` and ``input_dim`` describe the model; ``runtime`` is the backend,
     ``model`` the ActFusion model of the torch backend (None otherwise); ``calls`` counts forecasts (the
     tick number used for seeding). Calls are serialised by a lock.
+
+    Backend ``auto`` (a ``model`` and no ``runtime``; ``backend_options``: its entry's, e.g. ``threads``,
+    ``sample_workers``, ``cache_dir``): the backend it chose runs the forecasts; ``backend`` and ``device``
+    name that one, ``auto_choice`` (:class:`~actfusion_model.runtime.auto.AutoChoice`, None for the other
+    backends) says why.
     """
 
     def __init__(self, model: ActFusion | None, class_names: Sequence[str], *, steps: int | None = None,
@@ -77,13 +99,23 @@ class ModelForecaster:
             raise ForecasterError(f"seed must be an int >= 0, got {seed!r}")
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
             raise ForecasterError(f"num_samples must be an int >= 1, got {num_samples!r}")
-        self.device = _check_device(device)
+        device = resolve_device(device, entry.devices)
+        self.auto_choice: Any = None  # backend auto: its AutoChoice (what it chose, and why)
         if runtime is None:
             if entry.runs != CHECKPOINT:
                 raise ForecasterError(f"backend {backend!r} needs an actfusion_model.runtime backend")
             if model is None:
                 raise ForecasterError(f"backend {entry.name!r} needs an ActFusion model")
-            runtime = _load(entry.name, model, device=self.device, **dict(backend_options or {}))
+            if len(class_names) != model.cfg.num_classes:  # before a backend that may export the graphs
+                raise ForecasterError(f"{len(class_names)} class names for a model with {model.cfg.num_classes} "
+                                      f"classes")
+            load_device = device if str(device) == "auto" else _check_device(device)
+            options = {"class_names": list(class_names), **dict(backend_options or {})}
+            runtime = _load(entry.name, model, device=load_device, **options)
+            self.auto_choice = getattr(runtime, "auto_choice", None)
+            if self.auto_choice is not None:  # the backend auto started: name that one
+                entry, device = _entry(self.auto_choice.kind), self.auto_choice.device
+        self.device = _check_device(device)
         cfg: ModelConfig = runtime.config
         if len(class_names) != cfg.num_classes:
             raise ForecasterError(f"{len(class_names)} class names for a model with {cfg.num_classes} classes")
@@ -108,22 +140,26 @@ class ModelForecaster:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, backend: str = "torch", device: str = "cpu",
+    def from_checkpoint(cls, path: str | Path | Checkpoint, *, backend: str = "torch", device: str = "cpu",
                         steps: int | None = None, seed: int = 0, class_names: Sequence[str] | None = None,
                         expected_config: ModelConfig | None = None,
                         backend_options: Mapping[str, Any] | None = None,
                         num_samples: int = 1) -> "ModelForecaster":
-        """A backend that runs a checkpoint (default ``torch``) over one
-        (:func:`actfusion_model.checkpoint.load_checkpoint`).
+        """A backend that runs a checkpoint (default ``torch``; ``auto``) over one
+        (:func:`actfusion_model.checkpoint.load_checkpoint`; or a :class:`~actfusion_model.checkpoint.Checkpoint`
+        already loaded).
 
         ``class_names`` replaces the names stored in the checkpoint (same count required).
         ``backend_options`` go to the backend, e.g. :class:`actfusion_model.runtime.torch_backend.TorchBackend`'s
-        (``precision``, ``compile``, ``cuda_graphs``: CUDA only).
+        (``precision``, ``compile``, ``cuda_graphs``: CUDA only) or ``auto``'s (``threads``, ``sample_workers``,
+        ``engine_dir``, ``cache_dir``; the export caches the checkpoint's class names, not ``class_names``).
         """
-        ckpt = load_checkpoint(path, expected_config=expected_config)
-        forecaster = cls(ckpt.model, list(class_names) if class_names is not None else ckpt.class_names,
-                         steps=steps, seed=seed, device=device, backend=backend,
-                         backend_options=backend_options, num_samples=num_samples)
+        ckpt = path if isinstance(path, Checkpoint) else load_checkpoint(path, expected_config=expected_config)
+        names = list(class_names) if class_names is not None else list(ckpt.class_names)
+        # the backend's own names are the checkpoint's (backend auto caches them with the export)
+        options = {"class_names": list(ckpt.class_names), **dict(backend_options or {})}
+        forecaster = cls(ckpt.model, names, steps=steps, seed=seed, device=device, backend=backend,
+                         backend_options=options, num_samples=num_samples)
         forecaster.pipeline = checkpoint_pipeline(ckpt.metadata)
         return forecaster
 
@@ -135,7 +171,8 @@ class ModelForecaster:
         """A backend that runs an ``actfusion-export`` directory (``onnxruntime``, ``tensorrt``: its registry
         entry runs :data:`~actfusion_model.runtime.registry.EXPORT`).
 
-        ``device``: default the entry's first device kind (cpu for onnxruntime, cuda for tensorrt). The
+        ``device``: default the entry's first device kind (cpu for onnxruntime, cuda for tensorrt; ``auto``:
+        :func:`resolve_device`). The
         deployment settings go to the backends whose entry takes them (the entry names the option):
         ``engine_dir``: TensorRT engine cache (default ``<onnx_dir>/tensorrt``; engines are built there on
         first use); ``threads``: ONNX Runtime intra-op threads; ``sample_workers``: ONNX Runtime's concurrent
@@ -146,7 +183,7 @@ class ModelForecaster:
         if entry.runs != EXPORT:
             exports = [name for name in backend_names() if backend_entry(name).runs == EXPORT]
             raise ForecasterError(f"from_export serves {' and '.join(exports)}, not {backend!r}")
-        device = device or entry.default_device
+        device = resolve_device(device or entry.default_device, entry.devices)
         options = entry.options_from(threads=threads, engine_dir=engine_dir, sample_workers=sample_workers)
         try:
             runtime = load_backend(entry.name, Path(onnx_dir), device=device, **options)

@@ -37,6 +37,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             gc.enable()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _export_cache(tmp_path_factory: pytest.TempPathFactory) -> Generator[None, None, None]:
+    """Backend ``auto`` (the node's default) caches its ONNX exports under ``$ACTFUSION_CACHE_DIR``: during the
+    tests a session directory (nodes started as processes inherit it), never the user's ``~/.cache``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ACTFUSION_CACHE_DIR", str(tmp_path_factory.mktemp("actfusion_cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _restore_signal_handlers() -> Generator[None, None, None]:
     """Tests that run the node's ``main()`` in-process (rclpy.init installs its own handlers, the node its

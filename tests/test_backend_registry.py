@@ -72,7 +72,8 @@ def test_an_unknown_backend_option_or_device_is_refused_with_what_is_accepted(tm
 def test_the_registry_drives_the_parameter_validation() -> None:
     assert spec("backend").choices == backend_names()
     assert "backend: 'jax' is not one of torch, onnxruntime, tensorrt, auto" in _problems(backend="jax")
-    assert "device: backend tensorrt runs on cuda, got 'cpu'" in _problems(backend="tensorrt", onnx_dir="x")
+    assert "device: backend tensorrt runs on cuda, got 'cpu'" in _problems(backend="tensorrt", onnx_dir="x",
+                                                                           device="cpu")
     assert _problems(backend="onnxruntime")[0].startswith("onnx_dir: required by backend onnxruntime")
 
 

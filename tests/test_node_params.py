@@ -66,7 +66,7 @@ def test_valid_settings() -> None:
     assert s.stream.max_horizon_s is None  # negative: no cap
     assert s.ddim_steps is None  # 0: the checkpoint's value
     assert s.extractor_kwargs == {"grid": 2, "bins": 4}
-    assert s.device == "cuda:1" and s.backend == "torch" and s.qos_depth == 1
+    assert s.device == "cuda:1" and s.backend == "auto" and s.qos_depth == 1  # backend auto: the default
     assert validate_values({**OK, "ddim_steps": 7}).ddim_steps == 7
 
 
@@ -105,7 +105,7 @@ def test_image_size_limit_and_future_frames_parameters() -> None:
 
 
 def test_cross_parameter_rules(tmp_path: Path) -> None:
-    assert one_problem().startswith("checkpoint: required by backend torch")
+    assert one_problem().startswith("checkpoint: required by backend auto")
     assert one_problem(checkpoint="/no/model.pt").startswith("checkpoint: file not found: /no/model.pt")
     ckpt = tmp_path / "m.pt"
     ckpt.write_bytes(b"x")
@@ -116,8 +116,9 @@ def test_cross_parameter_rules(tmp_path: Path) -> None:
     assert one_problem(backend="onnxruntime").startswith("onnx_dir: required by backend onnxruntime")
     assert one_problem(backend="onnxruntime", onnx_dir=str(tmp_path / "none")).startswith(
         "onnx_dir: directory not found")
-    assert one_problem(backend="tensorrt", onnx_dir=str(tmp_path)).startswith(
+    assert one_problem(backend="tensorrt", onnx_dir=str(tmp_path), device="cpu").startswith(
         "device: backend tensorrt runs on cuda")
+    validate_values({"backend": "tensorrt", "onnx_dir": str(tmp_path)})  # device auto: the GPU, at configure
     s = validate_values({"backend": "tensorrt", "onnx_dir": str(tmp_path), "device": "cuda",
                          "engine_dir": str(tmp_path / "engines")})
     assert (s.backend, s.onnx_dir, s.engine_dir) == ("tensorrt", str(tmp_path), str(tmp_path / "engines"))
