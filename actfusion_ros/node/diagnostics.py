@@ -29,7 +29,7 @@ from actfusion_ros.stream import StreamingAnticipator
 from actfusion_ros.stream_types import ForecastResult
 
 __all__ = ["IDENTITIES", "Identity", "MissedFrameEstimator", "NodeDiagnostics", "TickOverrunCounter", "TickSnapshot",
-           "TickStats", "identity_violations"]
+           "TickStats", "backend_values", "identity_violations"]
 
 _MAX_DURATIONS = 100_000
 
@@ -294,6 +294,7 @@ class NodeDiagnostics:
         self._clock = clock
         self._prev: tuple[float, int] | None = None  # (clock, frames_accepted) at the previous call
         self._prev_future = 0
+        self._backend = backend_values(stream.forecaster)  # the forecaster is fixed until cleanup
 
     def values(self) -> tuple[str, str, dict[str, Any]]:
         """``(level, message, values)`` of the current status; each call starts a new measuring period
@@ -341,6 +342,7 @@ class NodeDiagnostics:
             "resets": st.resets,
             "dropped_features": st.dropped_features,
             "last_stamp_ns": result.stamp_ns if result else 0,
+            **self._backend,
         }
         values.update({f"bad_images.{k}": n for k, n in sorted(bad.items())})
         values.update({f"stream_skips.{k}": n for k, n in sorted(st.skip_reasons.items())})
@@ -368,6 +370,24 @@ class NodeDiagnostics:
         if reason == "warming_up" or (result is not None and result.partial):
             return "ok", f"warming up ({st.buffer_length} features)"
         return "ok", f"forecasting (episode {st.episode}, {st.buffer_length} features)"
+
+
+def backend_values(forecaster: Any) -> dict[str, str]:
+    """The /diagnostics values naming what runs the forecasts: ``backend`` (torch, onnxruntime, tensorrt),
+    ``backend_device``, and with backend ``auto`` ``backend_auto``: what it chose and why (the reason it
+    logged at configure). A forecaster that names no backend (a test's stand-in) gives none."""
+    out: dict[str, str] = {}
+    backend = getattr(forecaster, "backend", None)
+    if isinstance(backend, str):
+        out["backend"] = backend
+        device = getattr(forecaster, "device", None)
+        if device is not None:
+            out["backend_device"] = str(device)
+    choice = getattr(forecaster, "auto_choice", None)
+    reason = getattr(choice, "reason", None)
+    if isinstance(reason, str):
+        out["backend_auto"] = reason
+    return out
 
 
 # ---------------------------------------------------------------------- the sums the values satisfy
