@@ -56,9 +56,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.params is not None:
         if not args.params.is_file():
             raise ReplayError(f"--params {args.params}: no such file")
-    elif args.backend == "torch":
+    elif _runs_checkpoint(args.backend):
         if not args.checkpoint:
-            raise ReplayError("backend torch needs --checkpoint")
+            raise ReplayError(f"backend {args.backend} needs --checkpoint")
         if not args.checkpoint.is_file():
             raise ReplayError(f"--checkpoint {args.checkpoint}: no such file")
     else:
@@ -89,12 +89,19 @@ def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
         "num_threads": args.threads or 0, "tick_rate_hz": args.tick_rate, "ratio": args.ratio,
         "max_horizon_s": args.max_horizon_s, "max_window_s": args.max_window_s,
         "min_observed_frames": args.min_observed, "stale_after_s": _NEVER_S, "episode_gap_s": _NEVER_S}
-    if args.backend == "torch":
+    if _runs_checkpoint(args.backend):
         values["checkpoint"] = str(args.checkpoint)
     else:
         values["onnx_dir"] = str(args.onnx_dir)
         values["engine_dir"] = str(args.engine_dir or "")
     return values
+
+
+def _runs_checkpoint(backend: str) -> bool:
+    """Whether ``backend`` runs a checkpoint (torch, auto) rather than an ``actfusion-export`` directory."""
+    from actfusion_model.runtime.registry import CHECKPOINT, backend_entry
+
+    return backend_entry(backend).runs == CHECKPOINT
 
 
 def pipeline_settings(args: argparse.Namespace, defaults: Mapping[str, Any]) -> tuple[NodeSettings, Any]:
@@ -160,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", type=Path,
                     help="the node's params file (ROS 2 YAML): model, extractor, stream and tick rate exactly as "
                          "actfusion_node runs them (replaces the model and stream flags below)")
-    ap.add_argument("--checkpoint", type=Path, help="our checkpoint (backend torch; also names the pipeline)")
+    ap.add_argument("--checkpoint", type=Path, help="our checkpoint (backends torch and auto; also names the pipeline)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--image-topic", default="/camera/image_raw")
     ap.add_argument("--label-topic", help="std_msgs/String topic with the ground-truth action")
@@ -177,12 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--num-samples", type=int, default=1,
                     help="futures sampled per forecast; K > 1 scores their per-frame consensus")
-    ap.add_argument("--backend", default="torch", choices=BACKENDS)
+    ap.add_argument("--backend", default="torch", choices=BACKENDS,
+                    help="torch (default), auto (the node's default: the checkpoint's ONNX graphs exported once, "
+                         "cached, run by the fastest backend the device has), onnxruntime or tensorrt (--onnx-dir)")
     ap.add_argument("--onnx-dir", type=Path, help="actfusion-export directory (onnxruntime / tensorrt)")
     ap.add_argument("--engine-dir", type=Path, help="TensorRT engine cache (default <onnx-dir>/tensorrt)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--lookahead", type=float, nargs="*", default=list(DEFAULT_LOOKAHEAD_S))
-    ap.add_argument("--threads", type=int, help="torch CPU threads (small models: 1 is fastest on a busy CPU)")
+    ap.add_argument("--threads", type=int, help="inference CPU threads (small models: 1 is fastest on a busy CPU; "
+                                                "default: the node's, max(1, CPUs - 2))")
     ap.add_argument("--baseline-labels", type=Path, nargs="+", metavar="PATH",
                     help="training labels for the grammar baselines: an MS-TCN dataset root (with "
                          "--baseline-split), a groundTruth directory, or label files")
