@@ -261,31 +261,31 @@ def test_shipped_configs_load(data: Path):
     configs = Path(__file__).resolve().parents[1] / "training" / "configs"
     got = {p.stem: resolve_config(p, facts) for p in sorted(configs.glob("*.yaml"))}
     assert set(got) == {"50salads", "breakfast", "gtea", "tiny", "50salads_onehot", "cpu_hour", "demo",
-                        "cpu_hour_no_stretch", "cpu_hour_whole_videos"}
+                        "cpu_hour_no_stretch", "cpu_hour_long_videos"}
     salads, breakfast = got["50salads"], got["breakfast"]
     assert (salads.training.lr, salads.training.accumulate, salads.model.sample_rate) == (5e-4, 4, 8)
     assert (breakfast.training.lr, breakfast.loss.soft_label_sigma, breakfast.model.enc_dim) == (1e-4, 4.0, 256)
     assert (got["gtea"].training.weight_decay, got["gtea"].model.cond_layers) == (1e-6, (7, 9))
     assert all("ant_ratio" in c.masking.types for c in got.values())
-    for name in ("cpu_hour", "cpu_hour_whole_videos", "demo"):  # CPU-budget recipes: batched, EMA, cosine LR
+    for name in ("cpu_hour", "cpu_hour_long_videos", "demo"):  # CPU-budget recipes: batched, EMA, cosine LR
         c = got[name]
         assert (c.training.batch_size, c.training.lr_schedule, c.loss.class_weighting) == (4, "cosine", False)
         assert c.model.dec_input_condition and c.loss.dec_timesteps_per_video == 4 and c.training.ema_decay > 0
-    # the recipe: carry, windows, sample rate from the data (2 for these GTEA-length videos), validation by the
-    # clock; its ablation (the recipe before them) differs in exactly those keys
-    recipe, before = got["cpu_hour"], got["cpu_hour_whole_videos"]
-    assert (recipe.model.masked_input, recipe.model.sample_rate) == ("carry", 2)
+    # the long-video variant: carry, windows, sample rate from the data (2 for these GTEA-length videos),
+    # validation by the clock; the recipe differs from it in exactly those keys
     from actfusion_training.run_config import auto_windows
+    recipe, long_videos = got["cpu_hour"], got["cpu_hour_long_videos"]
     windows = auto_windows(facts.median_frames, 2)  # masking.window_*: auto, from the data
-    assert (recipe.masking.window_observed, recipe.masking.window_future) == windows
-    assert (recipe.training.eval_every_minutes, recipe.training.validation_max_videos) == (10, 24)
+    assert (long_videos.model.masked_input, long_videos.model.sample_rate) == ("carry", 2)
+    assert (long_videos.masking.window_observed, long_videos.masking.window_future) == windows
+    assert (long_videos.training.eval_every_minutes, long_videos.training.validation_max_videos) == (10, 24)
     assert dataclasses.replace(
-        before, model=dataclasses.replace(before.model, masked_input="carry", sample_rate=2),
-        masking=dataclasses.replace(before.masking, window_observed=windows[0], window_future=windows[1]),
-        training=dataclasses.replace(before.training, eval_every_minutes=10, validation_max_videos=24)) == recipe
-    # speed augmentation on; its ablation is the earlier recipe with masking.time_stretch off, nothing else
+        recipe, model=dataclasses.replace(recipe.model, masked_input="carry", sample_rate=2),
+        masking=dataclasses.replace(recipe.masking, window_observed=windows[0], window_future=windows[1]),
+        training=dataclasses.replace(recipe.training, eval_every_minutes=10, validation_max_videos=24)) == long_videos
+    # speed augmentation on; its ablation is the recipe with masking.time_stretch off, nothing else
     assert recipe.masking.time_stretch == 1.25 and got["cpu_hour_no_stretch"].masking.time_stretch == 1.0
-    assert dataclasses.replace(got["cpu_hour_no_stretch"], masking=before.masking) == before
+    assert dataclasses.replace(got["cpu_hour_no_stretch"], masking=recipe.masking) == recipe
 
 
 # ---------------------------------------------------------------------------------------------- parts
