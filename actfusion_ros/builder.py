@@ -91,7 +91,10 @@ def build_anticipator(settings: NodeSettings, *, forecaster: Forecaster | None =
     if forecaster is None:
         if log is not None:
             log("loading the model")
-        forecaster = build_forecaster(s, extractor.dim, names, log=log)
+        forecaster = build_forecaster(s, extractor.dim, names)
+    reason = getattr(getattr(forecaster, "auto_choice", None), "reason", None)
+    if isinstance(reason, str) and log is not None:
+        log(f"backend auto: {reason}")  # what backend auto chose and why (also in /diagnostics: backend_auto)
     if names is None:
         names = list(forecaster.class_names)
     try:
@@ -113,17 +116,16 @@ def build_anticipator(settings: NodeSettings, *, forecaster: Forecaster | None =
         raise StartupError(str(err)) from None
 
 
-def build_forecaster(settings: NodeSettings, input_dim: int, class_names: Sequence[str] | None, *,
-                     log: Callable[[str], object] | None = None) -> Forecaster:
+def build_forecaster(settings: NodeSettings, input_dim: int, class_names: Sequence[str] | None) -> Forecaster:
     """The :class:`~actfusion_ros.stream_model.ModelForecaster` the settings name (backend, files, seed): a
     backend whose registry entry runs a checkpoint loads ``checkpoint``, one that runs an export ``onnx_dir``.
 
     Backend ``auto`` (:mod:`actfusion_model.runtime.auto`) exports the checkpoint's graphs once (cached by
     content and export options, ``$ACTFUSION_CACHE_DIR`` or ``~/.cache/actfusion_ros``) and starts the fastest
-    backend the device allows; ``log`` gets one line, ``backend auto: <chosen> on <device>: <reason>``, and the
-    forecaster keeps the choice as ``auto_choice``. With ``random_weights`` it runs eager torch (a tiny
-    untrained test model: nothing worth exporting), on the CPU unless ``device`` names a GPU. Thread counts:
-    the module docstring."""
+    backend the device allows; the forecaster keeps the choice as ``auto_choice`` (:func:`build_anticipator`
+    logs it in one line, ``backend auto: <chosen> on <device>: <reason>``). With ``random_weights`` it runs
+    eager torch (a tiny untrained test model: nothing worth exporting), on the CPU unless ``device`` names a
+    GPU. Thread counts: the module docstring."""
     from actfusion_model.checkpoint import CheckpointError, load_checkpoint
     from actfusion_model.runtime.registry import CHECKPOINT, backend_entry
     from actfusion_model.torch_threads import set_process_threads
@@ -158,9 +160,6 @@ def build_forecaster(settings: NodeSettings, input_dim: int, class_names: Sequen
         raise StartupError(f"cannot load the model: {err}") from None
     if forecaster.backend == "torch" and not s.num_threads:
         set_process_threads(default_threads())  # eager torch: the cores the feature worker and executor leave
-    choice = forecaster.auto_choice
-    if choice is not None and log is not None:
-        log(f"backend auto: {choice.reason}")
     return forecaster
 
 
