@@ -11,6 +11,7 @@ return types, or annotated ``tensorrt.Class``), must be in both checked-in name 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,18 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
-sys.path.insert(0, str(DATA))
 
-from tensorrt_api_names import read_names  # noqa: E402
+
+def _load_name_lists_module():
+    """tests/data/tensorrt_api_names.py (a script beside the name lists it writes and reads), loaded by path."""
+    spec = importlib.util.spec_from_file_location("tensorrt_api_names", DATA / "tensorrt_api_names.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+read_names = _load_name_lists_module().read_names
 
 #: Modules that call TensorRT (the test fails if one stops importing it, so the list stays true).
 TENSORRT_MODULES = ("model/runtime/tensorrt_backend.py",)
